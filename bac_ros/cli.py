@@ -1,0 +1,186 @@
+"""`bac` command line: schedule | bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .core.config import PACKAGE_ROOT, ConfigError, PolicyConfig
+from .core.schedule import METHODS, Schedule, ScheduleError
+
+SCHEDULE_DIR = PACKAGE_ROOT / "schedules"
+
+
+def _csv(kind):
+    def parse(text: str):
+        return [kind(x) for x in text.split(",") if x.strip()]
+    return parse
+
+
+def _load_policy(args):
+    import torch
+
+    from .core.policy import DiffusionPolicy
+
+    cfg = PolicyConfig.load(args.config)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return DiffusionPolicy.build(cfg, args.checkpoint, seed=args.seed)
+
+
+def _observations(policy, n: int, seed: int):
+    from .core.policy import synthetic_observations
+
+    return synthetic_observations(policy.cfg, n, seed)
+
+
+def plot_update_map(schedule: Schedule, path: Path) -> Path:
+    """PNG of the per-block update steps: rows = blocks in forward order, columns = steps."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ids = list(schedule.blocks)
+    grid = schedule.update_mask(ids).T.astype(float)
+    bua = set((schedule.bua or {}).get("blocks", []))
+    fig, ax = plt.subplots(figsize=(max(4, schedule.num_steps * 0.12 + 2), len(ids) * 0.22 + 1.2))
+    ax.imshow(grid, aspect="auto", cmap="Greys", vmin=0, vmax=1.4, interpolation="nearest")
+    ax.set_yticks(np.arange(len(ids)), [f"{b} *" if b in bua else b for b in ids], fontsize=7)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("denoising step (0 = noisiest)")
+    ax.set_title(f"{schedule.label}: {int(grid.sum())} block updates of {grid.size} "
+                 f"(* = bubbling-union block)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cmd_schedule(args) -> int:
+    from tqdm import tqdm
+
+    from .core import calibrate
+
+    policy = _load_policy(args)
+    cfg = policy.cfg
+    methods, sizes = args.method, args.num_updates or [None]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"unknown method(s) {bad}; choose from {list(METHODS)}")
+    if args.out and len(methods) * len(sizes) != 1:
+        raise SystemExit("--out names one file: give one method and one --num-updates, or use --out-dir")
+    image, state = _observations(policy, args.observations, args.seed)
+    stats = None
+    if any(m in ("acs-unified", "acs-blockwise", "bac") for m in methods):
+        with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
+            stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update)
+    for method in methods:
+        for s in sizes:
+            if method != "full" and s is None:
+                raise SystemExit(f"method '{method}' needs --num-updates")
+            sched = calibrate.make_schedule(policy, method, s, stats, top_n=args.top_n, force_last=args.force_last,
+                                            image=image[: args.teacache_observations],
+                                            state=state[: args.teacache_observations], seed=args.seed)
+            suffix = "_last" if args.force_last and method != "full" else ""
+            out = Path(args.out) if args.out else Path(args.out_dir) / f"{cfg.name}_{method}_s{sched.num_updates}{suffix}.json"
+            sched.save(out)
+            extra = ""
+            if not sched.is_dynamic:
+                extra = f", map {plot_update_map(sched, out.with_suffix('.png'))}"
+            print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")
+    return 0
+
+
+def _schedules_for(cfg: PolicyConfig, paths: list[str] | None) -> list[Schedule]:
+    if paths:
+        return [Schedule.load(p, cfg) for p in paths]
+    found = []
+    for p in sorted(SCHEDULE_DIR.glob("*.json")):
+        try:
+            found.append(Schedule.load(p, cfg))
+        except ScheduleError:
+            continue  # made for another model
+    if not found:
+        raise SystemExit(f"no schedule in {SCHEDULE_DIR} fits config '{cfg.name}': make one with `bac schedule`")
+    return found
+
+
+def cmd_bench(args) -> int:
+    from tqdm import tqdm
+
+    from .core import bench
+
+    policy = _load_policy(args)
+    cfg = policy.cfg
+    schedules = _schedules_for(cfg, args.schedule)
+    image, state = _observations(policy, args.observations, args.seed + 1)  # not the calibration set
+    print(f"config {cfg.name} ({cfg.n_layer} layers, n_emb {cfg.n_emb}, {cfg.sampler.type} K={cfg.num_steps}), "
+          f"weights {policy.weights_id}, {args.observations} observations x {args.repeats} repeats, "
+          f"torch threads {__import__('torch').get_num_threads()}")
+    total = args.observations * args.repeats
+    with tqdm(total=total, desc="bench", unit="obs", file=sys.stderr) as bar:
+        rows = bench.run(policy, schedules, image, state, repeats=args.repeats, seed=args.seed,
+                         progress=bar.update)
+    print(bench.format_table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps([{k: r[k] for k in (*bench.ROW_KEYS, "mean_updates", "hz")}
+                                               for r in rows], indent=1))
+        print(f"wrote {args.json}")
+    if args.profile:
+        print()
+        print(bench.profile(policy, schedules, image, state))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bac", description="Block-wise Adaptive Caching for a DP-T grasp policy.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--config", default="cpu", help="policy config: a name in config/ (cpu, paper) or a path")
+        sp.add_argument("--checkpoint", help="checkpoint directory (model.safetensors + config.json); "
+                                             "default: untrained weights from --seed")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=0, help="torch threads (default: the config's)")
+
+    s = sub.add_parser("schedule", help="calibrate and write caching schedules (JSON + update-map PNG)")
+    common(s)
+    s.add_argument("--method", type=_csv(str), default=["bac"], help=f"comma list of {', '.join(METHODS)}")
+    s.add_argument("--num-updates", type=_csv(int), help="S: updates per block (comma list)")
+    s.add_argument("--top-n", type=int, default=3, help="bubbling-union blocks (bac)")
+    s.add_argument("--force-last", action="store_true", help="every block also updates at the final step")
+    s.add_argument("--observations", type=int, default=64, help="calibration observations")
+    s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
+    s.add_argument("--out", help="output file (one schedule)")
+    s.add_argument("--out-dir", default=str(SCHEDULE_DIR), help="output folder (file names from config/method/S)")
+    s.set_defaults(func=cmd_schedule)
+
+    b = sub.add_parser("bench", help="time full precision and schedules in one run; print the table")
+    common(b)
+    b.add_argument("--schedule", nargs="+", help="schedule files (default: every file in schedules/ for this model)")
+    b.add_argument("--observations", type=int, default=8)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--json", help="write the rows as JSON")
+    b.add_argument("--profile", action="store_true", help="also split the time into fixed work and blocks")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ScheduleError, FileNotFoundError, ValueError) as e:
+        print(f"bac {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

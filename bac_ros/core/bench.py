@@ -1,0 +1,165 @@
+"""Benchmark: full precision and schedules timed in one run, on the same observations and noise."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from typing import Callable
+
+import torch
+
+from . import flops
+from .caching import PlainDenoiser, TeaCacheDenoiser
+from .policy import DiffusionPolicy
+from .schedule import Schedule
+
+ROW_KEYS = ("method", "num_updates", "ms_median", "speedup", "gflops", "action_mse", "action_max_abs")
+
+
+def updates_by_kind(policy: DiffusionPolicy, denoiser) -> dict[str, float]:
+    """Recomputations per block kind in the last inference of `denoiser`."""
+    n_layer, k = policy.cfg.n_layer, policy.cfg.num_steps
+    if isinstance(denoiser, PlainDenoiser):
+        return {kind: n_layer * k for kind in ("sa", "ca", "ffn")}
+    if isinstance(denoiser, TeaCacheDenoiser):
+        return {kind: n_layer * len(denoiser.computed_steps) for kind in ("sa", "ca", "ffn")}
+    counts: Counter = Counter()
+    for b, steps in denoiser.schedule.blocks.items():
+        counts[b.split(".")[1]] += len(steps)
+    return dict(counts)
+
+
+def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+        repeats: int = 3, seed: int = 0, with_runtime_full: bool = True,
+        progress: Callable[[], None] | None = None) -> list[dict]:
+    """Rows of ROW_KEYS (+ `label`, `mean_updates`), the `full` row first. `full` is the plain model;
+    `full-runtime` (if asked) is the full schedule through the caching runtime: it isolates what the
+    once-per-inference work alone buys."""
+    cfg = policy.cfg
+    n = image.shape[0]
+    entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]
+    if with_runtime_full:
+        entries.append(("full-runtime", cfg.num_steps, policy.denoiser(Schedule.full(cfg))))
+    for s in schedules:
+        if s.method == "full":
+            continue  # the same as full-runtime
+        entries.append((s.method, s.num_updates, policy.denoiser(s)))
+    g = torch.Generator().manual_seed(seed)
+    noises = [torch.randn(1, cfg.horizon, cfg.action_dim, generator=g) for _ in range(n)]
+
+    def infer(i: int, den) -> torch.Tensor:
+        # Same initial noise and (for DDPM) the same per-step noise for every method.
+        gen = torch.Generator().manual_seed(seed + 1000 + i)
+        return policy.executable(policy.predict(image[i:i + 1], state[i:i + 1], den, noises[i].clone(), gen))
+
+    times: dict[int, list[float]] = {e: [] for e in range(len(entries))}
+    actions: dict[int, list[torch.Tensor]] = {e: [] for e in range(len(entries))}
+    updates: dict[int, list[dict]] = {e: [] for e in range(len(entries))}
+    for e, (_, _, den) in enumerate(entries):  # warm-up
+        infer(0, den)
+    for rep in range(repeats):
+        for i in range(n):
+            for e, (_, _, den) in enumerate(entries):
+                t0 = time.perf_counter()
+                a = infer(i, den)
+                times[e].append(time.perf_counter() - t0)
+                if rep == 0:
+                    actions[e].append(a)
+                    updates[e].append(updates_by_kind(policy, den))
+            if progress:
+                progress()
+    enc = flops.encoder_flops(policy.obs_encoder.image, cfg.encoder.image_shape, cfg.n_obs_steps)
+    ref = torch.cat(actions[0])
+    full_ms = statistics.median(times[0]) * 1e3
+    rows = []
+    for e, (method, s, den) in enumerate(entries):
+        a = torch.cat(actions[e])
+        ms = statistics.median(times[e]) * 1e3
+        mean_upd = {k: statistics.fmean(u[k] for u in updates[e]) for k in updates[e][0]}
+        gfl = flops.inference_flops(cfg, mean_upd, enc, hoisted=getattr(den, "hoist", False)) / 1e9
+        rows.append({"method": method, "num_updates": s, "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
+                     "action_mse": float(((a - ref) ** 2).mean()), "action_max_abs": float((a - ref).abs().max()),
+                     "mean_updates": sum(mean_upd.values()) / (3 * cfg.n_layer),
+                     "hz": 1e3 / ms})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'method':<14}{'S':>4}{'upd/blk':>9}{'ms':>9}{'Hz':>8}{'speedup':>9}{'GFLOPs':>9}"
+            f"{'act MSE':>11}{'act max':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        s = "-" if r["num_updates"] is None else r["num_updates"]
+        lines.append(f"{r['method']:<14}{s:>4}{r['mean_updates']:>9.1f}{r['ms_median']:>9.2f}{r['hz']:>8.1f}"
+                     f"{r['speedup']:>8.2f}x{r['gflops']:>9.3f}{r['action_mse']:>11.2e}{r['action_max_abs']:>10.2e}")
+    return "\n".join(lines)
+
+
+def _median_ms(fn: Callable[[], object], n: int) -> float:
+    fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+@torch.inference_mode()
+def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+            repeats: int = 30) -> str:
+    """Where one inference's time goes: each piece timed on its own, then composed per method and set
+    against the measured whole. `fixed/step` is what no schedule can skip."""
+    cfg, m = policy.cfg, policy.model
+    img, st = image[:1], state[:1]
+    cond = policy.encode_obs(img, st)
+    x = torch.randn(1, cfg.horizon, cfg.action_dim)
+    t = policy.scheduler.timesteps[cfg.num_steps // 2]
+    h = m.embed_sample(x)
+    time_tok, obs_tok = m.time_token(t, 1), m.obs_tokens(cond)
+    eps = m(x, t, cond)
+    enc_ms = _median_ms(lambda: policy.encode_obs(img, st), repeats)
+    hoist_ms = _median_ms(lambda: [layer.ca.memory_kv(m.obs_tokens(cond)) for layer in m.layers], repeats)
+
+    def fixed():
+        m.output(m.embed_sample(x) + h)
+        policy.scheduler.step(eps, t, x)
+        y = h
+        for _ in range(3 * cfg.n_layer):
+            y = y + h
+
+    fixed_ms = _median_ms(fixed, repeats)
+    obs_kv = [layer.ca.memory_kv(obs_tok) for layer in m.layers]
+
+    time_kv = [layer.ca.memory_kv(time_tok) for layer in m.layers]
+
+    def ca(li):
+        layer = m.layers[li]
+        kt, vt = time_kv[li]
+        ko, vo = obs_kv[li]
+        return layer.ca.attend(h, torch.cat([kt, ko], 2), torch.cat([vt, vo], 2), m.memory_mask)
+
+    block_ms = {
+        "sa": statistics.fmean(_median_ms(lambda L=L: L.sa(h, m.self_mask), repeats) for L in m.layers),
+        "ca": statistics.fmean(_median_ms(lambda li=li: ca(li), repeats) for li in range(cfg.n_layer)),
+        "ffn": statistics.fmean(_median_ms(lambda L=L: L.ffn(h), repeats) for L in m.layers)}
+    lines = [f"pieces (ms), timed alone: obs encoder {enc_ms:.3f} | obs tokens + K/V (once) {hoist_ms:.3f} | "
+             f"fixed/step {fixed_ms:.3f} | per recompute: sa {block_ms['sa']:.3f}, ca {block_ms['ca']:.3f}, "
+             f"ffn {block_ms['ffn']:.3f}",
+             f"{'method':<14}{'S':>4}{'once':>8}{'fixed':>9}{'blocks':>9}{'sum':>9}{'measured':>10}{'other':>8}"
+             f"{'fixed share':>13}"]
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
+    entries = [("full-runtime", Schedule.full(cfg))] + [(s.method, s) for s in schedules if s.method != "full"]
+    for name, s in entries:
+        den = policy.denoiser(s)
+        measured = _median_ms(lambda: policy.predict(img, st, den, noise.clone(), torch.Generator().manual_seed(1)),
+                              max(3, repeats // 3))
+        upd = updates_by_kind(policy, den)
+        once = enc_ms + hoist_ms
+        fixed_total = fixed_ms * cfg.num_steps
+        blocks = sum(block_ms[k] * n for k, n in upd.items())
+        total = once + fixed_total + blocks
+        lines.append(f"{name:<14}{s.num_updates or '-':>4}{once:>8.2f}{fixed_total:>9.2f}{blocks:>9.2f}{total:>9.2f}"
+                     f"{measured:>10.2f}{measured - total:>8.2f}{(once + fixed_total) / measured:>12.0%}")
+    return "\n".join(lines)

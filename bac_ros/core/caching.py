@@ -1,0 +1,171 @@
+"""Denoiser runtimes: one call per denoising step, same interface for plain, block-cached and TeaCache.
+
+    d.begin(cond)                       # once per inference: observation features (B, To, F)
+    eps = d.step(k, sample, timestep)   # k = 0 .. K-1
+
+`CachedDenoiser` runs a static `Schedule`: at step k each block either recomputes its residual branch
+(and stores it) or adds its stored output to the residual stream. The per-step plan is a precomputed
+tuple of bools, so a reused block costs one tensor add.
+
+Exact work hoisting (same ops on the same inputs, so results are bit-identical to the plain model):
+- once per runtime: the time token of every step and its cross-attention key/value row in every layer
+  (they depend only on the fixed timestep sequence and the weights; build a new runtime after changing
+  the weights);
+- once per inference (`begin`): the observation tokens and their cross-attention keys/values.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .model import TransformerForDiffusion
+from .schedule import Schedule
+
+# recorder(step, block_index, branch_output) - for calibration and tests; None in production.
+Recorder = Callable[[int, int, torch.Tensor], None]
+
+
+class PlainDenoiser:
+    """The uncached model, exactly as trained: everything recomputed at every step."""
+
+    method = "full"
+
+    def __init__(self, model: TransformerForDiffusion):
+        self.model = model
+        self.updates = 0  # block updates in the last inference
+        self._cond = None
+
+    def begin(self, cond: torch.Tensor) -> None:
+        self._cond = cond
+        self.updates = 0
+
+    def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        self.updates += 3 * len(self.model.layers)
+        return self.model(sample, timestep, self._cond)
+
+
+@torch.inference_mode()
+def time_tables(model: TransformerForDiffusion, timesteps: torch.Tensor):
+    """Per step k: the time token (1, 1, E) and, per layer, its cross-attention (k, v) row."""
+    tokens = [model.time_token(t, 1) for t in timesteps]
+    kv = [[layer.ca.memory_kv(tok) for layer in model.layers] for tok in tokens]
+    return tokens, kv
+
+
+class CachedDenoiser:
+    """Step k must be called with `timesteps[k]` (the scheduler's sequence the runtime was built for)."""
+
+    def __init__(self, model: TransformerForDiffusion, schedule: Schedule, timesteps: torch.Tensor,
+                 hoist: bool = True, recorder: Recorder | None = None):
+        cfg = model.cfg
+        schedule.validate(cfg)
+        if schedule.is_dynamic:
+            raise ValueError("CachedDenoiser runs static schedules; use TeaCacheDenoiser for teacache")
+        self.model, self.schedule, self.hoist, self.recorder = model, schedule, hoist, recorder
+        self.method = schedule.method
+        if len(timesteps) != cfg.num_steps:
+            raise ValueError(f"{len(timesteps)} timesteps for a {cfg.num_steps}-step schedule")
+        if hoist:
+            self._time_tok, self._time_kv = time_tables(model, timesteps)
+        mask = schedule.update_mask(cfg.block_ids)
+        self.plan: list[tuple[bool, ...]] = [tuple(bool(u) for u in row) for row in mask]
+        self.updates_per_step = [sum(row) for row in self.plan]
+        self.updates = 0
+        self._cache: list[torch.Tensor | None] = [None] * len(cfg.block_ids)
+        self._cond = self._obs_tok = None
+        self._obs_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def begin(self, cond: torch.Tensor) -> None:
+        self._cond = cond
+        self._cache = [None] * len(self._cache)
+        self.updates = 0
+        if self.hoist:
+            self._obs_tok = self.model.obs_tokens(cond)
+            self._obs_kv = [layer.ca.memory_kv(self._obs_tok) for layer in self.model.layers]
+
+    def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        m, plan, cache, rec = self.model, self.plan[k], self._cache, self.recorder
+        self.updates += self.updates_per_step[k]
+        if self.hoist:
+            time_kv = self._time_kv[k]
+            if sample.shape[0] != 1:  # tables are for batch 1; expand (a view, no copy) for calibration batches
+                time_kv = [(kt.expand(sample.shape[0], -1, -1, -1), vt.expand(sample.shape[0], -1, -1, -1))
+                           for kt, vt in time_kv]
+        else:
+            if not torch.is_tensor(timestep):
+                timestep = torch.tensor(timestep)
+            time_tok = m.time_token(timestep, sample.shape[0])
+            obs_tok = m.obs_tokens(self._cond)
+        self_mask, memory_mask = m.self_mask, m.memory_mask
+        x = m.embed_sample(sample)
+        j = 0
+        for li, layer in enumerate(m.layers):
+            if plan[j]:
+                cache[j] = layer.sa(x, self_mask)
+                if rec is not None:
+                    rec(k, j, cache[j])
+            x = x + cache[j]
+            if plan[j + 1]:
+                if self.hoist:
+                    kt, vt = time_kv[li]
+                    ko, vo = self._obs_kv[li]
+                    cache[j + 1] = layer.ca.attend(x, torch.cat([kt, ko], dim=2), torch.cat([vt, vo], dim=2),
+                                                   memory_mask)
+                else:
+                    cache[j + 1] = layer.ca(x, time_tok, obs_tok, memory_mask)
+                if rec is not None:
+                    rec(k, j + 1, cache[j + 1])
+            x = x + cache[j + 1]
+            if plan[j + 2]:
+                cache[j + 2] = layer.ffn(x)
+                if rec is not None:
+                    rec(k, j + 2, cache[j + 2])
+            x = x + cache[j + 2]
+            j += 3
+        return m.output(x)
+
+
+class TeaCacheDenoiser:
+    """TeaCache-style dynamic reuse of the whole decoder: accumulate the relative L1 change of the decoder
+    input across steps; while the sum stays below `threshold`, add the last computed decoder residual
+    (output - input) instead of running the layers. The first and last steps always compute.
+    (TeaCache's polynomial rescaling of the change is fitted per model; it is left out here.)"""
+
+    method = "teacache"
+
+    def __init__(self, model: TransformerForDiffusion, threshold: float, timesteps: torch.Tensor):
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        self.model, self.threshold, self.num_steps = model, float(threshold), len(timesteps)
+        self._time_tok, _ = time_tables(model, timesteps)
+        self.hoist = True
+        self.updates = 0
+        self.computed_steps: list[int] = []
+
+    def begin(self, cond: torch.Tensor) -> None:
+        self._obs_tok = self.model.obs_tokens(cond)
+        self._prev_in = self._residual = None
+        self._accum = 0.0
+        self.updates = 0
+        self.computed_steps = []
+
+    def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x_in = m.embed_sample(sample)
+        compute = k == 0 or k == self.num_steps - 1 or self._residual is None
+        if not compute:
+            self._accum += float((x_in - self._prev_in).abs().mean() / self._prev_in.abs().mean().clamp_min(1e-12))
+            compute = self._accum >= self.threshold
+        self._prev_in = x_in
+        if not compute:
+            return m.output(x_in + self._residual)
+        self._accum = 0.0
+        self.updates += 3 * len(m.layers)
+        self.computed_steps.append(k)
+        time_tok = self._time_tok[k].expand(sample.shape[0], -1, -1)
+        x = x_in
+        for layer in m.layers:
+            x = layer(x, time_tok, self._obs_tok, m.self_mask, m.memory_mask)
+        self._residual = x - x_in
+        return m.output(x)

@@ -1,0 +1,141 @@
+"""Calibration: every block's output at every denoising step over a set of observations -> per-block
+K x K cosine similarity and mean pairwise L1 change; and schedules built from them."""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import acs
+from .caching import CachedDenoiser, TeaCacheDenoiser
+from .policy import DiffusionPolicy
+from .schedule import Schedule
+
+
+@dataclass
+class CalibrationStats:
+    block_ids: list[str]
+    similarity: dict[str, np.ndarray]  # block -> (K, K) mean cosine similarity between steps
+    l1_error: dict[str, float]  # block -> mean over step pairs of mean |X_t - X_u|
+    num_observations: int
+
+    @property
+    def num_steps(self) -> int:
+        return next(iter(self.similarity.values())).shape[0]
+
+
+@torch.inference_mode()
+def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, batch_size: int = 16,
+            seed: int = 0, progress: Callable[[int], None] | None = None) -> CalibrationStats:
+    """Run full precision on every observation (N, To, ...) and accumulate the statistics per block."""
+    cfg = policy.cfg
+    n, k, ids = image.shape[0], cfg.num_steps, cfg.block_ids
+    sim_sum = torch.zeros(len(ids), k, k, dtype=torch.float64)
+    l1_sum = torch.zeros(len(ids), dtype=torch.float64)
+    feats: list[list[torch.Tensor | None]] = [[None] * k for _ in ids]
+
+    def record(step: int, j: int, out: torch.Tensor) -> None:
+        feats[j][step] = out.reshape(out.shape[0], -1).double()
+
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, n, batch_size):
+        img, st = image[start:start + batch_size], state[start:start + batch_size]
+        b = img.shape[0]
+        policy.check_obs(img, st)
+        cond = policy.encode_obs(img, st)
+        runtime = CachedDenoiser(policy.model, Schedule.full(cfg), policy.scheduler.timesteps, recorder=record)
+        noise = torch.randn(b, cfg.horizon, cfg.action_dim, generator=g)
+        policy.sample(cond, runtime, noise=noise, generator=g)
+        for j in range(len(ids)):
+            x = torch.stack(feats[j])  # (K, B, D)
+            xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            sim_sum[j] += torch.einsum("kbd,jbd->kj", xn, xn)
+            xb = x.transpose(0, 1)  # (B, K, D)
+            l1_sum[j] += torch.cdist(xb, xb, p=1).sum() / (x.shape[-1] * k * k)
+        if progress:
+            progress(b)
+    return CalibrationStats(block_ids=ids,
+                            similarity={b: (sim_sum[j] / n).numpy() for j, b in enumerate(ids)},
+                            l1_error={b: float(l1_sum[j] / n) for j, b in enumerate(ids)},
+                            num_observations=n)
+
+
+def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, block_ids: list[str],
+                  num_updates: int, top_n: int = 0, force_last: bool = False) -> tuple[dict, dict | None]:
+    """(blocks -> update steps, bua section or None) for a static method."""
+    if method == "full":
+        return {b: list(range(num_steps)) for b in block_ids}, None
+    if method == "uniform":
+        steps = acs.uniform_steps(num_steps, num_updates)
+        if force_last and steps[-1] != num_steps - 1:
+            steps = acs.uniform_steps(num_steps, num_updates - 1) + [num_steps - 1]
+        return {b: steps for b in block_ids}, None
+    if stats is None:
+        raise ValueError(f"method '{method}' needs calibration statistics")
+    if method == "acs-unified":
+        steps = acs.optimal_update_steps(stats.similarity[block_ids[0]], num_updates, force_last)
+        return {b: steps for b in block_ids}, None
+    per_block = {b: acs.optimal_update_steps(stats.similarity[b], num_updates, force_last) for b in block_ids}
+    if method == "acs-blockwise":
+        return per_block, None
+    if method == "bac":
+        return (acs.bubbling_union(per_block, stats.l1_error, top_n),
+                {"top_n": top_n, "blocks": acs.top_error_blocks(stats.l1_error, top_n)})
+    raise ValueError(f"not a static method: {method}")
+
+
+@torch.inference_mode()
+def teacache_threshold(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, num_updates: int,
+                       seed: int = 0, iterations: int = 14) -> tuple[float, float]:
+    """Bisect the TeaCache threshold so that the mean number of computed steps over the observations
+    (one at a time, as in deployment) is at most `num_updates`. Returns (threshold, mean computed steps)."""
+    cfg = policy.cfg
+    conds = [policy.encode_obs(image[i:i + 1], state[i:i + 1]) for i in range(image.shape[0])]
+    g = torch.Generator().manual_seed(seed)
+    noises = [torch.randn(1, cfg.horizon, cfg.action_dim, generator=g) for _ in conds]
+
+    def mean_steps(thr: float) -> float:
+        rt = TeaCacheDenoiser(policy.model, thr, policy.scheduler.timesteps)
+        total = 0
+        for i, (c, z) in enumerate(zip(conds, noises)):
+            policy.sample(c, rt, noise=z.clone(), generator=torch.Generator().manual_seed(seed + i))
+            total += len(rt.computed_steps)
+        return total / len(conds)
+
+    lo, hi = 0.0, 1.0
+    while mean_steps(hi) > num_updates and hi < 1e6:
+        lo, hi = hi, hi * 4
+    best = (hi, mean_steps(hi))
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        m = mean_steps(mid)
+        if m <= num_updates:
+            hi, best = mid, (mid, m)
+        else:
+            lo = mid
+    return best
+
+
+def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None, stats: CalibrationStats | None,
+                  top_n: int = 0, force_last: bool = False, image: torch.Tensor | None = None,
+                  state: torch.Tensor | None = None, seed: int = 0) -> Schedule:
+    cfg = policy.cfg
+    num_updates = cfg.num_steps if method == "full" else num_updates
+    if num_updates is None:
+        raise ValueError(f"method '{method}' needs num_updates")
+    calibration = {"observations": stats.num_observations if stats else 0, "similarity": "cosine",
+                   "force_last": force_last, "weights": policy.weights_id,
+                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if method == "teacache":
+        if image is None:
+            raise ValueError("teacache needs calibration observations")
+        thr, mean = teacache_threshold(policy, image, state, num_updates, seed)
+        calibration["observations"] = image.shape[0]
+        return Schedule.create(cfg, "teacache", {}, num_updates=num_updates,
+                               teacache={"threshold": thr, "mean_updates": mean}, calibration=calibration)
+    blocks, bua = static_blocks(method, stats, cfg.num_steps, cfg.block_ids, num_updates, top_n, force_last)
+    return Schedule.create(cfg, method, blocks, num_updates=num_updates, bua=bua,
+                           calibration=calibration if method != "full" else None)

@@ -1,0 +1,156 @@
+"""Policy configuration: dataclasses validated on construction, loaded from `config/<name>.yaml`."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config_dir() -> Path:
+    """`config/` of a source checkout, else the copy installed with the package (colcon/ament share)."""
+    local = PACKAGE_ROOT / "config"
+    if local.is_dir():
+        return local
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("bac_ros")) / "config"
+    except Exception:  # noqa: BLE001 - no ament index: only the source checkout can hold it
+        return local
+
+
+CONFIG_DIR = _config_dir()
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or out of range; the message names the field."""
+
+
+def _check(cond: bool, name: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"config field '{name}': {msg}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    type: str = "ddim"  # ddpm | ddim
+    num_train_timesteps: int = 100
+    num_inference_steps: int = 16
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+    clip_sample: bool = True
+
+    def __post_init__(self):
+        _check(self.type in ("ddpm", "ddim"), "sampler.type", f"'{self.type}' is not ddpm or ddim")
+        _check(self.num_train_timesteps >= 1, "sampler.num_train_timesteps", "must be >= 1")
+        _check(1 <= self.num_inference_steps <= self.num_train_timesteps,
+               "sampler.num_inference_steps", "must be in 1..num_train_timesteps")
+        _check(self.prediction_type in ("epsilon", "sample"), "sampler.prediction_type",
+               f"'{self.prediction_type}' is not epsilon or sample")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Small ResNet-style image encoder (GroupNorm) + joint-state projection."""
+    image_shape: tuple[int, int, int] = (3, 96, 96)
+    channels: tuple[int, ...] = (32, 64, 128)
+    blocks_per_stage: int = 1
+    groups: int = 8
+    image_feature_dim: int = 64
+    state_dim: int = 8  # fr3_joint1..7 + gripper width
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        object.__setattr__(self, "channels", tuple(self.channels))
+        _check(len(self.image_shape) == 3 and self.image_shape[0] == 3, "encoder.image_shape",
+               "must be (3, H, W)")
+        _check(all(c % self.groups == 0 for c in self.channels), "encoder.channels",
+               f"every channel count must be divisible by groups={self.groups}")
+        _check(self.state_dim >= 1 and self.image_feature_dim >= 1, "encoder", "dims must be >= 1")
+
+    @property
+    def feature_dim(self) -> int:
+        return self.image_feature_dim + self.state_dim
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    name: str
+    n_layer: int = 8
+    n_head: int = 4
+    n_emb: int = 256
+    horizon: int = 16
+    n_obs_steps: int = 2
+    n_action_steps: int = 8
+    action_dim: int = 8  # 7 absolute joint targets + gripper command
+    p_drop_emb: float = 0.0
+    p_drop_attn: float = 0.3
+    causal_attn: bool = True
+    action_dt: float = 1.0 / 30.0  # seconds between consecutive actions of a chunk
+    num_threads: int = 0  # torch intra-op threads for inference; 0 keeps torch's default
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def __post_init__(self):
+        if isinstance(self.sampler, dict):
+            object.__setattr__(self, "sampler", SamplerConfig(**self.sampler))
+        if isinstance(self.encoder, dict):
+            object.__setattr__(self, "encoder", EncoderConfig(**self.encoder))
+        _check(bool(self.name), "name", "must be non-empty")
+        _check(self.n_layer >= 1, "n_layer", "must be >= 1")
+        _check(self.n_head >= 1 and self.n_emb % self.n_head == 0, "n_head",
+               f"n_emb={self.n_emb} must be divisible by n_head={self.n_head}")
+        _check(self.horizon >= 1, "horizon", "must be >= 1")
+        _check(self.n_obs_steps >= 1, "n_obs_steps", "must be >= 1")
+        _check(1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1, "n_action_steps",
+               "must be in 1..horizon-n_obs_steps+1")
+        _check(0.0 <= self.p_drop_attn < 1.0 and 0.0 <= self.p_drop_emb < 1.0, "p_drop",
+               "dropout must be in [0, 1)")
+        _check(self.action_dt > 0, "action_dt", "must be > 0")
+
+    @property
+    def block_ids(self) -> list[str]:
+        return [f"L{i}.{kind}" for i in range(self.n_layer) for kind in ("sa", "ca", "ffn")]
+
+    @property
+    def num_steps(self) -> int:
+        return self.sampler.num_inference_steps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of everything a schedule depends on: architecture and sampler (not the name)."""
+        d = self.to_dict()
+        for k in ("name", "num_threads", "action_dt"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicyConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> "PolicyConfig":
+        """`cpu` / `paper` (a file in config/) or a path to a YAML/JSON file."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            avail = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+            raise ConfigError(f"no policy config '{name_or_path}' (looked for {path}; in config/: {avail})")
+        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+        if not isinstance(data, dict) or "policy" not in data:
+            raise ConfigError(f"{path}: expected a mapping with a 'policy' section")
+        return cls.from_dict(data["policy"])

@@ -1,0 +1,198 @@
+"""DiffusionPolicy: normalise -> encode observations -> sample with a diffusers scheduler -> ActionChunk."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+from torch.nn import functional as F
+
+from .caching import CachedDenoiser, PlainDenoiser, TeaCacheDenoiser
+from .config import PolicyConfig
+from .encoders import ObservationEncoder
+from .model import TransformerForDiffusion
+from .schedule import Schedule
+
+
+@dataclass
+class ActionChunk:
+    """Actions to execute from `stamp` on, one every `dt` seconds: (n, action_dim) absolute joint targets
+    (rad) + gripper command (m)."""
+    actions: np.ndarray
+    dt: float
+    stamp: float = 0.0  # time of the newest observation used, in the caller's clock
+    inference_s: float = 0.0
+    updates: int = 0  # block recomputations spent on this chunk
+
+    def __post_init__(self):
+        if self.actions.ndim != 2:
+            raise ValueError(f"actions must be (n, action_dim), got {self.actions.shape}")
+
+
+class RangeNormalizer(nn.Module):
+    """Per-dimension affine map of [min, max] to [-1, 1]; dimensions with a tiny range are only centred."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("low", -torch.ones(dim))
+        self.register_buffer("high", torch.ones(dim))
+
+    def fit(self, data: np.ndarray | torch.Tensor) -> "RangeNormalizer":
+        data = torch.as_tensor(data, dtype=torch.float32).reshape(-1, self.low.numel())
+        self.low.copy_(data.min(0).values)
+        self.high.copy_(data.max(0).values)
+        return self
+
+    def _scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        span = (self.high - self.low).clamp_min(1e-4)
+        return 2.0 / span, (self.high + self.low) / 2.0
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        s, c = self._scale()
+        return (x - c) * s
+
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        s, c = self._scale()
+        return x / s + c
+
+
+def make_scheduler(cfg: PolicyConfig):
+    sc = cfg.sampler
+    kwargs = dict(num_train_timesteps=sc.num_train_timesteps, beta_schedule=sc.beta_schedule,
+                  prediction_type=sc.prediction_type, clip_sample=sc.clip_sample)
+    if sc.type == "ddpm":
+        sched = DDPMScheduler(variance_type="fixed_small", **kwargs)
+    else:
+        sched = DDIMScheduler(set_alpha_to_one=True, steps_offset=0, **kwargs)
+    sched.set_timesteps(sc.num_inference_steps)
+    return sched
+
+
+class DiffusionPolicy(nn.Module):
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_encoder = ObservationEncoder(cfg.encoder)
+        self.model = TransformerForDiffusion(cfg)
+        self.action_norm = RangeNormalizer(cfg.action_dim)
+        self.state_norm = RangeNormalizer(cfg.encoder.state_dim)
+        self.scheduler = make_scheduler(cfg)
+        self.weights_id = "init"
+        self.eval()
+
+    # ---- runtimes ------------------------------------------------------------------------------
+    def denoiser(self, schedule: Schedule | None = None, hoist: bool = True):
+        """The runtime for a schedule: None or `full` -> the plain model; teacache -> TeaCacheDenoiser."""
+        if schedule is None:
+            return PlainDenoiser(self.model)
+        schedule.validate(self.cfg)
+        schedule.check_weights(self.weights_id)
+        if schedule.is_dynamic:
+            return TeaCacheDenoiser(self.model, schedule.teacache["threshold"], self.scheduler.timesteps)
+        return CachedDenoiser(self.model, schedule, self.scheduler.timesteps, hoist=hoist)
+
+    # ---- inference -----------------------------------------------------------------------------
+    def encode_obs(self, image: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """image (B, To, 3, H, W) float in [0, 1] or uint8; state (B, To, state_dim) raw -> (B, To, F)."""
+        if image.dtype == torch.uint8:
+            image = image.float() / 255.0
+        return self.obs_encoder(image, self.state_norm.normalize(state))
+
+    def check_obs(self, image: torch.Tensor, state: torch.Tensor) -> None:
+        c, to = self.cfg, self.cfg.n_obs_steps
+        if image.dim() != 5 or tuple(image.shape[1:]) != (to, *c.encoder.image_shape):
+            raise ValueError(f"image must be (B, {to}, {', '.join(map(str, c.encoder.image_shape))}), "
+                             f"got {tuple(image.shape)}")
+        if state.dim() != 3 or tuple(state.shape[1:]) != (to, c.encoder.state_dim):
+            raise ValueError(f"state must be (B, {to}, {c.encoder.state_dim}), got {tuple(state.shape)}")
+        if not torch.isfinite(state).all():
+            raise ValueError("state contains NaN or inf")
+
+    @torch.inference_mode()
+    def sample(self, cond: torch.Tensor, denoiser=None, noise: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoise from `noise` (B, horizon, action_dim); returns normalised actions."""
+        denoiser = denoiser or PlainDenoiser(self.model)
+        b = cond.shape[0]
+        x = noise if noise is not None else torch.randn(b, self.cfg.horizon, self.cfg.action_dim,
+                                                        generator=generator)
+        denoiser.begin(cond)
+        for k, t in enumerate(self.scheduler.timesteps):
+            out = denoiser.step(k, x, t)
+            x = self.scheduler.step(out, t, x, generator=generator).prev_sample
+        return x
+
+    @torch.inference_mode()
+    def predict(self, image: torch.Tensor, state: torch.Tensor, denoiser=None, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw observations -> unnormalised action trajectory (B, horizon, action_dim)."""
+        self.check_obs(image, state)
+        cond = self.encode_obs(image, state)
+        return self.action_norm.unnormalize(self.sample(cond, denoiser, noise, generator))
+
+    def executable(self, trajectory: torch.Tensor) -> torch.Tensor:
+        """The part of a predicted trajectory that lies in the future: actions from the current step on."""
+        start = self.cfg.n_obs_steps - 1
+        return trajectory[..., start:start + self.cfg.n_action_steps, :]
+
+    # ---- training ------------------------------------------------------------------------------
+    def loss(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Denoising loss on a batch: action (B, horizon, action_dim) raw."""
+        cond = self.encode_obs(image, state)
+        target = self.action_norm.normalize(action)
+        noise = torch.randn_like(target)
+        t = torch.randint(0, self.cfg.sampler.num_train_timesteps, (target.shape[0],), device=target.device)
+        noisy = self.scheduler.add_noise(target, noise, t)
+        pred = self.model(noisy, t, cond)
+        return F.mse_loss(pred, noise if self.cfg.sampler.prediction_type == "epsilon" else target)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """`model.safetensors` + `config.json` in `directory`."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(directory / "model.safetensors"))
+        (directory / "config.json").write_text(json.dumps({"policy": self.cfg.to_dict()}, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, cfg: PolicyConfig | None = None) -> "DiffusionPolicy":
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        weights = directory / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"no checkpoint at {weights}")
+        saved = PolicyConfig.load(directory / "config.json")
+        if cfg is not None and cfg.config_hash != saved.config_hash:
+            raise ValueError(f"checkpoint {directory} is for config {saved.name} ({saved.config_hash}), "
+                             f"not {cfg.name} ({cfg.config_hash})")
+        policy = cls(cfg or saved)
+        policy.load_state_dict(load_file(str(weights)))
+        policy.weights_id = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        return policy.eval()
+
+    @classmethod
+    def build(cls, cfg: PolicyConfig, checkpoint: str | Path | None = None, seed: int = 0) -> "DiffusionPolicy":
+        """From a checkpoint, or freshly initialised from `seed` (untrained, for benchmarks)."""
+        if checkpoint:
+            return cls.load(checkpoint, cfg)
+        torch.manual_seed(seed)
+        policy = cls(cfg)
+        policy.weights_id = f"init-seed-{seed}"
+        return policy
+
+
+def synthetic_observations(cfg: PolicyConfig, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and joint states of the right shapes, for benchmarks of untrained models."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(n, cfg.n_obs_steps, *cfg.encoder.image_shape, generator=g)
+    state = torch.rand(n, cfg.n_obs_steps, cfg.encoder.state_dim, generator=g) * 2 - 1
+    return image, state

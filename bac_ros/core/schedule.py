@@ -1,0 +1,188 @@
+"""`Schedule`: which denoising steps each decoder block updates at; JSON I/O and validation."""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import PolicyConfig
+
+FORMAT = "bac-schedule/1"
+STATIC_METHODS = ("full", "uniform", "acs-unified", "acs-blockwise", "bac")
+METHODS = STATIC_METHODS + ("teacache",)
+
+
+class ScheduleError(ValueError):
+    """A schedule file is malformed or does not fit the model; the message names the field."""
+
+
+def _fail(field_name: str, msg: str) -> None:
+    raise ScheduleError(f"schedule field '{field_name}': {msg}")
+
+
+@dataclass
+class Schedule:
+    method: str
+    num_steps: int
+    blocks: dict[str, list[int]]  # empty for teacache (dynamic)
+    model: dict  # name, config_hash, n_layer
+    sampler: dict  # type, num_inference_steps
+    num_updates: int | None = None
+    bua: dict | None = None  # top_n, blocks
+    teacache: dict | None = None  # threshold, mean_updates
+    calibration: dict | None = None
+    source: str = field(default="", compare=False)  # file it came from, for messages
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, cfg: PolicyConfig, method: str, blocks: dict[str, list[int]], num_updates: int | None = None,
+               bua: dict | None = None, teacache: dict | None = None, calibration: dict | None = None) -> "Schedule":
+        s = cls(method=method, num_steps=cfg.num_steps,
+                blocks={b: sorted(int(x) for x in blocks[b]) for b in cfg.block_ids} if blocks else {},
+                model={"name": cfg.name, "config_hash": cfg.config_hash, "n_layer": cfg.n_layer},
+                sampler={"type": cfg.sampler.type, "num_inference_steps": cfg.num_steps},
+                num_updates=num_updates, bua=bua, teacache=teacache, calibration=calibration)
+        s.validate(cfg)
+        return s
+
+    @classmethod
+    def full(cls, cfg: PolicyConfig) -> "Schedule":
+        return cls.create(cfg, "full", {b: list(range(cfg.num_steps)) for b in cfg.block_ids},
+                          num_updates=cfg.num_steps)
+
+    # ---- queries ------------------------------------------------------------------------------
+    @property
+    def is_dynamic(self) -> bool:
+        return self.method == "teacache"
+
+    def update_mask(self, block_ids: list[str]) -> np.ndarray:
+        """(num_steps, len(block_ids)) bool: True where the block recomputes."""
+        mask = np.zeros((self.num_steps, len(block_ids)), dtype=bool)
+        for j, b in enumerate(block_ids):
+            mask[self.blocks[b], j] = True
+        return mask
+
+    def mean_updates(self) -> float:
+        if self.is_dynamic:
+            return float(self.teacache.get("mean_updates", float("nan")))
+        return float(np.mean([len(v) for v in self.blocks.values()]))
+
+    @property
+    def label(self) -> str:
+        s = self.num_updates if self.num_updates is not None else "-"
+        return f"{self.method}(S={s})"
+
+    # ---- validation ---------------------------------------------------------------------------
+    def validate(self, cfg: PolicyConfig | None = None) -> None:
+        """Internal consistency; with `cfg`, also that the schedule fits that model."""
+        if self.method not in METHODS:
+            _fail("method", f"'{self.method}' is not one of {list(METHODS)}")
+        k = self.num_steps
+        if not isinstance(k, int) or k < 1:
+            _fail("sampler.num_inference_steps", f"must be a positive integer, got {k!r}")
+        if self.num_updates is not None and not (isinstance(self.num_updates, int) and 1 <= self.num_updates <= k):
+            _fail("num_updates", f"must be an integer in 1..{k}, got {self.num_updates!r}")
+        if self.is_dynamic:
+            thr = (self.teacache or {}).get("threshold")
+            if not isinstance(thr, (int, float)) or not thr >= 0:
+                _fail("teacache.threshold", f"must be a number >= 0, got {thr!r}")
+        else:
+            if not self.blocks:
+                _fail("blocks", "missing or empty")
+            for b, steps in self.blocks.items():
+                if not isinstance(steps, list) or not all(isinstance(x, int) for x in steps):
+                    _fail(f"blocks.{b}", "must be a list of integer steps")
+                if steps != sorted(set(steps)):
+                    _fail(f"blocks.{b}", "steps must be sorted and distinct")
+                if not steps or steps[0] != 0:
+                    _fail(f"blocks.{b}", "every block must update at step 0")
+                if steps[-1] >= k:
+                    _fail(f"blocks.{b}", f"step {steps[-1]} is outside 0..{k - 1}")
+        if self.bua is not None:
+            if not isinstance(self.bua.get("top_n"), int) or self.bua["top_n"] < 0:
+                _fail("bua.top_n", f"must be a non-negative integer, got {self.bua.get('top_n')!r}")
+            unknown = [b for b in self.bua.get("blocks", []) if self.blocks and b not in self.blocks]
+            if unknown:
+                _fail("bua.blocks", f"unknown block(s) {unknown}")
+        if cfg is None:
+            return
+        if self.model.get("n_layer") != cfg.n_layer:
+            _fail("model.n_layer", f"schedule has {self.model.get('n_layer')}, model '{cfg.name}' has {cfg.n_layer}")
+        if not self.is_dynamic:
+            got, want = set(self.blocks), set(cfg.block_ids)
+            if got != want:
+                _fail("blocks", f"block ids differ from the model's: missing {sorted(want - got)}, "
+                                f"unexpected {sorted(got - want)}")
+        if k != cfg.num_steps:
+            _fail("sampler.num_inference_steps", f"schedule has K={k}, model '{cfg.name}' samples with K={cfg.num_steps}")
+        if self.sampler.get("type") != cfg.sampler.type:
+            _fail("sampler.type", f"schedule has '{self.sampler.get('type')}', model uses '{cfg.sampler.type}'")
+        if self.model.get("config_hash") != cfg.config_hash:
+            _fail("model.config_hash", f"schedule was made for config {self.model.get('config_hash')}, "
+                                       f"model '{cfg.name}' is {cfg.config_hash}")
+
+    def check_weights(self, weights_id: str | None) -> None:
+        """Warn (not fail) when the schedule was calibrated on other weights of the same architecture."""
+        calibrated = (self.calibration or {}).get("weights")
+        if calibrated and weights_id and calibrated != weights_id:
+            warnings.warn(f"schedule {self.source or self.label} was calibrated on weights {calibrated}, "
+                          f"running with {weights_id}: recalibrate with `bac schedule`", stacklevel=2)
+
+    # ---- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {"format": FORMAT, "method": self.method, "num_updates": self.num_updates, "model": self.model,
+             "sampler": self.sampler}
+        if self.bua is not None:
+            d["bua"] = self.bua
+        if self.teacache is not None:
+            d["teacache"] = self.teacache
+        d["blocks"] = self.blocks
+        if self.calibration is not None:
+            d["calibration"] = self.calibration
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One line per block keeps the files readable and diffable.
+        body = json.dumps({k: v for k, v in self.to_dict().items() if k != "blocks"}, indent=1)
+        blocks = ",\n".join(f'  "{b}": {json.dumps(s)}' for b, s in self.blocks.items())
+        path.write_text(body[:-2] + ',\n "blocks": {\n' + blocks + "\n }\n}\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict, cfg: PolicyConfig | None = None, source: str = "") -> "Schedule":
+        if not isinstance(d, dict):
+            raise ScheduleError(f"{source or 'schedule'}: top level must be a JSON object")
+        if d.get("format") != FORMAT:
+            _fail("format", f"expected '{FORMAT}', got {d.get('format')!r}")
+        for name in ("method", "model", "sampler"):
+            if name not in d:
+                _fail(name, "missing")
+        if not isinstance(d["model"], dict) or not isinstance(d["sampler"], dict):
+            _fail("model" if not isinstance(d["model"], dict) else "sampler", "must be an object")
+        blocks = d.get("blocks") or {}
+        if not isinstance(blocks, dict):
+            _fail("blocks", "must be an object mapping block id -> steps")
+        s = cls(method=d["method"], num_steps=d["sampler"].get("num_inference_steps"), blocks=blocks,
+                model=d["model"], sampler=d["sampler"], num_updates=d.get("num_updates"), bua=d.get("bua"),
+                teacache=d.get("teacache"), calibration=d.get("calibration"), source=source)
+        try:
+            s.validate(cfg)
+        except ScheduleError as e:
+            raise ScheduleError(f"{source}: {e}" if source else str(e)) from None
+        return s
+
+    @classmethod
+    def load(cls, path: str | Path, cfg: PolicyConfig | None = None) -> "Schedule":
+        path = Path(path)
+        if not path.is_file():
+            raise ScheduleError(f"schedule file not found: {path}")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ScheduleError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(d, cfg, source=str(path))

@@ -1,0 +1,31 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "bac_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml", "README.md"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        ("share/" + package_name + "/schedules", glob("schedules/*.json")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="bac_ros developers",
+    maintainer_email="dev@bac-ros.invalid",
+    description="DP-T grasp policy for a Franka FR3 with Block-wise Adaptive Caching (BAC).",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "bac = bac_ros.cli:main",
+        ],
+    },
+)

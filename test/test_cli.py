@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bac_ros.cli import main
+
+from conftest import TINY
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump({"policy": TINY}))
+    return p
+
+
+def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
+    out = tmp_path / "sched"
+    rc = main(["schedule", "--config", str(tiny_yaml), "--method", "uniform,acs-unified,acs-blockwise,bac,teacache",
+               "--num-updates", "3", "--top-n", "2", "--observations", "4", "--teacache-observations", "2",
+               "--out-dir", str(out)])
+    assert rc == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert "tiny_bac_s3.json" in files and "tiny_bac_s3.png" in files and "tiny_teacache_s3.json" in files
+    assert (out / "tiny_bac_s3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    js = tmp_path / "bench.json"
+    rc = main(["bench", "--config", str(tiny_yaml), "--schedule", *map(str, sorted(out.glob("*.json"))),
+               "--observations", "2", "--repeats", "1", "--json", str(js), "--profile"])
+    assert rc == 0
+    rows = json.loads(js.read_text())
+    assert [r["method"] for r in rows][:2] == ["full", "full-runtime"]
+    assert {r["method"] for r in rows} >= {"uniform", "acs-unified", "acs-blockwise", "bac", "teacache"}
+    for r in rows:
+        assert set(r) >= {"method", "num_updates", "ms_median", "speedup", "gflops", "action_mse", "action_max_abs"}
+        assert r["ms_median"] > 0 and r["gflops"] > 0
+    full = rows[0]
+    assert full["speedup"] == 1.0 and full["action_mse"] == 0.0
+    assert rows[1]["action_max_abs"] == 0.0  # full schedule through the runtime is exact
+    assert all(r["gflops"] < full["gflops"] for r in rows[2:])
+    text = capsys.readouterr().out
+    assert "speedup" in text and "fixed share" in text
+
+
+def test_bad_schedule_is_a_clear_error(tmp_path, tiny_yaml, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "bac-schedule/1", "method": "bac", "model": {"n_layer": 9},
+                               "sampler": {"type": "ddim", "num_inference_steps": 8}, "blocks": {"L0.sa": [0]}}))
+    rc = main(["bench", "--config", str(tiny_yaml), "--schedule", str(bad), "--observations", "1", "--repeats", "1"])
+    assert rc == 2
+    assert "model.n_layer" in capsys.readouterr().err
+
+
+def test_unknown_config_is_a_clear_error(capsys):
+    assert main(["bench", "--config", "nonexistent"]) == 2
+    assert "no policy config 'nonexistent'" in capsys.readouterr().err
+
+
+def test_console_script_installed():
+    exe = Path(sys.executable).parent / "bac"
+    assert exe.exists(), "the `bac` console script is missing: `pip install -e .` did not run"
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "schedule" in r.stdout and "bench" in r.stdout
