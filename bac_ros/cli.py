@@ -1,4 +1,4 @@
-"""`bac` command line: schedule | bench."""
+"""`bac` command line: schedule | bench | record."""
 from __future__ import annotations
 
 import argparse
@@ -139,6 +139,39 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_record(args) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from .sim.arm import Arm
+    from .sim.dataset import DemoWriter
+    from .sim.episode import run_expert
+    from .sim.kinematics import FR3Kinematics
+    from .sim.world import WorldConfig, WorldProcess
+
+    cfg = PolicyConfig.load(args.config)
+    size = cfg.encoder.image_shape[1]
+    dt = cfg.action_dt
+    kin = FR3Kinematics()
+    writer = DemoWriter(args.out, (size, size, 3), dt)
+    ok = 0
+    t0 = time.monotonic()
+    with WorldProcess(WorldConfig(hostname=args.hostname, image_size=size)) as world, Arm(args.hostname) as arm:
+        bar = tqdm(range(args.seed_start, args.seed_start + args.episodes), desc="expert", unit="ep", file=sys.stderr)
+        for seed in bar:
+            r = run_expert(world, arm, seed, dt, kin)
+            writer.add_episode(seed, r.success, [s.image for s in r.steps], [s.state for s in r.steps],
+                               [s.action for s in r.steps], [s.t_sim for s in r.steps])
+            ok += r.success
+            bar.set_postfix(success=f"{ok}/{seed - args.seed_start + 1}")
+        arm_errors = len(arm.errors)
+    n = args.episodes
+    print(f"expert success {ok}/{n} = {ok / n:.1%} (seeds {args.seed_start}..{args.seed_start + n - 1}), "
+          f"{time.monotonic() - t0:.0f} s, arm errors {arm_errors} -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bac", description="Block-wise Adaptive Caching for a DP-T grasp policy.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -170,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the rows as JSON")
     b.add_argument("--profile", action="store_true", help="also split the time into fixed work and blocks")
     b.set_defaults(func=cmd_bench)
+    r = sub.add_parser("record", help="record scripted-expert demonstrations on the grasp world (zarr)")
+    r.add_argument("--config", default="cpu", help="policy config (image size and action rate)")
+    r.add_argument("--episodes", type=int, default=100)
+    r.add_argument("--seed-start", type=int, default=100000, help="first world seed (eval uses 0.. by default)")
+    r.add_argument("--out", default="data/grasp_demos.zarr")
+    r.add_argument("--hostname", default="127.0.0.1", help="loopback address for the simulated FR3")
+    r.set_defaults(func=cmd_record)
     return p
 
 

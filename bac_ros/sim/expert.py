@@ -1,0 +1,75 @@
+"""Scripted expert: approach above the cube with the wrist matched to its yaw, descend, grasp, lift.
+
+The plan is made in Cartesian space (min-jerk segments of the TCP), turned into joint targets at the action
+rate by IK warm-started along the path, and streamed through the same `Arm` as the policy's actions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kinematics import GRIPPER_MAX_WIDTH, FR3Kinematics, top_down
+from .world import CUBE_HALF, TABLE_TOP, CubePose
+
+OPEN, CLOSED = GRIPPER_MAX_WIDTH, 0.0
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    approach_height: float = 0.10  # TCP above the cube top before descending (m)
+    grasp_depth: float = 0.004  # TCP below the cube centre at the grasp (m)
+    lift: float = 0.15  # m
+    t_approach: float = 2.2  # s, per phase
+    t_descend: float = 1.3
+    t_close: float = 0.8
+    t_lift: float = 1.4
+    t_hold: float = 1.8
+
+
+@dataclass
+class ExpertPlan:
+    q: np.ndarray  # (N, 7) joint targets
+    dq: np.ndarray  # (N, 7) joint velocities of the plan
+    gripper: np.ndarray  # (N,) commanded width: 0.08 open, 0 closed
+    tcp: np.ndarray  # (N, 3) planned TCP positions
+    ik_error: float  # worst IK residual along the plan
+
+
+def _min_jerk(n: int) -> np.ndarray:
+    s = np.linspace(0.0, 1.0, n + 1)[1:]
+    return 10 * s**3 - 15 * s**4 + 6 * s**5
+
+
+def _wrap_yaw(yaw: float) -> float:
+    """Cube yaw folded into [-pi/4, pi/4): the cube looks the same every 90 degrees."""
+    return (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+
+
+def plan_grasp(cube: CubePose, q_start: np.ndarray, dt: float, kin: FR3Kinematics | None = None,
+               cfg: ExpertConfig = ExpertConfig()) -> ExpertPlan:
+    kin = kin or FR3Kinematics()
+    p0, _ = kin.fk(q_start)
+    yaw = _wrap_yaw(cube.yaw)
+    centre = np.array([cube.x, cube.y, TABLE_TOP + CUBE_HALF])
+    above = centre + [0, 0, CUBE_HALF + cfg.approach_height]
+    grasp = centre - [0, 0, cfg.grasp_depth]
+    lifted = grasp + [0, 0, cfg.lift]
+    segments = [(p0, above, 0.0, yaw, cfg.t_approach, OPEN), (above, grasp, yaw, yaw, cfg.t_descend, OPEN),
+                (grasp, grasp, yaw, yaw, cfg.t_close, CLOSED), (grasp, lifted, yaw, yaw, cfg.t_lift, CLOSED),
+                (lifted, lifted, yaw, yaw, cfg.t_hold, CLOSED)]
+    tcp, yaws, grip = [], [], []
+    for a, b, ya, yb, dur, g in segments:
+        s = _min_jerk(max(1, round(dur / dt)))
+        tcp.append(a + (b - a) * s[:, None])
+        yaws.append(ya + (yb - ya) * s)
+        grip.append(np.full(len(s), g))
+    tcp, yaws, grip = np.concatenate(tcp), np.concatenate(yaws), np.concatenate(grip)
+    qs, q, worst = [], np.asarray(q_start, float), 0.0
+    for p, y in zip(tcp, yaws):
+        q, err = kin.ik(p, top_down(y), q)
+        worst = max(worst, err)
+        qs.append(q)
+    qs = np.array(qs)
+    dq = np.gradient(qs, dt, axis=0)
+    return ExpertPlan(q=qs, dq=dq, gripper=grip, tcp=tcp, ik_error=worst)

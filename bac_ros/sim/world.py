@@ -1,0 +1,298 @@
+"""The FR3 grasp world on franky-sim: table, a cube at a seeded pose, a fixed RGB camera, scoring.
+
+The world owns the simulator and its libfranka protocol server (robot + gripper on `hostname`, TCP ports
+1337/1338). Nothing here moves the arm: a client does that through `franky`, exactly as with a real FR3.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import mujoco  # noqa: E402
+
+CUBE_HALF = 0.022  # m
+TABLE_TOP = 0.02  # a 2 cm slab on the floor in front of the robot base
+LIFT_HEIGHT = 0.05  # success: cube centre this far above its resting height ...
+HOLD_TIME = 1.0  # ... for this long (sim seconds)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    hostname: str = "127.0.0.1"
+    image_size: int = 96
+    x_range: tuple[float, float] = (0.40, 0.62)  # cube centre, robot base frame (m)
+    y_range: tuple[float, float] = (-0.22, 0.22)
+    yaw_range: tuple[float, float] = (-math.pi / 4, math.pi / 4)  # the cube is 90-degree symmetric
+    camera_pos: tuple[float, float, float] = (1.0, 0.0, 0.6)
+    camera_target: tuple[float, float, float] = (0.5, 0.0, 0.06)
+    camera_fovy: float = 48.0
+    episode_time: float = 12.0  # sim seconds
+
+
+@dataclass
+class CubePose:
+    x: float
+    y: float
+    yaw: float
+
+
+def sample_cube_pose(cfg: WorldConfig, seed: int) -> CubePose:
+    rng = np.random.default_rng(seed)
+    return CubePose(float(rng.uniform(*cfg.x_range)), float(rng.uniform(*cfg.y_range)),
+                    float(rng.uniform(*cfg.yaw_range)))
+
+
+def _look_at_quat(pos, target) -> str:
+    """MuJoCo camera orientation (w x y z) that looks from `pos` at `target`, image up ~ world +z."""
+    fwd = np.asarray(target, float) - np.asarray(pos, float)
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    rot = np.stack([right, up, -fwd], axis=1)  # camera x, y, z (looks along -z) in world
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, rot.flatten())
+    return " ".join(f"{v:.6f}" for v in quat)
+
+
+class GraspWorld:
+    """Use as a context manager: starts the simulator and its server thread, stops both on exit."""
+
+    def __init__(self, cfg: WorldConfig = WorldConfig()):
+        from franky_sim import SimulationServer
+        from franky_sim.mujoco_simulator import MujocoSimulator
+
+        self.cfg = cfg
+        self.lock = threading.Lock()
+        self.sim = MujocoSimulator()
+        self.sim.init()
+        self.robot = self.sim.add_robot()
+        self._build_scene()
+        world = self
+
+        class _LockedServer(SimulationServer):
+            def run_once(self, realtime=True):  # one physics tick under the world's lock
+                with world.lock:
+                    super().run_once(realtime=False)
+                world._after_tick()
+                if realtime:
+                    world._pace()
+
+        self.server = _LockedServer(self.sim, hostname_candidates=[cfg.hostname])
+        self._renderer = None
+        self._cube_rest_z = CUBE_HALF + TABLE_TOP
+        self._lifted_since: float | None = None
+        self._success = False
+        self._t_wall_next = None
+
+    # ---- scene -----------------------------------------------------------------------------------
+    def _build_scene(self) -> None:
+        wb, cfg = self.sim.worldbody, self.cfg
+        scene = self.sim.scene
+        quality = scene.find("visual/quality")
+        if quality is not None:  # shadows and multisampling cost ~40x at this resolution
+            quality.set("shadowsize", "0")
+            quality.set("offsamples", "0")
+        ET.SubElement(wb, "geom", name="table", type="box", pos=f"0.52 0 {TABLE_TOP - 0.01}", size="0.3 0.4 0.01",
+                      rgba="0.55 0.45 0.35 1", friction="1 0.005 0.0001")
+        cube = ET.SubElement(wb, "body", name="cube", pos=f"0.5 0 {CUBE_HALF}")
+        ET.SubElement(cube, "freejoint", name="cube_joint")
+        ET.SubElement(cube, "geom", name="cube_geom", type="box", size=f"{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}",
+                      rgba="0.85 0.1 0.1 1", mass="0.05", friction="1.5 0.01 0.001", condim="4")
+        ET.SubElement(wb, "camera", name="scene_cam", pos=" ".join(map(str, cfg.camera_pos)),
+                      quat=_look_at_quat(cfg.camera_pos, cfg.camera_target), fovy=str(cfg.camera_fovy))
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "GraspWorld":
+        self.server.init()
+        m = self.sim.model
+        self._cube_qpos = int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint")])
+        self._cube_qvel = int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint")])
+        self._cube_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "cube")
+        self.server.run_async(realtime=True)
+        return self
+
+    def stop(self) -> None:
+        self.server.cleanup()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self.sim.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _pace(self) -> None:
+        now = time.perf_counter()
+        if self._t_wall_next is None or now - self._t_wall_next > 0.05:
+            self._t_wall_next = now  # fell behind: do not try to catch up in a burst
+        self._t_wall_next += 0.001
+        delay = self._t_wall_next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+
+    # ---- episode ---------------------------------------------------------------------------------
+    @property
+    def time(self) -> float:
+        """Sim clock (s)."""
+        return float(self.sim.data.time)
+
+    def place_cube(self, pose: CubePose) -> None:
+        with self.lock:
+            d = self.sim.data
+            a = self._cube_qpos
+            d.qpos[a:a + 3] = (pose.x, pose.y, self._cube_rest_z)
+            d.qpos[a + 3:a + 7] = (math.cos(pose.yaw / 2), 0.0, 0.0, math.sin(pose.yaw / 2))
+            d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
+            mujoco.mj_forward(self.sim.model, d)
+            self._lifted_since, self._success = None, False
+
+    def cube_position(self) -> np.ndarray:
+        with self.lock:
+            return self.sim.data.xpos[self._cube_body].copy()
+
+    def cube_yaw(self) -> float:
+        with self.lock:
+            w, x, y, z = self.sim.data.xquat[self._cube_body]
+        return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+    def _after_tick(self) -> None:
+        if self._success:
+            return
+        z = self.sim.data.xpos[self._cube_body][2]
+        t = self.sim.data.time
+        if z >= self._cube_rest_z + LIFT_HEIGHT:
+            if self._lifted_since is None:
+                self._lifted_since = t
+            elif t - self._lifted_since >= HOLD_TIME:
+                self._success = True
+        else:
+            self._lifted_since = None
+
+    @property
+    def success(self) -> bool:
+        return self._success
+
+    # ---- camera ----------------------------------------------------------------------------------
+    def render(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB from the fixed scene camera."""
+        if self._renderer is None:
+            n = self.cfg.image_size
+            self._renderer = mujoco.Renderer(self.sim.model, n, n)
+            self._scene_opt = mujoco.MjvOption()
+        with self.lock:
+            self._renderer.update_scene(self.sim.data, camera="scene_cam", scene_option=self._scene_opt)
+        return self._renderer.render().copy()
+
+
+# ---- the world in its own process --------------------------------------------------------------------
+# The simulator steps in Python at 1 kHz; in its own process it does not compete with the policy for the
+# GIL. The client drives the arm over libfranka as usual and uses this small RPC for the rest.
+
+def _serve(conn, cfg: WorldConfig) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    world = GraspWorld(cfg).start()
+    conn.send(("ready", None))
+    try:
+        while True:
+            cmd, arg = conn.recv()
+            if cmd == "stop":
+                break
+            try:
+                if cmd == "reset":
+                    pose = sample_cube_pose(cfg, arg)
+                    world.place_cube(pose)
+                    out = pose
+                elif cmd == "render":
+                    out = (world.time, world.render())
+                elif cmd == "status":
+                    out = {"time": world.time, "success": world.success, "cube": world.cube_position(),
+                           "cube_yaw": world.cube_yaw()}
+                else:
+                    raise ValueError(f"unknown world command {cmd!r}")
+                conn.send(("ok", out))
+            except Exception as e:  # noqa: BLE001 - reported to the client, which raises it
+                conn.send(("error", repr(e)))
+    finally:
+        world.stop()
+        conn.send(("stopped", None))
+
+
+class WorldProcess:
+    """`GraspWorld` in a child process: start(), reset(seed), render(), status(), stop()."""
+
+    def __init__(self, cfg: WorldConfig = WorldConfig(), start_timeout: float = 60.0):
+        self.cfg, self._timeout = cfg, start_timeout
+        self._proc = self._conn = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> "WorldProcess":
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, self.cfg), daemon=True, name="grasp-world")
+        self._proc.start()
+        deadline = time.monotonic() + self._timeout
+        while not self._conn.poll(0.2):
+            if not self._proc.is_alive() or time.monotonic() > deadline:
+                code = self._proc.exitcode
+                self.stop()
+                raise RuntimeError(f"grasp world did not start (exit code {code}; timeout {self._timeout:.0f} s)")
+        self._conn.recv()
+        return self
+
+    def _call(self, cmd: str, arg=None):
+        self._conn.send((cmd, arg))
+        if not self._conn.poll(30.0):
+            raise RuntimeError(f"grasp world did not answer '{cmd}' within 30 s")
+        status, out = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"grasp world failed on '{cmd}': {out}")
+        return out
+
+    def reset(self, seed: int) -> CubePose:
+        return self._call("reset", seed)
+
+    def render(self) -> tuple[float, np.ndarray]:
+        """(sim time, (H, W, 3) uint8 RGB)."""
+        return self._call("render")
+
+    def status(self) -> dict:
+        return self._call("status")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            if self._proc.is_alive():
+                self._conn.send(("stop", None))
+                self._proc.join(10)
+        except (BrokenPipeError, OSError):
+            pass
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
