@@ -1,4 +1,4 @@
-"""`bac` command line: schedule | bench | record."""
+"""`bac` command line: schedule | bench | record | train | eval."""
 from __future__ import annotations
 
 import argparse
@@ -31,10 +31,22 @@ def _load_policy(args):
     return DiffusionPolicy.build(cfg, args.checkpoint, seed=args.seed)
 
 
-def _observations(policy, n: int, seed: int):
+def _observations(policy, n: int, seed: int, data: str | None = None):
+    """`n` observation windows: random windows of recorded demonstrations when `data` is given (real
+    features), else random images and states of the right shapes (for untrained models)."""
     from .core.policy import synthetic_observations
 
-    return synthetic_observations(policy.cfg, n, seed)
+    if not data:
+        return synthetic_observations(policy.cfg, n, seed)
+    import numpy as np
+
+    from .core.train import to_tensors
+    from .sim.dataset import Demos, WindowSampler
+
+    sampler = WindowSampler(Demos(data), policy.cfg.horizon, policy.cfg.n_obs_steps)
+    ids = np.random.default_rng(seed).choice(len(sampler), size=min(n, len(sampler)), replace=False)
+    image, state, _ = to_tensors(*sampler.batch(ids))
+    return image, state
 
 
 def plot_update_map(schedule: Schedule, path: Path) -> Path:
@@ -75,7 +87,7 @@ def cmd_schedule(args) -> int:
         raise SystemExit(f"unknown method(s) {bad}; choose from {list(METHODS)}")
     if args.out and len(methods) * len(sizes) != 1:
         raise SystemExit("--out names one file: give one method and one --num-updates, or use --out-dir")
-    image, state = _observations(policy, args.observations, args.seed)
+    image, state = _observations(policy, args.observations, args.seed, args.data)
     stats = None
     if any(m in ("acs-unified", "acs-blockwise", "bac") for m in methods):
         with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
@@ -119,7 +131,7 @@ def cmd_bench(args) -> int:
     policy = _load_policy(args)
     cfg = policy.cfg
     schedules = _schedules_for(cfg, args.schedule)
-    image, state = _observations(policy, args.observations, args.seed + 1)  # not the calibration set
+    image, state = _observations(policy, args.observations, args.seed + 1, args.data)  # not the calibration set
     print(f"config {cfg.name} ({cfg.n_layer} layers, n_emb {cfg.n_emb}, {cfg.sampler.type} K={cfg.num_steps}), "
           f"weights {policy.weights_id}, {args.observations} observations x {args.repeats} repeats, "
           f"torch threads {__import__('torch').get_num_threads()}")
@@ -172,6 +184,110 @@ def cmd_record(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .core.policy import DiffusionPolicy
+    from .core.train import TrainConfig, train
+    from .sim.dataset import Demos, WindowSampler
+
+    cfg = PolicyConfig.load(args.config)
+    torch.set_num_threads(args.threads or 2)
+    demos = Demos(args.data)
+    if demos.num_episodes == 0:
+        raise SystemExit(f"{args.data}: no successful episodes to train on")
+    tcfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       time_budget_s=args.time_budget * 60)
+    torch.manual_seed(args.seed)
+    policy = DiffusionPolicy(cfg)
+    policy.action_norm.fit(demos.action)
+    policy.state_norm.fit(demos.state)
+    print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
+          f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
+          f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
+    with tqdm(total=tcfg.iterations, desc="train", unit="it", file=sys.stderr) as bar:
+        def progress(i, loss):
+            bar.update(1)
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}")
+        log = train(policy, WindowSampler(demos, cfg.horizon, cfg.n_obs_steps), tcfg, args.out, progress)
+    note = " (iterations cut to fit the time budget)" if log["cut_to_time_budget"] else ""
+    print(f"{log['iterations_done']} iterations in {log['seconds'] / 60:.1f} min{note}; final loss "
+          f"{log['final_loss_mean_100']:.4f}; EMA checkpoint -> {args.out}")
+    return 0
+
+
+def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path) -> Path:
+    return directory / f"{cfg.name}_{method}_s{s}.json"
+
+
+def cmd_eval(args) -> int:
+    import statistics
+
+    from tqdm import tqdm
+
+    from .core import bench
+    from .sim.arm import Arm
+    from .sim.evaluate import run_realtime, run_sync
+    from .sim.report import markdown_table, plot_success_vs_speedup
+    from .sim.world import WorldConfig, WorldProcess
+
+    policy = _load_policy(args)
+    cfg = policy.cfg
+    entries: list[tuple[str, int, Schedule | None]] = []
+    for method in args.methods:
+        if method == "full":
+            entries.append(("full", cfg.num_steps, None))
+            continue
+        for s in args.num_updates:
+            path = _schedule_file(cfg, method, s, Path(args.schedule_dir))
+            if not path.is_file():
+                raise SystemExit(f"no schedule {path}: make it with `bac schedule --config {args.config} "
+                                 f"--checkpoint {args.checkpoint} --data <demos> --method {method} --num-updates {s}`")
+            entries.append((method, s, Schedule.load(path, cfg)))
+    # Speed, FLOPs and action deviation: one bench run over all schedules, on recorded observations.
+    image, state = _observations(policy, args.bench_observations, args.seed + 1, args.data)
+    brows = bench.run(policy, [e[2] for e in entries if e[2] is not None], image, state, repeats=2,
+                      seed=args.seed, with_runtime_full=False)
+    by_key = {(r["method"], r["num_updates"]): r for r in brows}
+    modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
+    rows = []
+    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    with WorldProcess(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1])) as world, \
+            Arm(args.hostname) as arm:
+        for mode in modes:
+            run = run_sync if mode == "sync" else run_realtime
+            for method, s, sched in entries:
+                den = policy.denoiser(sched)
+                eps = []
+                bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
+                for seed in bar:
+                    eps.append(run(world, arm, policy, den, seed, max_time=args.max_time))
+                    bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
+                b = by_key[(method, s)]
+                ms = [m for e in eps for m in e.inference_ms]
+                rows.append({"mode": mode, "method": method, "num_updates": s, "episodes": len(eps),
+                             "success_rate": sum(e.success for e in eps) / len(eps), "speedup": b["speedup"],
+                             "gflops": b["gflops"], "inference_hz": 1e3 / statistics.median(ms),
+                             "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
+                             "seeds": [seeds[0], seeds[-1]],
+                             "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps)})
+                print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
+    table = markdown_table(rows)
+    print(table)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.name
+    (out / f"{stem}.md").write_text(table + "\n")
+    plot = plot_success_vs_speedup(rows, out / f"{stem}.png")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')}, {plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bac", description="Block-wise Adaptive Caching for a DP-T grasp policy.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "default: untrained weights from --seed")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=0, help="torch threads (default: the config's)")
+        sp.add_argument("--data", help="demonstrations (zarr) to draw observations from (default: synthetic)")
 
     s = sub.add_parser("schedule", help="calibrate and write caching schedules (JSON + update-map PNG)")
     common(s)
@@ -210,6 +327,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="data/grasp_demos.zarr")
     r.add_argument("--hostname", default="127.0.0.1", help="loopback address for the simulated FR3")
     r.set_defaults(func=cmd_record)
+
+    t = sub.add_parser("train", help="train the policy on recorded demonstrations")
+    t.add_argument("--config", default="cpu")
+    t.add_argument("--data", default="data/grasp_demos.zarr")
+    t.add_argument("--out", default="runs/cpu")
+    t.add_argument("--iterations", type=int, default=6000)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="torch threads (default 2)")
+    t.add_argument("--time-budget", type=float, default=0,
+                   help="minutes: fewer iterations (measured after 30) if --iterations would take longer")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="closed-loop success per method on seeded grasp episodes")
+    common(e)
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--seed-start", type=int, default=0, help="first world seed (demos use 100000..)")
+    e.add_argument("--methods", type=_csv(str), default=["full", "uniform", "teacache", "acs-unified",
+                                                         "acs-blockwise", "bac"])
+    e.add_argument("--num-updates", type=_csv(int), default=[5], help="S values (comma list)")
+    e.add_argument("--schedule-dir", default=str(SCHEDULE_DIR))
+    e.add_argument("--mode", choices=["sync", "realtime", "both"], default="sync")
+    e.add_argument("--max-time", type=float, default=12.0, help="seconds of robot time per episode")
+    e.add_argument("--bench-observations", type=int, default=16)
+    e.add_argument("--hostname", default="127.0.0.1")
+    e.add_argument("--json", help="also write the rows here")
+    e.add_argument("--out-dir", default="results")
+    e.add_argument("--name", default="eval", help="file stem of the markdown / JSON / PNG results")
+    e.set_defaults(func=cmd_eval)
     return p
 
 

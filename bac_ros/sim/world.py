@@ -44,6 +44,28 @@ class CubePose:
     yaw: float
 
 
+class LiftScore:
+    """Success = the cube centre at least LIFT_HEIGHT above its resting height for HOLD_TIME without a break."""
+
+    def __init__(self, rest_z: float, lift: float = LIFT_HEIGHT, hold: float = HOLD_TIME):
+        self.rest_z, self.lift, self.hold = rest_z, lift, hold
+        self.reset()
+
+    def reset(self) -> None:
+        self.lifted_since: float | None = None
+        self.success = False
+
+    def update(self, t: float, z: float) -> bool:
+        if not self.success:
+            if z < self.rest_z + self.lift:
+                self.lifted_since = None
+            elif self.lifted_since is None:
+                self.lifted_since = t
+            elif t - self.lifted_since >= self.hold:
+                self.success = True
+        return self.success
+
+
 def sample_cube_pose(cfg: WorldConfig, seed: int) -> CubePose:
     rng = np.random.default_rng(seed)
     return CubePose(float(rng.uniform(*cfg.x_range)), float(rng.uniform(*cfg.y_range)),
@@ -89,8 +111,7 @@ class GraspWorld:
         self.server = _LockedServer(self.sim, hostname_candidates=[cfg.hostname])
         self._renderer = None
         self._cube_rest_z = CUBE_HALF + TABLE_TOP
-        self._lifted_since: float | None = None
-        self._success = False
+        self.score = LiftScore(self._cube_rest_z)
         self._t_wall_next = None
 
     # ---- scene -----------------------------------------------------------------------------------
@@ -156,7 +177,7 @@ class GraspWorld:
             d.qpos[a + 3:a + 7] = (math.cos(pose.yaw / 2), 0.0, 0.0, math.sin(pose.yaw / 2))
             d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
             mujoco.mj_forward(self.sim.model, d)
-            self._lifted_since, self._success = None, False
+            self.score.reset()
 
     def cube_position(self) -> np.ndarray:
         with self.lock:
@@ -168,21 +189,11 @@ class GraspWorld:
         return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
     def _after_tick(self) -> None:
-        if self._success:
-            return
-        z = self.sim.data.xpos[self._cube_body][2]
-        t = self.sim.data.time
-        if z >= self._cube_rest_z + LIFT_HEIGHT:
-            if self._lifted_since is None:
-                self._lifted_since = t
-            elif t - self._lifted_since >= HOLD_TIME:
-                self._success = True
-        else:
-            self._lifted_since = None
+        self.score.update(self.sim.data.time, self.sim.data.xpos[self._cube_body][2])
 
     @property
     def success(self) -> bool:
-        return self._success
+        return self.score.success
 
     # ---- camera ----------------------------------------------------------------------------------
     def render(self) -> np.ndarray:

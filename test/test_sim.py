@@ -1,0 +1,171 @@
+"""Grasp world, arm safety, expert, demonstrations, training step, closed-loop smoke run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bac_ros.sim.arm import ArmLimits, safe_target
+from bac_ros.sim.dataset import DemoWriter, Demos, WindowSampler
+from bac_ros.sim.kinematics import DQ_MAX, Q_HIGH, Q_HOME, Q_LOW, FR3Kinematics, top_down
+from bac_ros.sim.world import LiftScore, WorldConfig, sample_cube_pose
+
+from conftest import tiny_config
+
+
+def test_cube_poses_are_seeded_and_in_range():
+    cfg = WorldConfig()
+    a, b, c = sample_cube_pose(cfg, 7), sample_cube_pose(cfg, 7), sample_cube_pose(cfg, 8)
+    assert a == b and a != c
+    for seed in range(200):
+        p = sample_cube_pose(cfg, seed)
+        assert cfg.x_range[0] <= p.x <= cfg.x_range[1] and cfg.y_range[0] <= p.y <= cfg.y_range[1]
+        assert cfg.yaw_range[0] <= p.yaw <= cfg.yaw_range[1]
+
+
+def test_lift_score():
+    s = LiftScore(rest_z=0.04, lift=0.05, hold=1.0)
+    assert not s.update(0.0, 0.04)
+    assert not s.update(0.5, 0.10)  # lifted from 0.5 s
+    assert not s.update(1.2, 0.10)
+    assert not s.update(1.3, 0.08)  # dropped below 0.09: the hold restarts
+    assert not s.update(1.4, 0.095)
+    assert not s.update(2.3, 0.10)
+    assert s.update(2.4, 0.10)
+    assert s.update(3.0, 0.0)  # success sticks until reset
+    s.reset()
+    assert not s.success
+
+
+def test_safe_target_clamps_limits_and_rate():
+    lim = ArmLimits(margin=0.05, max_velocity_factor=0.5)
+    ref = Q_HOME.copy()
+    far = ref + 1.0
+    q = safe_target(far, ref, dt=0.01, limits=lim)
+    assert np.all(np.abs(q - ref) <= 0.5 * DQ_MAX * 0.01 + 1e-12)
+    q = safe_target(Q_HIGH + 1.0, Q_HIGH - 0.05, dt=10.0, limits=lim)
+    assert np.all(q <= Q_HIGH - 0.05 + 1e-12)
+    q = safe_target(Q_LOW - 1.0, Q_LOW + 0.05, dt=10.0, limits=lim)
+    assert np.all(q >= Q_LOW + 0.05 - 1e-12)
+    with pytest.raises(ValueError, match="finite"):
+        safe_target(np.full(7, np.nan), ref, 0.03, lim)
+    with pytest.raises(ValueError, match="7 values"):
+        safe_target(np.zeros(6), ref, 0.03, lim)
+    with pytest.raises(ValueError):
+        ArmLimits(max_velocity_factor=1.5)
+
+
+def test_ik_reaches_top_down_targets():
+    kin = FR3Kinematics()
+    p0, r0 = kin.fk(Q_HOME)
+    np.testing.assert_allclose(r0, top_down(0.0), atol=1e-3)
+    for x, y, yaw in [(0.5, 0.0, 0.0), (0.42, -0.2, 0.7), (0.62, 0.22, -0.7)]:
+        q, err = kin.ik(np.array([x, y, 0.06]), top_down(yaw), Q_HOME, iters=100)
+        assert err < 1e-3
+        p, r = kin.fk(q)
+        np.testing.assert_allclose(p, [x, y, 0.06], atol=1e-3)
+        assert np.all(q >= Q_LOW) and np.all(q <= Q_HIGH)
+
+
+def _fake_episode(n, rng):
+    return (rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8), rng.normal(size=(n, 8)),
+            rng.normal(size=(n, 8)), np.arange(n) * 0.033)
+
+
+def test_dataset_round_trip_and_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    w = DemoWriter(tmp_path / "d.zarr", (8, 8, 3), dt=0.033)
+    eps = [_fake_episode(5, rng), _fake_episode(3, rng), _fake_episode(4, rng)]
+    for i, (e, ok) in enumerate(zip(eps, [True, False, True])):
+        w.add_episode(10 + i, ok, *e)
+    with pytest.raises(ValueError):
+        w.add_episode(99, True, eps[0][0], eps[0][1][:2], eps[0][2], eps[0][3])
+    d = Demos(tmp_path / "d.zarr")
+    assert d.num_episodes == 2 and d.total_episodes == 3 and d.seeds == [10, 12] and len(d) == 9
+    np.testing.assert_array_equal(d.image[:5], eps[0][0])
+    np.testing.assert_allclose(d.action[5:], eps[2][2].astype(np.float32))
+    s = WindowSampler(d, horizon=4, n_obs_steps=2)
+    assert len(s) == 9
+    img, st, act = s.batch(np.array([0, 4, 5]))
+    # first step of an episode: the observation before it is padded with itself
+    np.testing.assert_array_equal(img[0, 0], img[0, 1])
+    np.testing.assert_allclose(act[0, 0], act[0, 1])
+    # last step of episode 0: actions padded with its last action, never the next episode's
+    np.testing.assert_allclose(act[1, 1:], np.repeat(d.action[4][None], 3, 0))
+    np.testing.assert_allclose(st[2, 1], d.state[5])
+    all_ = Demos(tmp_path / "d.zarr", successful_only=False)
+    assert all_.num_episodes == 3 and len(all_) == 12
+
+
+def test_one_training_step_and_checkpoint(tmp_path):
+    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.core.train import TrainConfig, train
+
+    cfg = tiny_config()
+
+    class Source:
+        def __len__(self):
+            return 10
+
+        def batch(self, ids):
+            b = len(ids)
+            return (np.random.randint(0, 255, (b, 2, 32, 32, 3), dtype=np.uint8),
+                    np.random.randn(b, 2, 8).astype(np.float32), np.random.randn(b, 8, 8).astype(np.float32))
+
+    policy = DiffusionPolicy(cfg)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    log = train(policy, Source(), TrainConfig(iterations=3, batch_size=4, warmup=1), tmp_path / "ck")
+    assert log["iterations_done"] == 3 and all(np.isfinite(log["loss"]))
+    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
+    assert (tmp_path / "ck" / "loss.png").exists() and json.loads((tmp_path / "ck" / "train_log.json").read_text())
+    loaded = DiffusionPolicy.load(tmp_path / "ck")
+    assert loaded.weights_id != "init" and loaded.cfg == cfg
+    img = torch.rand(1, 2, 3, 32, 32)
+    st = torch.randn(1, 2, 8)
+    noise = torch.randn(1, 8, 8)
+    a = loaded.predict(img, st, noise=noise.clone())
+    b = DiffusionPolicy.load(tmp_path / "ck").predict(img, st, noise=noise.clone())
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="not"):
+        DiffusionPolicy.load(tmp_path / "ck", tiny_config(n_emb=64))
+
+
+@pytest.mark.slow
+def test_world_and_expert_episode():
+    """A real world process + franky client: seeded reset, camera, and the expert lifting the cube."""
+    from bac_ros.sim.arm import Arm
+    from bac_ros.sim.episode import run_expert
+    from bac_ros.sim.world import WorldProcess
+
+    cfg = WorldConfig(hostname="127.0.0.5")
+    with WorldProcess(cfg) as world, Arm(cfg.hostname) as arm:
+        pose = world.reset(3)
+        assert pose == sample_cube_pose(cfg, 3)
+        st = world.status()
+        np.testing.assert_allclose(st["cube"][:2], [pose.x, pose.y], atol=1e-3)
+        t, img = world.render()
+        assert img.shape == (96, 96, 3) and img.dtype == np.uint8 and img.std() > 5
+        r = run_expert(world, arm, 3, 1 / 30)
+        assert r.success, r.info
+        assert len(r.steps) > 100 and r.steps[-1].t_sim > r.steps[0].t_sim
+        assert arm.commands_sent >= len(r.steps) and not arm.errors
+
+
+@pytest.mark.slow
+def test_closed_loop_smoke():
+    """One short episode per mode with an untrained policy: the loop runs and reports inference."""
+    from bac_ros.core.config import PolicyConfig
+    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.core.schedule import Schedule
+    from bac_ros.sim.arm import Arm
+    from bac_ros.sim.evaluate import run_realtime, run_sync
+    from bac_ros.sim.world import WorldProcess
+
+    policy = DiffusionPolicy.build(PolicyConfig.load("cpu"))
+    cfg = WorldConfig(hostname="127.0.0.6")
+    with WorldProcess(cfg) as world, Arm(cfg.hostname) as arm:
+        ep = run_sync(world, arm, policy, policy.denoiser(Schedule.full(policy.cfg)), seed=1, max_time=1.0)
+        assert ep.chunks >= 3 and len(ep.inference_ms) == ep.chunks and not ep.success
+        ep = run_realtime(world, arm, policy, policy.denoiser(None), seed=1, max_time=3.0)
+        assert ep.chunks >= 2
+        assert arm.commands_sent > 30
