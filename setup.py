@@ -16,6 +16,8 @@ setup(
         ("share/" + package_name + "/schedules", glob("schedules/*.json")),
     ],
     install_requires=["setuptools"],
+    package_data={"bac_ros": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},
+    include_package_data=True,
     zip_safe=False,
     maintainer="bac_ros developers",
     maintainer_email="dev@bac-ros.invalid",
@@ -26,6 +28,11 @@ setup(
     entry_points={
         "console_scripts": [
             "bac = bac_ros.cli:main",
+            "policy_node = bac_ros.nodes.policy_node:main",
+            "controller_node = bac_ros.nodes.controller_node:main",
+            "sim_node = bac_ros.nodes.sim_node:main",
+            "camera_node = bac_ros.nodes.camera_node:main",
+            "metrics_node = bac_ros.nodes.metrics_node:main",
         ],
     },
 )

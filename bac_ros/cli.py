@@ -1,4 +1,4 @@
-"""`bac` command line: schedule | bench | record | train | eval."""
+"""`bac` command line: schedule | bench | record | train | eval | demo | report."""
 from __future__ import annotations
 
 import argparse
@@ -288,6 +288,55 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .nodes import demo
+
+    methods = [("bac", args.schedule)] + ([("full", "full")] if not args.no_full else [])
+    print(f"demo: {args.episodes} episode(s) per method on the franky-sim grasp world, over ROS 2; "
+          f"logs in {args.log_dir}", flush=True)
+    rows = demo.run(args.episodes, methods, Path(args.log_dir), seed_start=args.seed_start, hostname=args.hostname)
+    print(demo.format_rows(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    d = Path(args.log_dir)
+    if not (d / "control.csv").is_file() or not (d / "latency.csv").is_file():
+        raise SystemExit(f"{d}: no control.csv / latency.csv (run the metrics node or `bac demo` first)")
+    with (d / "control.csv").open() as f:
+        control = np.array([(float(r["time"]), float(r["control_hz"])) for r in csv.DictReader(f)]).reshape(-1, 2)
+    with (d / "latency.csv").open() as f:
+        lat = np.array([(float(r["obs_to_chunk_ms"]), float(r["obs_to_command_ms"])) for r in csv.DictReader(f)])
+    lat = lat.reshape(-1, 2)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    if len(control):
+        axes[0].plot(control[:, 0] - control[0, 0], control[:, 1], lw=1)
+    axes[0].set(title="control frequency", xlabel="time (s)", ylabel="commands / s")
+    for ax, col, title in ((axes[1], 0, "observation -> chunk published"), (axes[2], 1, "observation -> first command")):
+        v = lat[:, col][np.isfinite(lat[:, col])] if len(lat) else np.array([])
+        if len(v):
+            ax.hist(v, bins=40)
+            ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.1f} ms")
+            ax.legend()
+        ax.set(title=title, xlabel="latency (ms)", ylabel="chunks")
+    fig.tight_layout()
+    out = Path(args.out or d / "report.png")
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bac", description="Block-wise Adaptive Caching for a DP-T grasp policy.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -357,6 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out-dir", default="results")
     e.add_argument("--name", default="eval", help="file stem of the markdown / JSON / PNG results")
     e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("demo", help="the ROS 2 graph on the franky-sim world: episodes, control Hz, latency")
+    d.add_argument("--episodes", type=int, default=3)
+    d.add_argument("--schedule", default="grasp_dpt_cpu_bac_s5", help="policy_node's schedule for the bac run")
+    d.add_argument("--no-full", action="store_true", help="skip the full-precision run")
+    d.add_argument("--seed-start", type=int, default=0)
+    d.add_argument("--log-dir", default="runs/demo")
+    d.add_argument("--hostname", default="127.0.0.1", help="loopback address of the simulated FR3")
+    d.add_argument("--json", help="write the rows as JSON")
+    d.set_defaults(func=cmd_demo)
+
+    rp = sub.add_parser("report", help="plot a metrics log directory (control Hz, latency histograms) as PNG")
+    rp.add_argument("log_dir")
+    rp.add_argument("--out", help="PNG path (default: <log_dir>/report.png)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

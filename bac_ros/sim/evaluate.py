@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
+from ..core.streaming import due_index
 from .arm import Arm
 from .episode import observe, reset
 from .world import WorldProcess
@@ -123,7 +124,7 @@ class _ChunkPlayer(threading.Thread):
                 chunk = self._chunk
             if chunk is not None:
                 stamp, actions = chunk
-                i = max(0, int(np.ceil((now - stamp) / self.dt - 1e-9)))
+                i = due_index(stamp, self.dt, now)
                 if chunk is not playing:
                     playing = chunk
                     self.dropped += min(i, len(actions))

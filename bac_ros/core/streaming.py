@@ -1,0 +1,87 @@
+"""Timing rules shared by the evaluation loop and the ROS nodes (no ROS here).
+
+- `ObservationAligner`: pairs each camera frame with the joint state nearest in time; a pair whose
+  stamps differ by more than a tolerance is dropped (and counted); keeps the last n_obs_steps pairs.
+- `due_index`: which point of a chunk stamped `stamp` (point i due at stamp + i*dt) is the one to send
+  now; earlier points are stale and dropped (latency compensation).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+import numpy as np
+
+
+def due_index(stamp: float, dt: float, now: float) -> int:
+    """Index of the first point not yet in the past: points i with stamp + i*dt < now are stale."""
+    if dt <= 0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    return max(0, math.ceil((now - stamp) / dt - 1e-9))
+
+
+def interpolate_chunk(actions: np.ndarray, stamp: float, dt: float, now: float) -> np.ndarray:
+    """The chunk's target at time `now`: linear between the points around it; before the chunk its first
+    point, after it the last point. Only the future part of a chunk is ever interpolated."""
+    s = (now - stamp) / dt
+    if s <= 0:
+        return actions[0]
+    k = int(math.floor(s))
+    if k >= len(actions) - 1:
+        return actions[-1]
+    frac = s - k
+    return actions[k] * (1 - frac) + actions[k + 1] * frac
+
+
+class ObservationAligner:
+    def __init__(self, n_obs_steps: int, tolerance_s: float = 0.02, state_buffer: int = 256):
+        if n_obs_steps < 1 or tolerance_s < 0:
+            raise ValueError("n_obs_steps must be >= 1 and tolerance_s >= 0")
+        self.n, self.tolerance = n_obs_steps, tolerance_s
+        self._state_t: deque = deque(maxlen=state_buffer)
+        self._state_v: deque = deque(maxlen=state_buffer)
+        self._images: deque = deque(maxlen=n_obs_steps)
+        self._states: deque = deque(maxlen=n_obs_steps)
+        self._stamps: deque = deque(maxlen=n_obs_steps)
+        self.dropped = 0
+
+    def add_state(self, stamp: float, state: np.ndarray) -> None:
+        if self._state_t and stamp < self._state_t[-1]:
+            return  # out of order: ignore
+        self._state_t.append(stamp)
+        self._state_v.append(np.asarray(state, np.float32))
+
+    def add_image(self, stamp: float, image: np.ndarray) -> bool:
+        """Pair the frame with the nearest joint state; False (and counted) when none is close enough."""
+        if not self._state_t:
+            self.dropped += 1
+            return False
+        ts = list(self._state_t)
+        i = bisect.bisect_left(ts, stamp)
+        best = min((j for j in (i - 1, i) if 0 <= j < len(ts)), key=lambda j: abs(ts[j] - stamp))
+        if abs(ts[best] - stamp) > self.tolerance:
+            self.dropped += 1
+            return False
+        if self._stamps and stamp <= self._stamps[-1]:
+            return False  # a repeated or older frame
+        self._images.append(image)
+        self._states.append(self._state_v[best])
+        self._stamps.append(stamp)
+        return True
+
+    @property
+    def newest_stamp(self) -> float | None:
+        return self._stamps[-1] if self._stamps else None
+
+    def ready(self) -> bool:
+        return len(self._stamps) >= 1
+
+    def window(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(images (n, H, W, 3), states (n, 8), newest stamp); a short history is padded with its oldest pair."""
+        if not self._stamps:
+            raise RuntimeError("no aligned observation yet")
+        pad = self.n - len(self._stamps)
+        images = [self._images[0]] * pad + list(self._images)
+        states = [self._states[0]] * pad + list(self._states)
+        return np.stack(images), np.stack(states), self._stamps[-1]

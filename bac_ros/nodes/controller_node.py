@@ -1,0 +1,170 @@
+"""controller_node: the only node that talks to the robot (franky). Publishes /joint_states; plays
+/bac/action_chunk on the wall clock at control_rate_hz (stale points dropped, targets interpolated between
+points), holds when chunks stop coming, and reports commands and first-command latency for the metrics."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState, TimeReference
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ..core.streaming import interpolate_chunk
+from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
+
+
+class ControllerNode(Node):
+    def __init__(self):
+        super().__init__("controller_node")
+        self.declare_parameter("robot_ip", "127.0.0.1")
+        self.declare_parameter("joint_state_rate_hz", 100.0)
+        self.declare_parameter("control_rate_hz", 100.0)
+        self.declare_parameter("chunk_timeout_s", 0.5)
+        self.declare_parameter("joint_limit_margin", 0.05)
+        self.declare_parameter("max_velocity_factor", 0.5)
+        self.declare_parameter("relative_dynamics_factor", 0.3)
+        p = lambda n: self.get_parameter(n).value  # noqa: E731
+
+        from ..sim.arm import Arm, ArmLimits
+
+        import franky
+
+        self.arm = Arm(p("robot_ip"), ArmLimits(float(p("joint_limit_margin")), float(p("max_velocity_factor"))))
+        self.arm.start()
+        rdf = float(p("relative_dynamics_factor"))
+        self.arm.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(rdf, rdf, rdf)
+        self.timeout = float(p("chunk_timeout_s"))
+        self._lock = threading.Lock()
+        self._chunk = None  # (stamp, actions, dt, received)
+        self._played = None
+        self._paused = False
+        self._holding = False
+        self.commands = 0
+        self.holds = 0
+        self.rejected = 0
+        self._t0 = time.monotonic()
+
+        io = MutuallyExclusiveCallbackGroup()
+        self.js_pub = self.create_publisher(JointState, "/joint_states", 20)
+        self.cmd_pub = self.create_publisher(JointState, "/bac/command", 20)
+        self.first_pub = self.create_publisher(TimeReference, "/bac/first_command", 20)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5, callback_group=io)
+        self.create_timer(1.0 / float(p("joint_state_rate_hz")), self.publish_joint_state, callback_group=io)
+        self.period = 1.0 / float(p("control_rate_hz"))
+        self.create_timer(self.period, self.control_tick,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self.publish_diagnostics, callback_group=io)
+        self.create_service(Trigger, "/bac/home", self.on_home, callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"connected to FR3 at {p('robot_ip')}")
+
+    def on_chunk(self, msg: JointTrajectory) -> None:
+        try:
+            stamp, actions, dt = trajectory_to_chunk(msg)
+        except ValueError as e:
+            self.rejected += 1
+            self.get_logger().warn(f"rejected chunk: {e}", throttle_duration_sec=2.0)
+            return
+        if dt <= 0:
+            dt = 1.0 / 30.0
+        with self._lock:
+            self._chunk = (stamp, actions, dt, time.time())
+
+    def control_tick(self) -> None:
+        """Send the chunk's target for *now*: linear between the two points around now (points already in
+        the past are never sent), the last point once the chunk is used up; hold after the timeout."""
+        with self._lock:
+            chunk, paused = self._chunk, self._paused
+        if paused or chunk is None:
+            return
+        now = time.time()
+        if now - chunk[3] > self.timeout:
+            if not self._holding:
+                self.arm.hold()
+                self.holds += 1
+                self._holding = True
+            return
+        self._holding = False
+        stamp, actions, dt, _ = chunk
+        target = interpolate_chunk(actions, stamp, dt, now)
+        q = self.arm.command(target[:7], dt=self.period)
+        self.arm.gripper_command(float(target[7]))
+        self.commands += 1
+        sent = time.time()
+        self.cmd_pub.publish(vector_to_joint_state(q, None, float(target[7]), sent))
+        if chunk is not self._played:
+            self._played = chunk
+            ref = TimeReference(source="controller_node")
+            ref.header.stamp, ref.time_ref = to_time(sent), to_time(stamp)
+            self.first_pub.publish(ref)
+
+    def publish_joint_state(self) -> None:
+        q, dq, width = self.arm.state()
+        self.js_pub.publish(vector_to_joint_state(q, dq, width, time.time()))
+
+    def on_home(self, _req, resp):
+        from ..sim.kinematics import GRIPPER_MAX_WIDTH, Q_HOME
+
+        with self._lock:
+            self._paused, self._chunk = True, None
+        try:
+            self.arm.gripper_command(GRIPPER_MAX_WIDTH)
+            self.arm.move_home(Q_HOME, duration=1.5)
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and self.arm.state()[2] < GRIPPER_MAX_WIDTH - 0.005:
+                time.sleep(0.05)
+            resp.success, resp.message = True, "home"
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            resp.success, resp.message = False, str(e)
+        finally:
+            with self._lock:
+                self._paused, self._chunk = False, None
+        return resp
+
+    def publish_diagnostics(self) -> None:
+        elapsed = max(1e-6, time.monotonic() - self._t0)
+        status = DiagnosticStatus(level=DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN,
+                                  name="bac: controller_node", message=f"{self.commands / elapsed:.1f} commands/s")
+        values = {"commands": self.commands, "holds": self.holds, "chunks_rejected": self.rejected,
+                  "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors)}
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def shutdown(self) -> None:
+        self.arm.hold()
+        self.arm.stop()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = ControllerNode()
+    except Exception as e:  # noqa: BLE001 - no robot: say so and exit
+        print(f"controller_node: error: cannot start: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

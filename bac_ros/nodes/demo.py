@@ -1,0 +1,233 @@
+"""`bac demo`: the launch file's graph without launch_ros. Starts the same executables with the same YAML
+(sim_node, controller_node, metrics_node, then policy_node once per method), runs seeded episodes over
+real ROS 2 (DDS on loopback), prints success, control Hz, inference Hz and latency per method, and stops
+every process it started, by PID."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import CONFIG_DIR
+
+NODES = ("sim_node", "controller_node", "metrics_node", "policy_node")
+
+
+def executable(name: str) -> str:
+    """The node's console script: beside this Python (venv, colcon lib/bac_ros) or on PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"executable '{name}' not found: install the package (make setup / colcon build)")
+    return found
+
+
+class Processes:
+    """Children started here, stopped here: SIGINT, then SIGKILL after a grace period."""
+
+    def __init__(self, log_dir: Path, env: dict):
+        self.log_dir, self.env = log_dir, env
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, params_file: Path, overrides: dict | None = None) -> subprocess.Popen:
+        cmd = [executable(name), "--ros-args", "--params-file", str(params_file)]
+        for k, v in (overrides or {}).items():
+            cmd += ["-p", f"{k}:={v}"]
+        log = (self.log_dir / f"{name}.log").open("a")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.procs[name] = p
+        return p
+
+    def stop(self, name: str, grace: float = 8.0) -> None:
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+    def check(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text()[-1500:]
+                raise RuntimeError(f"{name} exited with code {p.returncode}:\n{tail}")
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    a = np.asarray(values)
+    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}
+
+
+def _in_windows(t: float, windows: list[tuple[float, float]]) -> bool:
+    return any(a <= t <= b for a, b in windows)
+
+
+def summarise(log_dir: Path, windows: dict[str, list[tuple[float, float]]]) -> dict[str, dict]:
+    """Control Hz and latency per method, from the metrics node's CSVs, within that method's episodes."""
+    with (log_dir / "control.csv").open() as f:
+        control = [(float(r["time"]), float(r["control_hz"])) for r in csv.DictReader(f)]
+    with (log_dir / "latency.csv").open() as f:
+        latency = [(float(r["obs_stamp"]), float(r["obs_to_chunk_ms"]), float(r["obs_to_command_ms"]))
+                   for r in csv.DictReader(f)]
+    out = {}
+    for method, wins in windows.items():
+        # a control sample covers the second before it: count it when that whole second is inside an episode
+        hz = [h for t, h in control if _in_windows(t, wins) and _in_windows(t - 1.0, wins)]
+        lat_cmd = [c for t, _, c in latency if _in_windows(t, wins)]
+        lat_chunk = [c for t, c, _ in latency if _in_windows(t, wins) and np.isfinite(c)]
+        out[method] = {"control_hz": float(np.median(hz)) if hz else float("nan"),
+                       "latency_ms": _percentiles(lat_cmd), "obs_to_chunk_ms": _percentiles(lat_chunk)}
+    return out
+
+
+def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_file: Path | None = None,
+        seed_start: int = 0, episode_time: float = 12.0, hostname: str = "127.0.0.1") -> list[dict]:
+    """`methods`: (label, schedule parameter) pairs, e.g. [("bac", "grasp_dpt_cpu_bac_s5"), ("full", "full")]."""
+    params_file = params_file or CONFIG_DIR / "grasp.yaml"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for f in log_dir.glob("*.log"):
+        f.unlink()
+    domain = str(random.Random(os.getpid()).randint(120, 200))  # keep this graph apart from others on the host
+    env = {**os.environ, "ROS_DOMAIN_ID": domain, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "ROS_LOCALHOST_ONLY": "1", "PYTHONUNBUFFERED": "1"}
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    procs = Processes(log_dir, env)
+    rclpy.init()
+    node = rclpy.create_node("bac_demo")
+    latest = {"episode": None, "policy_diag": None}
+    node.create_subscription(String, "/bac/episode", lambda m: latest.__setitem__("episode", json.loads(m.data)), 10)
+
+    def on_diag(msg):
+        for s in msg.status:
+            if s.name == "bac: policy_node":
+                latest["policy_diag"] = {kv.key: kv.value for kv in s.values}
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 20)
+    travel = {"q0": None, "max": 0.0}  # how far the arm moved from where the episode started (rad, max joint)
+
+    def on_joints(msg):
+        q = np.asarray(msg.position[:7])
+        if travel["q0"] is None:
+            travel["q0"] = q
+        travel["max"] = max(travel["max"], float(np.abs(q - travel["q0"]).max()))
+
+    from sensor_msgs.msg import JointState
+
+    node.create_subscription(JointState, "/joint_states", on_joints, 50)
+    clients = {name: node.create_client(Trigger, name) for name in ("/bac/home", "/bac/reset", "/bac/policy/reset")}
+
+    def call(name: str, timeout: float = 30.0) -> str:
+        c = clients[name]
+        deadline = time.monotonic() + timeout
+        while not c.wait_for_service(timeout_sec=0.5):
+            procs.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service {name} did not come up within {timeout:.0f} s")
+        fut = c.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(node, fut, timeout_sec=timeout)
+        if not fut.done() or not fut.result().success:
+            raise RuntimeError(f"{name} failed: {fut.result().message if fut.done() else 'timeout'}")
+        return fut.result().message
+
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    def set_param(node_name: str, name: str, value: int) -> None:
+        c = node.create_client(SetParameters, f"{node_name}/set_parameters")
+        if not c.wait_for_service(timeout_sec=30.0):
+            raise RuntimeError(f"{node_name} has no parameter service")
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_INTEGER, integer_value=int(value)))])
+        fut = c.call_async(req)
+        rclpy.spin_until_future_complete(node, fut, timeout_sec=10.0)
+        if not fut.done():
+            raise RuntimeError(f"setting {node_name} {name} timed out")
+
+    rows = []
+    windows: dict[str, list[tuple[float, float]]] = {}
+    try:
+        procs.start("sim_node", params_file, {"seed_start": seed_start, "episode_time_s": episode_time,
+                                              "hostname": hostname})
+        time.sleep(2.0)  # the simulated FR3 must listen before the controller connects
+        procs.start("controller_node", params_file, {"robot_ip": hostname})
+        procs.start("metrics_node", params_file, {"log_dir": str(log_dir)})
+        for label, schedule in methods:
+            set_param("/sim_node", "seed_start", seed_start)  # every method sees the same seeds
+            latest["policy_diag"] = None
+            procs.start("policy_node", params_file, {"schedule": schedule})
+            deadline = time.monotonic() + 120
+            while latest["policy_diag"] is None:
+                rclpy.spin_once(node, timeout_sec=0.2)
+                procs.check()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("policy_node did not report within 120 s")
+            successes, wins, travels = [], [], []
+            for _ in range(episodes):
+                call("/bac/home")
+                seed = json.loads(call("/bac/reset"))["seed"]
+                call("/bac/policy/reset")
+                travel.update(q0=None, max=0.0)
+                t0 = time.time()
+                while True:
+                    rclpy.spin_once(node, timeout_sec=0.1)
+                    procs.check()
+                    ep = latest["episode"]
+                    if ep and ep["seed"] == seed and ep["done"]:
+                        break
+                    if time.time() - t0 > episode_time + 10:
+                        raise RuntimeError("no episode outcome from sim_node")
+                wins.append((t0, time.time()))
+                successes.append(bool(ep["success"]))
+                travels.append(travel["max"])
+                print(f"  {label}: seed {seed} {'success' if ep['success'] else 'fail'} "
+                      f"({ep['elapsed_s']:.1f} s)", flush=True)
+            diag = latest["policy_diag"] or {}
+            procs.stop("policy_node")
+            windows[label] = wins
+            rows.append({"method": label, "schedule": schedule, "episodes": episodes,
+                         "success_rate": sum(successes) / max(1, episodes),
+                         "inference_hz": float(diag.get("inference_hz", "nan")),
+                         "inference_ms_p95": float(diag.get("inference_ms_p95", "nan")),
+                         "arm_travel_rad": float(np.mean(travels)) if travels else 0.0})
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        procs.stop_all()
+    stats = summarise(log_dir, windows)
+    for r in rows:
+        r.update(stats[r["method"]])
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    head = (f"{'method':<8}{'episodes':>9}{'success':>9}{'control Hz':>12}{'inference Hz':>14}"
+            f"{'latency ms p50/p95/p99 (obs -> first command)':>48}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(f"{r['method']:<8}{r['episodes']:>9}{r['success_rate']:>9.0%}{r['control_hz']:>12.1f}"
+                     f"{r['inference_hz']:>14.1f}{lat['p50']:>30.1f} /{lat['p95']:>6.1f} /{lat['p99']:>6.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Conversions between ROS 2 messages and the arrays the policy and the arm use."""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
+GRIPPER_JOINT = "fr3_gripper_width"  # in /joint_states: measured width (m); in chunks: commanded width
+JOINT_NAMES = ARM_JOINTS + [GRIPPER_JOINT]
+
+
+def to_sec(t: Time) -> float:
+    return t.sec + t.nanosec * 1e-9
+
+
+def to_time(seconds: float) -> Time:
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def to_duration(seconds: float) -> Duration:
+    sec = int(np.floor(seconds))
+    return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """rgb8 / bgr8 / rgba8 / bgra8 -> (H, W, 3) uint8 RGB. ValueError for anything else."""
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(msg.encoding)
+    if channels is None:
+        raise ValueError(f"unsupported image encoding '{msg.encoding}' (rgb8, bgr8, rgba8, bgra8)")
+    if msg.step < msg.width * channels or len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"image data too short for {msg.width}x{msg.height} {msg.encoding}")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    arr = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)[:, :, :3]
+    return np.ascontiguousarray(arr[:, :, ::-1] if msg.encoding.startswith("bgr") else arr)
+
+
+def array_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "camera_color_optical_frame") -> Image:
+    h, w, _ = rgb.shape
+    msg = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3)
+    msg.header.stamp = to_time(stamp)
+    msg.header.frame_id = frame_id
+    msg.data = np.ascontiguousarray(rgb, np.uint8).tobytes()
+    return msg
+
+
+def joint_state_to_vector(msg: JointState) -> np.ndarray:
+    """(8,) q1..q7 + gripper width, by name. ValueError when a joint is missing."""
+    index = {n: i for i, n in enumerate(msg.name)}
+    missing = [n for n in JOINT_NAMES if n not in index]
+    if missing or len(msg.position) < len(msg.name):
+        raise ValueError(f"joint state lacks {missing or 'positions'}")
+    return np.array([msg.position[index[n]] for n in JOINT_NAMES], dtype=np.float32)
+
+
+def vector_to_joint_state(q: np.ndarray, dq: np.ndarray | None, width: float, stamp: float) -> JointState:
+    msg = JointState(name=list(JOINT_NAMES))
+    msg.header.stamp = to_time(stamp)
+    msg.position = [float(x) for x in q] + [float(width)]
+    if dq is not None:
+        msg.velocity = [float(x) for x in dq] + [0.0]
+    return msg
+
+
+def chunk_to_trajectory(actions: np.ndarray, stamp: float, dt: float) -> JointTrajectory:
+    """(n, 8) actions -> JointTrajectory: header.stamp = newest observation used, point i at i*dt."""
+    msg = JointTrajectory(joint_names=list(JOINT_NAMES))
+    msg.header.stamp = to_time(stamp)
+    for i, a in enumerate(np.asarray(actions, float)):
+        msg.points.append(JointTrajectoryPoint(positions=[float(x) for x in a], time_from_start=to_duration(i * dt)))
+    return msg
+
+
+def trajectory_to_chunk(msg: JointTrajectory) -> tuple[float, np.ndarray, float]:
+    """-> (stamp, actions (n, 8) in JOINT_NAMES order, dt). ValueError on a malformed chunk."""
+    index = {n: i for i, n in enumerate(msg.joint_names)}
+    missing = [n for n in JOINT_NAMES if n not in index]
+    if missing:
+        raise ValueError(f"chunk lacks joints {missing}")
+    if len(msg.points) < 1:
+        raise ValueError("chunk has no points")
+    cols = [index[n] for n in JOINT_NAMES]
+    actions = np.array([[p.positions[c] for c in cols] for p in msg.points], dtype=float)
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("chunk contains non-finite positions")
+    times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+    dt = float(times[1] - times[0]) if len(times) > 1 else 0.0
+    if len(times) > 1 and (dt <= 0 or not np.allclose(np.diff(times), dt, atol=1e-6)):
+        raise ValueError("chunk points must be evenly spaced in time")
+    return to_sec(msg.header.stamp), actions, dt

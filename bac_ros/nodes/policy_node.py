@@ -1,0 +1,192 @@
+"""policy_node: camera + /joint_states -> cached DP-T -> /bac/action_chunk, /bac/markers, /diagnostics."""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ..core.streaming import ObservationAligner
+from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "grasp_dpt_cpu"
+
+
+def resolve_schedule(name: str) -> Path | None:
+    """'' or 'full' -> None (plain model); a path; or a file name in the package's schedules/."""
+    if name in ("", "full"):
+        return None
+    p = Path(name)
+    if p.is_file():
+        return p
+    from ..core.config import CONFIG_DIR
+
+    candidate = CONFIG_DIR.parent / "schedules" / (name if name.endswith(".json") else name + ".json")
+    return candidate
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy_node")
+        self.declare_parameter("config", "cpu")
+        self.declare_parameter("checkpoint", "")
+        self.declare_parameter("schedule", "grasp_dpt_cpu_bac_s5")
+        self.declare_parameter("image_topic", "/camera/color/image_raw")
+        self.declare_parameter("joint_states_topic", "/joint_states")
+        self.declare_parameter("rate_hz", 30.0)
+        self.declare_parameter("obs_tolerance_s", 0.03)
+        self.declare_parameter("num_threads", 1)
+        self.declare_parameter("base_frame", "fr3_link0")
+        self.declare_parameter("seed", 0)
+        p = lambda n: self.get_parameter(n).value  # noqa: E731
+
+        import torch
+
+        from ..core.config import PolicyConfig
+        from ..core.policy import DiffusionPolicy
+        from ..core.schedule import Schedule
+
+        torch.set_num_threads(int(p("num_threads")))
+        cfg = PolicyConfig.load(p("config"))
+        ckpt = p("checkpoint") or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir() else "")
+        self.policy = DiffusionPolicy.build(cfg, ckpt or None)
+        sched_path = resolve_schedule(p("schedule"))
+        self.schedule = Schedule.load(sched_path, cfg) if sched_path else None  # ScheduleError stops the node
+        self.denoiser = self.policy.denoiser(self.schedule)
+        self.method = self.schedule.label if self.schedule else "full"
+        self._generator = torch.Generator().manual_seed(int(p("seed")))
+        self.image_size = cfg.encoder.image_shape[1]
+        self.aligner = ObservationAligner(cfg.n_obs_steps, float(p("obs_tolerance_s")))
+        self._last_used_stamp = None
+        self.inference_ms: deque = deque(maxlen=300)
+        self.published = 0
+        self._t_start = time.monotonic()
+        from ..sim.kinematics import FR3Kinematics
+
+        self.kin = FR3Kinematics()
+        self.base_frame = p("base_frame")
+
+        sensors = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, p("image_topic"), self.on_image, 5, callback_group=sensors)
+        self.create_subscription(JointState, p("joint_states_topic"), self.on_joint_state, 50, callback_group=sensors)
+        self.chunk_pub = self.create_publisher(JointTrajectory, "/bac/action_chunk", 5)
+        self.marker_pub = self.create_publisher(MarkerArray, "/bac/markers", 2)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0 / float(p("rate_hz")), self.infer, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self.publish_diagnostics)
+        self.create_service(Trigger, "/bac/policy/reset", self.on_reset, callback_group=sensors)
+        self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}), schedule {self.method}, "
+                               f"{float(p('rate_hz')):.0f} Hz")
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def on_joint_state(self, msg: JointState) -> None:
+        try:
+            self.aligner.add_state(to_sec(msg.header.stamp), joint_state_to_vector(msg))
+        except ValueError as e:
+            self.get_logger().warn(f"ignoring joint state: {e}", throttle_duration_sec=5.0)
+
+    def on_image(self, msg: Image) -> None:
+        try:
+            rgb = image_to_array(msg)
+        except ValueError as e:
+            self.get_logger().warn(f"ignoring image: {e}", throttle_duration_sec=5.0)
+            return
+        if rgb.shape[0] != self.image_size or rgb.shape[1] != self.image_size:
+            import cv2
+
+            rgb = cv2.resize(rgb, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
+        self.aligner.add_image(to_sec(msg.header.stamp), rgb)
+
+    def on_reset(self, _req, resp):
+        cfg = self.policy.cfg
+        self.aligner = ObservationAligner(cfg.n_obs_steps, self.aligner.tolerance)
+        self._last_used_stamp = None
+        resp.success, resp.message = True, "observation history cleared"
+        return resp
+
+    # ---- inference -------------------------------------------------------------------------------
+    def infer(self) -> None:
+        import torch
+
+        aligner = self.aligner
+        if not aligner.ready() or aligner.newest_stamp == self._last_used_stamp:
+            return
+        images, states, stamp = aligner.window()
+        self._last_used_stamp = stamp
+        t0 = time.perf_counter()
+        img = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
+        st = torch.from_numpy(states).unsqueeze(0)
+        traj = self.policy.predict(img, st, self.denoiser, generator=self._generator)
+        actions = self.policy.executable(traj)[0].numpy()
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
+        self.published += 1
+        self.publish_markers(actions, stamp)
+
+    def publish_markers(self, actions: np.ndarray, stamp: float) -> None:
+        path = self.kin.fk_path(actions[:, :7])
+        m = Marker(ns="bac_chunk", id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
+        m.header.frame_id, m.header.stamp = self.base_frame, to_time(stamp)
+        m.scale.x = 0.006
+        m.color.r, m.color.g, m.color.b, m.color.a = 0.1, 0.8, 0.2, 1.0
+        m.pose.orientation.w = 1.0
+        m.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in path]
+        end = Marker(ns="bac_chunk", id=1, type=Marker.SPHERE, action=Marker.ADD)
+        end.header = m.header
+        end.pose.position = m.points[-1]
+        end.pose.orientation.w = 1.0
+        end.scale.x = end.scale.y = end.scale.z = 0.02
+        closed = actions[-1, 7] < 0.04
+        end.color.r, end.color.g, end.color.b, end.color.a = (0.9, 0.2, 0.1, 1.0) if closed else (0.1, 0.4, 0.9, 1.0)
+        self.marker_pub.publish(MarkerArray(markers=[m, end]))
+
+    def publish_diagnostics(self) -> None:
+        ms = np.array(self.inference_ms) if self.inference_ms else np.array([np.nan])
+        age = (time.time() - self._last_used_stamp) * 1e3 if self._last_used_stamp else float("nan")
+        hz = self.published / max(1e-6, time.monotonic() - self._t_start)
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name="bac: policy_node", hardware_id=self.method,
+                                  message=f"{hz:.1f} Hz")
+        values = {"method": self.method, "inference_hz": f"{1e3 / np.nanmedian(ms):.2f}",
+                  "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
+                  "inference_ms_p95": f"{np.nanpercentile(ms, 95):.2f}", "obs_age_ms": f"{age:.1f}",
+                  "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published)}
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PolicyNode()
+    except (ValueError, FileNotFoundError) as e:  # ScheduleError, ConfigError, a missing checkpoint
+        print(f"policy_node: error: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

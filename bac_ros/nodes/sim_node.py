@@ -1,0 +1,108 @@
+"""sim_node: the grasp world (franky-sim FR3 + table + cube + camera) as a ROS node. The arm is reached only
+through franky at `hostname`, like a real FR3; this node publishes the camera, resets episodes and
+reports their outcome."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
+from .messages import array_to_image
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("sim_node")
+        self.declare_parameter("hostname", "127.0.0.1")
+        self.declare_parameter("image_size", 96)
+        self.declare_parameter("camera_rate_hz", 30.0)
+        self.declare_parameter("seed_start", 0)
+        self.declare_parameter("episode_time_s", 12.0)
+        p = lambda n: self.get_parameter(n).value  # noqa: E731
+
+        self.world = GraspWorld(WorldConfig(hostname=p("hostname"), image_size=int(p("image_size")))).start()
+        self.next_seed = int(p("seed_start"))
+        self.add_on_set_parameters_callback(self._on_params)
+        self.episode_time = float(p("episode_time_s"))
+        self.seed = None
+        self.t_episode = None
+        self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 5)
+        self.outcome_pub = self.create_publisher(String, "/bac/episode", 10)
+        # The GL context belongs to the thread that made it: render from one dedicated thread.
+        self._camera_period = 1.0 / float(p("camera_rate_hz"))
+        self._running = True
+        self._camera = threading.Thread(target=self._camera_loop, daemon=True, name="camera")
+        self._camera.start()
+        self.create_timer(0.1, self.publish_outcome)
+        self.create_service(Trigger, "/bac/reset", self.on_reset)
+        self.get_logger().info(f"grasp world up; FR3 at {p('hostname')} (libfranka ports 1337/1338)")
+
+    def _camera_loop(self) -> None:
+        next_t = time.monotonic()
+        while self._running:
+            stamp = time.time()
+            self.image_pub.publish(array_to_image(self.world.render(), stamp))
+            next_t += self._camera_period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = time.monotonic()  # fell behind: no burst
+
+    def _on_params(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        for prm in params:
+            if prm.name == "seed_start":  # the next reset starts from this seed again
+                self.next_seed = int(prm.value)
+        return SetParametersResult(successful=True)
+
+    def on_reset(self, _req, resp):
+        self.seed = self.next_seed
+        self.next_seed += 1
+        self.world.place_cube(sample_cube_pose(self.world.cfg, self.seed))
+        self.t_episode = time.time()
+        resp.success, resp.message = True, json.dumps({"seed": self.seed})
+        return resp
+
+    def publish_outcome(self) -> None:
+        if self.seed is None:
+            return
+        elapsed = time.time() - self.t_episode
+        done = self.world.success or elapsed >= self.episode_time
+        self.outcome_pub.publish(String(data=json.dumps({"seed": self.seed, "success": self.world.success,
+                                                         "elapsed_s": round(elapsed, 3), "done": done})))
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._camera.join(2)
+        self.world.stop()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = SimNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""ros2 launch bac_ros grasp.launch.py [use_sim:=false] [robot_ip:=172.16.0.2] [config:=...] [schedule:=...] [rviz:=true]"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory("bac_ros")
+    use_sim = LaunchConfiguration("use_sim")
+    robot_ip = LaunchConfiguration("robot_ip")
+    config = LaunchConfiguration("config")
+    schedule = LaunchConfiguration("schedule")
+    rviz = LaunchConfiguration("rviz")
+    # In simulation the FR3 is franky-sim on the sim node's loopback address.
+    arm_ip = PythonExpression(["'127.0.0.1' if '", use_sim, "' == 'true' else '", robot_ip, "'"])
+    return LaunchDescription([
+        DeclareLaunchArgument("use_sim", default_value="false", description="franky-sim world instead of a real FR3"),
+        DeclareLaunchArgument("robot_ip", default_value="172.16.0.2", description="FR3 (FCI) address"),
+        DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "grasp.yaml")),
+        DeclareLaunchArgument("schedule", default_value="grasp_dpt_cpu_bac_s5",
+                              description="a schedule in schedules/ or a path; 'full' disables caching"),
+        DeclareLaunchArgument("rviz", default_value="true"),
+        Node(package="bac_ros", executable="sim_node", name="sim_node", parameters=[config],
+             condition=IfCondition(use_sim), output="screen"),
+        Node(package="bac_ros", executable="camera_node", name="camera_node", parameters=[config],
+             condition=UnlessCondition(use_sim), output="screen"),
+        Node(package="bac_ros", executable="controller_node", name="controller_node",
+             parameters=[config, {"robot_ip": arm_ip}], output="screen"),
+        Node(package="bac_ros", executable="policy_node", name="policy_node",
+             parameters=[config, {"schedule": schedule}], output="screen"),
+        Node(package="bac_ros", executable="metrics_node", name="metrics_node", parameters=[config], output="screen"),
+        Node(package="rviz2", executable="rviz2", name="rviz2",
+             arguments=["-d", os.path.join(share, "config", "grasp.rviz")], condition=IfCondition(rviz)),
+    ])

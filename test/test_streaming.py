@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from bac_ros.core.streaming import ObservationAligner, due_index
+
+
+def test_due_index_drops_stale_points():
+    dt = 0.1
+    assert due_index(10.0, dt, 9.9) == 0  # chunk from the future: start at its first point
+    assert due_index(10.0, dt, 10.0) == 0
+    assert due_index(10.0, dt, 10.05) == 1  # point 0 (due 10.0) is past
+    assert due_index(10.0, dt, 10.1) == 1  # point 1 due exactly now is still sent
+    assert due_index(10.0, dt, 10.35) == 4
+    with pytest.raises(ValueError):
+        due_index(0.0, 0.0, 1.0)
+
+
+def test_aligner_pairs_nearest_state_and_drops_far_ones():
+    a = ObservationAligner(n_obs_steps=2, tolerance_s=0.02)
+    img = lambda v: np.full((2, 2, 3), v, np.uint8)  # noqa: E731
+    assert not a.add_image(1.0, img(1)) and a.dropped == 1  # no state yet
+    for t in (0.99, 1.01, 1.03, 1.05):
+        a.add_state(t, np.full(8, t))
+    assert a.add_image(1.0, img(2))
+    ims, sts, stamp = a.window()
+    assert ims.shape == (2, 2, 2, 3) and stamp == 1.0
+    np.testing.assert_array_equal(ims[0], ims[1])  # padded with the single pair
+    assert a.add_image(1.04, img(3))
+    ims, sts, stamp = a.window()
+    assert ims[1, 0, 0, 0] == 3 and sts[1][0] == pytest.approx(1.03) and stamp == 1.04
+    assert not a.add_image(1.2, img(4)) and a.dropped == 2  # nearest state 1.05 is 0.15 s away
+    assert not a.add_image(1.04, img(5))  # repeated stamp
+    a.add_state(0.5, np.zeros(8))  # out of order: ignored
+    assert a.window()[1][1][0] == pytest.approx(1.03)
+
+
+def test_interpolate_chunk():
+    from bac_ros.core.streaming import interpolate_chunk
+
+    a = np.arange(4, dtype=float)[:, None] * np.ones((1, 8))
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 0.9), a[0])
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 1.15), 1.5)
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 1.2), 2.0)
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 5.0), a[-1])
