@@ -13,11 +13,23 @@ VENV_FLAGS :=
 ROS_REQS := -r requirements-ros.txt
 endif
 
-.PHONY: setup demo test test-fast bench schedules clean
+.PHONY: setup sysdeps demo test test-fast bench clean
 
 setup: $(STAMP)
 
+# System libraries: EGL + Mesa for MuJoCo's offscreen camera, libusb for pyrealsense2.
+sysdeps:
+	@missing=""; \
+	ldconfig -p | grep -q 'libEGL.so.1 ' || missing="$$missing libegl1 libgl1-mesa-dri"; \
+	ldconfig -p | grep -q 'libusb-1.0.so.0 ' || missing="$$missing libusb-1.0-0"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing system packages; please run: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+
 $(STAMP): requirements.txt requirements-ros.txt constraints.txt setup.py
+	@$(MAKE) --no-print-directory sysdeps
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -27,12 +39,12 @@ $(STAMP): requirements.txt requirements-ros.txt constraints.txt setup.py
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Until the closed-loop demo exists (issue #4), `make demo` benchmarks BAC on the shipped cpu config.
+# The ROS 2 graph on the embedded franky-sim world: BAC and full precision side by side.
 demo: $(STAMP)
-	$(VENV)/bin/bac bench --config cpu --profile
+	MUJOCO_GL=egl $(VENV)/bin/bac demo --episodes 5 --json runs/demo/demo.json
 
 bench: $(STAMP)
-	$(VENV)/bin/bac bench --config paper --observations 4 --repeats 2
+	$(VENV)/bin/bac bench --config cpu --profile
 
 test: $(STAMP)
 	$(PY) -m pytest

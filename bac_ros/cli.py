@@ -21,14 +21,14 @@ def _csv(kind):
 def _load_policy(args):
     import torch
 
-    from .core.policy import DiffusionPolicy
+    from .core.policy import DiffusionPolicy, resolve_checkpoint
 
     cfg = PolicyConfig.load(args.config)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    return DiffusionPolicy.build(cfg, args.checkpoint, seed=args.seed)
+    return DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, args.checkpoint), seed=args.seed)
 
 
 def _observations(policy, n: int, seed: int, data: str | None = None):
@@ -343,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp):
         sp.add_argument("--config", default="cpu", help="policy config: a name in config/ (cpu, paper) or a path")
-        sp.add_argument("--checkpoint", help="checkpoint directory (model.safetensors + config.json); "
-                                             "default: untrained weights from --seed")
+        sp.add_argument("--checkpoint", default="auto",
+                        help="checkpoint directory (model.safetensors + config.json); 'auto' (default): the one "
+                             "shipped for this config if any; 'none': untrained weights from --seed")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=0, help="torch threads (default: the config's)")
         sp.add_argument("--data", help="demonstrations (zarr) to draw observations from (default: synthetic)")

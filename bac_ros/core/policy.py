@@ -190,6 +190,20 @@ class DiffusionPolicy(nn.Module):
         return policy
 
 
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def resolve_checkpoint(cfg: PolicyConfig, checkpoint: str | None) -> str | None:
+    """'auto' -> the checkpoint shipped for this config (bac_ros/checkpoints/<name>) if there is one;
+    None / 'none' -> untrained; anything else is a checkpoint directory."""
+    if checkpoint in (None, "", "none"):
+        return None
+    if checkpoint == "auto":
+        shipped = CHECKPOINT_DIR / cfg.name
+        return str(shipped) if (shipped / "model.safetensors").is_file() else None
+    return checkpoint
+
+
 def synthetic_observations(cfg: PolicyConfig, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random images and joint states of the right shapes, for benchmarks of untrained models."""
     g = torch.Generator().manual_seed(seed)

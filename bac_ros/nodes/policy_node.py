@@ -21,9 +21,6 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..core.streaming import ObservationAligner
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "grasp_dpt_cpu"
-
-
 def resolve_schedule(name: str) -> Path | None:
     """'' or 'full' -> None (plain model); a path; or a file name in the package's schedules/."""
     if name in ("", "full"):
@@ -41,7 +38,7 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
         self.declare_parameter("config", "cpu")
-        self.declare_parameter("checkpoint", "")
+        self.declare_parameter("checkpoint", "auto")
         self.declare_parameter("schedule", "grasp_dpt_cpu_bac_s5")
         self.declare_parameter("image_topic", "/camera/color/image_raw")
         self.declare_parameter("joint_states_topic", "/joint_states")
@@ -55,13 +52,12 @@ class PolicyNode(Node):
         import torch
 
         from ..core.config import PolicyConfig
-        from ..core.policy import DiffusionPolicy
+        from ..core.policy import DiffusionPolicy, resolve_checkpoint
         from ..core.schedule import Schedule
 
         torch.set_num_threads(int(p("num_threads")))
         cfg = PolicyConfig.load(p("config"))
-        ckpt = p("checkpoint") or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir() else "")
-        self.policy = DiffusionPolicy.build(cfg, ckpt or None)
+        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, p("checkpoint")))
         sched_path = resolve_schedule(p("schedule"))
         self.schedule = Schedule.load(sched_path, cfg) if sched_path else None  # ScheduleError stops the node
         self.denoiser = self.policy.denoiser(self.schedule)
