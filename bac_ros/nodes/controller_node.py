@@ -7,17 +7,15 @@ import sys
 import threading
 import time
 
-import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.streaming import interpolate_chunk
+from .runtime import diagnostics, run_node
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 
 
@@ -131,14 +129,11 @@ class ControllerNode(Node):
 
     def publish_diagnostics(self) -> None:
         elapsed = max(1e-6, time.monotonic() - self._t0)
-        status = DiagnosticStatus(level=DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN,
-                                  name="bac: controller_node", message=f"{self.commands / elapsed:.1f} commands/s")
         values = {"commands": self.commands, "holds": self.holds, "chunks_rejected": self.rejected,
                   "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors)}
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN
+        self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.commands / elapsed:.1f} commands/s",
+                                          values, level))
 
     def shutdown(self) -> None:
         self.arm.hold()
@@ -146,25 +141,7 @@ class ControllerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = ControllerNode()
-    except Exception as e:  # noqa: BLE001 - no robot: say so and exit
-        print(f"controller_node: error: cannot start: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node(ControllerNode, "controller_node", threads=3, args=args)
 
 if __name__ == "__main__":
     sys.exit(main())

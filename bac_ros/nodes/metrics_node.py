@@ -14,13 +14,13 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from trajectory_msgs.msg import JointTrajectory
 
 from .messages import to_sec
+from .runtime import diagnostics, run_node
 
 LATENCY_FIELDS = ["obs_stamp", "chunk_received", "first_command", "obs_to_chunk_ms", "obs_to_command_ms"]
 
@@ -72,31 +72,16 @@ class MetricsNode(Node):
         self._control_f.flush()
         self._latency_f.flush()
         lat = np.array(self._lat_cmd) if self._lat_cmd else np.array([np.nan])
-        status = DiagnosticStatus(level=DiagnosticStatus.OK, name="bac: metrics_node", message=f"control {hz} Hz")
-        status.values = [KeyValue(key="control_hz", value=str(hz))] + [
-            KeyValue(key=f"obs_to_command_ms_p{q}", value=f"{np.nanpercentile(lat, q):.1f}") for q in (50, 95, 99)]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        values = {"control_hz": hz, **{f"obs_to_command_ms_p{q}": f"{np.nanpercentile(lat, q):.1f}" for q in (50, 95, 99)}}
+        self.diag_pub.publish(diagnostics(self, "bac: metrics_node", f"control {hz} Hz", values))
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         self._control_f.close()
         self._latency_f.close()
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = MetricsNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node(MetricsNode, "metrics_node", args=args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,11 +7,9 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -19,6 +17,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.streaming import ObservationAligner
+from .runtime import diagnostics, run_node
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
 
 def resolve_schedule(name: str) -> Path | None:
@@ -152,37 +151,16 @@ class PolicyNode(Node):
         ms = np.array(self.inference_ms) if self.inference_ms else np.array([np.nan])
         age = (time.time() - self._last_used_stamp) * 1e3 if self._last_used_stamp else float("nan")
         hz = self.published / max(1e-6, time.monotonic() - self._t_start)
-        status = DiagnosticStatus(level=DiagnosticStatus.OK, name="bac: policy_node", hardware_id=self.method,
-                                  message=f"{hz:.1f} Hz")
         values = {"method": self.method, "inference_hz": f"{1e3 / np.nanmedian(ms):.2f}",
                   "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
                   "inference_ms_p95": f"{np.nanpercentile(ms, 95):.2f}", "obs_age_ms": f"{age:.1f}",
                   "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published)}
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        self.diag_pub.publish(diagnostics(self, "bac: policy_node", f"{hz:.1f} Hz", values, hardware_id=self.method))
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ValueError, FileNotFoundError) as e:  # ScheduleError, ConfigError, a missing checkpoint
-        print(f"policy_node: error: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    # ScheduleError / ConfigError (ValueErrors) or a missing checkpoint: the node does not start.
+    return run_node(PolicyNode, "policy_node", threads=3, args=args, startup_errors=(ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,8 +8,6 @@ import sys
 import threading
 import time
 
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -17,6 +15,7 @@ from std_srvs.srv import Trigger
 
 from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
 from .messages import array_to_image
+from .runtime import run_node
 
 
 class SimNode(Node):
@@ -89,20 +88,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = SimNode()
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node(SimNode, "sim_node", threads=2, args=args)
 
 if __name__ == "__main__":
     sys.exit(main())
