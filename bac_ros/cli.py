@@ -142,7 +142,7 @@ def cmd_bench(args) -> int:
     print(bench.format_table(rows))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps([{k: r[k] for k in (*bench.ROW_KEYS, "mean_updates", "hz")}
+        Path(args.json).write_text(json.dumps([{k: r[k] for k in (*bench.ROW_KEYS, "variant", "mean_updates", "hz")}
                                                for r in rows], indent=1))
         print(f"wrote {args.json}")
     if args.profile:

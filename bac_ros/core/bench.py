@@ -29,6 +29,12 @@ def updates_by_kind(policy: DiffusionPolicy, denoiser) -> dict[str, float]:
     return dict(counts)
 
 
+def variant(s: Schedule) -> str:
+    """How a schedule differs from the default recipe: forced last step, calibrated on one observation."""
+    cal = s.calibration or {}
+    return ("+last" if cal.get("force_last") else "") + ("@1obs" if cal.get("observations") == 1 else "")
+
+
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
         repeats: int = 3, seed: int = 0, with_runtime_full: bool = True,
         progress: Callable[[], None] | None = None) -> list[dict]:
@@ -38,12 +44,15 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
     cfg = policy.cfg
     n = image.shape[0]
     entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]
+    variants = [""]
     if with_runtime_full:
         entries.append(("full-runtime", cfg.num_steps, policy.denoiser(Schedule.full(cfg))))
+        variants.append("")
     for s in schedules:
         if s.method == "full":
             continue  # the same as full-runtime
         entries.append((s.method, s.num_updates, policy.denoiser(s)))
+        variants.append(variant(s))
     g = torch.Generator().manual_seed(seed)
     noises = [torch.randn(1, cfg.horizon, cfg.action_dim, generator=g) for _ in range(n)]
 
@@ -77,7 +86,7 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
         ms = statistics.median(times[e]) * 1e3
         mean_upd = {k: statistics.fmean(u[k] for u in updates[e]) for k in updates[e][0]}
         gfl = flops.inference_flops(cfg, mean_upd, enc, hoisted=getattr(den, "hoist", False)) / 1e9
-        rows.append({"method": method, "num_updates": s, "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
+        rows.append({"method": method, "variant": variants[e], "num_updates": s, "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
                      "action_mse": float(((a - ref) ** 2).mean()), "action_max_abs": float((a - ref).abs().max()),
                      "mean_updates": sum(mean_upd.values()) / (3 * cfg.n_layer),
                      "hz": 1e3 / ms})
@@ -85,12 +94,12 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'method':<14}{'S':>4}{'upd/blk':>9}{'ms':>9}{'Hz':>8}{'speedup':>9}{'GFLOPs':>9}"
+    head = (f"{'method':<22}{'S':>4}{'upd/blk':>9}{'ms':>9}{'Hz':>8}{'speedup':>9}{'GFLOPs':>9}"
             f"{'act MSE':>11}{'act max':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
         s = "-" if r["num_updates"] is None else r["num_updates"]
-        lines.append(f"{r['method']:<14}{s:>4}{r['mean_updates']:>9.1f}{r['ms_median']:>9.2f}{r['hz']:>8.1f}"
+        lines.append(f"{r['method'] + r.get('variant', ''):<22}{s:>4}{r['mean_updates']:>9.1f}{r['ms_median']:>9.2f}{r['hz']:>8.1f}"
                      f"{r['speedup']:>8.2f}x{r['gflops']:>9.3f}{r['action_mse']:>11.2e}{r['action_max_abs']:>10.2e}")
     return "\n".join(lines)
 
@@ -146,7 +155,7 @@ def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Ten
     lines = [f"pieces (ms), timed alone: obs encoder {enc_ms:.3f} | obs tokens + K/V (once) {hoist_ms:.3f} | "
              f"fixed/step {fixed_ms:.3f} | per recompute: sa {block_ms['sa']:.3f}, ca {block_ms['ca']:.3f}, "
              f"ffn {block_ms['ffn']:.3f}",
-             f"{'method':<14}{'S':>4}{'once':>8}{'fixed':>9}{'blocks':>9}{'sum':>9}{'measured':>10}{'other':>8}"
+             f"{'method':<22}{'S':>4}{'once':>8}{'fixed':>9}{'blocks':>9}{'sum':>9}{'measured':>10}{'other':>8}"
              f"{'fixed share':>13}"]
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
