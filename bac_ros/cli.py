@@ -291,7 +291,8 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from .nodes import demo
 
-    methods = [("bac", args.schedule)] + ([("full", "full")] if not args.no_full else [])
+    methods = ([("bac", args.schedule)] + ([("full", "full")] if not args.no_full else [])
+               + ([(demo.EXPERT, demo.EXPERT)] if not args.no_expert else []))
     print(f"demo: {args.episodes} episode(s) per method on the franky-sim grasp world, over ROS 2; "
           f"logs in {args.log_dir}", flush=True)
     rows = demo.run(args.episodes, methods, Path(args.log_dir), seed_start=args.seed_start, hostname=args.hostname)
@@ -412,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--episodes", type=int, default=3)
     d.add_argument("--schedule", default="grasp_dpt_cpu_bac_s5", help="policy_node's schedule for the bac run")
     d.add_argument("--no-full", action="store_true", help="skip the full-precision run")
+    d.add_argument("--no-expert", action="store_true",
+                   help="skip the scripted expert's run (the reference for the smoothness columns)")
     d.add_argument("--seed-start", type=int, default=0)
     d.add_argument("--log-dir", default="runs/demo")
     d.add_argument("--hostname", default="127.0.0.1", help="loopback address of the simulated FR3")

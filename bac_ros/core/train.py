@@ -105,7 +105,7 @@ def train(policy: DiffusionPolicy, source: WindowSource, cfg: TrainConfig, out_d
                 pe.lerp_(p, 1 - d)
             for be, b in zip(ema.buffers(), policy.buffers()):
                 be.copy_(b)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress:
             progress(i, losses[-1])
         i += 1

@@ -1,7 +1,11 @@
 """`bac demo`: the launch file's graph without launch_ros. Starts the same executables with the same YAML
 (sim_node, controller_node, metrics_node, then policy_node once per method), runs seeded episodes over
-real ROS 2 (DDS on loopback), prints success, control Hz, inference Hz and latency per method, and stops
-every process it started, by PID."""
+real ROS 2 (DDS on loopback), prints success, control Hz, inference Hz, latency and smoothness per method,
+and stops every process it started, by PID.
+
+The method `expert` has no policy_node: this process streams the scripted expert's plan for the episode's
+cube as 16-point chunks at the action rate into the same controller, so the smoothness of the policy's
+motion can be read against the expert's on the same seeds, measured the same way (/joint_states)."""
 from __future__ import annotations
 
 import csv
@@ -18,8 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import CONFIG_DIR
+from ..core.motion import mean_smoothness, smoothness
 
 NODES = ("sim_node", "controller_node", "metrics_node", "policy_node")
+EXPERT = "expert"
 
 
 def executable(name: str) -> str:
@@ -29,6 +35,29 @@ def executable(name: str) -> str:
     if not found:
         raise FileNotFoundError(f"executable '{name}' not found: install the package (make setup / colcon build)")
     return found
+
+
+class ExpertSource:
+    """The scripted expert's plan for one cube, streamed as chunks (point i due at t0 + i*dt)."""
+
+    def __init__(self, publish, cube: list[float], q_start: np.ndarray, dt: float = 1.0 / 30.0,
+                 chunk_len: int = 16):
+        from ..sim.expert import plan_grasp
+        from ..sim.world import CubePose
+
+        plan = plan_grasp(CubePose(*cube), q_start, dt)
+        self.actions = np.concatenate([plan.q, plan.gripper[:, None]], axis=1)
+        self.publish, self.dt, self.chunk_len = publish, dt, chunk_len
+        self.t0 = time.time() + 0.05
+        self.next_i = 0
+
+    def tick(self, now: float) -> None:
+        i = int((now - self.t0) // self.dt)
+        if i < self.next_i:
+            return
+        i = min(max(i, 0), len(self.actions) - 1)
+        self.publish(self.actions[i:i + self.chunk_len], self.t0 + i * self.dt, self.dt)
+        self.next_i = i + 1
 
 
 class Processes:
@@ -127,16 +156,24 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 20)
     travel = {"q0": None, "max": 0.0}  # how far the arm moved from where the episode started (rad, max joint)
+    joints = {"q": None, "trace": None}  # latest position; (stamp, q) samples of the running episode
 
     def on_joints(msg):
         q = np.asarray(msg.position[:7])
+        joints["q"] = q
+        if joints["trace"] is not None:
+            joints["trace"].append((to_sec(msg.header.stamp), q))
         if travel["q0"] is None:
             travel["q0"] = q
         travel["max"] = max(travel["max"], float(np.abs(q - travel["q0"]).max()))
 
     from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from .messages import chunk_to_trajectory, to_sec
 
     node.create_subscription(JointState, "/joint_states", on_joints, 50)
+    chunk_pub = node.create_publisher(JointTrajectory, "/bac/action_chunk", 5)
     clients = {name: node.create_client(Trigger, name) for name in ("/bac/home", "/bac/reset", "/bac/policy/reset")}
 
     def call(name: str, timeout: float = 30.0) -> str:
@@ -177,22 +214,34 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
         for label, schedule in methods:
             set_param("/sim_node", "seed_start", seed_start)  # every method sees the same seeds
             latest["policy_diag"] = None
-            procs.start("policy_node", params_file, {"schedule": schedule})
-            deadline = time.monotonic() + 120
-            while latest["policy_diag"] is None:
-                rclpy.spin_once(node, timeout_sec=0.2)
-                procs.check()
-                if time.monotonic() > deadline:
-                    raise RuntimeError("policy_node did not report within 120 s")
-            successes, wins, travels = [], [], []
+            if schedule != EXPERT:
+                procs.start("policy_node", params_file, {"schedule": schedule})
+                deadline = time.monotonic() + 120
+                while latest["policy_diag"] is None:
+                    rclpy.spin_once(node, timeout_sec=0.2)
+                    procs.check()
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("policy_node did not report within 120 s")
+            successes, wins, travels, smooth = [], [], [], []
+            source = None
             for _ in range(episodes):
                 call("/bac/home")
-                seed = json.loads(call("/bac/reset"))["seed"]
-                call("/bac/policy/reset")
+                reset = json.loads(call("/bac/reset"))
+                seed, source = reset["seed"], None
+                if schedule == EXPERT:
+                    while joints["q"] is None:
+                        rclpy.spin_once(node, timeout_sec=0.1)
+                    source = ExpertSource(lambda a, stamp, dt: chunk_pub.publish(chunk_to_trajectory(a, stamp, dt)),
+                                          reset["cube"], joints["q"])
+                else:
+                    call("/bac/policy/reset")
                 travel.update(q0=None, max=0.0)
+                joints["trace"] = []
                 t0 = time.time()
                 while True:
-                    rclpy.spin_once(node, timeout_sec=0.1)
+                    rclpy.spin_once(node, timeout_sec=0.01 if source else 0.1)
+                    if source:
+                        source.tick(time.time())
                     procs.check()
                     ep = latest["episode"]
                     if ep and ep["seed"] == seed and ep["done"]:
@@ -202,6 +251,9 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 wins.append((t0, time.time()))
                 successes.append(bool(ep["success"]))
                 travels.append(travel["max"])
+                trace, joints["trace"] = joints["trace"], None
+                if len(trace) > 8:
+                    smooth.append(smoothness(np.array([t for t, _ in trace]), np.stack([q for _, q in trace])))
                 print(f"  {label}: seed {seed} {'success' if ep['success'] else 'fail'} "
                       f"({ep['elapsed_s']:.1f} s)", flush=True)
             diag = latest["policy_diag"] or {}
@@ -211,7 +263,8 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          "success_rate": sum(successes) / max(1, episodes),
                          "inference_hz": float(diag.get("inference_hz", "nan")),
                          "inference_ms_p95": float(diag.get("inference_ms_p95", "nan")),
-                         "arm_travel_rad": float(np.mean(travels)) if travels else 0.0})
+                         "arm_travel_rad": float(np.mean(travels)) if travels else 0.0,
+                         "smoothness": mean_smoothness(smooth)})
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -224,10 +277,14 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
 
 def format_rows(rows: list[dict]) -> str:
     head = (f"{'method':<8}{'episodes':>9}{'success':>9}{'control Hz':>12}{'inference Hz':>14}"
-            f"{'latency ms p50/p95/p99 (obs -> first command)':>48}")
+            f"{'latency ms p50/p95/p99':>26}{'vel. reversals/s':>18}{'jerk rms':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lat = r["latency_ms"]
+        lat, sm = r["latency_ms"], r["smoothness"]
         lines.append(f"{r['method']:<8}{r['episodes']:>9}{r['success_rate']:>9.0%}{r['control_hz']:>12.1f}"
-                     f"{r['inference_hz']:>14.1f}{lat['p50']:>30.1f} /{lat['p95']:>6.1f} /{lat['p99']:>6.1f}")
+                     f"{r['inference_hz']:>14.1f}{lat['p50']:>10.1f} /{lat['p95']:>6.1f} /{lat['p99']:>6.1f}"
+                     f"{sm['zero_crossings_per_s']:>18.2f}{sm['jerk_rms']:>10.1f}")
+    lines.append("latency: observation stamp -> first command sent (expert: chunk stamp -> first command); "
+                 "vel. reversals/s: joint-velocity sign changes per second of motion, summed over joints; "
+                 "jerk rms in rad/s^3")
     return "\n".join(lines)

@@ -68,9 +68,10 @@ class SimNode(Node):
     def on_reset(self, _req, resp):
         self.seed = self.next_seed
         self.next_seed += 1
-        self.world.place_cube(sample_cube_pose(self.world.cfg, self.seed))
+        pose = sample_cube_pose(self.world.cfg, self.seed)
+        self.world.place_cube(pose)
         self.t_episode = time.time()
-        resp.success, resp.message = True, json.dumps({"seed": self.seed})
+        resp.success, resp.message = True, json.dumps({"seed": self.seed, "cube": [pose.x, pose.y, pose.yaw]})
         return resp
 
     def publish_outcome(self) -> None:

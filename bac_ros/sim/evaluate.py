@@ -2,8 +2,10 @@
 
 sync:      observe -> infer (the arm holds still meanwhile) -> execute the n_action_steps actions at dt.
            Pure policy quality: slow inference costs wall time, not success.
-realtime:  inference runs back to back while an executor thread plays the newest chunk on the wall
+realtime:  inference runs on each new observation while an executor thread plays the newest chunk on the wall
            clock; points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
+           An observer thread samples camera + joints every dt (as the camera does for policy_node), so
+           the observation history is spaced as in training whatever the inference time.
            Slow inference means stale chunks and fewer corrections, so it can cost success.
 Both stamp observations and chunks with the wall clock (time.monotonic); franky-sim runs at ~1.0x
 real time here (measured in `GraspWorld._pace`).
@@ -36,33 +38,62 @@ class PolicyEpisode:
 
 
 class _History:
-    """The last n_obs_steps observations (image (3, H, W) float, state (8,))."""
+    """The last n_obs_steps observations (image (H, W, 3) uint8, state (8,)); thread-safe."""
 
     def __init__(self, n: int):
         self.images: deque = deque(maxlen=n)
         self.states: deque = deque(maxlen=n)
         self.stamp = 0.0
+        self._lock = threading.Lock()
 
     def push(self, image: np.ndarray, state: np.ndarray, stamp: float) -> None:
-        if not self.images:  # pad a fresh episode with its first observation
-            for _ in range(self.images.maxlen - 1):
-                self.images.append(image)
-                self.states.append(state)
-        self.images.append(image)
-        self.states.append(state)
-        self.stamp = stamp
+        with self._lock:
+            if not self.images:  # pad a fresh episode with its first observation
+                for _ in range(self.images.maxlen - 1):
+                    self.images.append(image)
+                    self.states.append(state)
+            self.images.append(image)
+            self.states.append(state)
+            self.stamp = stamp
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        img = torch.from_numpy(np.stack(self.images)).permute(0, 3, 1, 2).unsqueeze(0)  # uint8
-        return img, torch.from_numpy(np.stack(self.states)).float().unsqueeze(0)
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(images (1, n, 3, H, W) uint8, states (1, n, 8), stamp of the newest)."""
+        with self._lock:
+            images, states, stamp = np.stack(self.images), np.stack(self.states), self.stamp
+        img = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
+        return img, torch.from_numpy(states).float().unsqueeze(0), stamp
+
+
+class _Observer(threading.Thread):
+    """Samples camera + joint state every dt into a `_History`."""
+
+    def __init__(self, world: WorldProcess, arm: Arm, hist: _History, dt: float):
+        super().__init__(daemon=True, name="observer")
+        self.world, self.arm, self.hist, self.dt = world, arm, hist, dt
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        next_t = time.monotonic()
+        while not self._halt.is_set():
+            _, image, state = observe(self.world, self.arm)
+            self.hist.push(image, state, time.monotonic())
+            next_t += self.dt
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t, delay = time.monotonic(), 0.0  # fell behind: no burst
+            self._halt.wait(delay)
+
+    def stop(self) -> None:
+        self._halt.set()
 
 
 def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.Generator):
-    img, st = hist.tensors()
+    """-> (executable actions, inference ms, stamp of the newest observation used)."""
+    img, st, stamp = hist.tensors()
     t0 = time.perf_counter()
     traj = policy.predict(img, st, denoiser, generator=generator)
     ms = (time.perf_counter() - t0) * 1e3
-    return policy.executable(traj)[0].numpy(), ms
+    return policy.executable(traj)[0].numpy(), ms, stamp
 
 
 def _send(arm: Arm, action: np.ndarray, dt: float) -> None:
@@ -82,7 +113,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     _, image, state = observe(world, arm)
     hist.push(image, state, time.monotonic())
     while executed * dt < max_time:
-        actions, ms = _infer(policy, denoiser, hist, gen)
+        actions, ms, _ = _infer(policy, denoiser, hist, gen)
         ep.inference_ms.append(ms)
         ep.chunks += 1
         next_tick = time.monotonic()
@@ -147,24 +178,30 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     player = _ChunkPlayer(arm, cfg.action_dt)
+    observer = _Observer(world, arm, hist, cfg.action_dt)
     t_start = time.monotonic()
     _, image, state = observe(world, arm)
     hist.push(image, state, time.monotonic())
+    observer.start()
     player.start()
+    last_stamp = None
     try:
         while time.monotonic() - t_start < max_time:
-            stamp = hist.stamp
-            actions, ms = _infer(policy, denoiser, hist, gen)
+            if hist.stamp == last_stamp:  # no new observation since the last inference (as policy_node)
+                time.sleep(0.002)
+                continue
+            actions, ms, stamp = _infer(policy, denoiser, hist, gen)
+            last_stamp = stamp
             ep.inference_ms.append(ms)
             ep.chunks += 1
             player.submit(stamp, actions)
-            _, image, state = observe(world, arm)
-            hist.push(image, state, time.monotonic())
             if world.status()["success"]:
                 ep.success, ep.time_to_success = True, time.monotonic() - t_start
                 break
     finally:
         player.stop()
+        observer.stop()
         player.join(2)
+        observer.join(2)
     ep.dropped_points = player.dropped
     return ep

@@ -248,6 +248,7 @@ class WorldProcess:
     def __init__(self, cfg: WorldConfig = WorldConfig(), start_timeout: float = 60.0):
         self.cfg, self._timeout = cfg, start_timeout
         self._proc = self._conn = None
+        self._lock = threading.Lock()  # one request in flight on the pipe, whichever thread asks
 
     @property
     def pid(self) -> int | None:
@@ -270,10 +271,11 @@ class WorldProcess:
         return self
 
     def _call(self, cmd: str, arg=None):
-        self._conn.send((cmd, arg))
-        if not self._conn.poll(30.0):
-            raise RuntimeError(f"grasp world did not answer '{cmd}' within 30 s")
-        status, out = self._conn.recv()
+        with self._lock:
+            self._conn.send((cmd, arg))
+            if not self._conn.poll(30.0):
+                raise RuntimeError(f"grasp world did not answer '{cmd}' within 30 s")
+            status, out = self._conn.recv()
         if status != "ok":
             raise RuntimeError(f"grasp world failed on '{cmd}': {out}")
         return out
