@@ -201,8 +201,8 @@ def cmd_train(args) -> int:
                        time_budget_s=args.time_budget * 60)
     torch.manual_seed(args.seed)
     policy = DiffusionPolicy(cfg)
-    policy.action_norm.fit(demos.action)
-    policy.state_norm.fit(demos.state)
+    windows = WindowSampler(demos, cfg.horizon, cfg.n_obs_steps)
+    policy.fit_normalizers(demos.state, *reversed(windows.states_and_actions()))
     print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
           f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
           f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
@@ -211,7 +211,7 @@ def cmd_train(args) -> int:
             bar.update(1)
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
-        log = train(policy, WindowSampler(demos, cfg.horizon, cfg.n_obs_steps), tcfg, args.out, progress)
+        log = train(policy, windows, tcfg, args.out, progress)
     note = " (iterations cut to fit the time budget)" if log["cut_to_time_budget"] else ""
     print(f"{log['iterations_done']} iterations in {log['seconds'] / 60:.1f} min{note}; final loss "
           f"{log['final_loss_mean_100']:.4f}; EMA checkpoint -> {args.out}")

@@ -169,3 +169,26 @@ def test_closed_loop_smoke():
         ep = run_realtime(world, arm, policy, policy.denoiser(None), seed=1, max_time=3.0)
         assert ep.chunks >= 2
         assert arm.commands_sent > 30
+
+
+def test_relative_actions_round_trip_and_normalise_offsets():
+    from bac_ros.core.policy import DiffusionPolicy
+
+    policy = DiffusionPolicy(tiny_config(relative_action_dims=7))
+    g = torch.Generator().manual_seed(0)
+    state = torch.rand(5, 2, 8, generator=g) * 2
+    action = state[:, -1:, :].repeat(1, 8, 1) + 0.1 * torch.randn(5, 8, 8, generator=g)
+    rel = policy.to_model_actions(action, state)
+    assert torch.allclose(rel[..., :7], action[..., :7] - state[:, -1:, :7])
+    assert torch.equal(rel[..., 7], action[..., 7])  # the gripper stays absolute
+    assert torch.allclose(policy.from_model_actions(rel, state), action, atol=1e-6)
+    policy.fit_normalizers(state.reshape(-1, 8).numpy(), action.numpy(), state.numpy())
+    # the normaliser spans the offsets (~±0.3), not the absolute joint values (0..2)
+    assert float((policy.action_norm.high - policy.action_norm.low)[:7].max()) < 1.0
+    with pytest.raises(Exception, match="relative_action_dims"):
+        tiny_config(relative_action_dims=9)
+    # predict() returns absolute targets: a state shifted by +1 rad shifts the relative dims' base by +1 rad
+    image = torch.rand(1, 2, 3, 32, 32, generator=g)
+    out = policy.predict(image, state[:1], noise=torch.zeros(1, 8, 8))
+    base = policy.action_norm.unnormalize(policy.sample(policy.encode_obs(image, state[:1]), noise=torch.zeros(1, 8, 8)))
+    assert torch.allclose(out[..., :7], base[..., :7] + state[:1, -1:, :7], atol=1e-5)

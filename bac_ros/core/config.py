@@ -89,6 +89,10 @@ class PolicyConfig:
     n_obs_steps: int = 2
     n_action_steps: int = 8
     action_dim: int = 8  # 7 absolute joint targets + gripper command
+    # the model predicts the first k action dims as offsets from the same dims of the newest observed state
+    # (joint targets relative to where the arm is: a range ~10x narrower than absolute joint angles, so the
+    # same normalised error is ~10x finer in radians); the policy's output stays absolute
+    relative_action_dims: int = 0
     p_drop_emb: float = 0.0
     p_drop_attn: float = 0.3
     causal_attn: bool = True
@@ -113,6 +117,8 @@ class PolicyConfig:
         _check(0.0 <= self.p_drop_attn < 1.0 and 0.0 <= self.p_drop_emb < 1.0, "p_drop",
                "dropout must be in [0, 1)")
         _check(self.action_dt > 0, "action_dt", "must be > 0")
+        _check(0 <= self.relative_action_dims <= min(self.action_dim, self.encoder.state_dim),
+               "relative_action_dims", "must be in 0..min(action_dim, encoder.state_dim)")
 
     @property
     def block_ids(self) -> list[str]:

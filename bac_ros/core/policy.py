@@ -127,13 +127,33 @@ class DiffusionPolicy(nn.Module):
             x = self.scheduler.step(out, t, x, generator=generator).prev_sample
         return x
 
+    def to_model_actions(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Absolute actions (B, H, A) -> what the model predicts (offsets for the relative dims)."""
+        k = self.cfg.relative_action_dims
+        if k == 0:
+            return action
+        return torch.cat([action[..., :k] - state[:, -1:, :k], action[..., k:]], dim=-1)
+
+    def from_model_actions(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        k = self.cfg.relative_action_dims
+        if k == 0:
+            return action
+        return torch.cat([action[..., :k] + state[:, -1:, :k].to(action.dtype), action[..., k:]], dim=-1)
+
+    def fit_normalizers(self, state: np.ndarray, action_windows: np.ndarray, window_states: np.ndarray) -> None:
+        """state (N, S) all states; action_windows (M, H, A) training windows; window_states (M, To, S)."""
+        self.state_norm.fit(state)
+        self.action_norm.fit(self.to_model_actions(torch.as_tensor(action_windows, dtype=torch.float32),
+                                                   torch.as_tensor(window_states, dtype=torch.float32)))
+
     @torch.inference_mode()
     def predict(self, image: torch.Tensor, state: torch.Tensor, denoiser=None, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Raw observations -> unnormalised action trajectory (B, horizon, action_dim)."""
         self.check_obs(image, state)
         cond = self.encode_obs(image, state)
-        return self.action_norm.unnormalize(self.sample(cond, denoiser, noise, generator))
+        return self.from_model_actions(self.action_norm.unnormalize(self.sample(cond, denoiser, noise, generator)),
+                                       state)
 
     def executable(self, trajectory: torch.Tensor) -> torch.Tensor:
         """The part of a predicted trajectory that lies in the future: actions from the current step on."""
@@ -144,7 +164,7 @@ class DiffusionPolicy(nn.Module):
     def loss(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Denoising loss on a batch: action (B, horizon, action_dim) raw."""
         cond = self.encode_obs(image, state)
-        target = self.action_norm.normalize(action)
+        target = self.action_norm.normalize(self.to_model_actions(action, state))
         noise = torch.randn_like(target)
         t = torch.randint(0, self.cfg.sampler.num_train_timesteps, (target.shape[0],), device=target.device)
         noisy = self.scheduler.add_noise(target, noise, t)

@@ -114,7 +114,7 @@ class ControllerNode(Node):
         with self._lock:
             self._paused, self._chunk = True, None
         try:
-            self.arm.gripper_command(GRIPPER_MAX_WIDTH)
+            self.arm.open_gripper()
             self.arm.move_home(Q_HOME, duration=1.5)
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline and self.arm.state()[2] < GRIPPER_MAX_WIDTH - 0.005:

@@ -177,6 +177,13 @@ class Arm:
             self._closed = False
             self._gripper_worker.request(False)
 
+    def open_gripper(self) -> None:
+        """Open the gripper whatever the last decision was (a fresh robot's fingers may stand half open,
+        and a half-open gripper at the start of an episode is a state no demonstration shows)."""
+        self._closed = False
+        self._gripper_worker.closed = None  # forget the last decision so the move is sent
+        self._gripper_worker.request(False)
+
     def hold(self) -> None:
         """Keep the current position (no new target arrived in time)."""
         q = self.joint_positions()

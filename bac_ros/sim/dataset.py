@@ -89,10 +89,19 @@ class WindowSampler:
     def __len__(self) -> int:
         return len(self._index)
 
-    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image (B, To, H, W, 3) uint8, state (B, To, 8), action (B, horizon, 8))."""
+    def _indices(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t, s, e = self._index[ids].T
         first = t - self.to + 1
         obs_idx = np.clip(first[:, None] + np.arange(self.to)[None], s[:, None], e[:, None] - 1)
         act_idx = np.clip(first[:, None] + np.arange(self.horizon)[None], s[:, None], e[:, None] - 1)
+        return obs_idx, act_idx
+
+    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image (B, To, H, W, 3) uint8, state (B, To, 8), action (B, horizon, 8))."""
+        obs_idx, act_idx = self._indices(ids)
         return self.d.image[obs_idx], self.d.state[obs_idx], self.d.action[act_idx]
+
+    def states_and_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every window's (state (N, To, 8), action (N, horizon, 8)), without images (for normalisers)."""
+        obs_idx, act_idx = self._indices(np.arange(len(self)))
+        return self.d.state[obs_idx], self.d.action[act_idx]

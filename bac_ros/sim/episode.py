@@ -39,7 +39,7 @@ def observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarra
 
 def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
     """Open the gripper, bring the arm home, place the cube for `seed`, let it settle."""
-    arm.gripper_command(GRIPPER_MAX_WIDTH)
+    arm.open_gripper()
     arm.move_home(Q_HOME, duration=1.5)
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:  # wait for the gripper to be open (it may have been holding)
