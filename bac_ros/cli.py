@@ -202,7 +202,7 @@ def cmd_train(args) -> int:
     torch.manual_seed(args.seed)
     policy = DiffusionPolicy(cfg)
     windows = WindowSampler(demos, cfg.horizon, cfg.n_obs_steps)
-    policy.fit_normalizers(demos.state, *reversed(windows.states_and_actions()))
+    policy.fit_normalizers(demos.state, *windows.states_and_actions())
     print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
           f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
           f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")

@@ -182,7 +182,7 @@ def test_relative_actions_round_trip_and_normalise_offsets():
     assert torch.allclose(rel[..., :7], action[..., :7] - state[:, -1:, :7])
     assert torch.equal(rel[..., 7], action[..., 7])  # the gripper stays absolute
     assert torch.allclose(policy.from_model_actions(rel, state), action, atol=1e-6)
-    policy.fit_normalizers(state.reshape(-1, 8).numpy(), action.numpy(), state.numpy())
+    policy.fit_normalizers(state.reshape(-1, 8).numpy(), state.numpy(), action.numpy())
     # the normaliser spans the offsets (~±0.3), not the absolute joint values (0..2)
     assert float((policy.action_norm.high - policy.action_norm.low)[:7].max()) < 1.0
     with pytest.raises(Exception, match="relative_action_dims"):

@@ -140,10 +140,10 @@ class DiffusionPolicy(nn.Module):
             return action
         return torch.cat([action[..., :k] + state[:, -1:, :k].to(action.dtype), action[..., k:]], dim=-1)
 
-    def fit_normalizers(self, state: np.ndarray, action_windows: np.ndarray, window_states: np.ndarray) -> None:
-        """state (N, S) all states; action_windows (M, H, A) training windows; window_states (M, To, S)."""
+    def fit_normalizers(self, state: np.ndarray, window_states: np.ndarray, window_actions: np.ndarray) -> None:
+        """state (N, S) all states; the training windows' states (M, To, S) and actions (M, H, A)."""
         self.state_norm.fit(state)
-        self.action_norm.fit(self.to_model_actions(torch.as_tensor(action_windows, dtype=torch.float32),
+        self.action_norm.fit(self.to_model_actions(torch.as_tensor(window_actions, dtype=torch.float32),
                                                    torch.as_tensor(window_states, dtype=torch.float32)))
 
     @torch.inference_mode()

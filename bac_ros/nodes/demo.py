@@ -155,7 +155,6 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 latest["policy_diag"] = {kv.key: kv.value for kv in s.values}
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 20)
-    travel = {"q0": None, "max": 0.0}  # how far the arm moved from where the episode started (rad, max joint)
     joints = {"q": None, "trace": None}  # latest position; (stamp, q) samples of the running episode
 
     def on_joints(msg):
@@ -163,9 +162,6 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
         joints["q"] = q
         if joints["trace"] is not None:
             joints["trace"].append((to_sec(msg.header.stamp), q))
-        if travel["q0"] is None:
-            travel["q0"] = q
-        travel["max"] = max(travel["max"], float(np.abs(q - travel["q0"]).max()))
 
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
@@ -223,7 +219,6 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                     if time.monotonic() > deadline:
                         raise RuntimeError("policy_node did not report within 120 s")
             successes, wins, travels, smooth = [], [], [], []
-            source = None
             for _ in range(episodes):
                 call("/bac/home")
                 reset = json.loads(call("/bac/reset"))
@@ -235,7 +230,6 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                                           reset["cube"], joints["q"])
                 else:
                     call("/bac/policy/reset")
-                travel.update(q0=None, max=0.0)
                 joints["trace"] = []
                 t0 = time.time()
                 while True:
@@ -250,10 +244,11 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                         raise RuntimeError("no episode outcome from sim_node")
                 wins.append((t0, time.time()))
                 successes.append(bool(ep["success"]))
-                travels.append(travel["max"])
                 trace, joints["trace"] = joints["trace"], None
+                qs = np.stack([q for _, q in trace]) if trace else np.zeros((1, 7))
+                travels.append(float(np.abs(qs - qs[0]).max()))  # how far the arm moved from its start (rad)
                 if len(trace) > 8:
-                    smooth.append(smoothness(np.array([t for t, _ in trace]), np.stack([q for _, q in trace])))
+                    smooth.append(smoothness(np.array([t for t, _ in trace]), qs))
                 print(f"  {label}: seed {seed} {'success' if ep['success'] else 'fail'} "
                       f"({ep['elapsed_s']:.1f} s)", flush=True)
             diag = latest["policy_diag"] or {}
