@@ -136,6 +136,10 @@ def test_end_to_end_graph(tmp_path):
     assert len(lat) > 20  # one row per chunk that reached the robot
     log = (tmp_path / "controller_node.log").read_text()
     assert "connected to FR3" in log
+    # the simulated FR3 waited for late torque commands instead of stepping on stale ones
+    assert all(row["torque_command_success_rate"] > 0.95 for row in rows), rows
+    for name in ("sim_node", "controller_node", "metrics_node"):  # every node stopped cleanly
+        assert "Traceback" not in (tmp_path / f"{name}.log").read_text(), name
 
 
 def test_camera_node_without_camera_exits_clearly():

@@ -8,7 +8,7 @@ import torch
 from bac_ros.sim.arm import ArmLimits, safe_target
 from bac_ros.sim.dataset import DemoWriter, Demos, WindowSampler
 from bac_ros.sim.kinematics import DQ_MAX, Q_HIGH, Q_HOME, Q_LOW, FR3Kinematics, top_down
-from bac_ros.sim.world import LiftScore, WorldConfig, sample_cube_pose
+from bac_ros.sim.world import CommandLink, LiftScore, WorldConfig, sample_cube_pose
 
 from conftest import tiny_config
 
@@ -35,6 +35,17 @@ def test_lift_score():
     assert s.update(3.0, 0.0)  # success sticks until reset
     s.reset()
     assert not s.success
+
+
+def test_command_link_counts_stale_ticks_and_longest_gap():
+    link = CommandLink()
+    assert link.summary()["success_rate"] == 1.0 and link.summary()["torque_ticks"] == 0
+    for i, fresh in enumerate([True, False, False, True, False, True, True, True]):
+        link.update(fresh, i * 0.001)
+    s = link.summary()
+    assert s["torque_ticks"] == 8 and s["success_rate"] == 1 - 3 / 8 and s["longest_stale_ms"] == 2
+    link.reset()
+    assert link.summary()["longest_stale_ms"] == 0
 
 
 def test_safe_target_clamps_limits_and_rate():
@@ -149,6 +160,9 @@ def test_world_and_expert_episode():
         assert r.success, r.info
         assert len(r.steps) > 100 and r.steps[-1].t_sim > r.steps[0].t_sim
         assert arm.commands_sent >= len(r.steps) and not arm.errors
+        # the world waited for late torque commands rather than stepping on stale ones
+        link = world.status()["link"]
+        assert link["torque_ticks"] > 1000 and link["success_rate"] > 0.99, link
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ class SimNode(Node):
         self.add_on_set_parameters_callback(self._on_params)
         self.episode_time = float(p("episode_time_s"))
         self.seed = None
+        self.episode = 0  # counts resets: outcomes of an earlier episode on the same seed are told apart
         self.t_episode = None
         self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 5)
         self.outcome_pub = self.create_publisher(String, "/bac/episode", 10)
@@ -47,15 +48,21 @@ class SimNode(Node):
 
     def _camera_loop(self) -> None:
         next_t = time.monotonic()
-        while self._running:
-            stamp = time.time()
-            self.image_pub.publish(array_to_image(self.world.render(), stamp))
-            next_t += self._camera_period
-            delay = next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_t = time.monotonic()  # fell behind: no burst
+        try:
+            while self._running and self.context.ok():
+                stamp = time.time()
+                self.image_pub.publish(array_to_image(self.world.render(), stamp))
+                next_t += self._camera_period
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_t = time.monotonic()  # fell behind: no burst
+        except Exception:  # noqa: BLE001 - Ctrl-C invalidates the context between the check and publish
+            if self.context.ok():
+                raise
+        finally:
+            self.world.close_renderer()
 
     def _on_params(self, params):
         from rcl_interfaces.msg import SetParametersResult
@@ -68,10 +75,12 @@ class SimNode(Node):
     def on_reset(self, _req, resp):
         self.seed = self.next_seed
         self.next_seed += 1
+        self.episode += 1
         pose = sample_cube_pose(self.world.cfg, self.seed)
         self.world.place_cube(pose)
         self.t_episode = time.time()
-        resp.success, resp.message = True, json.dumps({"seed": self.seed, "cube": [pose.x, pose.y, pose.yaw]})
+        resp.success, resp.message = True, json.dumps({"episode": self.episode, "seed": self.seed,
+                                                       "cube": [pose.x, pose.y, pose.yaw]})
         return resp
 
     def publish_outcome(self) -> None:
@@ -79,8 +88,10 @@ class SimNode(Node):
             return
         elapsed = time.time() - self.t_episode
         done = self.world.success or elapsed >= self.episode_time
-        self.outcome_pub.publish(String(data=json.dumps({"seed": self.seed, "success": self.world.success,
-                                                         "elapsed_s": round(elapsed, 3), "done": done})))
+        self.outcome_pub.publish(String(data=json.dumps({"episode": self.episode, "seed": self.seed,
+                                                         "success": self.world.success,
+                                                         "elapsed_s": round(elapsed, 3), "done": done,
+                                                         "link": self.world.link.summary()})))
 
     def shutdown(self) -> None:
         self._running = False

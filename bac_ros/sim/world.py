@@ -35,6 +35,12 @@ class WorldConfig:
     camera_target: tuple[float, float, float] = (0.5, 0.0, 0.06)
     camera_fovy: float = 48.0
     episode_time: float = 12.0  # sim seconds
+    # franky-sim applies the last torque again when the client's command is late. A real FR3's real-time
+    # loop makes that rare (and a long gap stops it with communication_constraints_violation); on a shared
+    # 2-core machine it is not rare, and a stale impedance torque held for tens of ms throws the arm around.
+    # So a tick in torque mode waits up to this long for the client's command: the sim slows, it never
+    # integrates a torque nobody computed for that state. 0 restores franky-sim's behaviour.
+    max_command_wait_ms: float = 25.0
 
 
 @dataclass
@@ -66,6 +72,37 @@ class LiftScore:
         return self.success
 
 
+class CommandLink:
+    """How fresh the client's torque commands were over the episode, per 1 kHz tick (a real FR3 reports
+    this as control_command_success_rate), the longest run of ticks stepped on a stale torque, and sim
+    seconds per wall second (below 1 when the world waited for a late client)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.ticks = self.stale = self.longest_stale = self._run = 0
+        self._t0 = None  # (wall, sim) at the first torque tick
+
+    def update(self, fresh: bool, t_sim: float) -> None:
+        if self._t0 is None:
+            self._t0 = (time.perf_counter(), t_sim)
+        self._t1 = (time.perf_counter(), t_sim)
+        self.ticks += 1
+        if fresh:
+            self._run = 0
+        else:
+            self.stale += 1
+            self._run += 1
+            self.longest_stale = max(self.longest_stale, self._run)
+
+    def summary(self) -> dict:
+        wall = self._t1[0] - self._t0[0] if self._t0 else 0.0
+        rt = (self._t1[1] - self._t0[1]) / wall if wall > 0 else 1.0
+        return {"torque_ticks": self.ticks, "success_rate": round(1.0 - self.stale / max(1, self.ticks), 4),
+                "longest_stale_ms": self.longest_stale, "realtime_factor": round(rt, 3)}
+
+
 def sample_cube_pose(cfg: WorldConfig, seed: int) -> CubePose:
     rng = np.random.default_rng(seed)
     return CubePose(float(rng.uniform(*cfg.x_range)), float(rng.uniform(*cfg.y_range)),
@@ -90,6 +127,7 @@ class GraspWorld:
 
     def __init__(self, cfg: WorldConfig = WorldConfig()):
         from franky_sim import SimulationServer
+        from franky_sim.franka_robot_server import ControlMode
         from franky_sim.mujoco_simulator import MujocoSimulator
 
         self.cfg = cfg
@@ -103,8 +141,18 @@ class GraspWorld:
         class _LockedServer(SimulationServer):
             def run_once(self, realtime=True):  # one physics tick under the world's lock
                 with world.lock:
-                    super().run_once(realtime=False)
-                world._after_tick()
+                    fresh = world._poll_commands()
+                if not fresh:
+                    deadline = time.perf_counter() + world.cfg.max_command_wait_ms * 1e-3
+                    while not fresh and time.perf_counter() < deadline:
+                        time.sleep(0.0001)
+                        with world.lock:
+                            fresh = world._poll_commands()
+                with world.lock:
+                    self.sim.step()
+                    for rs in self.robot_servers:
+                        rs.send_state()
+                world._after_tick(fresh)
                 if realtime:
                     world._pace()
 
@@ -112,6 +160,8 @@ class GraspWorld:
         self._renderer = None
         self._cube_rest_z = CUBE_HALF + TABLE_TOP
         self.score = LiftScore(self._cube_rest_z)
+        self.link = CommandLink()
+        self._torque_mode = ControlMode.TORQUE
         self._t_wall_next = None
 
     # ---- scene -----------------------------------------------------------------------------------
@@ -143,10 +193,14 @@ class GraspWorld:
 
     def stop(self) -> None:
         self.server.cleanup()
+        self.close_renderer()
+        self.sim.cleanup()
+
+    def close_renderer(self) -> None:
+        """Free the offscreen GL context; call it from the thread that rendered (EGL contexts are per thread)."""
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-        self.sim.cleanup()
 
     def __enter__(self):
         return self.start()
@@ -178,6 +232,7 @@ class GraspWorld:
             d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
             mujoco.mj_forward(self.sim.model, d)
             self.score.reset()
+            self.link.reset()
 
     def cube_position(self) -> np.ndarray:
         with self.lock:
@@ -188,8 +243,17 @@ class GraspWorld:
             w, x, y, z = self.sim.data.xquat[self._cube_body]
         return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
-    def _after_tick(self) -> None:
+    def _poll_commands(self) -> bool:
+        """Take the clients' commands; False when the arm is torque-controlled and no torque came this tick."""
+        for rs in self.server.robot_servers:
+            rs.process_commands()
+        rs = self.server.robot_servers[0]  # franky-sim keeps these private; read-only here
+        return rs._FrankaRobotServer__control_mode is not self._torque_mode or rs._FrankaRobotServer__has_new_command
+
+    def _after_tick(self, fresh: bool) -> None:
         self.score.update(self.sim.data.time, self.sim.data.xpos[self._cube_body][2])
+        if self.server.robot_servers[0]._FrankaRobotServer__control_mode is self._torque_mode:
+            self.link.update(fresh, float(self.sim.data.time))
 
     @property
     def success(self) -> bool:
@@ -231,7 +295,7 @@ def _serve(conn, cfg: WorldConfig) -> None:
                     out = (world.time, world.render())
                 elif cmd == "status":
                     out = {"time": world.time, "success": world.success, "cube": world.cube_position(),
-                           "cube_yaw": world.cube_yaw()}
+                           "cube_yaw": world.cube_yaw(), "link": world.link.summary()}
                 else:
                     raise ValueError(f"unknown world command {cmd!r}")
                 conn.send(("ok", out))
