@@ -198,11 +198,15 @@ def cmd_train(args) -> int:
     if demos.num_episodes == 0:
         raise SystemExit(f"{args.data}: no successful episodes to train on")
     tcfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       time_budget_s=args.time_budget * 60)
+                       time_budget_s=args.time_budget * 60,
+                       **({"shift": args.shift} if args.shift is not None else {}))
     torch.manual_seed(args.seed)
-    policy = DiffusionPolicy(cfg)
     windows = WindowSampler(demos, cfg.horizon, cfg.n_obs_steps)
-    policy.fit_normalizers(demos.state, *windows.states_and_actions())
+    if args.init:  # fine-tune: the checkpoint's weights and normalisers
+        policy = DiffusionPolicy.load(args.init, cfg)
+    else:
+        policy = DiffusionPolicy(cfg)
+        policy.fit_normalizers(demos.state, *windows.states_and_actions())
     print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
           f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
           f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
@@ -387,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--shift", type=int, default=None,
+                   help="random-shift augmentation, pixels (default: TrainConfig's)")
+    t.add_argument("--init", default=None, help="start from this checkpoint directory (fine-tune)")
     t.add_argument("--threads", type=int, default=0, help="torch threads (default 2)")
     t.add_argument("--time-budget", type=float, default=0,
                    help="minutes: fewer iterations (measured after 30) if --iterations would take longer")

@@ -206,3 +206,21 @@ def test_relative_actions_round_trip_and_normalise_offsets():
     out = policy.predict(image, state[:1], noise=torch.zeros(1, 8, 8))
     base = policy.action_norm.unnormalize(policy.sample(policy.encode_obs(image, state[:1]), noise=torch.zeros(1, 8, 8)))
     assert torch.allclose(out[..., :7], base[..., :7] + state[:1, -1:, :7], atol=1e-5)
+
+
+def test_state_history_off_hides_older_joint_states():
+    from bac_ros.core.policy import DiffusionPolicy
+
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 2, 3, 32, 32, generator=g)
+    state = torch.rand(1, 2, 8, generator=g)
+    moved = state.clone()
+    moved[:, 0] += 0.5  # only the older step's joint state differs: a velocity the policy could copy
+    for history in (True, False):
+        torch.manual_seed(0)
+        policy = DiffusionPolicy(tiny_config(state_history=history)).eval()
+        a, b = policy.encode_obs(image, state), policy.encode_obs(image, moved)
+        assert torch.equal(a[:, 1], b[:, 1])  # the newest step is the same either way
+        assert torch.equal(a[:, 0], b[:, 0]) != history
+    with torch.no_grad():  # the newest state still conditions the policy
+        assert not torch.equal(policy.encode_obs(image, state), policy.encode_obs(image, state + 0.5))

@@ -42,3 +42,19 @@ def test_interpolate_chunk():
     np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 1.15), 1.5)
     np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 1.2), 2.0)
     np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 5.0), a[-1])
+
+
+def test_chunk_velocity_is_the_slope_interpolate_chunk_follows():
+    from bac_ros.core.streaming import chunk_velocity, interpolate_chunk
+
+    dt, stamp = 0.1, 5.0
+    actions = np.array([[0.0, 1.0], [0.2, 1.0], [0.6, 0.5], [0.6, 0.5]])
+    v = chunk_velocity(actions, stamp, dt, stamp + 1.5 * dt)
+    np.testing.assert_allclose(v, [4.0, -5.0])  # (actions[2] - actions[1]) / dt
+    # it is the derivative of the interpolated target, checked numerically inside a segment
+    t, h = stamp + 0.45 * dt, 1e-6
+    num = (interpolate_chunk(actions, stamp, dt, t + h) - interpolate_chunk(actions, stamp, dt, t - h)) / (2 * h)
+    np.testing.assert_allclose(chunk_velocity(actions, stamp, dt, t), num, atol=1e-4)
+    # at rest before the chunk and once it is used up
+    assert not chunk_velocity(actions, stamp, dt, stamp - 0.01).any()
+    assert not chunk_velocity(actions, stamp, dt, stamp + 3.5 * dt).any()

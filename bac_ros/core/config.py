@@ -93,6 +93,10 @@ class PolicyConfig:
     # (joint targets relative to where the arm is: a range ~10x narrower than absolute joint angles, so the
     # same normalised error is ~10x finer in radians); the policy's output stays absolute
     relative_action_dims: int = 0
+    # False: only the newest observation step carries the joint state (older steps' states are zeroed).
+    # Two joint states give the arm's velocity, and a policy trained on smooth demonstrations then learns
+    # to continue the current motion rather than to look where the cube is (the "copycat" shortcut).
+    state_history: bool = True
     p_drop_emb: float = 0.0
     p_drop_attn: float = 0.3
     causal_attn: bool = True

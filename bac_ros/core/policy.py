@@ -101,7 +101,10 @@ class DiffusionPolicy(nn.Module):
         """image (B, To, 3, H, W) float in [0, 1] or uint8; state (B, To, state_dim) raw -> (B, To, F)."""
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
-        return self.obs_encoder(image, self.state_norm.normalize(state))
+        state = self.state_norm.normalize(state)
+        if not self.cfg.state_history:
+            state = torch.cat([torch.zeros_like(state[:, :-1]), state[:, -1:]], dim=1)
+        return self.obs_encoder(image, state)
 
     def check_obs(self, image: torch.Tensor, state: torch.Tensor) -> None:
         c, to = self.cfg, self.cfg.n_obs_steps

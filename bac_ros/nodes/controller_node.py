@@ -93,6 +93,8 @@ class ControllerNode(Node):
         self._holding = False
         stamp, actions, dt, _ = chunk
         target = interpolate_chunk(actions, stamp, dt, now)
+        # No velocity feed-forward here yet (the evaluation loops have it): with chunk_velocity added, the
+        # policy's chunks in the ROS graph threw the simulated arm to its joint limits (twice, not understood).
         q = self.arm.command(target[:7], dt=self.period)
         self.arm.gripper_command(float(target[7]))
         self.commands += 1

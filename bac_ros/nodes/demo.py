@@ -87,6 +87,18 @@ class Processes:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(5)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds of each running child (all its threads), and of this process."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {"demo (this process)": sum(os.times()[:2])}
+        for name, p in self.procs.items():
+            try:
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return out
+
     def check(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None:
@@ -219,6 +231,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                     if time.monotonic() > deadline:
                         raise RuntimeError("policy_node did not report within 120 s")
             successes, wins, travels, smooth, links = [], [], [], [], []
+            cpu: dict[str, float] = {}  # CPU seconds per process over this method's episodes
             for _ in range(episodes):
                 call("/bac/home")
                 reset = json.loads(call("/bac/reset"))
@@ -232,6 +245,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                     call("/bac/policy/reset")
                 joints["trace"] = []
                 t0 = time.time()
+                cpu0 = procs.cpu_seconds()
                 while True:
                     rclpy.spin_once(node, timeout_sec=0.01 if source else 0.1)
                     if source:
@@ -243,6 +257,9 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                     if time.time() - t0 > episode_time + 10:
                         raise RuntimeError("no episode outcome from sim_node")
                 wins.append((t0, time.time()))
+                cpu1 = procs.cpu_seconds()
+                for k in cpu1.keys() & cpu0.keys():
+                    cpu[k] = cpu.get(k, 0.0) + cpu1[k] - cpu0[k]
                 successes.append(bool(ep["success"]))
                 links.append(ep["link"])
                 trace, joints["trace"] = joints["trace"], None
@@ -263,7 +280,10 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          "smoothness": mean_smoothness(smooth),
                          # how well the simulated FR3 kept 1 kHz with this graph on this machine
                          "sim_realtime_factor": float(np.mean([k["realtime_factor"] for k in links])),
-                         "torque_command_success_rate": float(min(k["success_rate"] for k in links))})
+                         "torque_command_success_rate": float(min(k["success_rate"] for k in links)),
+                         # where the time goes: each process's share of one core while the episodes ran
+                         "cpu_percent": {k: round(100 * v / sum(b - a for a, b in wins), 1)
+                                         for k, v in sorted(cpu.items())}})
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -283,6 +303,15 @@ def format_rows(rows: list[dict]) -> str:
         lines.append(f"{r['method']:<8}{r['episodes']:>9}{r['success_rate']:>9.0%}{r['control_hz']:>12.1f}"
                      f"{r['inference_hz']:>14.1f}{lat['p50']:>10.1f} /{lat['p95']:>6.1f} /{lat['p99']:>6.1f}"
                      f"{sm['zero_crossings_per_s']:>18.2f}{sm['jerk_rms']:>10.1f}{r['sim_realtime_factor']:>8.2f}")
+    names = sorted({k for r in rows for k in r.get("cpu_percent", {})})
+    if names:
+        lines.append("")
+        lines.append(f"{'CPU % of one core':<20}" + "".join(f"{r['method']:>10}" for r in rows))
+        for k in names:
+            lines.append(f"{k:<20}" + "".join(f"{r['cpu_percent'].get(k, float('nan')):>10.0f}" for r in rows))
+        lines.append(f"{'total (of ' + str(os.cpu_count()) + ' cores)':<20}"
+                     + "".join(f"{sum(r['cpu_percent'].values()):>10.0f}" for r in rows))
+        lines.append("")
     lines.append("latency: observation stamp -> first command sent (expert: chunk stamp -> first command); "
                  "vel. reversals/s: joint-velocity sign changes per second of motion, summed over joints; "
                  "jerk rms in rad/s^3; sim RT: simulated seconds per wall second (below 1: the simulated FR3 "

@@ -1,6 +1,7 @@
 """Closed-loop policy episodes on the grasp world, in two modes.
 
-sync:      observe -> infer (the arm holds still meanwhile) -> execute the n_action_steps actions at dt.
+sync:      observe -> infer (the arm holds still meanwhile, for a fixed 0.12 s or the inference time if
+           longer, the same for every method) -> execute the n_action_steps actions at dt.
            Pure policy quality: slow inference costs wall time, not success.
 realtime:  inference runs on each new observation while an executor thread plays the newest chunk on the wall
            clock; points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
-from ..core.streaming import due_index
+from ..core.streaming import chunk_velocity, due_index
 from .arm import Arm
 from .episode import observe, reset
 from .world import WorldProcess
@@ -96,13 +97,14 @@ def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.G
     return policy.executable(traj)[0].numpy(), ms, stamp
 
 
-def _send(arm: Arm, action: np.ndarray, dt: float) -> None:
-    arm.command(action[:7], dt=dt)
-    arm.gripper_command(float(action[7]))
+def _send(arm: Arm, actions: np.ndarray, i: int, dt: float) -> None:
+    """Point i of a chunk, with the chunk's velocity from there to the next point as feed-forward."""
+    arm.command(actions[i, :7], chunk_velocity(actions[:, :7], 0.0, dt, i * dt), dt=dt)
+    arm.gripper_command(float(actions[i, 7]))
 
 
 def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-             max_time: float = 12.0) -> PolicyEpisode:
+             max_time: float = 12.0, sync_rest_s: float = 0.12) -> PolicyEpisode:
     cfg = policy.cfg
     dt = cfg.action_dt
     reset(world, arm, seed)
@@ -113,12 +115,17 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     _, image, state = observe(world, arm)
     hist.push(image, state, time.monotonic())
     while executed * dt < max_time:
+        t_plan = time.monotonic()
         actions, ms, _ = _infer(policy, denoiser, hist, gen)
         ep.inference_ms.append(ms)
         ep.chunks += 1
+        # The arm rests for the same time at every re-plan whatever the method's speed, so every method
+        # sees the same arm dynamics (a longer rest lets the arm settle more: a difference that is not
+        # the policy's).
+        time.sleep(max(0.0, t_plan + sync_rest_s - time.monotonic()))
         next_tick = time.monotonic()
-        for i, a in enumerate(actions):
-            _send(arm, a, dt)
+        for i in range(len(actions)):
+            _send(arm, actions, i, dt)
             executed += 1
             next_tick += dt
             time.sleep(max(0.0, next_tick - time.monotonic()))
@@ -160,7 +167,7 @@ class _ChunkPlayer(threading.Thread):
                     playing = chunk
                     self.dropped += min(i, len(actions))
                 if i < len(actions):
-                    _send(self.arm, actions[i], self.dt)
+                    _send(self.arm, actions, i, self.dt)
                     self.sent += 1
                 else:
                     self.arm.hold()  # the chunk ran out before a new one came
