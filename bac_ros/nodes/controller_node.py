@@ -111,16 +111,12 @@ class ControllerNode(Node):
         self.js_pub.publish(vector_to_joint_state(q, dq, width, time.time()))
 
     def on_home(self, _req, resp):
-        from ..sim.kinematics import GRIPPER_MAX_WIDTH, Q_HOME
+        from ..sim.kinematics import Q_HOME
 
         with self._lock:
             self._paused, self._chunk = True, None
         try:
-            self.arm.open_gripper()
             self.arm.move_home(Q_HOME, duration=1.5)
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline and self.arm.state()[2] < GRIPPER_MAX_WIDTH - 0.005:
-                time.sleep(0.05)
             resp.success, resp.message = True, "home"
         except Exception as e:  # noqa: BLE001 - reported to the caller
             resp.success, resp.message = False, str(e)

@@ -199,8 +199,11 @@ class Arm:
             self.robot.recover_from_errors()
             self._start_tracker()
 
-    def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0) -> None:
-        """Interpolate the streamed target to `q_home` (min-jerk), then open the gripper."""
+    def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
+                  gripper_timeout: float = 3.0) -> None:
+        """Open the gripper (it opens while the arm moves), interpolate the streamed target to `q_home`
+        (min-jerk), then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding)."""
+        self.open_gripper()
         q0 = self.joint_positions()
         n = max(2, int(duration * rate))
         for i in range(1, n + 1):
@@ -208,6 +211,9 @@ class Arm:
             s = 10 * s**3 - 15 * s**4 + 6 * s**5
             self.command(q0 + (np.asarray(q_home) - q0) * s, dt=1.0 / rate)
             time.sleep(1.0 / rate)
+        deadline = time.monotonic() + gripper_timeout
+        while time.monotonic() < deadline and self.state()[2] < GRIPPER_MAX_WIDTH - 0.005:
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self._gripper_worker is not None:

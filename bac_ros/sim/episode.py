@@ -8,7 +8,7 @@ import numpy as np
 
 from .arm import Arm
 from .expert import ExpertConfig, plan_grasp
-from .kinematics import GRIPPER_MAX_WIDTH, Q_HOME, FR3Kinematics
+from .kinematics import Q_HOME, FR3Kinematics
 from .world import CubePose, WorldProcess
 
 
@@ -39,13 +39,7 @@ def observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarra
 
 def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
     """Open the gripper, bring the arm home, place the cube for `seed`, let it settle."""
-    arm.open_gripper()
-    arm.move_home(Q_HOME, duration=1.5)
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:  # wait for the gripper to be open (it may have been holding)
-        if arm.state()[2] > GRIPPER_MAX_WIDTH - 0.005:
-            break
-        time.sleep(0.05)
+    arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
     pose = world.reset(seed)
     time.sleep(0.3)
     return pose

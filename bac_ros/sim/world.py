@@ -142,9 +142,9 @@ class GraspWorld:
             def run_once(self, realtime=True):  # one physics tick under the world's lock
                 with world.lock:
                     fresh = world._poll_commands()
-                if not fresh:
+                if fresh is False:
                     deadline = time.perf_counter() + world.cfg.max_command_wait_ms * 1e-3
-                    while not fresh and time.perf_counter() < deadline:
+                    while fresh is False and time.perf_counter() < deadline:
                         time.sleep(0.0001)
                         with world.lock:
                             fresh = world._poll_commands()
@@ -243,16 +243,19 @@ class GraspWorld:
             w, x, y, z = self.sim.data.xquat[self._cube_body]
         return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
-    def _poll_commands(self) -> bool:
-        """Take the clients' commands; False when the arm is torque-controlled and no torque came this tick."""
+    def _poll_commands(self) -> bool | None:
+        """Take the clients' commands. When the arm is torque-controlled: whether a torque came this tick;
+        otherwise None (there is nothing to wait for)."""
         for rs in self.server.robot_servers:
             rs.process_commands()
         rs = self.server.robot_servers[0]  # franky-sim keeps these private; read-only here
-        return rs._FrankaRobotServer__control_mode is not self._torque_mode or rs._FrankaRobotServer__has_new_command
+        if rs._FrankaRobotServer__control_mode is not self._torque_mode:
+            return None
+        return bool(rs._FrankaRobotServer__has_new_command)
 
-    def _after_tick(self, fresh: bool) -> None:
+    def _after_tick(self, fresh: bool | None) -> None:
         self.score.update(self.sim.data.time, self.sim.data.xpos[self._cube_body][2])
-        if self.server.robot_servers[0]._FrankaRobotServer__control_mode is self._torque_mode:
+        if fresh is not None:
             self.link.update(fresh, float(self.sim.data.time))
 
     @property
