@@ -199,11 +199,14 @@ def cmd_train(args) -> int:
         raise SystemExit(f"{args.data}: no successful episodes to train on")
     tcfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        time_budget_s=args.time_budget * 60,
-                       **({"shift": args.shift} if args.shift is not None else {}))
+                       **({"shift": args.shift} if args.shift is not None else {}),
+                       **({"noise_samples": args.noise_samples} if args.noise_samples is not None else {}))
     torch.manual_seed(args.seed)
     windows = WindowSampler(demos, cfg.horizon, cfg.n_obs_steps)
-    if args.init:  # fine-tune: the checkpoint's weights and normalisers
-        policy = DiffusionPolicy.load(args.init, cfg)
+    if args.init:  # fine-tune: the checkpoint's weights and normalisers (warm start across n_obs_steps)
+        policy, fresh = DiffusionPolicy.warm_start(args.init, cfg)
+        if fresh:
+            print(f"warm start from {args.init}: freshly initialised {', '.join(fresh)}")
     else:
         policy = DiffusionPolicy(cfg)
         policy.fit_normalizers(demos.state, *windows.states_and_actions())
@@ -226,6 +229,21 @@ def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path) -> P
     return directory / f"{cfg.name}_{method}_s{s}.json"
 
 
+def _write_eval(rows: list[dict], out_dir: str, stem: str, json_path: str | None) -> None:
+    from .sim.report import markdown_table, plot_success_vs_speedup
+
+    table = markdown_table(rows)
+    print(table)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(table + "\n")
+    plot = plot_success_vs_speedup(rows, out / f"{stem}.png")
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')}, {plot}")
+
+
 def cmd_eval(args) -> int:
     import statistics
 
@@ -234,9 +252,13 @@ def cmd_eval(args) -> int:
     from .core import bench
     from .sim.arm import Arm
     from .sim.evaluate import run_realtime, run_sync
-    from .sim.report import markdown_table, plot_success_vs_speedup
+    from .sim.report import markdown_table
     from .sim.world import WorldConfig, WorldProcess
 
+    if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
+        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
+        _write_eval(rows, args.out_dir, args.name, args.json)
+        return 0
     policy = _load_policy(args)
     cfg = policy.cfg
     entries: list[tuple[str, int, Schedule | None]] = []
@@ -276,19 +298,10 @@ def cmd_eval(args) -> int:
                              "gflops": b["gflops"], "inference_hz": 1e3 / statistics.median(ms),
                              "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
                              "seeds": [seeds[0], seeds[-1]],
-                             "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps)})
+                             "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
+                             "pause_timeouts": sum(e.pause_timeouts for e in eps)})
                 print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
-    table = markdown_table(rows)
-    print(table)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = args.name
-    (out / f"{stem}.md").write_text(table + "\n")
-    plot = plot_success_vs_speedup(rows, out / f"{stem}.png")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
-    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
-    print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')}, {plot}")
+    _write_eval(rows, args.out_dir, args.name, args.json)
     return 0
 
 
@@ -353,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "shipped for this config if any; 'none': untrained weights from --seed")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=0, help="torch threads (default: the config's)")
-        sp.add_argument("--data", help="demonstrations (zarr) to draw observations from (default: synthetic)")
+        sp.add_argument("--data", help="demonstrations (zarr; several: comma-separated) to draw observations "
+                        "from (default: synthetic)")
 
     s = sub.add_parser("schedule", help="calibrate and write caching schedules (JSON + update-map PNG)")
     common(s)
@@ -385,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the policy on recorded demonstrations")
     t.add_argument("--config", default="cpu")
-    t.add_argument("--data", default="data/grasp_demos.zarr")
+    t.add_argument("--data", default="data/grasp_demos.zarr", help="zarr data set(s), comma-separated")
+    t.add_argument("--noise-samples", type=int, default=None,
+                   help="(noise, timestep) draws per window and image-encoder pass (default: TrainConfig's)")
     t.add_argument("--out", default="runs/cpu")
     t.add_argument("--iterations", type=int, default=6000)
     t.add_argument("--batch-size", type=int, default=64)
@@ -393,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--shift", type=int, default=None,
                    help="random-shift augmentation, pixels (default: TrainConfig's)")
-    t.add_argument("--init", default=None, help="start from this checkpoint directory (fine-tune)")
+    t.add_argument("--init", default=None, help="start from this checkpoint directory (fine-tune; tensors whose shape changed start fresh)")
     t.add_argument("--threads", type=int, default=0, help="torch threads (default 2)")
     t.add_argument("--time-budget", type=float, default=0,
                    help="minutes: fewer iterations (measured after 30) if --iterations would take longer")
@@ -414,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="also write the rows here")
     e.add_argument("--out-dir", default="results")
     e.add_argument("--name", default="eval", help="file stem of the markdown / JSON / PNG results")
+    e.add_argument("--merge", type=_csv(str), default=None,
+                   help="no episodes: merge the JSON rows of earlier runs (comma list) into one table and plot")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="the ROS 2 graph on the franky-sim world: episodes, control Hz, latency")

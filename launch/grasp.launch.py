@@ -7,6 +7,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
@@ -18,6 +19,8 @@ def generate_launch_description():
     rviz = LaunchConfiguration("rviz")
     # In simulation the FR3 is franky-sim on the sim node's loopback address.
     arm_ip = PythonExpression(["'127.0.0.1' if '", use_sim, "' == 'true' else '", robot_ip, "'"])
+    # In simulation sim_node publishes the simulator's time on /clock and every other node keeps it.
+    sim_time = {"use_sim_time": ParameterValue(use_sim, value_type=bool)}
     return LaunchDescription([
         DeclareLaunchArgument("use_sim", default_value="false", description="franky-sim world instead of a real FR3"),
         DeclareLaunchArgument("robot_ip", default_value="172.16.0.2", description="FR3 (FCI) address"),
@@ -30,10 +33,11 @@ def generate_launch_description():
         Node(package="bac_ros", executable="camera_node", name="camera_node", parameters=[config],
              condition=UnlessCondition(use_sim), output="screen"),
         Node(package="bac_ros", executable="controller_node", name="controller_node",
-             parameters=[config, {"robot_ip": arm_ip}], output="screen"),
+             parameters=[config, {"robot_ip": arm_ip}, sim_time], output="screen"),
         Node(package="bac_ros", executable="policy_node", name="policy_node",
-             parameters=[config, {"schedule": schedule}], output="screen"),
-        Node(package="bac_ros", executable="metrics_node", name="metrics_node", parameters=[config], output="screen"),
-        Node(package="rviz2", executable="rviz2", name="rviz2",
+             parameters=[config, {"schedule": schedule}, sim_time], output="screen"),
+        Node(package="bac_ros", executable="metrics_node", name="metrics_node", parameters=[config, sim_time],
+             output="screen"),
+        Node(package="rviz2", executable="rviz2", name="rviz2", parameters=[sim_time],
              arguments=["-d", os.path.join(share, "config", "grasp.rviz")], condition=IfCondition(rviz)),
     ])

@@ -64,3 +64,18 @@ def test_console_script_installed():
     assert exe.exists(), "the `bac` console script is missing: `pip install -e .` did not run"
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "schedule" in r.stdout and "bench" in r.stdout
+
+
+def test_eval_merge_joins_parallel_runs(tmp_path, tiny_yaml):
+    row = {"mode": "sync", "method": "full", "num_updates": 20, "episodes": 4, "success_rate": 0.75,
+           "speedup": 1.0, "gflops": 0.5, "inference_hz": 18.0, "action_mse": 0.0}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps([row]))
+    b.write_text(json.dumps([{**row, "method": "bac", "num_updates": 4, "success_rate": 0.5, "speedup": 3.5}]))
+    rc = main(["eval", "--config", str(tiny_yaml), "--merge", f"{a},{b}", "--out-dir", str(tmp_path / "r"),
+               "--name", "both"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "r" / "both.json").read_text())
+    assert [(r["method"], r["success_rate"]) for r in rows] == [("full", 0.75), ("bac", 0.5)]
+    md = (tmp_path / "r" / "both.md").read_text()
+    assert "| sync | bac | 4 | 4 | 50% | 3.50x" in md and (tmp_path / "r" / "both.png").exists()

@@ -1,5 +1,6 @@
 """Grasp world, arm safety, expert, demonstrations, training step, closed-loop smoke run."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -106,6 +107,15 @@ def test_dataset_round_trip_and_windows(tmp_path):
     np.testing.assert_allclose(st[2, 1], d.state[5])
     all_ = Demos(tmp_path / "d.zarr", successful_only=False)
     assert all_.num_episodes == 3 and len(all_) == 12
+    # several data sets: episodes appended in order, episode ends offset
+    w2 = DemoWriter(tmp_path / "e.zarr", (8, 8, 3), dt=0.033)
+    w2.add_episode(20, True, *_fake_episode(6, rng))
+    both = Demos(f"{tmp_path / 'd.zarr'},{tmp_path / 'e.zarr'}")
+    assert both.seeds == [10, 12, 20] and both.episode_ends.tolist() == [5, 9, 15] and len(both) == 15
+    np.testing.assert_array_equal(both.image[:9], d.image)
+    DemoWriter(tmp_path / "f.zarr", (8, 8, 3), dt=0.1).add_episode(30, True, *_fake_episode(2, rng))
+    with pytest.raises(ValueError, match="different dt"):
+        Demos([tmp_path / "d.zarr", tmp_path / "f.zarr"])
 
 
 def test_one_training_step_and_checkpoint(tmp_path):
@@ -125,7 +135,7 @@ def test_one_training_step_and_checkpoint(tmp_path):
 
     policy = DiffusionPolicy(cfg)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    log = train(policy, Source(), TrainConfig(iterations=3, batch_size=4, warmup=1), tmp_path / "ck")
+    log = train(policy, Source(), TrainConfig(iterations=3, batch_size=4, warmup=1, noise_samples=2), tmp_path / "ck")
     assert log["iterations_done"] == 3 and all(np.isfinite(log["loss"]))
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
     assert (tmp_path / "ck" / "loss.png").exists() and json.loads((tmp_path / "ck" / "train_log.json").read_text())
@@ -139,6 +149,14 @@ def test_one_training_step_and_checkpoint(tmp_path):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="not"):
         DiffusionPolicy.load(tmp_path / "ck", tiny_config(n_emb=64))
+    # warm start across n_obs_steps: shared tensors copied, the condition embedding keeps time + newest token
+    one, fresh = DiffusionPolicy.warm_start(tmp_path / "ck", tiny_config(n_obs_steps=1))
+    assert fresh == []
+    old = loaded.state_dict()["model.cond_pos_emb"]
+    assert torch.equal(one.state_dict()["model.cond_pos_emb"], torch.cat([old[:, :1], old[:, -1:]], dim=1))
+    assert torch.equal(one.state_dict()["model.pos_emb"], loaded.state_dict()["model.pos_emb"])
+    _, fresh = DiffusionPolicy.warm_start(tmp_path / "ck", tiny_config(n_emb=64))
+    assert "model.pos_emb" in fresh
 
 
 @pytest.mark.slow
@@ -156,9 +174,18 @@ def test_world_and_expert_episode():
         np.testing.assert_allclose(st["cube"][:2], [pose.x, pose.y], atol=1e-3)
         t, img = world.render()
         assert img.shape == (96, 96, 3) and img.dtype == np.uint8 and img.std() > 5
+        # pause: the physics stops (sim clock frozen) until resume; the client keeps its connection
+        t_pause = world.pause()
+        time.sleep(0.2)
+        assert world.time() == t_pause
+        world.resume()
+        assert world.wait_until(t_pause + 0.1) >= t_pause + 0.1 and world.status()["pause_timeouts"] == 0
         r = run_expert(world, arm, 3, 1 / 30)
         assert r.success, r.info
         assert len(r.steps) > 100 and r.steps[-1].t_sim > r.steps[0].t_sim
+        # recorded on the sim clock: one observation per dt of robot time, whatever the machine's load
+        gaps = np.diff([s.t_sim for s in r.steps])
+        assert abs(gaps.mean() - 1 / 30) < 0.002 and gaps.max() < 0.1, (gaps.mean(), gaps.max())
         assert arm.commands_sent >= len(r.steps) and not arm.errors
         # the world waited for late torque commands rather than stepping on stale ones
         link = world.status()["link"]
@@ -178,8 +205,10 @@ def test_closed_loop_smoke():
     policy = DiffusionPolicy.build(PolicyConfig.load("cpu"))
     cfg = WorldConfig(hostname="127.0.0.6")
     with WorldProcess(cfg) as world, Arm(cfg.hostname) as arm:
+        t0 = world.time()
         ep = run_sync(world, arm, policy, policy.denoiser(Schedule.full(policy.cfg)), seed=1, max_time=1.0)
         assert ep.chunks >= 3 and len(ep.inference_ms) == ep.chunks and not ep.success
+        assert ep.pause_timeouts == 0 and world.time() > t0  # the world was left running
         ep = run_realtime(world, arm, policy, policy.denoiser(None), seed=1, max_time=3.0)
         assert ep.chunks >= 2
         assert arm.commands_sent > 30

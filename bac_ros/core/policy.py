@@ -164,10 +164,18 @@ class DiffusionPolicy(nn.Module):
         return trajectory[..., start:start + self.cfg.n_action_steps, :]
 
     # ---- training ------------------------------------------------------------------------------
-    def loss(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Denoising loss on a batch: action (B, horizon, action_dim) raw."""
+    def loss(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
+             noise_samples: int = 1) -> torch.Tensor:
+        """Denoising loss on a batch: action (B, horizon, action_dim) raw. `noise_samples` > 1 draws that
+        many (noise, timestep) pairs per window from one encoding of its observation: the image encoder
+        is most of a training step's cost, the denoiser's part is cheap."""
+        if noise_samples < 1:
+            raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")
         cond = self.encode_obs(image, state)
         target = self.action_norm.normalize(self.to_model_actions(action, state))
+        if noise_samples > 1:
+            cond = cond.repeat_interleave(noise_samples, dim=0)
+            target = target.repeat_interleave(noise_samples, dim=0)
         noise = torch.randn_like(target)
         t = torch.randint(0, self.cfg.sampler.num_train_timesteps, (target.shape[0],), device=target.device)
         noisy = self.scheduler.add_noise(target, noise, t)
@@ -201,6 +209,28 @@ class DiffusionPolicy(nn.Module):
         policy.load_state_dict(load_file(str(weights)))
         policy.weights_id = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         return policy.eval()
+
+    @classmethod
+    def warm_start(cls, directory: str | Path, cfg: PolicyConfig) -> tuple["DiffusionPolicy", list[str]]:
+        """A policy for `cfg` starting from another config's checkpoint: every tensor of the same shape is
+        copied; the condition position embedding keeps the time token and the newest n_obs_steps tokens
+        (for a change of n_obs_steps). Returns (policy, names of the tensors left freshly initialised)."""
+        from safetensors.torch import load_file
+
+        saved = load_file(str(Path(directory) / "model.safetensors"))
+        policy = cls(cfg)
+        own = policy.state_dict()
+        fresh = []
+        for name, value in own.items():
+            old = saved.get(name)
+            if old is not None and name.endswith("cond_pos_emb") and old.shape[1] > value.shape[1]:
+                old = torch.cat([old[:, :1], old[:, old.shape[1] - (value.shape[1] - 1):]], dim=1)
+            if old is not None and old.shape == value.shape:
+                own[name] = old
+            else:
+                fresh.append(name)
+        policy.load_state_dict(own)
+        return policy, fresh
 
     @classmethod
     def build(cls, cfg: PolicyConfig, checkpoint: str | Path | None = None, seed: int = 0) -> "DiffusionPolicy":

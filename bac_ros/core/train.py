@@ -30,13 +30,14 @@ class TrainConfig:
     warmup: int = 300
     ema_decay: float = 0.999
     shift: int = 4  # random-shift augmentation, pixels
+    noise_samples: int = 1  # (noise, timestep) draws per window and encoder pass (see DiffusionPolicy.loss)
     seed: int = 0
     log_every: int = 50
     time_budget_s: float = 0.0  # > 0: after 30 iterations, cut `iterations` to what fits in this time
 
     def __post_init__(self):
-        if self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("iterations and batch_size must be >= 1")
+        if self.iterations < 1 or self.batch_size < 1 or self.noise_samples < 1:
+            raise ValueError("iterations, batch_size and noise_samples must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
 
@@ -94,7 +95,7 @@ def train(policy: DiffusionPolicy, source: WindowSource, cfg: TrainConfig, out_d
         image = random_shift(image, cfg.shift, gen)
         for g in opt.param_groups:
             g["lr"] = lr_at(i)
-        loss = policy.loss(image, state, action)
+        loss = policy.loss(image, state, action, cfg.noise_samples)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

@@ -1,11 +1,11 @@
 """controller_node: the only node that talks to the robot (franky). Publishes /joint_states; plays
-/bac/action_chunk on the wall clock at control_rate_hz (stale points dropped, targets interpolated between
-points), holds when chunks stop coming, and reports commands and first-command latency for the metrics."""
+/bac/action_chunk on the ROS clock at control_rate_hz (stale points dropped, targets interpolated between
+points, the chunk's velocity as feed-forward), holds when chunks stop coming, and reports commands and
+first-command latency for the metrics. With use_sim_time the clock is the simulator's (see sim_node)."""
 from __future__ import annotations
 
 import sys
 import threading
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -14,8 +14,8 @@ from sensor_msgs.msg import JointState, TimeReference
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import interpolate_chunk
-from .runtime import diagnostics, run_node
+from ..core.streaming import chunk_velocity, interpolate_chunk
+from .runtime import diagnostics, now_s, run_node
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 
 
@@ -29,6 +29,7 @@ class ControllerNode(Node):
         self.declare_parameter("joint_limit_margin", 0.05)
         self.declare_parameter("max_velocity_factor", 0.5)
         self.declare_parameter("relative_dynamics_factor", 0.3)
+        self.declare_parameter("velocity_feedforward", True)
         p = lambda n: self.get_parameter(n).value  # noqa: E731
 
         from ..sim.arm import Arm, ArmLimits
@@ -40,6 +41,8 @@ class ControllerNode(Node):
         rdf = float(p("relative_dynamics_factor"))
         self.arm.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(rdf, rdf, rdf)
         self.timeout = float(p("chunk_timeout_s"))
+        self.feedforward = bool(p("velocity_feedforward"))
+        self._last_sent = None
         self._lock = threading.Lock()
         self._chunk = None  # (stamp, actions, dt, received)
         self._played = None
@@ -48,7 +51,7 @@ class ControllerNode(Node):
         self.commands = 0
         self.holds = 0
         self.rejected = 0
-        self._t0 = time.monotonic()
+        self._t0 = now_s(self)
 
         io = MutuallyExclusiveCallbackGroup()
         self.js_pub = self.create_publisher(JointState, "/joint_states", 20)
@@ -74,7 +77,7 @@ class ControllerNode(Node):
         if dt <= 0:
             dt = 1.0 / 30.0
         with self._lock:
-            self._chunk = (stamp, actions, dt, time.time())
+            self._chunk = (stamp, actions, dt, now_s(self))
 
     def control_tick(self) -> None:
         """Send the chunk's target for *now*: linear between the two points around now (points already in
@@ -83,7 +86,9 @@ class ControllerNode(Node):
             chunk, paused = self._chunk, self._paused
         if paused or chunk is None:
             return
-        now = time.time()
+        now = now_s(self)
+        if self._last_sent is not None and now <= self._last_sent:
+            return  # the (sim) clock has not moved since the last command
         if now - chunk[3] > self.timeout:
             if not self._holding:
                 self.arm.hold()
@@ -93,12 +98,12 @@ class ControllerNode(Node):
         self._holding = False
         stamp, actions, dt, _ = chunk
         target = interpolate_chunk(actions, stamp, dt, now)
-        # No velocity feed-forward here yet (the evaluation loops have it): with chunk_velocity added, the
-        # policy's chunks in the ROS graph threw the simulated arm to its joint limits (twice, not understood).
-        q = self.arm.command(target[:7], dt=self.period)
+        dq = chunk_velocity(actions[:, :7], stamp, dt, now) if self.feedforward else None
+        step = now - self._last_sent if self._last_sent is not None else self.period
+        q = self.arm.command(target[:7], dq, dt=min(step, 2 * self.period))
         self.arm.gripper_command(float(target[7]))
         self.commands += 1
-        sent = time.time()
+        sent = self._last_sent = now
         self.cmd_pub.publish(vector_to_joint_state(q, None, float(target[7]), sent))
         if chunk is not self._played:
             self._played = chunk
@@ -108,7 +113,7 @@ class ControllerNode(Node):
 
     def publish_joint_state(self) -> None:
         q, dq, width = self.arm.state()
-        self.js_pub.publish(vector_to_joint_state(q, dq, width, time.time()))
+        self.js_pub.publish(vector_to_joint_state(q, dq, width, now_s(self)))
 
     def on_home(self, _req, resp):
         from ..sim.kinematics import Q_HOME
@@ -126,7 +131,7 @@ class ControllerNode(Node):
         return resp
 
     def publish_diagnostics(self) -> None:
-        elapsed = max(1e-6, time.monotonic() - self._t0)
+        elapsed = max(1e-6, now_s(self) - self._t0)
         values = {"commands": self.commands, "holds": self.holds, "chunks_rejected": self.rejected,
                   "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors)}
         level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN

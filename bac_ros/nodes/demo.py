@@ -40,7 +40,7 @@ def executable(name: str) -> str:
 class ExpertSource:
     """The scripted expert's plan for one cube, streamed as chunks (point i due at t0 + i*dt)."""
 
-    def __init__(self, publish, cube: list[float], q_start: np.ndarray, dt: float = 1.0 / 30.0,
+    def __init__(self, publish, cube: list[float], q_start: np.ndarray, now: float, dt: float = 1.0 / 30.0,
                  chunk_len: int = 16):
         from ..sim.expert import plan_grasp
         from ..sim.world import CubePose
@@ -48,7 +48,7 @@ class ExpertSource:
         plan = plan_grasp(CubePose(*cube), q_start, dt)
         self.actions = np.concatenate([plan.q, plan.gripper[:, None]], axis=1)
         self.publish, self.dt, self.chunk_len = publish, dt, chunk_len
-        self.t0 = time.time() + 0.05
+        self.t0 = now + 0.05
         self.next_i = 0
 
     def tick(self, now: float) -> None:
@@ -122,7 +122,8 @@ def _in_windows(t: float, windows: list[tuple[float, float]]) -> bool:
 
 
 def summarise(log_dir: Path, windows: dict[str, list[tuple[float, float]]]) -> dict[str, dict]:
-    """Control Hz and latency per method, from the metrics node's CSVs, within that method's episodes."""
+    """Control Hz and latency per method, from the metrics node's CSVs, within that method's episodes
+    (`windows`: (start, end) of each episode on the graph's clock, the simulator's)."""
     with (log_dir / "control.csv").open() as f:
         control = [(float(r["time"]), float(r["control_hz"])) for r in csv.DictReader(f)]
     with (log_dir / "latency.csv").open() as f:
@@ -157,7 +158,13 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
 
     procs = Processes(log_dir, env)
     rclpy.init()
-    node = rclpy.create_node("bac_demo")
+    from rclpy.parameter import Parameter as RosParameter
+
+    from .runtime import now_s
+
+    # The graph keeps the simulator's time (sim_node publishes /clock); so does this node.
+    sim_time = {"use_sim_time": "true"}
+    node = rclpy.create_node("bac_demo", parameter_overrides=[RosParameter("use_sim_time", value=True)])
     latest = {"episode": None, "policy_diag": None}
     node.create_subscription(String, "/bac/episode", lambda m: latest.__setitem__("episode", json.loads(m.data)), 10)
 
@@ -217,20 +224,20 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
         procs.start("sim_node", params_file, {"seed_start": seed_start, "episode_time_s": episode_time,
                                               "hostname": hostname})
         time.sleep(2.0)  # the simulated FR3 must listen before the controller connects
-        procs.start("controller_node", params_file, {"robot_ip": hostname})
-        procs.start("metrics_node", params_file, {"log_dir": str(log_dir)})
+        procs.start("controller_node", params_file, {"robot_ip": hostname, **sim_time})
+        procs.start("metrics_node", params_file, {"log_dir": str(log_dir), **sim_time})
         for label, schedule in methods:
             set_param("/sim_node", "seed_start", seed_start)  # every method sees the same seeds
             latest["policy_diag"] = None
             if schedule != EXPERT:
-                procs.start("policy_node", params_file, {"schedule": schedule})
+                procs.start("policy_node", params_file, {"schedule": schedule, **sim_time})
                 deadline = time.monotonic() + 120
                 while latest["policy_diag"] is None:
                     rclpy.spin_once(node, timeout_sec=0.2)
                     procs.check()
                     if time.monotonic() > deadline:
                         raise RuntimeError("policy_node did not report within 120 s")
-            successes, wins, travels, smooth, links = [], [], [], [], []
+            successes, wins, wall, travels, smooth, links = [], [], [], [], [], []
             cpu: dict[str, float] = {}  # CPU seconds per process over this method's episodes
             for _ in range(episodes):
                 call("/bac/home")
@@ -240,23 +247,24 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                     while joints["q"] is None:
                         rclpy.spin_once(node, timeout_sec=0.1)
                     source = ExpertSource(lambda a, stamp, dt: chunk_pub.publish(chunk_to_trajectory(a, stamp, dt)),
-                                          reset["cube"], joints["q"])
+                                          reset["cube"], joints["q"], now_s(node))
                 else:
                     call("/bac/policy/reset")
                 joints["trace"] = []
-                t0 = time.time()
+                t0, w0 = now_s(node), time.monotonic()
                 cpu0 = procs.cpu_seconds()
                 while True:
                     rclpy.spin_once(node, timeout_sec=0.01 if source else 0.1)
                     if source:
-                        source.tick(time.time())
+                        source.tick(now_s(node))
                     procs.check()
                     ep = latest["episode"]
                     if ep and ep["episode"] == reset["episode"] and ep["done"]:
                         break
-                    if time.time() - t0 > episode_time + 10:
+                    if time.monotonic() - w0 > 4 * episode_time + 10:  # the sim may run well below real time
                         raise RuntimeError("no episode outcome from sim_node")
-                wins.append((t0, time.time()))
+                wins.append((t0, now_s(node)))
+                wall.append(time.monotonic() - w0)
                 cpu1 = procs.cpu_seconds()
                 for k in cpu1.keys() & cpu0.keys():
                     cpu[k] = cpu.get(k, 0.0) + cpu1[k] - cpu0[k]
@@ -282,7 +290,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          "sim_realtime_factor": float(np.mean([k["realtime_factor"] for k in links])),
                          "torque_command_success_rate": float(min(k["success_rate"] for k in links)),
                          # where the time goes: each process's share of one core while the episodes ran
-                         "cpu_percent": {k: round(100 * v / sum(b - a for a, b in wins), 1)
+                         "cpu_percent": {k: round(100 * v / sum(wall), 1)
                                          for k, v in sorted(cpu.items())}})
     finally:
         node.destroy_node()
@@ -315,5 +323,6 @@ def format_rows(rows: list[dict]) -> str:
     lines.append("latency: observation stamp -> first command sent (expert: chunk stamp -> first command); "
                  "vel. reversals/s: joint-velocity sign changes per second of motion, summed over joints; "
                  "jerk rms in rad/s^3; sim RT: simulated seconds per wall second (below 1: the simulated FR3 "
-                 "waited for late torque commands on this machine)")
+                 "waited for late torque commands on this machine). Control Hz, latency and smoothness are on "
+                 "the graph's clock, the simulator's (/clock); inference Hz is wall-clock compute.")
     return "\n".join(lines)

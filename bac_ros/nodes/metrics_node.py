@@ -1,15 +1,15 @@
 """metrics_node: control frequency and latency, logged separately (CSV + /diagnostics).
 
-control.csv   wall time, commands sent to the robot in the last second (= control Hz)
+control.csv   time, commands sent to the robot in the last second (= control Hz)
 latency.csv   per chunk: observation stamp, chunk received, first command sent, and the two latencies
               observation -> chunk published (inference + transport) and observation -> first command.
-All times are the wall clock (the ROS clock without use_sim_time; franky-sim runs at ~1.0x real time).
+All times are the ROS clock: the wall clock on a real arm, the simulator's /clock with use_sim_time (then
+"per second" is per second of robot time).
 """
 from __future__ import annotations
 
 import csv
 import sys
-import time
 from collections import deque
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState, TimeReference
 from trajectory_msgs.msg import JointTrajectory
 
 from .messages import to_sec
-from .runtime import diagnostics, run_node
+from .runtime import diagnostics, now_s, run_node
 
 LATENCY_FIELDS = ["obs_stamp", "chunk_received", "first_command", "obs_to_chunk_ms", "obs_to_command_ms"]
 
@@ -51,7 +51,7 @@ class MetricsNode(Node):
         self._commands.append(to_sec(msg.header.stamp))
 
     def on_chunk(self, msg: JointTrajectory) -> None:
-        self._chunks[to_sec(msg.header.stamp)] = time.time()
+        self._chunks[to_sec(msg.header.stamp)] = now_s(self)
         if len(self._chunks) > 500:
             self._chunks.pop(next(iter(self._chunks)))
 
@@ -64,7 +64,7 @@ class MetricsNode(Node):
                                "obs_to_command_ms": f"{(sent - obs) * 1e3:.3f}"})
 
     def tick(self) -> None:
-        now = time.time()
+        now = now_s(self)
         while self._commands and self._commands[0] < now - 1.0:
             self._commands.popleft()
         hz = len(self._commands)

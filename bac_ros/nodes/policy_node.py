@@ -17,7 +17,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.streaming import ObservationAligner
-from .runtime import diagnostics, run_node
+from .runtime import diagnostics, now_s, run_node
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
 
 def resolve_schedule(name: str) -> Path | None:
@@ -149,7 +149,7 @@ class PolicyNode(Node):
 
     def publish_diagnostics(self) -> None:
         ms = np.array(self.inference_ms) if self.inference_ms else np.array([np.nan])
-        age = (time.time() - self._last_used_stamp) * 1e3 if self._last_used_stamp else float("nan")
+        age = (now_s(self) - self._last_used_stamp) * 1e3 if self._last_used_stamp else float("nan")
         hz = self.published / max(1e-6, time.monotonic() - self._t_start)
         values = {"method": self.method, "inference_hz": f"{1e3 / np.nanmedian(ms):.2f}",
                   "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",

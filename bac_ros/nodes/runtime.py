@@ -1,5 +1,5 @@
 """What every node's main() shares: init, start-up errors as a clear exit, spin, orderly shutdown;
-and the /diagnostics message they publish."""
+the node clock in seconds; and the /diagnostics message they publish."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +9,11 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+
+
+def now_s(node: Node) -> float:
+    """The node's clock in seconds: the wall clock, or the simulator's /clock with use_sim_time."""
+    return node.get_clock().now().nanoseconds * 1e-9
 
 
 def diagnostics(node: Node, name: str, message: str, values: dict, level=DiagnosticStatus.OK,

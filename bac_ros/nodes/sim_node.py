@@ -1,6 +1,9 @@
 """sim_node: the grasp world (franky-sim FR3 + table + cube + camera) as a ROS node. The arm is reached only
 through franky at `hostname`, like a real FR3; this node publishes the camera, resets episodes and
-reports their outcome."""
+reports their outcome. It is the graph's clock: it publishes the simulator's time on /clock, stamps the
+camera with it and times episodes in it; the other nodes run with use_sim_time. franky-sim runs below real
+time on a loaded machine, and on the wall clock the chunks would play faster, in robot time, than the
+demonstrations were recorded."""
 from __future__ import annotations
 
 import json
@@ -9,12 +12,13 @@ import threading
 import time
 
 from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
-from .messages import array_to_image
+from .messages import array_to_image, to_time
 from .runtime import run_node
 
 
@@ -26,6 +30,7 @@ class SimNode(Node):
         self.declare_parameter("camera_rate_hz", 30.0)
         self.declare_parameter("seed_start", 0)
         self.declare_parameter("episode_time_s", 12.0)
+        self.declare_parameter("clock_rate_hz", 250.0)
         p = lambda n: self.get_parameter(n).value  # noqa: E731
 
         self.world = GraspWorld(WorldConfig(hostname=p("hostname"), image_size=int(p("image_size")))).start()
@@ -36,28 +41,39 @@ class SimNode(Node):
         self.episode = 0  # counts resets: outcomes of an earlier episode on the same seed are told apart
         self.t_episode = None
         self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 5)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self._clock_period = 1.0 / float(p("clock_rate_hz"))
         self.outcome_pub = self.create_publisher(String, "/bac/episode", 10)
         # The GL context belongs to the thread that made it: render from one dedicated thread.
         self._camera_period = 1.0 / float(p("camera_rate_hz"))
         self._running = True
         self._camera = threading.Thread(target=self._camera_loop, daemon=True, name="camera")
         self._camera.start()
+        self._clock = threading.Thread(target=self._clock_loop, daemon=True, name="clock")
+        self._clock.start()
         self.create_timer(0.1, self.publish_outcome)
         self.create_service(Trigger, "/bac/reset", self.on_reset)
         self.get_logger().info(f"grasp world up; FR3 at {p('hostname')} (libfranka ports 1337/1338)")
 
-    def _camera_loop(self) -> None:
-        next_t = time.monotonic()
+    def _clock_loop(self) -> None:
         try:
             while self._running and self.context.ok():
-                stamp = time.time()
+                self.clock_pub.publish(Clock(clock=to_time(self.world.time)))
+                time.sleep(self._clock_period)
+        except Exception:  # noqa: BLE001 - Ctrl-C invalidates the context between the check and publish
+            if self.context.ok():
+                raise
+
+    def _camera_loop(self) -> None:
+        """A frame every camera period of sim time, stamped with the sim time it shows."""
+        next_t = self.world.time
+        try:
+            while self._running and self.context.ok():
+                stamp = self.world.time
                 self.image_pub.publish(array_to_image(self.world.render(), stamp))
-                next_t += self._camera_period
-                delay = next_t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_t = time.monotonic()  # fell behind: no burst
+                next_t = max(next_t + self._camera_period, stamp)  # fell behind: no burst
+                while self._running and self.world.time < next_t:
+                    time.sleep(0.002)
         except Exception:  # noqa: BLE001 - Ctrl-C invalidates the context between the check and publish
             if self.context.ok():
                 raise
@@ -78,7 +94,7 @@ class SimNode(Node):
         self.episode += 1
         pose = sample_cube_pose(self.world.cfg, self.seed)
         self.world.place_cube(pose)
-        self.t_episode = time.time()
+        self.t_episode = self.world.time
         resp.success, resp.message = True, json.dumps({"episode": self.episode, "seed": self.seed,
                                                        "cube": [pose.x, pose.y, pose.yaw]})
         return resp
@@ -86,7 +102,7 @@ class SimNode(Node):
     def publish_outcome(self) -> None:
         if self.seed is None:
             return
-        elapsed = time.time() - self.t_episode
+        elapsed = self.world.time - self.t_episode  # sim seconds
         done = self.world.success or elapsed >= self.episode_time
         self.outcome_pub.publish(String(data=json.dumps({"episode": self.episode, "seed": self.seed,
                                                          "success": self.world.success,
@@ -96,6 +112,7 @@ class SimNode(Node):
     def shutdown(self) -> None:
         self._running = False
         self._camera.join(2)
+        self._clock.join(2)
         self.world.stop()
 
 

@@ -48,30 +48,44 @@ class DemoWriter:
 
 
 class Demos:
-    """The whole data set in memory (uint8 images), successful episodes only unless asked otherwise."""
+    """The whole data set in memory (uint8 images), successful episodes only unless asked otherwise.
+    `path`: one zarr data set, several (a list, or one string with commas), recorded at the same dt."""
 
-    def __init__(self, path: str | Path, successful_only: bool = True):
-        import zarr
-
-        root = zarr.open_group(str(path), mode="r")
-        if root.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} data set (format {root.attrs.get('format')!r})")
-        self.dt = float(root.attrs["dt"])
-        ends = np.asarray(root["meta/episode_ends"][:])
-        starts = np.concatenate([[0], ends[:-1]])
-        keep = np.asarray(root.attrs["success"], bool) if successful_only else np.ones(len(ends), bool)
-        self.seeds = [s for s, k in zip(root.attrs["seeds"], keep) if k]
-        idx = np.concatenate([np.arange(s, e) for s, e, k in zip(starts, ends, keep) if k]) if keep.any() else []
-        self.image = np.asarray(root["data/image"][:])[idx]
-        self.state = np.asarray(root["data/state"][:])[idx]
-        self.action = np.asarray(root["data/action"][:])[idx]
-        lengths = (ends - starts)[keep]
-        self.episode_ends = np.cumsum(lengths)
-        self.num_episodes = int(keep.sum())
-        self.total_episodes = len(ends)
+    def __init__(self, path: str | Path | list, successful_only: bool = True):
+        paths = path.split(",") if isinstance(path, str) else ([path] if isinstance(path, Path) else list(path))
+        if not paths:
+            raise ValueError("no data set given")
+        parts = [_read(p, successful_only) for p in paths]
+        dts = {round(p["dt"], 9) for p in parts}
+        if len(dts) > 1:
+            raise ValueError(f"data sets recorded at different dt: {sorted(dts)}")
+        self.dt = parts[0]["dt"]
+        self.seeds = [s for p in parts for s in p["seeds"]]
+        self.image = np.concatenate([p["image"] for p in parts])
+        self.state = np.concatenate([p["state"] for p in parts])
+        self.action = np.concatenate([p["action"] for p in parts])
+        self.episode_ends = np.cumsum(np.concatenate([p["lengths"] for p in parts])).astype(np.int64)
+        self.num_episodes = sum(p["kept"] for p in parts)
+        self.total_episodes = sum(p["total"] for p in parts)
 
     def __len__(self) -> int:
         return len(self.state)
+
+
+def _read(path: str | Path, successful_only: bool) -> dict:
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    if root.attrs.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} data set (format {root.attrs.get('format')!r})")
+    ends = np.asarray(root["meta/episode_ends"][:])
+    starts = np.concatenate([[0], ends[:-1]])
+    keep = np.asarray(root.attrs["success"], bool) if successful_only else np.ones(len(ends), bool)
+    idx = np.concatenate([np.arange(s, e) for s, e, k in zip(starts, ends, keep) if k] or [np.zeros(0, int)])
+    return {"dt": float(root.attrs["dt"]), "seeds": [s for s, k in zip(root.attrs["seeds"], keep) if k],
+            "image": np.asarray(root["data/image"][:])[idx], "state": np.asarray(root["data/state"][:])[idx],
+            "action": np.asarray(root["data/action"][:])[idx], "lengths": (ends - starts)[keep],
+            "kept": int(keep.sum()), "total": len(ends)}
 
 
 class WindowSampler:

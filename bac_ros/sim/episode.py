@@ -41,6 +41,7 @@ def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
     """Open the gripper, bring the arm home, place the cube for `seed`, let it settle."""
     arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
     pose = world.reset(seed)
+    world.render()  # the first render creates the GL context (~0.5 s): not inside an episode
     time.sleep(0.3)
     return pose
 
@@ -50,17 +51,16 @@ def run_expert(world: WorldProcess, arm: Arm, seed: int, dt: float, kin: FR3Kine
     pose = reset(world, arm, seed)
     plan = plan_grasp(pose, arm.joint_positions(), dt, kin, cfg)
     result = EpisodeResult(seed=seed, success=False, cube=pose, info={"ik_error": plan.ik_error})
-    t_start = world.status()["time"]
-    next_tick = time.monotonic()
+    t_start = world.time()
     for i in range(len(plan.q)):
+        world.wait_until(t_start + i * dt)  # the sim clock: the world may run slower than the wall clock
         t_sim, image, state = observe(world, arm)
         action = np.concatenate([plan.q[i], [plan.gripper[i]]])
         arm.command(plan.q[i], plan.dq[i], dt=dt)
         arm.gripper_command(plan.gripper[i])
         if record:
             result.steps.append(Step(t_sim, image, state, action))
-        next_tick += dt
-        time.sleep(max(0.0, next_tick - time.monotonic()))
+    world.wait_until(t_start + len(plan.q) * dt)
     status = world.status()
     result.success = bool(status["success"])
     result.duration = status["time"] - t_start

@@ -1,15 +1,16 @@
 """Closed-loop policy episodes on the grasp world, in two modes.
 
-sync:      observe -> infer (the arm holds still meanwhile, for a fixed 0.12 s or the inference time if
-           longer, the same for every method) -> execute the n_action_steps actions at dt.
-           Pure policy quality: slow inference costs wall time, not success.
-realtime:  inference runs on each new observation while an executor thread plays the newest chunk on the wall
-           clock; points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
-           An observer thread samples camera + joints every dt (as the camera does for policy_node), so
-           the observation history is spaced as in training whatever the inference time.
+sync:      the world waits: its physics is paused while the policy observes and infers, then the
+           n_action_steps actions are sent on the sim clock at dt, exactly as the expert's were recorded.
+           Pure policy quality: slow inference (or a loaded machine) costs wall time, not success.
+realtime:  the world runs on while the policy infers on each new observation; an executor thread plays the
+           newest chunk; points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
+           An observer thread samples camera + joints every dt (as the camera does for policy_node).
            Slow inference means stale chunks and fewer corrections, so it can cost success.
-Both stamp observations and chunks with the wall clock (time.monotonic); franky-sim runs at ~1.0x
-real time here (measured in `GraspWorld._pace`).
+Both modes keep time on the sim clock (the robot's time): franky-sim runs at or below real time (it waits
+for late torque commands; the rate is each episode's link realtime_factor), so a wall-clock schedule would
+play the actions faster, in robot time, than the demonstrations were recorded. Inference latency in
+real-time mode therefore costs its wall time x that factor of robot time.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class PolicyEpisode:
     inference_ms: list[float] = field(default_factory=list)
     chunks: int = 0
     dropped_points: int = 0
+    pause_timeouts: int = 0  # sync: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
 
 
 class _History:
@@ -66,7 +68,7 @@ class _History:
 
 
 class _Observer(threading.Thread):
-    """Samples camera + joint state every dt into a `_History`."""
+    """Samples camera + joint state every dt of sim time into a `_History` (stamped with sim time)."""
 
     def __init__(self, world: WorldProcess, arm: Arm, hist: _History, dt: float):
         super().__init__(daemon=True, name="observer")
@@ -74,76 +76,85 @@ class _Observer(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        next_t = time.monotonic()
+        next_t = self.world.time()
         while not self._halt.is_set():
-            _, image, state = observe(self.world, self.arm)
-            self.hist.push(image, state, time.monotonic())
-            next_t += self.dt
-            delay = next_t - time.monotonic()
-            if delay < 0:
-                next_t, delay = time.monotonic(), 0.0  # fell behind: no burst
-            self._halt.wait(delay)
+            t, image, state = observe(self.world, self.arm)
+            self.hist.push(image, state, t)
+            next_t = max(next_t + self.dt, t)  # fell behind: no burst
+            while not self._halt.is_set() and self.world.time() < next_t:
+                self._halt.wait(0.002)
 
     def stop(self) -> None:
         self._halt.set()
 
 
 def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.Generator):
-    """-> (executable actions, inference ms, stamp of the newest observation used)."""
+    """-> (plan, inference ms, stamp of the newest observation used). The plan is the executable actions
+    plus the next predicted point when the horizon has one: it gives the last executed point its velocity."""
     img, st, stamp = hist.tensors()
     t0 = time.perf_counter()
     traj = policy.predict(img, st, denoiser, generator=generator)
     ms = (time.perf_counter() - t0) * 1e3
-    return policy.executable(traj)[0].numpy(), ms, stamp
+    start = policy.cfg.n_obs_steps - 1
+    return traj[0, start:start + policy.cfg.n_action_steps + 1].numpy(), ms, stamp
 
 
-def _send(arm: Arm, actions: np.ndarray, i: int, dt: float) -> None:
-    """Point i of a chunk, with the chunk's velocity from there to the next point as feed-forward."""
-    arm.command(actions[i, :7], chunk_velocity(actions[:, :7], 0.0, dt, i * dt), dt=dt)
-    arm.gripper_command(float(actions[i, 7]))
+def _send(arm: Arm, plan: np.ndarray, i: int, dt: float) -> None:
+    """Point i of a plan, with the plan's velocity from there to the next point as feed-forward."""
+    arm.command(plan[i, :7], chunk_velocity(plan[:, :7], 0.0, dt, i * dt), dt=dt)
+    arm.gripper_command(float(plan[i, 7]))
 
 
 def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-             max_time: float = 12.0, sync_rest_s: float = 0.12) -> PolicyEpisode:
+             max_time: float = 12.0) -> PolicyEpisode:
+    """The world waits for every inference: the physics is paused from the observation until the chunk's
+    first point is sent, and every point is sent on the sim clock (step k at t0 + k*dt), as the expert's
+    were recorded. No method's speed, and no load on the machine, changes what the arm does."""
     cfg = policy.cfg
-    dt = cfg.action_dt
+    dt, n = cfg.action_dt, cfg.n_action_steps
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    executed = 0
-    _, image, state = observe(world, arm)
-    hist.push(image, state, time.monotonic())
-    while executed * dt < max_time:
-        t_plan = time.monotonic()
-        actions, ms, _ = _infer(policy, denoiser, hist, gen)
-        ep.inference_ms.append(ms)
-        ep.chunks += 1
-        # The arm rests for the same time at every re-plan whatever the method's speed, so every method
-        # sees the same arm dynamics (a longer rest lets the arm settle more: a difference that is not
-        # the policy's).
-        time.sleep(max(0.0, t_plan + sync_rest_s - time.monotonic()))
-        next_tick = time.monotonic()
-        for i in range(len(actions)):
-            _send(arm, actions, i, dt)
-            executed += 1
-            next_tick += dt
-            time.sleep(max(0.0, next_tick - time.monotonic()))
-            if i >= len(actions) - cfg.n_obs_steps:  # the observations the next inference uses
-                _, image, state = observe(world, arm)
-                hist.push(image, state, time.monotonic())
-        if world.status()["success"]:
-            ep.success, ep.time_to_success = True, executed * dt
-            break
+    k = 0  # action steps executed
+    t0 = world.pause()
+    try:
+        _, image, state = observe(world, arm)
+        hist.push(image, state, t0)
+        while k * dt < max_time:
+            plan, ms, _ = _infer(policy, denoiser, hist, gen)  # the world is paused at step k
+            ep.inference_ms.append(ms)
+            ep.chunks += 1
+            for i in range(n):
+                if i > 0:
+                    world.wait_until(t0 + k * dt)
+                    if i >= n - (cfg.n_obs_steps - 1):  # observations the next inference uses
+                        t, image, state = observe(world, arm)
+                        hist.push(image, state, t)
+                _send(arm, plan, i, dt)
+                if i == 0:
+                    world.resume()
+                k += 1
+            world.wait_until(t0 + k * dt)
+            world.pause()
+            t, image, state = observe(world, arm)
+            hist.push(image, state, t)
+            status = world.status()
+            ep.pause_timeouts = status["pause_timeouts"]
+            if status["success"]:
+                ep.success, ep.time_to_success = True, k * dt
+                break
+    finally:
+        world.resume()
     return ep
 
 
 class _ChunkPlayer(threading.Thread):
-    """Plays the newest chunk on the wall clock: point i is due at stamp + i*dt; past points are dropped."""
+    """Plays the newest chunk on the sim clock: point i is due at stamp + i*dt; past points are dropped."""
 
-    def __init__(self, arm: Arm, dt: float):
+    def __init__(self, world: WorldProcess, arm: Arm, dt: float, n_exec: int):
         super().__init__(daemon=True, name="chunk-player")
-        self.arm, self.dt = arm, dt
+        self.world, self.arm, self.dt, self.n_exec = world, arm, dt, n_exec
         self._lock = threading.Lock()
         self._chunk: tuple[float, np.ndarray] | None = None
         self._halt = threading.Event()
@@ -156,22 +167,26 @@ class _ChunkPlayer(threading.Thread):
 
     def run(self) -> None:
         playing = None  # the chunk being played, to count the points it lost to latency once
+        last_i = None
         while not self._halt.is_set():
-            now = time.monotonic()
+            now = self.world.time()
             with self._lock:
                 chunk = self._chunk
             if chunk is not None:
                 stamp, actions = chunk
                 i = due_index(stamp, self.dt, now)
                 if chunk is not playing:
-                    playing = chunk
-                    self.dropped += min(i, len(actions))
-                if i < len(actions):
-                    _send(self.arm, actions, i, self.dt)
-                    self.sent += 1
-                else:
+                    playing, last_i = chunk, None
+                    self.dropped += min(i, self.n_exec)
+                if i < self.n_exec:
+                    if i != last_i:  # each point once, when it falls due
+                        _send(self.arm, actions, i, self.dt)
+                        self.sent += 1
+                        last_i = i
+                elif last_i != -1:
                     self.arm.hold()  # the chunk ran out before a new one came
-            self._halt.wait(max(0.0, now + self.dt - time.monotonic()))
+                    last_i = -1
+            self._halt.wait(0.002)
 
     def stop(self) -> None:
         self._halt.set()
@@ -184,16 +199,16 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    player = _ChunkPlayer(arm, cfg.action_dt)
+    player = _ChunkPlayer(world, arm, cfg.action_dt, cfg.n_action_steps)
     observer = _Observer(world, arm, hist, cfg.action_dt)
-    t_start = time.monotonic()
-    _, image, state = observe(world, arm)
-    hist.push(image, state, time.monotonic())
+    t_start = world.time()
+    t, image, state = observe(world, arm)
+    hist.push(image, state, t)
     observer.start()
     player.start()
     last_stamp = None
     try:
-        while time.monotonic() - t_start < max_time:
+        while world.time() - t_start < max_time:
             if hist.stamp == last_stamp:  # no new observation since the last inference (as policy_node)
                 time.sleep(0.002)
                 continue
@@ -203,7 +218,7 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
             ep.chunks += 1
             player.submit(stamp, actions)
             if world.status()["success"]:
-                ep.success, ep.time_to_success = True, time.monotonic() - t_start
+                ep.success, ep.time_to_success = True, world.time() - t_start
                 break
     finally:
         player.stop()

@@ -30,7 +30,10 @@ class WorldConfig:
     image_size: int = 96
     x_range: tuple[float, float] = (0.40, 0.62)  # cube centre, robot base frame (m)
     y_range: tuple[float, float] = (-0.22, 0.22)
-    yaw_range: tuple[float, float] = (-math.pi / 4, math.pi / 4)  # the cube is 90-degree symmetric
+    # The cube looks the same every 90 degrees, so a cube at +45 and one at -45 degrees are one cube, yet the
+    # wrist would turn to opposite ends for them: demonstrations near that edge contradict each other.
+    # Yaw stays 5 degrees clear of it; the wrist still has to match 80 degrees of yaw.
+    yaw_range: tuple[float, float] = (-math.radians(40), math.radians(40))
     camera_pos: tuple[float, float, float] = (1.0, 0.0, 0.6)
     camera_target: tuple[float, float, float] = (0.5, 0.0, 0.06)
     camera_fovy: float = 48.0
@@ -41,6 +44,9 @@ class WorldConfig:
     # So a tick in torque mode waits up to this long for the client's command: the sim slows, it never
     # integrates a torque nobody computed for that state. 0 restores franky-sim's behaviour.
     max_command_wait_ms: float = 25.0
+    # pause() stops the physics (sync evaluation: the world waits for the policy). libfranka's UDP receive
+    # times out after 1 s without a state, so a pause ends by itself after this long (counted in `status`).
+    max_pause_s: float = 0.5
 
 
 @dataclass
@@ -140,6 +146,8 @@ class GraspWorld:
 
         class _LockedServer(SimulationServer):
             def run_once(self, realtime=True):  # one physics tick under the world's lock
+                if not world._running.is_set():
+                    world._hold()
                 with world.lock:
                     fresh = world._poll_commands()
                 if fresh is False:
@@ -163,6 +171,10 @@ class GraspWorld:
         self.link = CommandLink()
         self._torque_mode = ControlMode.TORQUE
         self._t_wall_next = None
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+        self._holding = threading.Event()  # set by the server thread once it has stopped stepping
+        self.pause_timeouts = 0
 
     # ---- scene -----------------------------------------------------------------------------------
     def _build_scene(self) -> None:
@@ -217,6 +229,26 @@ class GraspWorld:
         if delay > 0:
             time.sleep(delay)
 
+    # ---- pause (sync evaluation) -------------------------------------------------------------------
+    def pause(self, timeout: float = 0.5) -> float:
+        """Stop stepping at the next tick boundary; returns the sim time it stopped at."""
+        self._holding.clear()
+        self._running.clear()
+        if not self._holding.wait(timeout):
+            raise RuntimeError(f"the simulator did not pause within {timeout} s")
+        return self.time
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def _hold(self) -> None:
+        self._holding.set()
+        if not self._running.wait(self.cfg.max_pause_s):
+            self.pause_timeouts += 1  # a client would lose its connection: step on
+            self._running.set()
+        self._holding.clear()
+        self._t_wall_next = None  # pace from now on; no catch-up burst
+
     # ---- episode ---------------------------------------------------------------------------------
     @property
     def time(self) -> float:
@@ -233,6 +265,7 @@ class GraspWorld:
             mujoco.mj_forward(self.sim.model, d)
             self.score.reset()
             self.link.reset()
+            self.pause_timeouts = 0
 
     def cube_position(self) -> np.ndarray:
         with self.lock:
@@ -296,9 +329,16 @@ def _serve(conn, cfg: WorldConfig) -> None:
                     out = pose
                 elif cmd == "render":
                     out = (world.time, world.render())
+                elif cmd == "time":
+                    out = world.time
+                elif cmd == "pause":
+                    out = world.pause()
+                elif cmd == "resume":
+                    out = world.resume()
                 elif cmd == "status":
                     out = {"time": world.time, "success": world.success, "cube": world.cube_position(),
-                           "cube_yaw": world.cube_yaw(), "link": world.link.summary()}
+                           "cube_yaw": world.cube_yaw(), "link": world.link.summary(),
+                           "pause_timeouts": world.pause_timeouts}
                 else:
                     raise ValueError(f"unknown world command {cmd!r}")
                 conn.send(("ok", out))
@@ -310,7 +350,8 @@ def _serve(conn, cfg: WorldConfig) -> None:
 
 
 class WorldProcess:
-    """`GraspWorld` in a child process: start(), reset(seed), render(), status(), stop()."""
+    """`GraspWorld` in a child process: start(), reset(seed), render(), status(), time(), pause(), resume(),
+    wait_until(t), stop()."""
 
     def __init__(self, cfg: WorldConfig = WorldConfig(), start_timeout: float = 60.0):
         self.cfg, self._timeout = cfg, start_timeout
@@ -356,6 +397,25 @@ class WorldProcess:
 
     def status(self) -> dict:
         return self._call("status")
+
+    def time(self) -> float:
+        """Sim clock (s)."""
+        return self._call("time")
+
+    def pause(self) -> float:
+        """Stop the physics (at most `WorldConfig.max_pause_s`); returns the sim time it stopped at."""
+        return self._call("pause")
+
+    def resume(self) -> None:
+        self._call("resume")
+
+    def wait_until(self, t_sim: float, poll_s: float = 0.002) -> float:
+        """Block until the sim clock reaches `t_sim` (it may run slower than the wall clock); returns it."""
+        while True:
+            t = self.time()
+            if t >= t_sim:
+                return t
+            time.sleep(min(t_sim - t, poll_s))
 
     def stop(self) -> None:
         if self._proc is None:
