@@ -49,8 +49,8 @@ class SimNode(Node):
         self._running = True
         self._camera = threading.Thread(target=self._camera_loop, daemon=True, name="camera")
         self._camera.start()
-        self._clock = threading.Thread(target=self._clock_loop, daemon=True, name="clock")
-        self._clock.start()
+        self._clock_thread = threading.Thread(target=self._clock_loop, daemon=True, name="clock")
+        self._clock_thread.start()
         self.create_timer(0.1, self.publish_outcome)
         self.create_service(Trigger, "/bac/reset", self.on_reset)
         self.get_logger().info(f"grasp world up; FR3 at {p('hostname')} (libfranka ports 1337/1338)")
@@ -112,7 +112,7 @@ class SimNode(Node):
     def shutdown(self) -> None:
         self._running = False
         self._camera.join(2)
-        self._clock.join(2)
+        self._clock_thread.join(2)
         self.world.stop()
 
 

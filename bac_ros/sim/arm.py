@@ -144,6 +144,11 @@ class Arm:
         js = self.robot.current_joint_state
         return np.array(js.position, float), np.array(js.velocity, float), float(self.gripper.width)
 
+    def gripper_width(self) -> float:
+        """Finger opening (m). franky reads it from the gripper's next state packet: it waits while a
+        simulated world is paused."""
+        return float(self.gripper.width)
+
     @property
     def gripper_closed(self) -> bool:
         return self._closed

@@ -38,6 +38,7 @@ class PolicyEpisode:
     chunks: int = 0
     dropped_points: int = 0
     pause_timeouts: int = 0  # sync: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
+    late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
 
 
 class _History:
@@ -105,6 +106,15 @@ def _send(arm: Arm, plan: np.ndarray, i: int, dt: float) -> None:
     arm.gripper_command(float(plan[i, 7]))
 
 
+def _pause_and_observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarray]:
+    """Pause the world and observe it. The gripper width is read first, while the physics still runs: franky
+    takes it from the gripper's next state packet, which a paused world never sends."""
+    width = arm.gripper_width()
+    t = world.pause()
+    _, image = world.render()
+    return t, image, np.concatenate([arm.joint_positions(), [width]])
+
+
 def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
              max_time: float = 12.0) -> PolicyEpisode:
     """The world waits for every inference: the physics is paused from the observation until the chunk's
@@ -117,9 +127,8 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     k = 0  # action steps executed
-    t0 = world.pause()
     try:
-        _, image, state = observe(world, arm)
+        t0, image, state = _pause_and_observe(world, arm)
         hist.push(image, state, t0)
         while k * dt < max_time:
             plan, ms, _ = _infer(policy, denoiser, hist, gen)  # the world is paused at step k
@@ -127,7 +136,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
             ep.chunks += 1
             for i in range(n):
                 if i > 0:
-                    world.wait_until(t0 + k * dt)
+                    ep.late_ms.append((world.wait_until(t0 + k * dt) - t0 - k * dt) * 1e3)
                     if i >= n - (cfg.n_obs_steps - 1):  # observations the next inference uses
                         t, image, state = observe(world, arm)
                         hist.push(image, state, t)
@@ -136,8 +145,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
                     world.resume()
                 k += 1
             world.wait_until(t0 + k * dt)
-            world.pause()
-            t, image, state = observe(world, arm)
+            t, image, state = _pause_and_observe(world, arm)
             hist.push(image, state, t)
             status = world.status()
             ep.pause_timeouts = status["pause_timeouts"]
