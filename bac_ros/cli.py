@@ -299,7 +299,11 @@ def cmd_eval(args) -> int:
                              "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
                              "seeds": [seeds[0], seeds[-1]],
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
-                             "pause_timeouts": sum(e.pause_timeouts for e in eps)})
+                             "pause_timeouts": sum(e.pause_timeouts for e in eps),
+                             "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0)})
+                if rows[-1]["pause_timeouts"]:
+                    print(f"warning: {rows[-1]['pause_timeouts']} inferences outlasted the world's pause limit: "
+                          "the world stepped on while the policy thought (not a pure sync run)", file=sys.stderr)
                 print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     _write_eval(rows, args.out_dir, args.name, args.json)
     return 0

@@ -59,14 +59,17 @@ def safe_target(q_target: np.ndarray, q_ref: np.ndarray, dt: float, limits: ArmL
 
 
 class _GripperWorker(threading.Thread):
-    """Sends open/close to the gripper when the decision changes; latest decision wins."""
+    """Sends open/close to the gripper when the decision changes; latest decision wins. An action that has
+    not finished within `timeout` s is stopped and counted (seen in franky-sim: a grasp whose fingers
+    ended past closed never returned, and the worker then ignored every later command)."""
 
-    def __init__(self, gripper, speed: float = 0.1, force: float = 40.0):
+    def __init__(self, gripper, speed: float = 0.1, force: float = 40.0, timeout: float = 3.0):
         super().__init__(daemon=True, name="gripper")
-        self.gripper, self.speed, self.force = gripper, speed, force
+        self.gripper, self.speed, self.force, self.timeout = gripper, speed, force, timeout
         self._want: queue.Queue = queue.Queue()
         self.closed: bool | None = None
         self.errors = 0
+        self.timeouts = 0
 
     def request(self, close: bool) -> None:
         self._want.put(close)
@@ -82,9 +85,13 @@ class _GripperWorker(threading.Thread):
                 continue
             try:
                 if close:
-                    self.gripper.grasp(0.0, self.speed, self.force, epsilon_inner=0.08, epsilon_outer=0.08)
+                    fut = self.gripper.grasp_async(0.0, self.speed, self.force, epsilon_inner=0.08,
+                                                   epsilon_outer=0.08)
                 else:
-                    self.gripper.move(GRIPPER_MAX_WIDTH, self.speed)
+                    fut = self.gripper.move_async(GRIPPER_MAX_WIDTH, self.speed)
+                if not fut.wait(self.timeout):
+                    self.timeouts += 1
+                    self.gripper.stop()
                 self.closed = close
             except Exception:  # noqa: BLE001 - a failed grasp (nothing in hand) is not fatal
                 self.errors += 1
@@ -189,9 +196,10 @@ class Arm:
         self._gripper_worker.closed = None  # forget the last decision so the move is sent
         self._gripper_worker.request(False)
 
-    def hold(self) -> None:
-        """Keep the current position (no new target arrived in time)."""
-        q = self.joint_positions()
+    def hold(self, q: np.ndarray | None = None) -> None:
+        """Keep the current position (no new target arrived in time), or `q` (a simulator reset puts the
+        arm there next)."""
+        q = self.joint_positions() if q is None else np.asarray(q, float)
         self._tracker.set_target(q)
         self._last_target, self._last_time = q, time.monotonic()
 
@@ -205,16 +213,29 @@ class Arm:
             self._start_tracker()
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
-                  gripper_timeout: float = 3.0) -> None:
+                  gripper_timeout: float = 3.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
         """Open the gripper (it opens while the arm moves), interpolate the streamed target to `q_home`
-        (min-jerk), then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding)."""
+        (min-jerk; longer when the arm is far away, so the velocity limit does not cut the path short),
+        wait until every joint is within `tolerance` rad of home (RuntimeError after `settle_timeout` s),
+        then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding)."""
         self.open_gripper()
         q0 = self.joint_positions()
+        q_home = np.asarray(q_home, float)
+        # min-jerk peaks at 1.875x the mean speed: stay within the velocity limit the targets are held to
+        v = self.limits.max_velocity_factor * DQ_MAX
+        duration = max(duration, float(np.max(1.875 * np.abs(q_home - q0) / v)))
         n = max(2, int(duration * rate))
         for i in range(1, n + 1):
             s = i / n
             s = 10 * s**3 - 15 * s**4 + 6 * s**5
-            self.command(q0 + (np.asarray(q_home) - q0) * s, dt=1.0 / rate)
+            self.command(q0 + (q_home - q0) * s, dt=1.0 / rate)
+            time.sleep(1.0 / rate)
+        deadline = time.monotonic() + settle_timeout
+        while np.max(np.abs(self.joint_positions() - q_home)) > tolerance:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the arm did not reach home within {settle_timeout} s: joint errors "
+                                   f"{np.round(self.joint_positions() - q_home, 3).tolist()} rad")
+            self.command(q_home, dt=1.0 / rate)
             time.sleep(1.0 / rate)
         deadline = time.monotonic() + gripper_timeout
         while time.monotonic() < deadline and self.state()[2] < GRIPPER_MAX_WIDTH - 0.005:

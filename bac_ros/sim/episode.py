@@ -38,8 +38,14 @@ def observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarra
 
 
 def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
-    """Open the gripper, bring the arm home, place the cube for `seed`, let it settle."""
-    arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
+    """Open the gripper, bring the arm home (if it cannot get there, the simulator puts it there), place the
+    cube for `seed`, let it settle."""
+    try:
+        arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
+    except RuntimeError:  # stuck (tangled with the cube or table): a simulator reset, then home again
+        arm.hold(Q_HOME)
+        world.place_arm(Q_HOME)
+        arm.move_home(Q_HOME, duration=1.5)
     pose = world.reset(seed)
     world.render()  # the first render creates the GL context (~0.5 s): not inside an episode
     time.sleep(0.3)

@@ -267,6 +267,26 @@ class GraspWorld:
             self.link.reset()
             self.pause_timeouts = 0
 
+    def place_arm(self, q: np.ndarray) -> None:
+        """Put the arm at joint positions `q`, at rest, fingers open. A simulator-only reset, for when the arm
+        cannot get home under its own control (seen after an episode that ended with the arm tangled
+        with the cube and table)."""
+        with self.lock:
+            m, d = self.sim.model, self.sim.data
+            for i in range(7):
+                j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"robot0_fr3_joint{i + 1}")
+                d.qpos[m.jnt_qposadr[j]] = float(q[i])
+                d.qvel[m.jnt_dofadr[j]] = 0.0
+            for name in ("robot0_finger_joint1", "robot0_finger_joint2"):
+                j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)
+                if j >= 0:
+                    d.qpos[m.jnt_qposadr[j]] = 0.04
+                    d.qvel[m.jnt_dofadr[j]] = 0.0
+            a = self._cube_qpos  # the cube out of the way; reset() places it
+            d.qpos[a:a + 3] = (0.5, 0.0, self._cube_rest_z)
+            d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
+            mujoco.mj_forward(m, d)
+
     def cube_position(self) -> np.ndarray:
         with self.lock:
             return self.sim.data.xpos[self._cube_body].copy()
@@ -329,6 +349,8 @@ def _serve(conn, cfg: WorldConfig) -> None:
                     out = pose
                 elif cmd == "render":
                     out = (world.time, world.render())
+                elif cmd == "place_arm":
+                    out = world.place_arm(arg)
                 elif cmd == "time":
                     out = world.time
                 elif cmd == "pause":
@@ -401,6 +423,10 @@ class WorldProcess:
     def time(self) -> float:
         """Sim clock (s)."""
         return self._call("time")
+
+    def place_arm(self, q) -> None:
+        """Simulator-only: the arm at joint positions `q`, at rest, fingers open."""
+        self._call("place_arm", [float(v) for v in q])
 
     def pause(self) -> float:
         """Stop the physics (at most `WorldConfig.max_pause_s`); returns the sim time it stopped at."""
