@@ -134,6 +134,18 @@ class Arm:
         self._start_tracker()
         return self
 
+    def restart_tracker(self) -> None:
+        """A fresh torque loop at the current position. Seen on franky-sim: after a policy threw the arm
+        around, the running tracker stayed unstable even with a still target (the arm flailed by radians
+        every 0.2 s); a new one holds."""
+        try:
+            self._tracker.stop()
+            self.robot.join_motion(2.0)
+        except Exception as e:  # noqa: BLE001 - franky raises several exception types here
+            self.errors.append(str(e))
+        self.robot.recover_from_errors()
+        self._start_tracker()
+
     def _start_tracker(self) -> None:
         franky = self._franky
         self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
@@ -168,7 +180,9 @@ class Arm:
         q = safe_target(q_target, self._last_target, dt, self.limits)
         if not np.allclose(q, q_target):
             self.clamped += 1
-        dq = None
+        # Always an explicit velocity: a target set without one keeps the tracker's previous velocity
+        # feed-forward, and the arm then drifts on after a chunk's last point (seen: it never got home).
+        dq = np.zeros(7)
         if dq_target is not None:
             vmax = self.limits.max_velocity_factor * DQ_MAX
             dq = np.clip(np.nan_to_num(np.asarray(dq_target, float)), -vmax, vmax)
@@ -200,16 +214,22 @@ class Arm:
         """Keep the current position (no new target arrived in time), or `q` (a simulator reset puts the
         arm there next)."""
         q = self.joint_positions() if q is None else np.asarray(q, float)
-        self._tracker.set_target(q)
+        self._tracker.set_target(q, np.zeros(7))
         self._last_target, self._last_time = q, time.monotonic()
 
     def _check_motion(self) -> None:
-        """Errors of franky's control thread surface here: recover, restart the tracker, carry on."""
+        """Errors of franky's control thread surface here: recover, restart the tracker, carry on. A tracker
+        that stopped without an error (the robot no longer in control) is restarted too: otherwise the
+        targets go nowhere and the arm sags under gravity."""
         try:
             self.robot.poll_motion()
+            stopped = not self.robot.is_in_control
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
             self.errors.append(str(e))
             self.robot.recover_from_errors()
+            stopped = True
+        if stopped:
+            self.errors.append("tracker stopped")
             self._start_tracker()
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,

@@ -40,6 +40,7 @@ def observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarra
 def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
     """Open the gripper, bring the arm home (if it cannot get there, the simulator puts it there), place the
     cube for `seed`, let it settle."""
+    arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
     try:
         arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
     except RuntimeError:  # stuck (tangled with the cube or table): a simulator reset, then home again
