@@ -121,6 +121,7 @@ class ControllerNode(Node):
         with self._lock:
             self._paused, self._chunk = True, None
         try:
+            self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
             self.arm.move_home(Q_HOME, duration=1.5)
             resp.success, resp.message = True, "home"
         except Exception as e:  # noqa: BLE001 - reported to the caller
