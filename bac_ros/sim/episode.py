@@ -43,9 +43,10 @@ def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
     arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
     try:
         arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
-    except RuntimeError:  # stuck (tangled with the cube or table): a simulator reset, then home again
+    except RuntimeError:  # stuck or sagging: a simulator reset, a fresh torque loop, then home again
         arm.hold(Q_HOME)
         world.place_arm(Q_HOME)
+        arm.restart_tracker()
         arm.move_home(Q_HOME, duration=1.5)
     pose = world.reset(seed)
     world.render()  # the first render creates the GL context (~0.5 s): not inside an episode
