@@ -244,16 +244,39 @@ def _write_eval(rows: list[dict], out_dir: str, stem: str, json_path: str | None
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')}, {plot}")
 
 
+class _FreshWorld:
+    """A grasp world and its arm client, restartable: a world that cannot reset its arm any more is
+    replaced (counted in the rows as world_restarts)."""
+
+    def __init__(self, cfg):
+        self.cfg, self.world, self.arm, self.restarts = cfg, None, None, 0
+
+    def restart(self, count: bool = False) -> None:
+        from .sim.arm import Arm
+        from .sim.world import WorldProcess
+
+        self.close()
+        self.world = WorldProcess(self.cfg).start()
+        self.arm = Arm(self.cfg.hostname).start()
+        self.restarts += count
+
+    def close(self) -> None:
+        if self.arm is not None:
+            self.arm.stop()
+        if self.world is not None:
+            self.world.stop()
+        self.world = self.arm = None
+
+
 def cmd_eval(args) -> int:
     import statistics
 
     from tqdm import tqdm
 
     from .core import bench
-    from .sim.arm import Arm
     from .sim.evaluate import run_realtime, run_sync
     from .sim.report import markdown_table
-    from .sim.world import WorldConfig, WorldProcess
+    from .sim.world import WorldConfig
 
     if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
         rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
@@ -280,16 +303,24 @@ def cmd_eval(args) -> int:
     modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
     rows = []
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    with WorldProcess(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1])) as world, \
-            Arm(args.hostname) as arm:
+    wcfg = WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1])
+    sim = _FreshWorld(wcfg)
+    try:
         for mode in modes:
             run = run_sync if mode == "sync" else run_realtime
             for method, s, sched in entries:
                 den = policy.denoiser(sched)
                 eps = []
+                restarts = sim.restarts
+                sim.restart()  # every method starts on a fresh world
                 bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
                 for seed in bar:
-                    eps.append(run(world, arm, policy, den, seed, max_time=args.max_time))
+                    try:
+                        eps.append(run(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
+                    except RuntimeError as e:  # the world could not be reset: a fresh one, the same seed again
+                        print(f"\nseed {seed}: {e}; restarting the world", file=sys.stderr)
+                        sim.restart(count=True)
+                        eps.append(run(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
                     bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
                 b = by_key[(method, s)]
                 ms = [m for e in eps for m in e.inference_ms]
@@ -300,11 +331,14 @@ def cmd_eval(args) -> int:
                              "seeds": [seeds[0], seeds[-1]],
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
+                             "world_restarts": sim.restarts - restarts,
                              "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0)})
                 if rows[-1]["pause_timeouts"]:
                     print(f"warning: {rows[-1]['pause_timeouts']} inferences outlasted the world's pause limit: "
                           "the world stepped on while the policy thought (not a pure sync run)", file=sys.stderr)
                 print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
+    finally:
+        sim.close()
     _write_eval(rows, args.out_dir, args.name, args.json)
     return 0
 
