@@ -17,6 +17,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from ..sim.kinematics import Q_HOME
 from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
 from .messages import array_to_image, to_time
 from .runtime import run_node
@@ -93,6 +94,9 @@ class SimNode(Node):
         self.next_seed += 1
         self.episode += 1
         pose = sample_cube_pose(self.world.cfg, self.seed)
+        # A simulator reset puts the arm at home too (at rest, fingers open): an arm the controller could
+        # not bring home (tangled with the cube or table after a failed episode) starts the next one right.
+        self.world.place_arm(Q_HOME)
         self.world.place_cube(pose)
         self.t_episode = self.world.time
         resp.success, resp.message = True, json.dumps({"episode": self.episode, "seed": self.seed,
