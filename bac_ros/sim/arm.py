@@ -233,11 +233,12 @@ class Arm:
             self._start_tracker()
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
-                  gripper_timeout: float = 3.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
+                  gripper_timeout: float = 6.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
         """Open the gripper (it opens while the arm moves), interpolate the streamed target to `q_home`
         (min-jerk; longer when the arm is far away, so the velocity limit does not cut the path short),
         wait until every joint is within `tolerance` rad of home (RuntimeError after `settle_timeout` s),
-        then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding)."""
+        then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding, and an
+        open waits behind a gripper action still running, which the worker stops after 3 s)."""
         self.open_gripper()
         q0 = self.joint_positions()
         q_home = np.asarray(q_home, float)
