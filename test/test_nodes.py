@@ -122,11 +122,9 @@ def test_end_to_end_graph(tmp_path):
     """sim + controller + policy + metrics over real ROS 2: chunks flow, the arm moves, the CSVs fill."""
     from bac_ros.nodes import demo
 
-    # The expert runs first: after a policy episode the expert's grasp has failed now and then (about one
-    # full-suite run in two on a clean clone, never alone; open defect in the reset after a policy episode).
-    rows = demo.run(1, [(demo.EXPERT, demo.EXPERT), ("bac", "grasp_dpt_cpu_bac_s5")], tmp_path,
+    rows = demo.run(1, [("bac", "grasp_dpt_cpu_bac_s5"), (demo.EXPERT, demo.EXPERT)], tmp_path,
                     hostname="127.0.0.7", episode_time=9.0)
-    expert, r = rows
+    r, expert = rows
     # the scripted expert's plan, streamed as chunks through the same controller, still grasps, smoothly
     assert expert["success_rate"] == 1.0
     assert expert["smoothness"]["motion_s"] > 3.0 and expert["smoothness"]["zero_crossings_per_s"] < 5.0
