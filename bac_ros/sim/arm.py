@@ -218,18 +218,12 @@ class Arm:
         self._last_target, self._last_time = q, time.monotonic()
 
     def _check_motion(self) -> None:
-        """Errors of franky's control thread surface here: recover, restart the tracker, carry on. A tracker
-        that stopped without an error (the robot no longer in control) is restarted too: otherwise the
-        targets go nowhere and the arm sags under gravity."""
+        """Errors of franky's control thread surface here: recover, restart the tracker, carry on."""
         try:
             self.robot.poll_motion()
-            stopped = not self.robot.is_in_control
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
             self.errors.append(str(e))
             self.robot.recover_from_errors()
-            stopped = True
-        if stopped:
-            self.errors.append("tracker stopped")
             self._start_tracker()
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
