@@ -158,10 +158,11 @@ class DiffusionPolicy(nn.Module):
         return self.from_model_actions(self.action_norm.unnormalize(self.sample(cond, denoiser, noise, generator)),
                                        state)
 
-    def executable(self, trajectory: torch.Tensor) -> torch.Tensor:
-        """The part of a predicted trajectory that lies in the future: actions from the current step on."""
+    def executable(self, trajectory: torch.Tensor, lookahead: int = 0) -> torch.Tensor:
+        """The part of a predicted trajectory that lies in the future: actions from the current step on;
+        `lookahead` more points past the executed ones where the horizon has them (for their velocity)."""
         start = self.cfg.n_obs_steps - 1
-        return trajectory[..., start:start + self.cfg.n_action_steps, :]
+        return trajectory[..., start:start + self.cfg.n_action_steps + lookahead, :]
 
     # ---- training ------------------------------------------------------------------------------
     def loss(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor,

@@ -82,8 +82,7 @@ class _Observer(threading.Thread):
             t, image, state = observe(self.world, self.arm)
             self.hist.push(image, state, t)
             next_t = max(next_t + self.dt, t)  # fell behind: no burst
-            while not self._halt.is_set() and self.world.time() < next_t:
-                self._halt.wait(0.002)
+            self.world.wait_until(next_t, halt=self._halt)
 
     def stop(self) -> None:
         self._halt.set()
@@ -96,8 +95,7 @@ def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.G
     t0 = time.perf_counter()
     traj = policy.predict(img, st, denoiser, generator=generator)
     ms = (time.perf_counter() - t0) * 1e3
-    start = policy.cfg.n_obs_steps - 1
-    return traj[0, start:start + policy.cfg.n_action_steps + 1].numpy(), ms, stamp
+    return policy.executable(traj, lookahead=1)[0].numpy(), ms, stamp
 
 
 def _send(arm: Arm, plan: np.ndarray, i: int, dt: float) -> None:

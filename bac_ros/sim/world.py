@@ -435,13 +435,17 @@ class WorldProcess:
     def resume(self) -> None:
         self._call("resume")
 
-    def wait_until(self, t_sim: float, poll_s: float = 0.002) -> float:
-        """Block until the sim clock reaches `t_sim` (it may run slower than the wall clock); returns it."""
+    def wait_until(self, t_sim: float, poll_s: float = 0.002, halt: threading.Event | None = None) -> float:
+        """Block until the sim clock reaches `t_sim` (it may run slower than the wall clock), or `halt` is
+        set; returns the sim time."""
         while True:
             t = self.time()
-            if t >= t_sim:
+            if t >= t_sim or (halt is not None and halt.is_set()):
                 return t
-            time.sleep(min(t_sim - t, poll_s))
+            if halt is not None:
+                halt.wait(min(t_sim - t, poll_s))
+            else:
+                time.sleep(min(t_sim - t, poll_s))
 
     def stop(self) -> None:
         if self._proc is None:
