@@ -329,6 +329,8 @@ def cmd_eval(args) -> int:
                              "gflops": b["gflops"], "inference_hz": 1e3 / statistics.median(ms),
                              "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
                              "seeds": [seeds[0], seeds[-1]],
+                             # per episode, in seed order: which seeds each method solves (paired comparisons)
+                             "succeeded": [int(e.success) for e in eps],
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
                              "world_restarts": sim.restarts - restarts,

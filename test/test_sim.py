@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.sim.arm import ArmLimits, safe_target
+from bac_ros.sim.arm import ArmLimits, limit_acceleration, safe_target
 from bac_ros.sim.dataset import DemoWriter, Demos, WindowSampler
 from bac_ros.sim.kinematics import DQ_MAX, Q_HIGH, Q_HOME, Q_LOW, FR3Kinematics, top_down
 from bac_ros.sim.world import CommandLink, LiftScore, WorldConfig, sample_cube_pose
@@ -47,6 +47,29 @@ def test_command_link_counts_stale_ticks_and_longest_gap():
     assert s["torque_ticks"] == 8 and s["success_rate"] == 1 - 3 / 8 and s["longest_stale_ms"] == 2
     link.reset()
     assert link.summary()["longest_stale_ms"] == 0
+
+
+def test_limit_acceleration_turns_a_jump_into_a_braked_approach():
+    a_max, dt = np.full(7, 3.0), 0.01
+    q, v = np.zeros(7), np.zeros(7)
+    target = np.full(7, 0.3)
+    path = []
+    for _ in range(300):
+        q_next = limit_acceleration(target, np.zeros(7), q, v, dt, a_max)
+        v_next = (q_next - q) / dt
+        assert np.all(np.abs(v_next - v) <= a_max * dt + 1e-9)  # velocity changes within the limit
+        q, v = q_next, v_next
+        path.append(q[0])
+    path = np.array(path)
+    assert path.max() <= 0.3 + 0.01  # braked in time: at most a hair past the target
+    assert abs(path[-1] - 0.3) < 1e-3 and abs(v[0]) < 1e-2  # and at rest there
+    assert path[0] < 0.001  # no jump on the first tick
+    # a target that moves within the limits is followed exactly
+    q, v = np.zeros(7), np.full(7, 0.5)
+    q_next = limit_acceleration(q + 0.5 * dt, np.full(7, 0.5), q, v, dt, a_max)
+    np.testing.assert_allclose(q_next, q + 0.5 * dt)
+    with pytest.raises(ValueError):
+        ArmLimits(max_acceleration_factor=0.0)
 
 
 def test_safe_target_clamps_limits_and_rate():

@@ -58,3 +58,29 @@ def test_chunk_velocity_is_the_slope_interpolate_chunk_follows():
     # at rest before the chunk and once it is used up
     assert not chunk_velocity(actions, stamp, dt, stamp - 0.01).any()
     assert not chunk_velocity(actions, stamp, dt, stamp + 3.5 * dt).any()
+
+
+def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
+    from bac_ros.core.streaming import RecedingHorizon
+
+    dt = 0.1
+    h = RecedingHorizon(commit=3)
+    assert h.current(0.0) is None
+    a = (0.0, "a", dt)
+    h.offer(a)
+    assert h.current(0.05) is a
+    b, c = (0.1, "b", dt), (0.2, "c", dt)
+    h.offer(b)
+    assert h.current(0.25) is a  # a has played 2.5 of its 3 steps: b waits
+    h.offer(c)  # a newer chunk replaces the waiting one
+    assert h.current(0.3) is c and h.switches == 2
+    assert h.current(10.0) is c  # nothing newer: keep the last chunk
+    h.clear()
+    assert h.current(10.0) is None
+    now = RecedingHorizon(commit=0)
+    now.offer(a)
+    now.current(0.0)
+    now.offer(b)
+    assert now.current(0.01) is b  # commit 0: every new chunk at once
+    with pytest.raises(ValueError):
+        RecedingHorizon(commit=-1)

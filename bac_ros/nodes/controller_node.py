@@ -14,7 +14,7 @@ from sensor_msgs.msg import JointState, TimeReference
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import chunk_velocity, interpolate_chunk
+from ..core.streaming import RecedingHorizon, chunk_velocity, interpolate_chunk
 from .runtime import diagnostics, now_s, run_node
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 
@@ -28,15 +28,19 @@ class ControllerNode(Node):
         self.declare_parameter("chunk_timeout_s", 0.5)
         self.declare_parameter("joint_limit_margin", 0.05)
         self.declare_parameter("max_velocity_factor", 0.5)
+        self.declare_parameter("max_acceleration_factor", 0.5)  # 0: no acceleration limit (not advised)
         self.declare_parameter("relative_dynamics_factor", 0.3)
         self.declare_parameter("velocity_feedforward", True)
+        self.declare_parameter("commit_steps", 8)  # a chunk plays this many steps before a newer one takes over
         p = lambda n: self.get_parameter(n).value  # noqa: E731
 
         from ..sim.arm import Arm, ArmLimits
 
         import franky
 
-        self.arm = Arm(p("robot_ip"), ArmLimits(float(p("joint_limit_margin")), float(p("max_velocity_factor"))))
+        accel = float(p("max_acceleration_factor"))
+        self.arm = Arm(p("robot_ip"), ArmLimits(float(p("joint_limit_margin")), float(p("max_velocity_factor")),
+                                                accel if accel > 0 else None))
         self.arm.start()
         rdf = float(p("relative_dynamics_factor"))
         self.arm.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(rdf, rdf, rdf)
@@ -44,10 +48,12 @@ class ControllerNode(Node):
         self.feedforward = bool(p("velocity_feedforward"))
         self._last_sent = None
         self._lock = threading.Lock()
-        self._chunk = None  # (stamp, actions, dt, received)
+        self._horizon = RecedingHorizon(int(p("commit_steps")))  # chunks: (stamp, actions, dt)
+        self._received = None  # when the newest chunk came (ROS clock)
         self._played = None
         self._paused = False
         self._holding = False
+        self._hold_q = None
         self.commands = 0
         self.holds = 0
         self.rejected = 0
@@ -77,30 +83,34 @@ class ControllerNode(Node):
         if dt <= 0:
             dt = 1.0 / 30.0
         with self._lock:
-            self._chunk = (stamp, actions, dt, now_s(self))
+            self._horizon.offer((stamp, actions, dt))
+            self._received = now_s(self)
 
     def control_tick(self) -> None:
         """Send the chunk's target for *now*: linear between the two points around now (points already in
         the past are never sent), the last point once the chunk is used up; hold after the timeout."""
-        with self._lock:
-            chunk, paused = self._chunk, self._paused
-        if paused or chunk is None:
-            return
         now = now_s(self)
+        with self._lock:
+            paused, received = self._paused, self._received
+            chunk = None if paused else self._horizon.current(now)
+        if chunk is None:
+            return
         if self._last_sent is not None and now <= self._last_sent:
             return  # the (sim) clock has not moved since the last command
-        if now - chunk[3] > self.timeout:
-            if not self._holding:
-                self.arm.hold()
+        step = min(now - self._last_sent if self._last_sent is not None else self.period, 2 * self.period)
+        if now - received > self.timeout:
+            if not self._holding:  # hold where the last target was, braking to it at the acceleration limit
+                self._hold_q = self.arm.last_target
                 self.holds += 1
                 self._holding = True
+            self.arm.command(self._hold_q, None, dt=step)
+            self._last_sent = now
             return
         self._holding = False
-        stamp, actions, dt, _ = chunk
+        stamp, actions, dt = chunk
         target = interpolate_chunk(actions, stamp, dt, now)
         dq = chunk_velocity(actions[:, :7], stamp, dt, now) if self.feedforward else None
-        step = now - self._last_sent if self._last_sent is not None else self.period
-        q = self.arm.command(target[:7], dq, dt=min(step, 2 * self.period))
+        q = self.arm.command(target[:7], dq, dt=step)
         self.arm.gripper_command(float(target[7]))
         self.commands += 1
         sent = self._last_sent = now
@@ -119,7 +129,8 @@ class ControllerNode(Node):
         from ..sim.kinematics import Q_HOME
 
         with self._lock:
-            self._paused, self._chunk = True, None
+            self._paused, self._received = True, None
+            self._horizon.clear()
         try:
             self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
             self.arm.move_home(Q_HOME, duration=1.5)
@@ -128,13 +139,15 @@ class ControllerNode(Node):
             resp.success, resp.message = False, str(e)
         finally:
             with self._lock:
-                self._paused, self._chunk = False, None
+                self._paused, self._received = False, None
+                self._horizon.clear()
         return resp
 
     def publish_diagnostics(self) -> None:
         elapsed = max(1e-6, now_s(self) - self._t0)
         values = {"commands": self.commands, "holds": self.holds, "chunks_rejected": self.rejected,
-                  "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors)}
+                  "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors),
+                  **{f"gripper_{k}": v for k, v in self.arm.gripper_counts().items()}}
         level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN
         self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.commands / elapsed:.1f} commands/s",
                                           values, level))

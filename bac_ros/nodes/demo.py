@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -110,6 +111,13 @@ class Processes:
             self.stop(name)
 
 
+def _wait(fut, timeout: float) -> None:
+    """Wait for a future that the executor thread completes."""
+    deadline = time.monotonic() + timeout
+    while not fut.done() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
@@ -165,20 +173,31 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     # The graph keeps the simulator's time (sim_node publishes /clock); so does this node.
     sim_time = {"use_sim_time": "true"}
     node = rclpy.create_node("bac_demo", parameter_overrides=[RosParameter("use_sim_time", value=True)])
-    latest = {"episode": None, "policy_diag": None}
+    # Callbacks (/clock at 250 Hz, /joint_states at 100 Hz, the expert's timer) run on their own thread:
+    # spin_once between this loop's checks fell behind on a busy machine (seen: its clock 0.3 s late and
+    # joint states missing for up to 0.9 s), and the expert's plan then started in the past.
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True, name="demo-spin")
+    spinner.start()
+    latest = {"episode": None, "policy_diag": None, "controller_diag": {}}
     node.create_subscription(String, "/bac/episode", lambda m: latest.__setitem__("episode", json.loads(m.data)), 10)
 
     def on_diag(msg):
         for s in msg.status:
             if s.name == "bac: policy_node":
                 latest["policy_diag"] = {kv.key: kv.value for kv in s.values}
+            elif s.name == "bac: controller_node":
+                latest["controller_diag"] = {kv.key: kv.value for kv in s.values}
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 20)
-    joints = {"q": None, "trace": None}  # latest position; (stamp, q) samples of the running episode
+    joints = {"q": None, "trace": None}  # latest position; (stamp, q + gripper width) samples of the episode
 
     def on_joints(msg):
-        q = np.asarray(msg.position[:7])
-        joints["q"] = q
+        q = np.asarray(msg.position[:8])
+        joints["q"] = q[:7]
         if joints["trace"] is not None:
             joints["trace"].append((to_sec(msg.header.stamp), q))
 
@@ -188,8 +207,24 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     from .messages import chunk_to_trajectory, to_sec
 
     node.create_subscription(JointState, "/joint_states", on_joints, 50)
+    commands: list = []  # (stamp, target + gripper) the controller sent during the running episode
+
+    def on_command(msg):
+        if joints["trace"] is not None:
+            commands.append((to_sec(msg.header.stamp), np.asarray(msg.position[:8])))
+
+    node.create_subscription(JointState, "/bac/command", on_command, 50)
     chunk_pub = node.create_publisher(JointTrajectory, "/bac/action_chunk", 5)
-    clients = {name: node.create_client(Trigger, name) for name in ("/bac/home", "/bac/reset", "/bac/policy/reset")}
+    expert = {"source": None}  # the expert's chunks, published from a timer on the graph's (sim) clock
+
+    def expert_tick():
+        src = expert["source"]
+        if src is not None:
+            src.tick(now_s(node))
+
+    node.create_timer(0.01, expert_tick)
+    clients = {name: node.create_client(Trigger, name)
+               for name in ("/bac/home", "/bac/sim/home", "/bac/reset", "/bac/policy/reset")}
 
     def call(name: str, timeout: float = 30.0, must_succeed: bool = True) -> str:
         c = clients[name]
@@ -199,7 +234,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service {name} did not come up within {timeout:.0f} s")
         fut = c.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=timeout)
+        _wait(fut, timeout)
         if not fut.done() or not fut.result().success:
             msg = f"{name} failed: {fut.result().message if fut.done() else 'timeout'}"
             if must_succeed:
@@ -217,7 +252,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
         req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
             type=ParameterType.PARAMETER_INTEGER, integer_value=int(value)))])
         fut = c.call_async(req)
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=10.0)
+        _wait(fut, 10.0)
         if not fut.done():
             raise RuntimeError(f"setting {node_name} {name} timed out")
 
@@ -236,40 +271,42 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 procs.start("policy_node", params_file, {"schedule": schedule, **sim_time})
                 deadline = time.monotonic() + 120
                 while latest["policy_diag"] is None:
-                    rclpy.spin_once(node, timeout_sec=0.2)
+                    time.sleep(0.2)
                     procs.check()
                     if time.monotonic() > deadline:
                         raise RuntimeError("policy_node did not report within 120 s")
             successes, wins, wall, travels, smooth, links = [], [], [], [], [], []
             cpu: dict[str, float] = {}  # CPU seconds per process over this method's episodes
             for _ in range(episodes):
-                # home through the controller; if the arm cannot get there, the sim's reset puts it there
-                # and the controller homes again from there (a fresh torque loop)
-                home_ok = call("/bac/home", must_succeed=False) == "home"
-                reset = json.loads(call("/bac/reset"))
-                if not home_ok:
+                # home through the controller; if the arm cannot get there, the sim puts it there and the
+                # controller homes again from there (a fresh torque loop). The reset comes last: it starts
+                # the episode's clock.
+                if call("/bac/home", must_succeed=False) != "home":
+                    call("/bac/sim/home")
                     call("/bac/home")
+                reset = json.loads(call("/bac/reset"))
                 seed, source = reset["seed"], None
                 if schedule == EXPERT:
                     while joints["q"] is None:
-                        rclpy.spin_once(node, timeout_sec=0.1)
+                        time.sleep(0.1)
                     source = ExpertSource(lambda a, stamp, dt: chunk_pub.publish(chunk_to_trajectory(a, stamp, dt)),
                                           reset["cube"], joints["q"], now_s(node))
+                    expert["source"] = source
                 else:
                     call("/bac/policy/reset")
+                commands.clear()
                 joints["trace"] = []
                 t0, w0 = now_s(node), time.monotonic()
                 cpu0 = procs.cpu_seconds()
                 while True:
-                    rclpy.spin_once(node, timeout_sec=0.01 if source else 0.1)
-                    if source:
-                        source.tick(now_s(node))
+                    time.sleep(0.02)
                     procs.check()
                     ep = latest["episode"]
                     if ep and ep["episode"] == reset["episode"] and ep["done"]:
                         break
                     if time.monotonic() - w0 > 4 * episode_time + 10:  # the sim may run well below real time
                         raise RuntimeError("no episode outcome from sim_node")
+                expert["source"] = None
                 wins.append((t0, now_s(node)))
                 wall.append(time.monotonic() - w0)
                 cpu1 = procs.cpu_seconds()
@@ -278,12 +315,22 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 successes.append(bool(ep["success"]))
                 links.append(ep["link"])
                 trace, joints["trace"] = joints["trace"], None
-                qs = np.stack([q for _, q in trace]) if trace else np.zeros((1, 7))
+                qs = np.stack([q[:7] for _, q in trace]) if trace else np.zeros((1, 7))
                 travels.append(float(np.abs(qs - qs[0]).max()))  # how far the arm moved from its start (rad)
                 if len(trace) > 8:
                     smooth.append(smoothness(np.array([t for t, _ in trace]), qs))
-                print(f"  {label}: seed {seed} {'success' if ep['success'] else 'fail'} "
-                      f"({ep['elapsed_s']:.1f} s)", flush=True)
+                cube = ep.get("cube") or [float("nan")] * 3
+                print(f"  {label}: seed {seed} {'success' if ep['success'] else 'fail'} ({ep['elapsed_s']:.1f} s; "
+                      f"cube ends at x {cube[0]:.3f} y {cube[1]:.3f} z {cube[2]:.3f} m, fingers "
+                      f"{ep.get('fingers_m', float('nan')) * 1e3:.0f} mm)", flush=True)
+                if not ep["success"] and trace:  # for the diagnosis: the controller's counts, the motion
+                    path = log_dir / f"failed_{label}_episode{ep['episode']}.npz"
+                    sent = list(commands)
+                    np.savez(path, t=np.array([t for t, _ in trace]), q=np.stack([q for _, q in trace]),
+                             cube=np.asarray(cube), command_t=np.array([t for t, _ in sent]),
+                             command_q=np.stack([q for _, q in sent]) if sent else np.zeros((0, 8)))
+                    print(f"    controller: {latest['controller_diag']}; torque link: {ep['link']}; "
+                          f"joint trace: {path}", flush=True)
             diag = latest["policy_diag"] or {}
             procs.stop("policy_node")
             windows[label] = wins
@@ -300,8 +347,10 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          "cpu_percent": {k: round(100 * v / sum(wall), 1)
                                          for k, v in sorted(cpu.items())}})
     finally:
+        executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        spinner.join(2.0)
         procs.stop_all()
     stats = summarise(log_dir, windows)
     for r in rows:

@@ -54,6 +54,7 @@ class SimNode(Node):
         self._clock_thread.start()
         self.create_timer(0.1, self.publish_outcome)
         self.create_service(Trigger, "/bac/reset", self.on_reset)
+        self.create_service(Trigger, "/bac/sim/home", self.on_sim_home)
         self.get_logger().info(f"grasp world up; FR3 at {p('hostname')} (libfranka ports 1337/1338)")
 
     def _clock_loop(self) -> None:
@@ -89,13 +90,19 @@ class SimNode(Node):
                 self.next_seed = int(prm.value)
         return SetParametersResult(successful=True)
 
+    def on_sim_home(self, _req, resp):
+        """Put the arm at home in the simulator, at rest with the fingers open: for an arm the controller
+        cannot bring home (tangled with the cube or table after a failed episode). Starts no episode."""
+        self.world.place_arm(Q_HOME)
+        resp.success, resp.message = True, "home"
+        return resp
+
     def on_reset(self, _req, resp):
         self.seed = self.next_seed
         self.next_seed += 1
         self.episode += 1
         pose = sample_cube_pose(self.world.cfg, self.seed)
-        # A simulator reset puts the arm at home too (at rest, fingers open): an arm the controller could
-        # not bring home (tangled with the cube or table after a failed episode) starts the next one right.
+        # Every episode starts from the same state: the arm exactly at home, at rest, fingers open.
         self.world.place_arm(Q_HOME)
         self.world.place_cube(pose)
         self.t_episode = self.world.time
@@ -111,6 +118,9 @@ class SimNode(Node):
         self.outcome_pub.publish(String(data=json.dumps({"episode": self.episode, "seed": self.seed,
                                                          "success": self.world.success,
                                                          "elapsed_s": round(elapsed, 3), "done": done,
+                                                         "cube": [round(float(v), 4) for v in
+                                                                  self.world.cube_position()],
+                                                         "fingers_m": round(self.world.finger_width(), 4),
                                                          "link": self.world.link.summary()})))
 
     def shutdown(self) -> None:

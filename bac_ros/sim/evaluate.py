@@ -3,8 +3,9 @@
 sync:      the world waits: its physics is paused while the policy observes and infers, then the
            n_action_steps actions are sent on the sim clock at dt, exactly as the expert's were recorded.
            Pure policy quality: slow inference (or a loaded machine) costs wall time, not success.
-realtime:  the world runs on while the policy infers on each new observation; an executor thread plays the
-           newest chunk; points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
+realtime:  the world runs on while the policy infers on each new observation; an executor thread plays a
+           chunk's n_action_steps steps, then the newest chunk (`RecedingHorizon`, as controller_node does);
+           points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
            An observer thread samples camera + joints every dt (as the camera does for policy_node).
            Slow inference means stale chunks and fewer corrections, so it can cost success.
 Both modes keep time on the sim clock (the robot's time): franky-sim runs at or below real time (it waits
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
-from ..core.streaming import chunk_velocity, due_index
+from ..core.streaming import RecedingHorizon, chunk_velocity, due_index
 from .arm import Arm
 from .episode import observe, reset
 from .world import WorldProcess
@@ -162,14 +163,14 @@ class _ChunkPlayer(threading.Thread):
         super().__init__(daemon=True, name="chunk-player")
         self.world, self.arm, self.dt, self.n_exec = world, arm, dt, n_exec
         self._lock = threading.Lock()
-        self._chunk: tuple[float, np.ndarray] | None = None
+        self._horizon = RecedingHorizon(n_exec)  # a chunk plays its n_exec steps, then the newest one
         self._halt = threading.Event()
         self.dropped = 0
         self.sent = 0
 
     def submit(self, stamp: float, actions: np.ndarray) -> None:
         with self._lock:
-            self._chunk = (stamp, actions)
+            self._horizon.offer((stamp, actions, self.dt))
 
     def run(self) -> None:
         playing = None  # the chunk being played, to count the points it lost to latency once
@@ -177,9 +178,9 @@ class _ChunkPlayer(threading.Thread):
         while not self._halt.is_set():
             now = self.world.time()
             with self._lock:
-                chunk = self._chunk
+                chunk = self._horizon.current(now)
             if chunk is not None:
-                stamp, actions = chunk
+                stamp, actions, _ = chunk
                 i = due_index(stamp, self.dt, now)
                 if chunk is not playing:
                     playing, last_i = chunk, None

@@ -10,6 +10,7 @@ import numpy as np
 Q_LOW = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
 Q_HIGH = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
 DQ_MAX = np.array([2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26])  # rad/s
+DDQ_MAX = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])  # rad/s^2 (FR3 datasheet)
 Q_HOME = np.array([0.0, 0.0, 0.0, -1.57, 0.0, 1.57, 0.785])
 GRIPPER_MAX_WIDTH = 0.08
 TCP_OFFSET = 0.1034  # flange -> point between the finger pads, along the hand axis (m)

@@ -287,6 +287,13 @@ class GraspWorld:
             d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
             mujoco.mj_forward(m, d)
 
+    def finger_width(self) -> float:
+        """Opening between the fingers (m), from the simulator state."""
+        m = self.sim.model
+        with self.lock:
+            return float(sum(self.sim.data.qpos[m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)]]
+                             for n in ("robot0_finger_joint1", "robot0_finger_joint2")))
+
     def cube_position(self) -> np.ndarray:
         with self.lock:
             return self.sim.data.xpos[self._cube_body].copy()
