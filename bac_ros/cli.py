@@ -10,6 +10,7 @@ from .core.config import PACKAGE_ROOT, ConfigError, PolicyConfig
 from .core.schedule import METHODS, Schedule, ScheduleError
 
 SCHEDULE_DIR = PACKAGE_ROOT / "schedules"
+ACS_METHODS = ("acs-unified", "acs-blockwise", "bac")  # calibrated by the ACS dynamic program
 
 
 def _csv(kind):
@@ -98,8 +99,11 @@ def cmd_schedule(args) -> int:
                 raise SystemExit(f"method '{method}' needs --num-updates")
             sched = calibrate.make_schedule(policy, method, s, stats, top_n=args.top_n, force_last=args.force_last,
                                             image=image[: args.teacache_observations],
-                                            state=state[: args.teacache_observations], seed=args.seed)
+                                            state=state[: args.teacache_observations], seed=args.seed,
+                                            similarity=args.similarity)
             suffix = "_last" if args.force_last and method != "full" else ""
+            if args.similarity != "cosine" and method in ACS_METHODS:
+                suffix += f"_{args.similarity}"
             out = Path(args.out) if args.out else Path(args.out_dir) / f"{cfg.name}_{method}_s{sched.num_updates}{suffix}.json"
             sched.save(out)
             extra = ""
@@ -225,8 +229,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path) -> Path:
-    return directory / f"{cfg.name}_{method}_s{s}.json"
+def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path, similarity: str = "cosine") -> Path:
+    suffix = f"_{similarity}" if similarity != "cosine" and method in ACS_METHODS else ""
+    return directory / f"{cfg.name}_{method}_s{s}{suffix}.json"
 
 
 def _write_eval(rows: list[dict], out_dir: str, stem: str, json_path: str | None) -> None:
@@ -269,6 +274,7 @@ class _FreshWorld:
 
 
 def cmd_eval(args) -> int:
+    import functools
     import statistics
 
     from tqdm import tqdm
@@ -290,10 +296,11 @@ def cmd_eval(args) -> int:
             entries.append(("full", cfg.num_steps, None))
             continue
         for s in args.num_updates:
-            path = _schedule_file(cfg, method, s, Path(args.schedule_dir))
+            path = _schedule_file(cfg, method, s, Path(args.schedule_dir), args.similarity)
             if not path.is_file():
                 raise SystemExit(f"no schedule {path}: make it with `bac schedule --config {args.config} "
-                                 f"--checkpoint {args.checkpoint} --data <demos> --method {method} --num-updates {s}`")
+                                 f"--checkpoint {args.checkpoint} --data <demos> --method {method} --num-updates {s}"
+                                 f" --similarity {args.similarity}`")
             entries.append((method, s, Schedule.load(path, cfg)))
     # Speed, FLOPs and action deviation: one bench run over all schedules, on recorded observations.
     image, state = _observations(policy, args.bench_observations, args.seed + 1, args.data)
@@ -307,7 +314,7 @@ def cmd_eval(args) -> int:
     sim = _FreshWorld(wcfg)
     try:
         for mode in modes:
-            run = run_sync if mode == "sync" else run_realtime
+            run = run_sync if mode == "sync" else functools.partial(run_realtime, commit_steps=args.commit_steps)
             for method, s, sched in entries:
                 den = policy.denoiser(sched)
                 eps = []
@@ -329,6 +336,7 @@ def cmd_eval(args) -> int:
                              "gflops": b["gflops"], "inference_hz": 1e3 / statistics.median(ms),
                              "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
                              "seeds": [seeds[0], seeds[-1]],
+                             "similarity": args.similarity if method in ACS_METHODS else "cosine",
                              # per episode, in seed order: which seeds each method solves (paired comparisons)
                              "succeeded": [int(e.success) for e in eps],
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
@@ -415,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-updates", type=_csv(int), help="S: updates per block (comma list)")
     s.add_argument("--top-n", type=int, default=3, help="bubbling-union blocks (bac)")
     s.add_argument("--force-last", action="store_true", help="every block also updates at the final step")
+    s.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
+                   help="what the ACS dynamic program maximises: cosine (the paper's) or 1 - relative L1 error")
     s.add_argument("--observations", type=int, default=64, help="calibration observations")
     s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
     s.add_argument("--out", help="output file (one schedule)")
@@ -465,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--schedule-dir", default=str(SCHEDULE_DIR))
     e.add_argument("--mode", choices=["sync", "realtime", "both"], default="sync")
     e.add_argument("--max-time", type=float, default=12.0, help="seconds of robot time per episode")
+    e.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
+                   help="which calibrated ACS schedules to use (files ending _l1 for l1)")
+    e.add_argument("--commit-steps", type=int, default=0,
+                   help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once)")
     e.add_argument("--bench-observations", type=int, default=16)
     e.add_argument("--hostname", default="127.0.0.1")
     e.add_argument("--json", help="also write the rows here")

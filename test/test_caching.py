@@ -143,6 +143,28 @@ def test_calibration_statistics(tiny_policy, tiny_obs):
         np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-6)
         np.testing.assert_allclose(sim, sim.T, atol=1e-6)
         assert stats.l1_error[b] > 0
+        l1 = stats.matrix(b, "l1")  # 1 - relative error of standing in step i's output for step t's
+        assert l1.shape == (k, k) and np.all(l1 <= 1.0 + 1e-9)
+        np.testing.assert_allclose(np.diag(l1), 1.0, atol=1e-9)
+    with pytest.raises(ValueError, match="similarity"):
+        stats.matrix(stats.block_ids[0], "l2")
+
+
+def test_l1_similarity_sees_a_change_of_size_that_cosine_misses():
+    """A block whose output keeps its direction but grows 5x over the steps: cosine finds nothing to update
+    for; the L1 similarity makes the program spread the updates over the growth."""
+    from bac_ros.core import acs
+
+    k = 10
+    sizes = np.linspace(1.0, 5.0, k)
+    cos = np.ones((k, k))
+    l1 = 1.0 - np.abs(sizes[:, None] - sizes[None, :]) / sizes[None, :]
+    stats = calibrate.CalibrationStats(["L0.sa"], {"L0.sa": cos}, {"L0.sa": 1.0}, 1, {"L0.sa": l1})
+    by_cos = acs.optimal_update_steps(stats.matrix("L0.sa", "cosine"), 3)
+    by_l1 = acs.optimal_update_steps(stats.matrix("L0.sa", "l1"), 3)
+    reuse_error = lambda steps: sum(1 - l1[max(c for c in steps if c <= t), t] for t in range(k))  # noqa: E731
+    assert reuse_error(by_l1) < reuse_error(by_cos)
+    assert max(np.diff(by_l1 + [k])) <= 4  # spread over the growth, no segment reused for half the steps
 
 
 def test_make_schedules(tiny_policy, tiny_obs):

@@ -30,9 +30,10 @@ def updates_by_kind(policy: DiffusionPolicy, denoiser) -> dict[str, float]:
 
 
 def variant(s: Schedule) -> str:
-    """How a schedule differs from the default recipe: forced last step, calibrated on one observation."""
+    """How a schedule differs from the default recipe: forced last step, L1 similarity, one observation."""
     cal = s.calibration or {}
-    return ("+last" if cal.get("force_last") else "") + ("@1obs" if cal.get("observations") == 1 else "")
+    return ("+last" if cal.get("force_last") else "") + ("+l1" if cal.get("similarity") == "l1" else "") + \
+        ("@1obs" if cal.get("observations") == 1 else "")
 
 
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,

@@ -1,5 +1,9 @@
 """Calibration: every block's output at every denoising step over a set of observations -> per-block
-K x K cosine similarity and mean pairwise L1 change; and schedules built from them."""
+K x K similarity between steps and mean pairwise L1 change; and schedules built from them.
+
+Two similarities drive the ACS dynamic program. `cosine` (the paper's): cos(X_i, X_t), direction only.
+`l1`: 1 - mean|X_i - X_t| / mean|X_t|, one minus the relative error of standing in X_i for X_t; it also
+sees a block whose output keeps its direction but changes its size, which a residual stream adds as is."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -14,6 +18,8 @@ from .caching import CachedDenoiser, TeaCacheDenoiser
 from .policy import DiffusionPolicy
 from .schedule import Schedule
 
+SIMILARITIES = ("cosine", "l1")
+
 
 @dataclass
 class CalibrationStats:
@@ -21,6 +27,17 @@ class CalibrationStats:
     similarity: dict[str, np.ndarray]  # block -> (K, K) mean cosine similarity between steps
     l1_error: dict[str, float]  # block -> mean over step pairs of mean |X_t - X_u|
     num_observations: int
+    l1_similarity: dict[str, np.ndarray] | None = None  # block -> (K, K) 1 - mean|X_i - X_t| / mean|X_t|
+
+    def matrix(self, block: str, kind: str = "cosine") -> np.ndarray:
+        """The (K, K) similarity of `kind` (cosine | l1) for one block."""
+        if kind == "cosine":
+            return self.similarity[block]
+        if kind == "l1":
+            if self.l1_similarity is None:
+                raise ValueError("these statistics have no l1 similarity (collected before it existed)")
+            return self.l1_similarity[block]
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
 
     @property
     def num_steps(self) -> int:
@@ -35,6 +52,8 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
     n, k, ids = image.shape[0], cfg.num_steps, cfg.block_ids
     sim_sum = torch.zeros(len(ids), k, k, dtype=torch.float64)
     l1_sum = torch.zeros(len(ids), dtype=torch.float64)
+    l1_pair_sum = torch.zeros(len(ids), k, k, dtype=torch.float64)  # mean |X_i - X_t| per step pair
+    l1_size_sum = torch.zeros(len(ids), k, dtype=torch.float64)  # mean |X_t| per step
     feats: list[list[torch.Tensor | None]] = [[None] * k for _ in ids]
 
     def record(step: int, j: int, out: torch.Tensor) -> None:
@@ -54,17 +73,23 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
             xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             sim_sum[j] += torch.einsum("kbd,jbd->kj", xn, xn)
             xb = x.transpose(0, 1)  # (B, K, D)
-            l1_sum[j] += torch.cdist(xb, xb, p=1).sum() / (x.shape[-1] * k * k)
+            pair = torch.cdist(xb, xb, p=1).sum(0) / x.shape[-1]  # (K, K), summed over the batch
+            l1_sum[j] += pair.sum() / (k * k)
+            l1_pair_sum[j] += pair
+            l1_size_sum[j] += x.abs().mean(-1).sum(1)
         if progress:
             progress(b)
+    rel = l1_pair_sum / l1_size_sum.clamp_min(1e-12)[:, None, :]  # error of X_i standing in for X_t
     return CalibrationStats(block_ids=ids,
                             similarity={b: (sim_sum[j] / n).numpy() for j, b in enumerate(ids)},
                             l1_error={b: float(l1_sum[j] / n) for j, b in enumerate(ids)},
-                            num_observations=n)
+                            num_observations=n,
+                            l1_similarity={b: (1.0 - rel[j]).numpy() for j, b in enumerate(ids)})
 
 
 def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, block_ids: list[str],
-                  num_updates: int, top_n: int = 0, force_last: bool = False) -> tuple[dict, dict | None]:
+                  num_updates: int, top_n: int = 0, force_last: bool = False,
+                  similarity: str = "cosine") -> tuple[dict, dict | None]:
     """(blocks -> update steps, bua section or None) for a static method."""
     if method == "full":
         return {b: list(range(num_steps)) for b in block_ids}, None
@@ -76,9 +101,10 @@ def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, b
     if stats is None:
         raise ValueError(f"method '{method}' needs calibration statistics")
     if method == "acs-unified":
-        steps = acs.optimal_update_steps(stats.similarity[block_ids[0]], num_updates, force_last)
+        steps = acs.optimal_update_steps(stats.matrix(block_ids[0], similarity), num_updates, force_last)
         return {b: steps for b in block_ids}, None
-    per_block = {b: acs.optimal_update_steps(stats.similarity[b], num_updates, force_last) for b in block_ids}
+    per_block = {b: acs.optimal_update_steps(stats.matrix(b, similarity), num_updates, force_last)
+                 for b in block_ids}
     if method == "acs-blockwise":
         return per_block, None
     if method == "bac":
@@ -121,12 +147,14 @@ def teacache_threshold(policy: DiffusionPolicy, image: torch.Tensor, state: torc
 
 def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None, stats: CalibrationStats | None,
                   top_n: int = 0, force_last: bool = False, image: torch.Tensor | None = None,
-                  state: torch.Tensor | None = None, seed: int = 0) -> Schedule:
+                  state: torch.Tensor | None = None, seed: int = 0, similarity: str = "cosine") -> Schedule:
     cfg = policy.cfg
     num_updates = cfg.num_steps if method == "full" else num_updates
     if num_updates is None:
         raise ValueError(f"method '{method}' needs num_updates")
-    calibration = {"observations": stats.num_observations if stats else 0, "similarity": "cosine",
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    calibration = {"observations": stats.num_observations if stats else 0, "similarity": similarity,
                    "force_last": force_last, "weights": policy.weights_id,
                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if method == "teacache":
@@ -136,6 +164,7 @@ def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None,
         calibration["observations"] = image.shape[0]
         return Schedule.create(cfg, "teacache", {}, num_updates=num_updates,
                                teacache={"threshold": thr, "mean_updates": mean}, calibration=calibration)
-    blocks, bua = static_blocks(method, stats, cfg.num_steps, cfg.block_ids, num_updates, top_n, force_last)
+    blocks, bua = static_blocks(method, stats, cfg.num_steps, cfg.block_ids, num_updates, top_n, force_last,
+                                similarity)
     return Schedule.create(cfg, method, blocks, num_updates=num_updates, bua=bua,
                            calibration=calibration if method != "full" else None)

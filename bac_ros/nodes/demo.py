@@ -282,8 +282,10 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 # controller homes again from there (a fresh torque loop). The reset comes last: it starts
                 # the episode's clock.
                 if call("/bac/home", must_succeed=False) != "home":
-                    call("/bac/sim/home")
-                    call("/bac/home")
+                    for attempt in range(1, 4):  # seen: the first home after a simulator reset failing too
+                        call("/bac/sim/home")
+                        if call("/bac/home", must_succeed=attempt == 3) == "home":
+                            break
                 reset = json.loads(call("/bac/reset"))
                 seed, source = reset["seed"], None
                 if schedule == EXPERT:

@@ -3,9 +3,10 @@
 sync:      the world waits: its physics is paused while the policy observes and infers, then the
            n_action_steps actions are sent on the sim clock at dt, exactly as the expert's were recorded.
            Pure policy quality: slow inference (or a loaded machine) costs wall time, not success.
-realtime:  the world runs on while the policy infers on each new observation; an executor thread plays a
-           chunk's n_action_steps steps, then the newest chunk (`RecedingHorizon`, as controller_node does);
-           points whose time has passed (stamp + i*dt < now) are dropped, as on a real arm.
+realtime:  the world runs on while the policy infers on each new observation; an executor thread plays the
+           newest chunk (with `commit_steps`, a chunk plays that many steps before the newest takes over:
+           `RecedingHorizon`, as controller_node does); points whose time has passed (stamp + i*dt < now)
+           are dropped, as on a real arm.
            An observer thread samples camera + joints every dt (as the camera does for policy_node).
            Slow inference means stale chunks and fewer corrections, so it can cost success.
 Both modes keep time on the sim clock (the robot's time): franky-sim runs at or below real time (it waits
@@ -159,11 +160,11 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
 class _ChunkPlayer(threading.Thread):
     """Plays the newest chunk on the sim clock: point i is due at stamp + i*dt; past points are dropped."""
 
-    def __init__(self, world: WorldProcess, arm: Arm, dt: float, n_exec: int):
+    def __init__(self, world: WorldProcess, arm: Arm, dt: float, n_exec: int, commit_steps: int = 0):
         super().__init__(daemon=True, name="chunk-player")
         self.world, self.arm, self.dt, self.n_exec = world, arm, dt, n_exec
         self._lock = threading.Lock()
-        self._horizon = RecedingHorizon(n_exec)  # a chunk plays its n_exec steps, then the newest one
+        self._horizon = RecedingHorizon(commit_steps)
         self._halt = threading.Event()
         self.dropped = 0
         self.sent = 0
@@ -200,13 +201,13 @@ class _ChunkPlayer(threading.Thread):
 
 
 def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-                 max_time: float = 12.0) -> PolicyEpisode:
+                 max_time: float = 12.0, commit_steps: int = 0) -> PolicyEpisode:
     cfg = policy.cfg
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    player = _ChunkPlayer(world, arm, cfg.action_dt, cfg.n_action_steps)
+    player = _ChunkPlayer(world, arm, cfg.action_dt, cfg.n_action_steps, commit_steps)
     observer = _Observer(world, arm, hist, cfg.action_dt)
     t_start = world.time()
     t, image, state = observe(world, arm)

@@ -4,12 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def label(row: dict) -> str:
+    """The method, with the ACS similarity when it is not the paper's cosine."""
+    sim = row.get("similarity", "cosine")
+    return row["method"] if sim == "cosine" else f"{row['method']} ({sim})"
+
+
 def markdown_table(rows: list[dict]) -> str:
     head = ("| mode | method | S | episodes | success | speedup | GFLOPs | inference Hz (closed loop) | "
             "action MSE vs full |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['method']} | {r['num_updates']} | {r['episodes']} | "
+        lines.append(f"| {r['mode']} | {label(r)} | {r['num_updates']} | {r['episodes']} | "
                      f"{r['success_rate']:.0%} | {r['speedup']:.2f}x | {r['gflops']:.3f} | {r['inference_hz']:.1f} | "
                      f"{r['action_mse']:.2e} |")
     return "\n".join(lines)
@@ -23,8 +29,8 @@ def plot_success_vs_speedup(rows: list[dict], path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode in sorted({r["mode"] for r in rows}):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["speedup"], r["success_rate"]) for r in rows if r["method"] == method and r["mode"] == mode)
+        for method in dict.fromkeys(label(r) for r in rows):
+            pts = sorted((r["speedup"], r["success_rate"]) for r in rows if label(r) == method and r["mode"] == mode)
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, "o-" if mode == "sync" else "s--", label=f"{method} ({mode})")
