@@ -158,3 +158,20 @@ def test_camera_node_without_camera_exits_clearly():
         pytest.skip("a RealSense camera is attached")
     assert r.returncode == 2
     assert "no RealSense camera is attached" in r.stderr or "pyrealsense2 is not importable" in r.stderr
+
+
+def test_expert_source_streams_each_step_once_and_stops_at_the_plan_end():
+    from bac_ros.nodes.demo import ExpertSource
+    from bac_ros.sim.kinematics import Q_HOME
+
+    sent = []
+    src = ExpertSource(lambda a, stamp, dt: sent.append((stamp, len(a))), [0.5, 0.0, 0.2], Q_HOME, now=10.0)
+    n, dt = len(src.actions), src.dt
+    t = 10.0
+    while t < 10.0 + (n + 30) * dt:  # ticks at 100 Hz, well past the plan's end
+        src.tick(t)
+        t += 0.01
+    stamps = [s for s, _ in sent]
+    assert len(sent) == n  # every step once, nothing after the last
+    assert np.allclose(np.diff(stamps), dt) and stamps[0] == pytest.approx(src.t0)
+    assert sent[0][1] == 16 and sent[-1][1] == 1  # 16-point chunks, shorter at the end

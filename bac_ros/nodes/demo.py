@@ -54,7 +54,7 @@ class ExpertSource:
 
     def tick(self, now: float) -> None:
         i = int((now - self.t0) // self.dt)
-        if i < self.next_i:
+        if i < self.next_i or self.next_i >= len(self.actions):  # not due yet, or the plan's end was sent
             return
         i = min(max(i, 0), len(self.actions) - 1)
         self.publish(self.actions[i:i + self.chunk_len], self.t0 + i * self.dt, self.dt)
