@@ -56,6 +56,8 @@ class ControllerNode(Node):
         self._hold_q = None
         self.commands = 0
         self.holds = 0
+        self.hold_ticks = 0  # control ticks spent holding (no new chunk within the timeout)
+        self.still_ticks = 0  # control ticks skipped: the clock had not moved since the last command
         self.rejected = 0
         self._t0 = now_s(self)
 
@@ -96,6 +98,7 @@ class ControllerNode(Node):
         if chunk is None:
             return
         if self._last_sent is not None and now <= self._last_sent:
+            self.still_ticks += 1
             return  # the (sim) clock has not moved since the last command
         step = min(now - self._last_sent if self._last_sent is not None else self.period, 2 * self.period)
         if now - received > self.timeout:
@@ -105,6 +108,7 @@ class ControllerNode(Node):
                 self._holding = True
             self.arm.command(self._hold_q, None, dt=step)
             self._last_sent = now
+            self.hold_ticks += 1
             return
         self._holding = False
         stamp, actions, dt = chunk
@@ -145,7 +149,8 @@ class ControllerNode(Node):
 
     def publish_diagnostics(self) -> None:
         elapsed = max(1e-6, now_s(self) - self._t0)
-        values = {"commands": self.commands, "holds": self.holds, "chunks_rejected": self.rejected,
+        values = {"commands": self.commands, "holds": self.holds, "hold_ticks": self.hold_ticks,
+                  "still_ticks": self.still_ticks, "chunks_rejected": self.rejected,
                   "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors),
                   **{f"gripper_{k}": v for k, v in self.arm.gripper_counts().items()}}
         level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN
