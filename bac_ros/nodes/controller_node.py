@@ -15,7 +15,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.streaming import RecedingHorizon, chunk_velocity, interpolate_chunk
-from .runtime import diagnostics, now_s, run_node
+from .runtime import diagnostics, now_s, run_node, steady_timer
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 
 
@@ -67,10 +67,9 @@ class ControllerNode(Node):
         self.first_pub = self.create_publisher(TimeReference, "/bac/first_command", 20)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5, callback_group=io)
-        self.create_timer(1.0 / float(p("joint_state_rate_hz")), self.publish_joint_state, callback_group=io)
+        steady_timer(self, 1.0 / float(p("joint_state_rate_hz")), self.publish_joint_state, io)
         self.period = 1.0 / float(p("control_rate_hz"))
-        self.create_timer(self.period, self.control_tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        steady_timer(self, self.period, self.control_tick, MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self.publish_diagnostics, callback_group=io)
         self.create_service(Trigger, "/bac/home", self.on_home, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"connected to FR3 at {p('robot_ip')}")

@@ -111,6 +111,11 @@ class Processes:
             self.stop(name)
 
 
+def _counts(diag: dict) -> dict[str, int]:
+    """The integer counters of a diagnostics key/value dict."""
+    return {k: int(v) for k, v in diag.items() if str(v).isdigit()}
+
+
 def _wait(fut, timeout: float) -> None:
     """Wait for a future that the executor thread completes."""
     deadline = time.monotonic() + timeout
@@ -168,7 +173,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     rclpy.init()
     from rclpy.parameter import Parameter as RosParameter
 
-    from .runtime import now_s
+    from .runtime import now_s, steady_timer
 
     # The graph keeps the simulator's time (sim_node publishes /clock); so does this node.
     sim_time = {"use_sim_time": "true"}
@@ -215,14 +220,14 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
 
     node.create_subscription(JointState, "/bac/command", on_command, 50)
     chunk_pub = node.create_publisher(JointTrajectory, "/bac/action_chunk", 5)
-    expert = {"source": None}  # the expert's chunks, published from a timer on the graph's (sim) clock
+    expert = {"source": None}  # the expert's chunks, stamped on the graph's (sim) clock
 
     def expert_tick():
         src = expert["source"]
         if src is not None:
             src.tick(now_s(node))
 
-    node.create_timer(0.01, expert_tick)
+    steady_timer(node, 0.01, expert_tick)
     clients = {name: node.create_client(Trigger, name)
                for name in ("/bac/home", "/bac/sim/home", "/bac/reset", "/bac/policy/reset")}
 
@@ -276,6 +281,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                     if time.monotonic() > deadline:
                         raise RuntimeError("policy_node did not report within 120 s")
             successes, wins, wall, travels, smooth, links = [], [], [], [], [], []
+            counts0 = _counts(latest["controller_diag"])
             cpu: dict[str, float] = {}  # CPU seconds per process over this method's episodes
             for _ in range(episodes):
                 # home through the controller; if the arm cannot get there, the sim puts it there and the
@@ -346,6 +352,9 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          "sim_realtime_factor": float(np.mean([k["realtime_factor"] for k in links])),
                          "torque_command_success_rate": float(min(k["success_rate"] for k in links)),
                          # where the time goes: each process's share of one core while the episodes ran
+                         # what the controller counted during this method's episodes (diagnostics deltas)
+                         "controller": {k: v - counts0.get(k, 0)
+                                        for k, v in _counts(latest["controller_diag"]).items()},
                          "cpu_percent": {k: round(100 * v / sum(wall), 1)
                                          for k, v in sorted(cpu.items())}})
     finally:
