@@ -127,7 +127,9 @@ def test_end_to_end_graph(tmp_path):
     r, expert = rows
     # the scripted expert's plan, streamed as chunks through the same controller, still grasps, smoothly
     assert expert["success_rate"] == 1.0
-    assert expert["smoothness"]["motion_s"] > 3.0 and expert["smoothness"]["zero_crossings_per_s"] < 5.0
+    # joint-velocity reversals per second of motion: the expert measured 4.4 before the acceleration limit,
+    # 5.6-6.7 with it; the policies 27-45 (stop-and-go at chunk switches would look like theirs)
+    assert expert["smoothness"]["motion_s"] > 3.0 and expert["smoothness"]["zero_crossings_per_s"] < 8.0
     assert r["episodes"] == 1 and r["inference_hz"] > 1
     assert r["control_hz"] > 20  # commands per second while the episode ran
     assert r["arm_travel_rad"] > 0.05  # the arm followed the chunks away from home
