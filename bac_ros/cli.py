@@ -101,10 +101,8 @@ def cmd_schedule(args) -> int:
                                             image=image[: args.teacache_observations],
                                             state=state[: args.teacache_observations], seed=args.seed,
                                             similarity=args.similarity)
-            suffix = "_last" if args.force_last and method != "full" else ""
-            if args.similarity != "cosine" and method in ACS_METHODS:
-                suffix += f"_{args.similarity}"
-            out = Path(args.out) if args.out else Path(args.out_dir) / f"{cfg.name}_{method}_s{sched.num_updates}{suffix}.json"
+            out = Path(args.out) if args.out else _schedule_file(cfg, method, sched.num_updates, Path(args.out_dir),
+                                                                  args.similarity, args.force_last)
             sched.save(out)
             extra = ""
             if not sched.is_dynamic:
@@ -229,8 +227,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path, similarity: str = "cosine") -> Path:
-    suffix = f"_{similarity}" if similarity != "cosine" and method in ACS_METHODS else ""
+def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path, similarity: str = "cosine",
+                   force_last: bool = False) -> Path:
+    """Where `bac schedule` writes a schedule and `bac eval` looks for it."""
+    suffix = "_last" if force_last and method != "full" else ""
+    if similarity != "cosine" and method in ACS_METHODS:
+        suffix += f"_{similarity}"
     return directory / f"{cfg.name}_{method}_s{s}{suffix}.json"
 
 

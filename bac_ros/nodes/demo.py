@@ -351,10 +351,10 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          # how well the simulated FR3 kept 1 kHz with this graph on this machine
                          "sim_realtime_factor": float(np.mean([k["realtime_factor"] for k in links])),
                          "torque_command_success_rate": float(min(k["success_rate"] for k in links)),
-                         # where the time goes: each process's share of one core while the episodes ran
                          # what the controller counted during this method's episodes (diagnostics deltas)
                          "controller": {k: v - counts0.get(k, 0)
                                         for k, v in _counts(latest["controller_diag"]).items()},
+                         # where the time goes: each process's share of one core while the episodes ran
                          "cpu_percent": {k: round(100 * v / sum(wall), 1)
                                          for k, v in sorted(cpu.items())}})
     finally:

@@ -217,13 +217,13 @@ class Arm:
             a_max = self.limits.max_acceleration_factor * DDQ_MAX
             q = safe_target(limit_acceleration(q_target, dq, self._last_target, self._last_velocity, dt, a_max),
                             self._last_target, dt, self.limits)
+        v = (q - self._last_target) / dt
         if not np.allclose(q, q_target):
             self.clamped += 1
-            dq = (q - self._last_target) / dt  # on the way to the target: feed forward the limited motion
+            dq = v  # on the way to the target: feed forward the limited motion
         self._check_motion()
         self._tracker.set_target(q, dq)
-        self._last_velocity = (q - self._last_target) / dt
-        self._last_target, self._last_time = q, now
+        self._last_target, self._last_velocity, self._last_time = q, v, now
         self.commands_sent += 1
         return q
 

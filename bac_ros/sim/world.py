@@ -200,6 +200,11 @@ class GraspWorld:
         self._cube_qpos = int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint")])
         self._cube_qvel = int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint")])
         self._cube_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "cube")
+        joint = lambda name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)  # noqa: E731
+        arm = [joint(f"robot0_fr3_joint{i + 1}") for i in range(7)]
+        fingers = [j for j in (joint("robot0_finger_joint1"), joint("robot0_finger_joint2")) if j >= 0]
+        self._arm_qpos, self._arm_qvel = m.jnt_qposadr[arm], m.jnt_dofadr[arm]
+        self._finger_qpos, self._finger_qvel = m.jnt_qposadr[fingers], m.jnt_dofadr[fingers]
         self.server.run_async(realtime=True)
         return self
 
@@ -273,15 +278,10 @@ class GraspWorld:
         with the cube and table)."""
         with self.lock:
             m, d = self.sim.model, self.sim.data
-            for i in range(7):
-                j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, f"robot0_fr3_joint{i + 1}")
-                d.qpos[m.jnt_qposadr[j]] = float(q[i])
-                d.qvel[m.jnt_dofadr[j]] = 0.0
-            for name in ("robot0_finger_joint1", "robot0_finger_joint2"):
-                j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)
-                if j >= 0:
-                    d.qpos[m.jnt_qposadr[j]] = 0.04
-                    d.qvel[m.jnt_dofadr[j]] = 0.0
+            d.qpos[self._arm_qpos] = np.asarray(q, float)[:7]
+            d.qvel[self._arm_qvel] = 0.0
+            d.qpos[self._finger_qpos] = 0.04
+            d.qvel[self._finger_qvel] = 0.0
             a = self._cube_qpos  # the cube out of the way; reset() places it
             d.qpos[a:a + 3] = (0.5, 0.0, self._cube_rest_z)
             d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
@@ -289,10 +289,8 @@ class GraspWorld:
 
     def finger_width(self) -> float:
         """Opening between the fingers (m), from the simulator state."""
-        m = self.sim.model
         with self.lock:
-            return float(sum(self.sim.data.qpos[m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)]]
-                             for n in ("robot0_finger_joint1", "robot0_finger_joint2")))
+            return float(self.sim.data.qpos[self._finger_qpos].sum())
 
     def cube_position(self) -> np.ndarray:
         with self.lock:
