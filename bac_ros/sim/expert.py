@@ -1,7 +1,14 @@
 """Scripted expert: approach above the cube with the wrist matched to its yaw, descend, grasp, lift.
 
-The plan is made in Cartesian space (min-jerk segments of the TCP), turned into joint targets at the action
-rate by IK warm-started along the path, and streamed through the same `Arm` as the policy's actions.
+The plan is made in Cartesian space (TCP segments with short smooth speed ramps), turned into joint targets
+at the action rate by IK warm-started along the path, and streamed through the same `Arm` as the policy's
+actions.
+
+The plan never stands still for long while its next move depends on time alone: a policy that sees one
+frame cannot tell how long the arm has waited, and a pause in the demonstrations becomes a fixed point it
+does not leave (the first expert closed the gripper for 0.8 s, the fingers settled after 0.23 s, and
+policies held the cube without lifting). Segments ramp up within `ramp` of their duration instead of
+following a min-jerk curve, whose first tenth moves 1 % of the way.
 """
 from __future__ import annotations
 
@@ -22,9 +29,17 @@ class ExpertConfig:
     lift: float = 0.15  # m
     t_approach: float = 2.2  # s, per phase
     t_descend: float = 1.3
-    t_close: float = 0.8
+    t_close: float = 0.3  # the fingers reach a cube in ~0.23 s at 0.1 m/s
     t_lift: float = 1.4
     t_hold: float = 1.8
+    ramp: float = 0.2  # fraction of a moving segment spent speeding up (and again slowing down)
+
+    def __post_init__(self):
+        if not 0.0 < self.ramp <= 0.5:
+            raise ValueError(f"ramp must lie in (0, 0.5], got {self.ramp}")
+        for name in ("t_approach", "t_descend", "t_close", "t_lift", "t_hold"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass
@@ -36,9 +51,14 @@ class ExpertPlan:
     ik_error: float  # worst IK residual along the plan
 
 
-def _min_jerk(n: int) -> np.ndarray:
-    s = np.linspace(0.0, 1.0, n + 1)[1:]
-    return 10 * s**3 - 15 * s**4 + 6 * s**5
+def _progress(n: int, ramp: float) -> np.ndarray:
+    """Path fraction at steps 1..n: the speed rises along a smoothstep over `ramp` of the time, stays
+    constant, and falls back symmetrically; ends at exactly 1."""
+    t = np.linspace(0.0, 1.0, 20 * n + 1)
+    u = np.clip(np.minimum(t, 1.0 - t) / ramp, 0.0, 1.0)
+    speed = u * u * (3 - 2 * u)
+    dist = np.concatenate([[0.0], np.cumsum((speed[1:] + speed[:-1]) / 2)])
+    return (dist / dist[-1])[20::20]
 
 
 def _wrap_yaw(yaw: float) -> float:
@@ -60,7 +80,7 @@ def plan_grasp(cube: CubePose, q_start: np.ndarray, dt: float, kin: FR3Kinematic
                 (lifted, lifted, yaw, yaw, cfg.t_hold, CLOSED)]
     tcp, yaws, grip = [], [], []
     for a, b, ya, yb, dur, g in segments:
-        s = _min_jerk(max(1, round(dur / dt)))
+        s = _progress(max(1, round(dur / dt)), cfg.ramp)
         tcp.append(a + (b - a) * s[:, None])
         yaws.append(ya + (yb - ya) * s)
         grip.append(np.full(len(s), g))
