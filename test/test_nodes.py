@@ -117,6 +117,103 @@ def test_policy_node_refuses_a_wrong_schedule(tmp_path):
     assert "model.n_layer" in r.stderr
 
 
+def test_spin_in_background_serves_while_the_caller_blocks():
+    """The controller's /bac/home lives on a side node spun this way: it must answer while the main
+    thread is busy, and stop cleanly."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_srvs.srv import Trigger
+
+    from bac_ros.nodes.runtime import spin_in_background
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=204)
+    try:
+        side = rclpy.create_node("side", context=ctx)
+        served = []
+        side.create_service(Trigger, "/t/home", lambda _q, r: (served.append(threading.current_thread().name),
+                                                               setattr(r, "success", True), r)[-1])
+        stop = spin_in_background(side, "side-spin")
+        caller = rclpy.create_node("caller", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(caller)
+        client = caller.create_client(Trigger, "/t/home")
+        assert client.wait_for_service(timeout_sec=10.0)
+        fut = client.call_async(Trigger.Request())
+        ex.spin_until_future_complete(fut, timeout_sec=10.0)
+        assert fut.result() is not None and fut.result().success and served == ["side-spin"]
+        stop()
+        assert not any(t.name == "side-spin" for t in threading.enumerate())
+        side.destroy_node()
+        caller.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+@pytest.mark.slow
+def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
+    """policy_node as a process: an observation in -> a chunk out stamped with it; a reset clears the
+    history and the next observation still gets its chunk; Ctrl-C ends it without a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory
+
+    from bac_ros.sim.kinematics import Q_HOME
+
+    domain = 205
+    proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
+                             "schedule:=grasp_dpt_cpu_bac_s5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    try:
+        node = rclpy.create_node("feeder", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        chunks = []
+        node.create_subscription(JointTrajectory, "/bac/action_chunk", chunks.append, 10)
+        img_pub = node.create_publisher(Image, "/camera/color/image_raw", 5)
+        js_pub = node.create_publisher(JointState, "/joint_states", 5)
+        reset = node.create_client(Trigger, "/bac/policy/reset")
+        assert reset.wait_for_service(timeout_sec=60.0), "policy_node did not come up"
+        rgb = np.zeros((96, 96, 3), np.uint8)
+
+        def observe(stamp: float) -> JointTrajectory:
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline:
+                js_pub.publish(msgs.vector_to_joint_state(Q_HOME, np.zeros(7), 0.08, stamp))
+                img_pub.publish(msgs.array_to_image(rgb, stamp))
+                ex.spin_once(timeout_sec=0.1)
+                got = [c for c in chunks if abs(msgs.to_sec(c.header.stamp) - stamp) < 1e-6]
+                if got:
+                    return got[0]
+            raise AssertionError(f"no chunk for the observation at {stamp}")
+
+        first = observe(100.0)
+        assert len(first.points) >= 8
+        fut = reset.call_async(Trigger.Request())
+        ex.spin_until_future_complete(fut, timeout_sec=10.0)
+        assert fut.result().success
+        observe(101.0)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out[-2000:]
+    assert out.count("Traceback") == out.count("Exception ignored in"), out[-2000:]
+
+
 @pytest.mark.slow
 def test_end_to_end_graph(tmp_path):
     """sim + controller + policy + metrics over real ROS 2: chunks flow, the arm moves, the CSVs fill."""

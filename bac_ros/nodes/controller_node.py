@@ -7,15 +7,15 @@ from __future__ import annotations
 import sys
 import threading
 
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.streaming import RecedingHorizon, chunk_velocity, interpolate_chunk
-from .runtime import diagnostics, now_s, run_node, steady_timer
+from .runtime import diagnostics, now_s, run_node, spin_in_background, steady_timer
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 
 
@@ -61,17 +61,20 @@ class ControllerNode(Node):
         self.rejected = 0
         self._t0 = now_s(self)
 
-        io = MutuallyExclusiveCallbackGroup()
         self.js_pub = self.create_publisher(JointState, "/joint_states", 20)
         self.cmd_pub = self.create_publisher(JointState, "/bac/command", 20)
         self.first_pub = self.create_publisher(TimeReference, "/bac/first_command", 20)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5, callback_group=io)
-        steady_timer(self, 1.0 / float(p("joint_state_rate_hz")), self.publish_joint_state, io)
+        self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5)
+        steady_timer(self, 1.0 / float(p("joint_state_rate_hz")), self.publish_joint_state)
         self.period = 1.0 / float(p("control_rate_hz"))
-        steady_timer(self, self.period, self.control_tick, MutuallyExclusiveCallbackGroup())
-        self.create_timer(1.0, self.publish_diagnostics, callback_group=io)
-        self.create_service(Trigger, "/bac/home", self.on_home, callback_group=MutuallyExclusiveCallbackGroup())
+        steady_timer(self, self.period, self.control_tick)
+        self.create_timer(1.0, self.publish_diagnostics)
+        # Homing blocks for seconds: its service lives on a side node with an executor of its own, so that
+        # joint states, the clock and the control loop go on meanwhile.
+        self._home_node = rclpy.create_node("controller_node_home", context=self.context)
+        self._home_node.create_service(Trigger, "/bac/home", self.on_home)
+        self._stop_home = spin_in_background(self._home_node, "home-service")
         self.get_logger().info(f"connected to FR3 at {p('robot_ip')}")
 
     def on_chunk(self, msg: JointTrajectory) -> None:
@@ -157,12 +160,14 @@ class ControllerNode(Node):
                                           values, level))
 
     def shutdown(self) -> None:
+        self._stop_home()
+        self._home_node.destroy_node()
         self.arm.hold()
         self.arm.stop()
 
 
 def main(args=None) -> int:
-    return run_node(ControllerNode, "controller_node", threads=3, args=args)
+    return run_node(ControllerNode, "controller_node", args=args)
 
 if __name__ == "__main__":
     sys.exit(main())

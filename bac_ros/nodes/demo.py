@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -173,7 +172,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     rclpy.init()
     from rclpy.parameter import Parameter as RosParameter
 
-    from .runtime import now_s, steady_timer
+    from .runtime import now_s, spin_in_background, steady_timer
 
     # The graph keeps the simulator's time (sim_node publishes /clock); so does this node.
     sim_time = {"use_sim_time": "true"}
@@ -181,12 +180,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     # Callbacks (/clock at 250 Hz, /joint_states at 100 Hz, the expert's timer) run on their own thread:
     # spin_once between this loop's checks fell behind on a busy machine (seen: its clock 0.3 s late and
     # joint states missing for up to 0.9 s), and the expert's plan then started in the past.
-    from rclpy.executors import SingleThreadedExecutor
-
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True, name="demo-spin")
-    spinner.start()
+    stop_spinning = spin_in_background(node, "demo-spin")
     latest = {"episode": None, "policy_diag": None, "controller_diag": {}}
     node.create_subscription(String, "/bac/episode", lambda m: latest.__setitem__("episode", json.loads(m.data)), 10)
 
@@ -358,10 +352,9 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                          "cpu_percent": {k: round(100 * v / sum(wall), 1)
                                          for k, v in sorted(cpu.items())}})
     finally:
-        executor.shutdown(timeout_sec=2.0)
+        stop_spinning()
         node.destroy_node()
         rclpy.try_shutdown()
-        spinner.join(2.0)
         procs.stop_all()
     stats = summarise(log_dir, windows)
     for r in rows:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -73,22 +73,30 @@ class PolicyNode(Node):
         self.kin = FR3Kinematics()
         self.base_frame = p("base_frame")
 
-        sensors = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, p("image_topic"), self.on_image, 5, callback_group=sensors)
-        self.create_subscription(JointState, p("joint_states_topic"), self.on_joint_state, 50, callback_group=sensors)
+        self._obs_lock = threading.Lock()  # the aligner: filled by the executor, read by the inference thread
+        self._new_obs = threading.Event()
+        self._stop = threading.Event()
+        self.create_subscription(Image, p("image_topic"), self.on_image, 5)
+        self.create_subscription(JointState, p("joint_states_topic"), self.on_joint_state, 50)
         self.chunk_pub = self.create_publisher(JointTrajectory, "/bac/action_chunk", 5)
         self.marker_pub = self.create_publisher(MarkerArray, "/bac/markers", 2)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0 / float(p("rate_hz")), self.infer, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self.publish_diagnostics)
-        self.create_service(Trigger, "/bac/policy/reset", self.on_reset, callback_group=sensors)
+        self.create_service(Trigger, "/bac/policy/reset", self.on_reset)
+        # Inference runs on its own thread (the executor keeps taking messages and the clock meanwhile):
+        # it starts as soon as a new observation is in, at most rate_hz times a second.
+        self._period = 1.0 / float(p("rate_hz"))
+        self._worker = threading.Thread(target=self._infer_loop, daemon=True, name="inference")
+        self._worker.start()
         self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}), schedule {self.method}, "
                                f"{float(p('rate_hz')):.0f} Hz")
 
     # ---- inputs ----------------------------------------------------------------------------------
     def on_joint_state(self, msg: JointState) -> None:
         try:
-            self.aligner.add_state(to_sec(msg.header.stamp), joint_state_to_vector(msg))
+            state = joint_state_to_vector(msg)
+            with self._obs_lock:
+                self.aligner.add_state(to_sec(msg.header.stamp), state)
         except ValueError as e:
             self.get_logger().warn(f"ignoring joint state: {e}", throttle_duration_sec=5.0)
 
@@ -102,24 +110,41 @@ class PolicyNode(Node):
             import cv2
 
             rgb = cv2.resize(rgb, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
-        self.aligner.add_image(to_sec(msg.header.stamp), rgb)
+        with self._obs_lock:
+            self.aligner.add_image(to_sec(msg.header.stamp), rgb)
+        self._new_obs.set()
 
     def on_reset(self, _req, resp):
         cfg = self.policy.cfg
-        self.aligner = ObservationAligner(cfg.n_obs_steps, self.aligner.tolerance)
-        self._last_used_stamp = None
+        with self._obs_lock:
+            self.aligner = ObservationAligner(cfg.n_obs_steps, self.aligner.tolerance)
+            self._last_used_stamp = None
         resp.success, resp.message = True, "observation history cleared"
         return resp
 
     # ---- inference -------------------------------------------------------------------------------
+    def _infer_loop(self) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            self._new_obs.wait(0.1)
+            self._new_obs.clear()
+            started = time.monotonic()
+            try:
+                self.infer()
+            except Exception as e:  # noqa: BLE001 - reported; the node keeps serving the next observation
+                if not self.context.ok():
+                    return
+                self.get_logger().error(f"inference failed: {e!r}", throttle_duration_sec=5.0)
+            self._stop.wait(max(0.0, started + self._period - time.monotonic()))
+
     def infer(self) -> None:
         import torch
 
-        aligner = self.aligner
-        if not aligner.ready() or aligner.newest_stamp == self._last_used_stamp:
-            return
-        images, states, stamp = aligner.window()
-        self._last_used_stamp = stamp
+        with self._obs_lock:
+            aligner = self.aligner
+            if not aligner.ready() or aligner.newest_stamp == self._last_used_stamp:
+                return
+            images, states, stamp = aligner.window()
+            self._last_used_stamp = stamp
         t0 = time.perf_counter()
         img = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
         st = torch.from_numpy(states).unsqueeze(0)
@@ -157,10 +182,14 @@ class PolicyNode(Node):
                   "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published)}
         self.diag_pub.publish(diagnostics(self, "bac: policy_node", f"{hz:.1f} Hz", values, hardware_id=self.method))
 
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._worker.join(2.0)
+
 
 def main(args=None) -> int:
     # ScheduleError / ConfigError (ValueErrors) or a missing checkpoint: the node does not start.
-    return run_node(PolicyNode, "policy_node", threads=3, args=args, startup_errors=(ValueError, FileNotFoundError))
+    return run_node(PolicyNode, "policy_node", args=args, startup_errors=(ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     sys.exit(main())

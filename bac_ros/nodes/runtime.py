@@ -1,13 +1,20 @@
 """What every node's main() shares: init, start-up errors as a clear exit, spin, orderly shutdown;
-the node clock in seconds; and the /diagnostics message they publish."""
+the node clock in seconds; and the /diagnostics message they publish.
+
+Every node spins on rclpy's SingleThreadedExecutor; work that blocks (inference, homing the arm) runs on a
+thread of its own or on a side node with its own executor (`spin_in_background`). rclpy's
+MultiThreadedExecutor polls while its pool runs a callback: measured on this 2-core machine, a node that
+only follows the simulator's /clock at 250 Hz costs 27-53 % of a core with it (1-3 threads) against 5-8 %
+single-threaded, and the graph ran three such nodes."""
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 
@@ -36,7 +43,29 @@ def diagnostics(node: Node, name: str, message: str, values: dict, level=Diagnos
     return msg
 
 
-def run_node(make: Callable[[], Node], name: str, threads: int = 1, args=None,
+def spin_in_background(node: Node, name: str) -> Callable[[], None]:
+    """Spin `node` on its own single-threaded executor in a daemon thread; returns the function that stops
+    the executor and waits for the thread."""
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+
+    def spin():
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    thread = threading.Thread(target=spin, daemon=True, name=name)
+    thread.start()
+
+    def stop() -> None:
+        executor.shutdown(timeout_sec=1.0)
+        thread.join(2.0)
+
+    return stop
+
+
+def run_node(make: Callable[[], Node], name: str, args=None,
              startup_errors: tuple[type[BaseException], ...] = (Exception,)) -> int:
     """Init, build the node (an error while starting -> message on stderr, exit code 2), spin until
     Ctrl-C / shutdown, then call the node's `shutdown()` if it has one and destroy it."""
@@ -47,7 +76,7 @@ def run_node(make: Callable[[], Node], name: str, threads: int = 1, args=None,
         print(f"{name}: error: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=threads)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

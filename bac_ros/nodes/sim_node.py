@@ -131,7 +131,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SimNode, "sim_node", threads=2, args=args)
+    return run_node(SimNode, "sim_node", args=args)
 
 if __name__ == "__main__":
     sys.exit(main())
