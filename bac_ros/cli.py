@@ -316,7 +316,8 @@ def cmd_eval(args) -> int:
     sim = _FreshWorld(wcfg)
     try:
         for mode in modes:
-            run = run_sync if mode == "sync" else functools.partial(run_realtime, commit_steps=args.commit_steps)
+            run = (functools.partial(run_sync, fixed_noise=args.fixed_noise) if mode == "sync" else
+                   functools.partial(run_realtime, commit_steps=args.commit_steps, fixed_noise=args.fixed_noise))
             for method, s, sched in entries:
                 den = policy.denoiser(sched)
                 eps = []
@@ -341,6 +342,7 @@ def cmd_eval(args) -> int:
                              "similarity": args.similarity if method in ACS_METHODS else "cosine",
                              # per episode, in seed order: which seeds each method solves (paired comparisons)
                              "succeeded": [int(e.success) for e in eps],
+                             "fixed_noise": args.fixed_noise, "commit_steps": args.commit_steps if mode == "realtime" else None,
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
                              "world_restarts": sim.restarts - restarts,
@@ -481,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which calibrated ACS schedules to use (files ending _l1 for l1)")
     e.add_argument("--commit-steps", type=int, default=0,
                    help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once)")
+    e.add_argument("--fixed-noise", action="store_true",
+                   help="every inference of an episode starts from the same noise (default: fresh noise each time)")
     e.add_argument("--bench-observations", type=int, default=16)
     e.add_argument("--hostname", default="127.0.0.1")
     e.add_argument("--json", help="also write the rows here")

@@ -298,3 +298,18 @@ def test_state_history_off_hides_older_joint_states():
         assert torch.equal(a[:, 0], b[:, 0]) != history
     with torch.no_grad():  # the newest state still conditions the policy
         assert not torch.equal(policy.encode_obs(image, state), policy.encode_obs(image, state + 0.5))
+
+
+def test_fixed_noise_makes_inference_a_function_of_the_observation(tiny_policy, tiny_cfg):
+    from bac_ros.sim.evaluate import _History, _infer
+
+    hist = _History(tiny_cfg.n_obs_steps)
+    size = tiny_cfg.encoder.image_shape[1]
+    hist.push(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8),
+              np.r_[Q_HOME, 0.08].astype(np.float32), 1.0)
+    gen = torch.Generator().manual_seed(0)
+    den = tiny_policy.denoiser(None)
+    fixed = [_infer(tiny_policy, den, hist, gen, noise_seed=7)[0] for _ in range(2)]
+    fresh = [_infer(tiny_policy, den, hist, gen)[0] for _ in range(2)]
+    np.testing.assert_array_equal(fixed[0], fixed[1])
+    assert np.abs(fresh[0] - fresh[1]).max() > 1e-4  # fresh noise: another sample of the same distribution

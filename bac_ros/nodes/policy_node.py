@@ -46,6 +46,7 @@ class PolicyNode(Node):
         self.declare_parameter("num_threads", 1)
         self.declare_parameter("base_frame", "fr3_link0")
         self.declare_parameter("seed", 0)
+        self.declare_parameter("fixed_noise", False)  # every inference starts from the same noise (seed)
         p = lambda n: self.get_parameter(n).value  # noqa: E731
 
         import torch
@@ -61,7 +62,8 @@ class PolicyNode(Node):
         self.schedule = Schedule.load(sched_path, cfg) if sched_path else None  # ScheduleError stops the node
         self.denoiser = self.policy.denoiser(self.schedule)
         self.method = self.schedule.label if self.schedule else "full"
-        self._generator = torch.Generator().manual_seed(int(p("seed")))
+        self._seed, self._fixed_noise = int(p("seed")), bool(p("fixed_noise"))
+        self._generator = torch.Generator().manual_seed(self._seed)
         self.image_size = cfg.encoder.image_shape[1]
         self.aligner = ObservationAligner(cfg.n_obs_steps, float(p("obs_tolerance_s")))
         self._last_used_stamp = None
@@ -148,6 +150,8 @@ class PolicyNode(Node):
         t0 = time.perf_counter()
         img = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
         st = torch.from_numpy(states).unsqueeze(0)
+        if self._fixed_noise:
+            self._generator.manual_seed(self._seed)
         traj = self.policy.predict(img, st, self.denoiser, generator=self._generator)
         actions = self.policy.executable(traj)[0].numpy()
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)

@@ -90,9 +90,14 @@ class _Observer(threading.Thread):
         self._halt.set()
 
 
-def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.Generator):
+def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.Generator,
+           noise_seed: int | None = None):
     """-> (plan, inference ms, stamp of the newest observation used). The plan is the executable actions
-    plus the next predicted point when the horizon has one: it gives the last executed point its velocity."""
+    plus the next predicted point when the horizon has one: it gives the last executed point its velocity.
+    `noise_seed`: every inference starts from the same noise (the policy becomes a function of the
+    observation); None: fresh noise each time."""
+    if noise_seed is not None:
+        generator.manual_seed(noise_seed)
     img, st, stamp = hist.tensors()
     t0 = time.perf_counter()
     traj = policy.predict(img, st, denoiser, generator=generator)
@@ -116,7 +121,7 @@ def _pause_and_observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray
 
 
 def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-             max_time: float = 12.0) -> PolicyEpisode:
+             max_time: float = 12.0, fixed_noise: bool = False) -> PolicyEpisode:
     """The world waits for every inference: the physics is paused from the observation until the chunk's
     first point is sent, and every point is sent on the sim clock (step k at t0 + k*dt), as the expert's
     were recorded. No method's speed, and no load on the machine, changes what the arm does."""
@@ -131,7 +136,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
         t0, image, state = _pause_and_observe(world, arm)
         hist.push(image, state, t0)
         while k * dt < max_time:
-            plan, ms, _ = _infer(policy, denoiser, hist, gen)  # the world is paused at step k
+            plan, ms, _ = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)  # paused at step k
             ep.inference_ms.append(ms)
             ep.chunks += 1
             for i in range(n):
@@ -201,7 +206,7 @@ class _ChunkPlayer(threading.Thread):
 
 
 def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-                 max_time: float = 12.0, commit_steps: int = 0) -> PolicyEpisode:
+                 max_time: float = 12.0, commit_steps: int = 0, fixed_noise: bool = False) -> PolicyEpisode:
     cfg = policy.cfg
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
@@ -220,7 +225,7 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
             if hist.stamp == last_stamp:  # no new observation since the last inference (as policy_node)
                 time.sleep(0.002)
                 continue
-            actions, ms, stamp = _infer(policy, denoiser, hist, gen)
+            actions, ms, stamp = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)
             last_stamp = stamp
             ep.inference_ms.append(ms)
             ep.chunks += 1
