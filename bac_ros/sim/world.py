@@ -197,10 +197,10 @@ class GraspWorld:
     def start(self) -> "GraspWorld":
         self.server.init()
         m = self.sim.model
-        self._cube_qpos = int(m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint")])
-        self._cube_qvel = int(m.jnt_dofadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube_joint")])
-        self._cube_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "cube")
         joint = lambda name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)  # noqa: E731
+        cube = joint("cube_joint")
+        self._cube_qpos, self._cube_qvel = int(m.jnt_qposadr[cube]), int(m.jnt_dofadr[cube])
+        self._cube_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "cube")
         arm = [joint(f"robot0_fr3_joint{i + 1}") for i in range(7)]
         fingers = [j for j in (joint("robot0_finger_joint1"), joint("robot0_finger_joint2")) if j >= 0]
         self._arm_qpos, self._arm_qvel = m.jnt_qposadr[arm], m.jnt_dofadr[arm]
