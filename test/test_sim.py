@@ -313,3 +313,38 @@ def test_fixed_noise_makes_inference_a_function_of_the_observation(tiny_policy, 
     fresh = [_infer(tiny_policy, den, hist, gen)[0] for _ in range(2)]
     np.testing.assert_array_equal(fixed[0], fixed[1])
     assert np.abs(fresh[0] - fresh[1]).max() > 1e-4  # fresh noise: another sample of the same distribution
+
+
+class _RecordingArm:
+    def __init__(self):
+        self.sent, self.holds = [], 0
+
+    def command(self, q, dq=None, dt=None):
+        self.sent.append(float(q[0]))
+
+    def gripper_command(self, value):
+        pass
+
+    def hold(self):
+        self.holds += 1
+
+
+def test_realtime_player_sends_each_point_when_it_falls_due_never_before():
+    """The bug this guards against: point i sent as soon as point i-1's time had passed ran the arm one step
+    ahead of the plan (real-time success 4/8 with zero latency on seeds 0-7; 8/8 sent on time)."""
+    from bac_ros.sim.evaluate import _ChunkPlayer
+
+    arm, dt = _RecordingArm(), 0.1
+    player = _ChunkPlayer(world=None, arm=arm, dt=dt, n_exec=4)
+    plan = np.arange(5, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
+    player.submit(10.0, plan)
+    played = {}
+    for now in np.arange(10.13, 10.6, 0.01):  # the chunk arrives 1.3 steps late, polled every 10 ms
+        before = len(arm.sent)
+        player.tick(float(now))
+        if len(arm.sent) > before:
+            played[arm.sent[-1]] = float(now)
+    assert sorted(played) == [1.0, 2.0, 3.0]  # point 0 is stale; point 4 is past n_exec
+    for i, t in played.items():
+        assert 10.0 + i * dt - 1e-9 <= t < 10.0 + (i + 1) * dt  # sent within its own step
+    assert player.dropped == 1 and arm.holds == 1  # the chunk ran out at 10.4: hold

@@ -1,18 +1,27 @@
 import numpy as np
 import pytest
 
-from bac_ros.core.streaming import ObservationAligner, due_index
+from bac_ros.core.streaming import ObservationAligner, current_index, held_point
 
 
-def test_due_index_drops_stale_points():
+def test_current_index_holds_each_point_for_its_step_and_drops_stale_ones():
     dt = 0.1
-    assert due_index(10.0, dt, 9.9) == 0  # chunk from the future: start at its first point
-    assert due_index(10.0, dt, 10.0) == 0
-    assert due_index(10.0, dt, 10.05) == 1  # point 0 (due 10.0) is past
-    assert due_index(10.0, dt, 10.1) == 1  # point 1 due exactly now is still sent
-    assert due_index(10.0, dt, 10.35) == 4
+    assert current_index(10.0, dt, 9.9) == 0  # chunk from the future: its first point
+    assert current_index(10.0, dt, 10.0) == 0
+    assert current_index(10.0, dt, 10.05) == 0  # point 1 is not due before 10.1: never sent early
+    assert current_index(10.0, dt, 10.1) == 1  # due exactly now
+    assert current_index(10.0, dt, 10.199) == 1
+    assert current_index(10.0, dt, 10.35) == 3  # points 0..2 are stale
     with pytest.raises(ValueError):
-        due_index(0.0, 0.0, 1.0)
+        current_index(0.0, 0.0, 1.0)
+
+
+def test_held_point_keeps_each_point_until_the_next_is_due():
+    a = np.arange(4, dtype=float)[:, None] * np.ones((1, 8))
+    assert held_point(a, 1.0, 0.1, 0.9)[0] == 0  # before the chunk: its first point
+    assert held_point(a, 1.0, 0.1, 1.19)[0] == 1  # not yet point 2 (due at 1.2)
+    assert held_point(a, 1.0, 0.1, 1.2)[0] == 2
+    assert held_point(a, 1.0, 0.1, 5.0)[0] == 3  # after the chunk: its last point
 
 
 def test_aligner_pairs_nearest_state_and_drops_far_ones():

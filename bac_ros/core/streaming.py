@@ -6,8 +6,12 @@
   target as feed-forward: the demonstrations were tracked with the plan's velocity, and without it the
   joints lag by different amounts, which bends the path the policy sees (measured: the arm ran 13 cm past
   the cube on a training seed without it, stopped within 2 cm with it).
-- `due_index`: which point of a chunk stamped `stamp` (point i due at stamp + i*dt) is the one to send
-  now; earlier points are stale and dropped (latency compensation).
+- `current_index`: which point of a chunk stamped `stamp` is the target now. Point i is held from
+  stamp + i*dt until point i+1 falls due, as the demonstrations were streamed (observe at t_i, send
+  action i, hold it for dt); earlier points are stale and dropped (latency compensation). Sending point i
+  as soon as point i-1's time had passed (what an earlier version did) runs the arm one step ahead of
+  the plan: measured on seed 0 with zero latency (the world paused during inference), the arm reached
+  the cube 1.5 cm off and missed, where sync mode grasped it.
 - `RecedingHorizon`: which chunk of a stream to play. With commit k, a new chunk waits until the playing
   one has played its first k steps (k = n_action_steps is how the policy was trained and evaluated in
   sync mode), then the newest one takes over; k = 0 replaces the chunk at every inference. Measured in
@@ -24,11 +28,18 @@ from collections import deque
 import numpy as np
 
 
-def due_index(stamp: float, dt: float, now: float) -> int:
-    """Index of the first point not yet in the past: points i with stamp + i*dt < now are stale."""
+def current_index(stamp: float, dt: float, now: float) -> int:
+    """Index of the point whose turn it is at `now`: the last i with stamp + i*dt <= now (0 before the
+    chunk starts). Points before it are stale."""
     if dt <= 0:
         raise ValueError(f"dt must be > 0, got {dt}")
-    return max(0, math.ceil((now - stamp) / dt - 1e-9))
+    return max(0, math.floor((now - stamp) / dt + 1e-9))
+
+
+def held_point(actions: np.ndarray, stamp: float, dt: float, now: float) -> np.ndarray:
+    """The chunk's target at time `now` when each point is held for its step (`current_index`); after the
+    chunk its last point."""
+    return actions[min(current_index(stamp, dt, now), len(actions) - 1)]
 
 
 def interpolate_chunk(actions: np.ndarray, stamp: float, dt: float, now: float) -> np.ndarray:
@@ -48,10 +59,14 @@ def chunk_velocity(actions: np.ndarray, stamp: float, dt: float, now: float) -> 
     """d(target)/dt of the chunk at `now`: the slope of the segment `interpolate_chunk` is on; zero before
     the chunk's first point and after its last (the chunk ends at rest)."""
     s = (now - stamp) / dt
-    k = int(math.floor(s))
+    k = int(math.floor(s + 1e-9))  # the segment `current_index` is on
     if s < 0 or k >= len(actions) - 1:
         return np.zeros_like(actions[0])
     return (actions[k + 1] - actions[k]) / dt
+
+
+# How a controller turns a chunk into a target at any time: "hold" is how the demonstrations were streamed.
+PLAYBACKS = {"hold": held_point, "interpolate": interpolate_chunk}
 
 
 class RecedingHorizon:

@@ -1,7 +1,8 @@
 """controller_node: the only node that talks to the robot (franky). Publishes /joint_states; plays
-/bac/action_chunk on the ROS clock at control_rate_hz (stale points dropped, targets interpolated between
-points, the chunk's velocity as feed-forward), holds when chunks stop coming, and reports commands and
-first-command latency for the metrics. With use_sim_time the clock is the simulator's (see sim_node)."""
+/bac/action_chunk on the ROS clock at control_rate_hz (stale points dropped; each point held for its
+step, as the demonstrations were streamed, or interpolated between points; the chunk's velocity as
+feed-forward), holds when chunks stop coming, and reports commands and first-command latency for the
+metrics. With use_sim_time the clock is the simulator's (see sim_node)."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,7 @@ from sensor_msgs.msg import JointState, TimeReference
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import RecedingHorizon, chunk_velocity, interpolate_chunk
+from ..core.streaming import PLAYBACKS, RecedingHorizon, chunk_velocity
 from .runtime import diagnostics, now_s, run_node, spin_in_background, steady_timer
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 
@@ -32,7 +33,11 @@ class ControllerNode(Node):
         self.declare_parameter("relative_dynamics_factor", 0.3)
         self.declare_parameter("velocity_feedforward", True)
         self.declare_parameter("commit_steps", 0)  # a chunk plays this many steps before a newer one takes over
+        self.declare_parameter("chunk_playback", "hold")  # hold | interpolate (see core.streaming)
         p = lambda n: self.get_parameter(n).value  # noqa: E731
+        if p("chunk_playback") not in PLAYBACKS:
+            raise ValueError(f"parameter chunk_playback: {p('chunk_playback')!r} is not one of {sorted(PLAYBACKS)}")
+        self.playback = PLAYBACKS[p("chunk_playback")]
 
         from ..sim.arm import Arm, ArmLimits
 
@@ -91,8 +96,8 @@ class ControllerNode(Node):
             self._received = now_s(self)
 
     def control_tick(self) -> None:
-        """Send the chunk's target for *now*: linear between the two points around now (points already in
-        the past are never sent), the last point once the chunk is used up; hold after the timeout."""
+        """Send the chunk's target for *now* (`chunk_playback`; points already in the past are never sent),
+        the last point once the chunk is used up; hold after the timeout."""
         now = now_s(self)
         with self._lock:
             paused, received = self._paused, self._received
@@ -114,7 +119,7 @@ class ControllerNode(Node):
             return
         self._holding = False
         stamp, actions, dt = chunk
-        target = interpolate_chunk(actions, stamp, dt, now)
+        target = self.playback(actions, stamp, dt, now)
         dq = chunk_velocity(actions[:, :7], stamp, dt, now) if self.feedforward else None
         q = self.arm.command(target[:7], dq, dt=step)
         self.arm.gripper_command(float(target[7]))

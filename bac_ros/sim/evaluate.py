@@ -5,8 +5,8 @@ sync:      the world waits: its physics is paused while the policy observes and 
            Pure policy quality: slow inference (or a loaded machine) costs wall time, not success.
 realtime:  the world runs on while the policy infers on each new observation; an executor thread plays the
            newest chunk (with `commit_steps`, a chunk plays that many steps before the newest takes over:
-           `RecedingHorizon`, as controller_node does); points whose time has passed (stamp + i*dt < now)
-           are dropped, as on a real arm.
+           `RecedingHorizon`, as controller_node does); point i is held from stamp + i*dt until the next
+           falls due, as in sync mode; points whose turn has passed are dropped, as on a real arm.
            An observer thread samples camera + joints every dt (as the camera does for policy_node).
            Slow inference means stale chunks and fewer corrections, so it can cost success.
 Both modes keep time on the sim clock (the robot's time): franky-sim runs at or below real time (it waits
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
-from ..core.streaming import RecedingHorizon, chunk_velocity, due_index
+from ..core.streaming import RecedingHorizon, chunk_velocity, current_index
 from .arm import Arm
 from .episode import observe, reset
 from .world import WorldProcess
@@ -163,7 +163,8 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
 
 
 class _ChunkPlayer(threading.Thread):
-    """Plays the newest chunk on the sim clock: point i is due at stamp + i*dt; past points are dropped."""
+    """Plays the newest chunk on the sim clock: point i is sent at stamp + i*dt (`current_index`); points
+    whose turn has passed are dropped."""
 
     def __init__(self, world: WorldProcess, arm: Arm, dt: float, n_exec: int, commit_steps: int = 0):
         super().__init__(daemon=True, name="chunk-player")
@@ -173,32 +174,36 @@ class _ChunkPlayer(threading.Thread):
         self._halt = threading.Event()
         self.dropped = 0
         self.sent = 0
+        self._playing = None  # the chunk being played, to count the points it lost to latency once
+        self._last_i = None
 
     def submit(self, stamp: float, actions: np.ndarray) -> None:
         with self._lock:
             self._horizon.offer((stamp, actions, self.dt))
 
+    def tick(self, now: float) -> None:
+        """Send the point whose turn it is at sim time `now`, once; hold when the chunk ran out."""
+        with self._lock:
+            chunk = self._horizon.current(now)
+        if chunk is None:
+            return
+        stamp, actions, _ = chunk
+        i = current_index(stamp, self.dt, now)
+        if chunk is not self._playing:
+            self._playing, self._last_i = chunk, None
+            self.dropped += min(i, self.n_exec)
+        if i < self.n_exec:
+            if i != self._last_i:
+                _send(self.arm, actions, i, self.dt)
+                self.sent += 1
+                self._last_i = i
+        elif self._last_i != -1:
+            self.arm.hold()  # the chunk ran out before a new one came
+            self._last_i = -1
+
     def run(self) -> None:
-        playing = None  # the chunk being played, to count the points it lost to latency once
-        last_i = None
         while not self._halt.is_set():
-            now = self.world.time()
-            with self._lock:
-                chunk = self._horizon.current(now)
-            if chunk is not None:
-                stamp, actions, _ = chunk
-                i = due_index(stamp, self.dt, now)
-                if chunk is not playing:
-                    playing, last_i = chunk, None
-                    self.dropped += min(i, self.n_exec)
-                if i < self.n_exec:
-                    if i != last_i:  # each point once, when it falls due
-                        _send(self.arm, actions, i, self.dt)
-                        self.sent += 1
-                        last_i = i
-                elif last_i != -1:
-                    self.arm.hold()  # the chunk ran out before a new one came
-                    last_i = -1
+            self.tick(self.world.time())
             self._halt.wait(0.002)
 
     def stop(self) -> None:
