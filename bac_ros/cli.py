@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .core.acs import DEFAULT_TOP_N
 from .core.config import PACKAGE_ROOT, ConfigError, PolicyConfig
 from .core.schedule import METHODS, Schedule, ScheduleError
 
@@ -93,21 +94,23 @@ def cmd_schedule(args) -> int:
     if any(m in ("acs-unified", "acs-blockwise", "bac") for m in methods):
         with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
             stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update)
-    for method in methods:
-        for s in sizes:
-            if method != "full" and s is None:
-                raise SystemExit(f"method '{method}' needs --num-updates")
-            sched = calibrate.make_schedule(policy, method, s, stats, top_n=args.top_n, force_last=args.force_last,
-                                            image=image[: args.teacache_observations],
-                                            state=state[: args.teacache_observations], seed=args.seed,
-                                            similarity=args.similarity)
-            out = Path(args.out) if args.out else _schedule_file(cfg, method, sched.num_updates, Path(args.out_dir),
-                                                                  args.similarity, args.force_last)
-            sched.save(out)
-            extra = ""
-            if not sched.is_dynamic:
-                extra = f", map {plot_update_map(sched, out.with_suffix('.png'))}"
-            print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")
+    if args.out and len(args.top_n) != 1 and "bac" in methods:
+        raise SystemExit("--out names one file: give one --top-n, or use --out-dir")
+    for method, s, top_n in [(m, s, n) for m in methods for s in sizes for n in (args.top_n if m == "bac" else [0])]:
+        if method != "full" and s is None:
+            raise SystemExit(f"method '{method}' needs --num-updates")
+        sched = calibrate.make_schedule(policy, method, s, stats, top_n=top_n, force_last=args.force_last,
+                                        image=image[: args.teacache_observations],
+                                        state=state[: args.teacache_observations], seed=args.seed,
+                                        similarity=args.similarity)
+        out = Path(args.out) if args.out else _schedule_file(
+            cfg, method, sched.num_updates, Path(args.out_dir), args.similarity, args.force_last,
+            top_n if method == "bac" else DEFAULT_TOP_N)
+        sched.save(out)
+        extra = ""
+        if not sched.is_dynamic:
+            extra = f", map {plot_update_map(sched, out.with_suffix('.png'))}"
+        print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")
     return 0
 
 
@@ -228,11 +231,13 @@ def cmd_train(args) -> int:
 
 
 def _schedule_file(cfg: PolicyConfig, method: str, s: int, directory: Path, similarity: str = "cosine",
-                   force_last: bool = False) -> Path:
+                   force_last: bool = False, top_n: int = DEFAULT_TOP_N) -> Path:
     """Where `bac schedule` writes a schedule and `bac eval` looks for it."""
     suffix = "_last" if force_last and method != "full" else ""
     if similarity != "cosine" and method in ACS_METHODS:
         suffix += f"_{similarity}"
+    if method == "bac" and top_n != DEFAULT_TOP_N:
+        suffix += f"_n{top_n}"
     return directory / f"{cfg.name}_{method}_s{s}{suffix}.json"
 
 
@@ -316,8 +321,9 @@ def cmd_eval(args) -> int:
     sim = _FreshWorld(wcfg)
     try:
         for mode in modes:
+            commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
             run = (functools.partial(run_sync, fixed_noise=args.fixed_noise) if mode == "sync" else
-                   functools.partial(run_realtime, commit_steps=args.commit_steps, fixed_noise=args.fixed_noise))
+                   functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise))
             for method, s, sched in entries:
                 den = policy.denoiser(sched)
                 eps = []
@@ -342,7 +348,7 @@ def cmd_eval(args) -> int:
                              "similarity": args.similarity if method in ACS_METHODS else "cosine",
                              # per episode, in seed order: which seeds each method solves (paired comparisons)
                              "succeeded": [int(e.success) for e in eps],
-                             "fixed_noise": args.fixed_noise, "commit_steps": args.commit_steps if mode == "realtime" else None,
+                             "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
                              "world_restarts": sim.restarts - restarts,
@@ -425,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--method", type=_csv(str), default=["bac"], help=f"comma list of {', '.join(METHODS)}")
     s.add_argument("--num-updates", type=_csv(int), help="S: updates per block (comma list)")
-    s.add_argument("--top-n", type=int, default=3, help="bubbling-union blocks (bac)")
+    s.add_argument("--top-n", type=_csv(int), default=[DEFAULT_TOP_N],
+                   help="bubbling-union blocks (bac; comma list: one schedule each, files suffixed _n<N>)")
     s.add_argument("--force-last", action="store_true", help="every block also updates at the final step")
     s.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
                    help="what the ACS dynamic program maximises: cosine (the paper's) or 1 - relative L1 error")
@@ -481,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-time", type=float, default=12.0, help="seconds of robot time per episode")
     e.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
                    help="which calibrated ACS schedules to use (files ending _l1 for l1)")
-    e.add_argument("--commit-steps", type=int, default=0,
-                   help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once)")
+    e.add_argument("--commit-steps", type=int, default=None,
+                   help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once; "
+                        "default: the policy's n_action_steps, as sync mode and the demonstrations)")
     e.add_argument("--fixed-noise", action="store_true",
                    help="every inference of an episode starts from the same noise (default: fresh noise each time)")
     e.add_argument("--bench-observations", type=int, default=16)
@@ -496,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the ROS 2 graph on the franky-sim world: episodes, control Hz, latency")
     d.add_argument("--episodes", type=int, default=3)
-    d.add_argument("--schedule", default="grasp_dpt_cpu_bac_s5", help="policy_node's schedule for the bac run")
+    d.add_argument("--schedule", default="grasp_dpt_cpu_bac_s7", help="policy_node's schedule for the bac run")
     d.add_argument("--no-full", action="store_true", help="skip the full-precision run")
     d.add_argument("--no-expert", action="store_true",
                    help="skip the scripted expert's run (the reference for the smoothness columns)")

@@ -25,7 +25,7 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim", default_value="false", description="franky-sim world instead of a real FR3"),
         DeclareLaunchArgument("robot_ip", default_value="172.16.0.2", description="FR3 (FCI) address"),
         DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "grasp.yaml")),
-        DeclareLaunchArgument("schedule", default_value="grasp_dpt_cpu_bac_s5",
+        DeclareLaunchArgument("schedule", default_value="grasp_dpt_cpu_bac_s7",
                               description="a schedule in schedules/ or a path; 'full' disables caching"),
         DeclareLaunchArgument("rviz", default_value="true"),
         Node(package="bac_ros", executable="sim_node", name="sim_node", parameters=[config],

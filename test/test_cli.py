@@ -21,11 +21,13 @@ def tiny_yaml(tmp_path):
 def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
     out = tmp_path / "sched"
     rc = main(["schedule", "--config", str(tiny_yaml), "--method", "uniform,acs-unified,acs-blockwise,bac,teacache",
-               "--num-updates", "3", "--top-n", "2", "--observations", "4", "--teacache-observations", "2",
+               "--num-updates", "3", "--top-n", "2,3", "--observations", "4", "--teacache-observations", "2",
                "--out-dir", str(out)])
     assert rc == 0
     files = sorted(p.name for p in out.iterdir())
     assert "tiny_bac_s3.json" in files and "tiny_bac_s3.png" in files and "tiny_teacache_s3.json" in files
+    assert "tiny_bac_s3_n2.json" in files  # a Bubbling Union n other than the default is in the name
+    assert json.loads((out / "tiny_bac_s3_n2.json").read_text())["bua"]["top_n"] == 2
     assert (out / "tiny_bac_s3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     js = tmp_path / "bench.json"
     rc = main(["bench", "--config", str(tiny_yaml), "--schedule", *map(str, sorted(out.glob("*.json"))),
@@ -34,6 +36,7 @@ def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
     rows = json.loads(js.read_text())
     assert [r["method"] for r in rows][:2] == ["full", "full-runtime"]
     assert {r["method"] for r in rows} >= {"uniform", "acs-unified", "acs-blockwise", "bac", "teacache"}
+    assert sorted(r["variant"] for r in rows if r["method"] == "bac") == ["", " n=2"]
     for r in rows:
         assert set(r) >= {"method", "num_updates", "ms_median", "speedup", "gflops", "action_mse", "action_max_abs"}
         assert r["ms_median"] > 0 and r["gflops"] > 0

@@ -1,6 +1,7 @@
 """ROS 2 side: message conversion, launch file / setup.py / config agreement, and the whole graph."""
 import ast
 import importlib.util
+import inspect
 import json
 import re
 from pathlib import Path
@@ -91,6 +92,13 @@ def test_launch_file_agrees_with_setup_and_config():
 
     sched = params["policy_node"]["ros__parameters"]["schedule"]
     Schedule.load(ROOT / "schedules" / f"{sched}.json", PolicyConfig.load("cpu"))
+    # one default everywhere: the launch argument overrides the YAML, `bac demo` and the node have their own
+    from bac_ros.cli import build_parser
+    from bac_ros.nodes.policy_node import PolicyNode
+
+    assert f'DeclareLaunchArgument("schedule", default_value="{sched}"' in launch
+    assert build_parser().parse_args(["demo"]).schedule == sched
+    assert f'declare_parameter("schedule", "{sched}")' in inspect.getsource(PolicyNode)
 
 
 def test_launch_file_runs_where_launch_ros_is_installed():
@@ -172,7 +180,7 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
 
     domain = 205
     proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
-                             "schedule:=grasp_dpt_cpu_bac_s5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "schedule:=grasp_dpt_cpu_bac_s7"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
@@ -219,7 +227,7 @@ def test_end_to_end_graph(tmp_path):
     """sim + controller + policy + metrics over real ROS 2: chunks flow, the arm moves, the CSVs fill."""
     from bac_ros.nodes import demo
 
-    rows = demo.run(1, [("bac", "grasp_dpt_cpu_bac_s5"), (demo.EXPERT, demo.EXPERT)], tmp_path,
+    rows = demo.run(1, [("bac", "grasp_dpt_cpu_bac_s7"), (demo.EXPERT, demo.EXPERT)], tmp_path,
                     hostname="127.0.0.7", episode_time=9.0)
     r, expert = rows
     # the scripted expert's plan, streamed as chunks through the same controller, still grasps, smoothly

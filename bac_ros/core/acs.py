@@ -6,6 +6,7 @@ import re
 import numpy as np
 
 _BLOCK = re.compile(r"^L(\d+)\.(sa|ca|ffn)$")
+DEFAULT_TOP_N = 3  # Bubbling Union's n unless asked otherwise
 
 
 def _segment_gains(similarity: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from . import flops
+from .acs import DEFAULT_TOP_N
 from .caching import PlainDenoiser, TeaCacheDenoiser
 from .policy import DiffusionPolicy
 from .schedule import Schedule
@@ -30,10 +31,13 @@ def updates_by_kind(policy: DiffusionPolicy, denoiser) -> dict[str, float]:
 
 
 def variant(s: Schedule) -> str:
-    """How a schedule differs from the default recipe: forced last step, L1 similarity, one observation."""
+    """How a schedule differs from the default recipe: forced last step, L1 similarity, one observation,
+    Bubbling Union's n."""
     cal = s.calibration or {}
+    top_n = (s.bua or {}).get("top_n")
     return ("+last" if cal.get("force_last") else "") + ("+l1" if cal.get("similarity") == "l1" else "") + \
-        ("@1obs" if cal.get("observations") == 1 else "")
+        ("@1obs" if cal.get("observations") == 1 else "") + \
+        (f" n={top_n}" if top_n not in (None, DEFAULT_TOP_N) else "")
 
 
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,

@@ -32,7 +32,7 @@ class ControllerNode(Node):
         self.declare_parameter("max_acceleration_factor", 0.5)  # 0: no acceleration limit (not advised)
         self.declare_parameter("relative_dynamics_factor", 0.3)
         self.declare_parameter("velocity_feedforward", True)
-        self.declare_parameter("commit_steps", 0)  # a chunk plays this many steps before a newer one takes over
+        self.declare_parameter("commit_steps", 8)  # a chunk plays this many steps before a newer one takes over
         self.declare_parameter("chunk_playback", "hold")  # hold | interpolate (see core.streaming)
         p = lambda n: self.get_parameter(n).value  # noqa: E731
         if p("chunk_playback") not in PLAYBACKS:

@@ -154,7 +154,7 @@ def summarise(log_dir: Path, windows: dict[str, list[tuple[float, float]]]) -> d
 
 def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_file: Path | None = None,
         seed_start: int = 0, episode_time: float = 12.0, hostname: str = "127.0.0.1") -> list[dict]:
-    """`methods`: (label, schedule parameter) pairs, e.g. [("bac", "grasp_dpt_cpu_bac_s5"), ("full", "full")]."""
+    """`methods`: (label, schedule parameter) pairs, e.g. [("bac", "grasp_dpt_cpu_bac_s7"), ("full", "full")]."""
     params_file = params_file or CONFIG_DIR / "grasp.yaml"
     log_dir.mkdir(parents=True, exist_ok=True)
     for f in log_dir.glob("*.log"):

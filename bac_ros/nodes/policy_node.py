@@ -38,7 +38,7 @@ class PolicyNode(Node):
         super().__init__("policy_node")
         self.declare_parameter("config", "cpu")
         self.declare_parameter("checkpoint", "auto")
-        self.declare_parameter("schedule", "grasp_dpt_cpu_bac_s5")
+        self.declare_parameter("schedule", "grasp_dpt_cpu_bac_s7")
         self.declare_parameter("image_topic", "/camera/color/image_raw")
         self.declare_parameter("joint_states_topic", "/joint_states")
         self.declare_parameter("rate_hz", 30.0)

@@ -211,8 +211,10 @@ class _ChunkPlayer(threading.Thread):
 
 
 def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-                 max_time: float = 12.0, commit_steps: int = 0, fixed_noise: bool = False) -> PolicyEpisode:
+                 max_time: float = 12.0, commit_steps: int | None = None, fixed_noise: bool = False) -> PolicyEpisode:
+    """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps."""
     cfg = policy.cfg
+    commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
