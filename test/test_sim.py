@@ -336,15 +336,38 @@ def test_realtime_player_sends_each_point_when_it_falls_due_never_before():
 
     arm, dt = _RecordingArm(), 0.1
     player = _ChunkPlayer(world=None, arm=arm, dt=dt, n_exec=4)
-    plan = np.arange(5, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
+    plan = np.arange(8, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
     player.submit(10.0, plan)
     played = {}
-    for now in np.arange(10.13, 10.6, 0.01):  # the chunk arrives 1.3 steps late, polled every 10 ms
+    for now in np.arange(10.13, 10.7, 0.01):  # the chunk arrives 1.3 steps late, polled every 10 ms
         before = len(arm.sent)
         player.tick(float(now))
         if len(arm.sent) > before:
             played[arm.sent[-1]] = float(now)
-    assert sorted(played) == [1.0, 2.0, 3.0]  # point 0 is stale; point 4 is past n_exec
+    assert sorted(played) == [1.0, 2.0, 3.0, 4.0]  # point 0 is stale; then n_exec points from the first due
     for i, t in played.items():
         assert 10.0 + i * dt - 1e-9 <= t < 10.0 + (i + 1) * dt  # sent within its own step
-    assert player.dropped == 1 and arm.holds == 1  # the chunk ran out at 10.4: hold
+    assert player.dropped == 1 and arm.holds == 1  # no newer chunk by 10.5: hold
+
+
+def test_arm_counts_safety_clamps_apart_from_acceleration_shaping():
+    from bac_ros.sim.arm import Arm
+
+    class _Fake:
+        def poll_motion(self):
+            pass
+
+        def set_target(self, q, dq=None):
+            self.q = q
+
+    arm = Arm(limits=ArmLimits(max_acceleration_factor=0.5))
+    arm.robot, arm._tracker = _Fake(), _Fake()
+    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
+    dt = 1 / 30
+    small = Q_HOME + 0.2 * DQ_MAX * dt * np.eye(7)[1]  # within the velocity limit, but a jump from rest
+    arm.command(small, np.zeros(7), dt=dt)
+    assert (arm.clamped, arm.shaped) == (0, 1)
+    arm.command(Q_HOME + np.eye(7)[1], np.zeros(7), dt=dt)  # 1 rad away: the velocity limit clamps it
+    assert arm.clamped == 1
+    arm.command(Q_LOW - 1.0, np.zeros(7), dt=dt)  # outside the joint limits
+    assert arm.clamped == 2 and np.all(arm.last_target >= arm.limits.low - 1e-12)

@@ -91,5 +91,12 @@ def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
     now.current(0.0)
     now.offer(b)
     assert now.current(0.01) is b  # commit 0: every new chunk at once
+    late = RecedingHorizon(commit=3)
+    d, e = (1.0, "d", dt), (1.2, "e", dt)
+    late.offer(d)
+    assert late.current(1.25) is d and late.first_index == 2  # arrived 2.5 steps after its stamp
+    late.offer(e)
+    assert late.current(1.45) is d  # d plays 3 steps from its takeover (points 2..4), not until 1.3
+    assert late.current(1.5) is e and late.first_index == 3
     with pytest.raises(ValueError):
         RecedingHorizon(commit=-1)

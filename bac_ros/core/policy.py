@@ -164,6 +164,12 @@ class DiffusionPolicy(nn.Module):
         start = self.cfg.n_obs_steps - 1
         return trajectory[..., start:start + self.cfg.n_action_steps + lookahead, :]
 
+    def future(self, trajectory: torch.Tensor) -> torch.Tensor:
+        """Every predicted point from the current step on: the n_action_steps to execute and the rest of
+        the horizon. A controller whose chunk arrives late plays n_action_steps points from the first one
+        still due, so latency shifts the executed window into the prediction instead of shortening it."""
+        return trajectory[..., self.cfg.n_obs_steps - 1:, :]
+
     # ---- training ------------------------------------------------------------------------------
     def loss(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
              noise_samples: int = 1) -> torch.Tensor:

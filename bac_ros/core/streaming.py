@@ -71,8 +71,9 @@ PLAYBACKS = {"hold": held_point, "interpolate": interpolate_chunk}
 
 class RecedingHorizon:
     """Chunks are (stamp, actions, dt, ...) tuples. `offer` the newest; `current(now)` is the one to play:
-    the playing chunk until `now` reaches its stamp + commit*dt, then the newest offered. commit=0: every
-    new chunk at once."""
+    the playing chunk for commit*dt after it took over, then the newest offered. commit=0: every new chunk
+    at once. Counting from the takeover, not from the chunk's stamp, matters under latency: a chunk that
+    arrives L late would otherwise be replaced after commit*dt - L, by one that has waited and aged."""
 
     def __init__(self, commit: int):
         if commit < 0:
@@ -80,20 +81,25 @@ class RecedingHorizon:
         self.commit = commit
         self.playing = None
         self.waiting = None
+        self.first_index = 0  # the playing chunk's point that was due when it took over
+        self._until = -math.inf
         self.switches = 0
 
     def offer(self, chunk: tuple) -> None:
         self.waiting = chunk  # a newer chunk replaces one still waiting
 
     def current(self, now: float):
-        p = self.playing
-        if self.waiting is not None and (p is None or now >= p[0] + self.commit * p[2] - 1e-9):
+        if self.waiting is not None and (self.playing is None or now >= self._until - 1e-9):
             self.playing, self.waiting = self.waiting, None
+            stamp, _, dt = self.playing[:3]
+            self.first_index = current_index(stamp, dt, now)
+            self._until = stamp + (self.first_index + self.commit) * dt  # after `commit` of its points
             self.switches += 1
         return self.playing
 
     def clear(self) -> None:
         self.playing = self.waiting = None
+        self._until = -math.inf
 
 
 class ObservationAligner:

@@ -158,7 +158,8 @@ class ControllerNode(Node):
         elapsed = max(1e-6, now_s(self) - self._t0)
         values = {"commands": self.commands, "holds": self.holds, "hold_ticks": self.hold_ticks,
                   "still_ticks": self.still_ticks, "chunks_rejected": self.rejected,
-                  "targets_clamped": self.arm.clamped, "robot_errors": len(self.arm.errors),
+                  "targets_clamped": self.arm.clamped,
+                  "targets_shaped": self.arm.shaped, "robot_errors": len(self.arm.errors),
                   **{f"gripper_{k}": v for k, v in self.arm.gripper_counts().items()}}
         level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN
         self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.commands / elapsed:.1f} commands/s",

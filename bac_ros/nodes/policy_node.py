@@ -153,7 +153,7 @@ class PolicyNode(Node):
         if self._fixed_noise:
             self._generator.manual_seed(self._seed)
         traj = self.policy.predict(img, st, self.denoiser, generator=self._generator)
-        actions = self.policy.executable(traj)[0].numpy()
+        actions = self.policy.future(traj)[0].numpy()  # the controller plays n_action_steps from the first due
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)
         self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
         self.published += 1

@@ -140,7 +140,8 @@ class Arm:
         self._last_time: float | None = None
         self._closed = False
         self.commands_sent = 0
-        self.clamped = 0
+        self.clamped = 0  # targets moved into the joint position / velocity limits
+        self.shaped = 0  # targets the acceleration limit smoothed (most of a policy's: not a safety event)
         self.errors: list[str] = []
 
     def start(self) -> "Arm":
@@ -213,13 +214,17 @@ class Arm:
         # feed-forward, and the arm then drifts on after a chunk's last point (seen: it never got home).
         dq = np.zeros(7) if dq_target is None else np.clip(np.nan_to_num(np.asarray(dq_target, float)), -vmax, vmax)
         q = safe_target(q_target, self._last_target, dt, self.limits)  # checks the target before anything else
-        if self.limits.max_acceleration_factor is not None:
-            a_max = self.limits.max_acceleration_factor * DDQ_MAX
-            q = safe_target(limit_acceleration(q_target, dq, self._last_target, self._last_velocity, dt, a_max),
-                            self._last_target, dt, self.limits)
-        v = (q - self._last_target) / dt
         if not np.allclose(q, q_target):
             self.clamped += 1
+        if self.limits.max_acceleration_factor is not None:
+            a_max = self.limits.max_acceleration_factor * DDQ_MAX
+            q_limited = q
+            q = safe_target(limit_acceleration(q_target, dq, self._last_target, self._last_velocity, dt, a_max),
+                            self._last_target, dt, self.limits)
+            if not np.allclose(q, q_limited):
+                self.shaped += 1
+        v = (q - self._last_target) / dt
+        if not np.allclose(q, q_target):
             dq = v  # on the way to the target: feed forward the limited motion
         self._check_motion()
         self._tracker.set_target(q, dq)

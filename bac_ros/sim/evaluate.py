@@ -92,8 +92,9 @@ class _Observer(threading.Thread):
 
 def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.Generator,
            noise_seed: int | None = None):
-    """-> (plan, inference ms, stamp of the newest observation used). The plan is the executable actions
-    plus the next predicted point when the horizon has one: it gives the last executed point its velocity.
+    """-> (plan, inference ms, stamp of the newest observation used). The plan is every predicted point
+    from the current step on (`DiffusionPolicy.future`): sync mode plays the first n_action_steps (the
+    next point gives the last one its velocity), real-time mode n_action_steps from the first still due.
     `noise_seed`: every inference starts from the same noise (the policy becomes a function of the
     observation); None: fresh noise each time."""
     if noise_seed is not None:
@@ -102,7 +103,7 @@ def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.G
     t0 = time.perf_counter()
     traj = policy.predict(img, st, denoiser, generator=generator)
     ms = (time.perf_counter() - t0) * 1e3
-    return policy.executable(traj, lookahead=1)[0].numpy(), ms, stamp
+    return policy.future(traj)[0].numpy(), ms, stamp
 
 
 def _send(arm: Arm, plan: np.ndarray, i: int, dt: float) -> None:
@@ -164,7 +165,8 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
 
 class _ChunkPlayer(threading.Thread):
     """Plays the newest chunk on the sim clock: point i is sent at stamp + i*dt (`current_index`); points
-    whose turn has passed are dropped."""
+    whose turn has passed are dropped; a chunk plays at most n_exec points from the one due when it took
+    over, then holds (no newer chunk came)."""
 
     def __init__(self, world: WorldProcess, arm: Arm, dt: float, n_exec: int, commit_steps: int = 0):
         super().__init__(daemon=True, name="chunk-player")
@@ -191,8 +193,8 @@ class _ChunkPlayer(threading.Thread):
         i = current_index(stamp, self.dt, now)
         if chunk is not self._playing:
             self._playing, self._last_i = chunk, None
-            self.dropped += min(i, self.n_exec)
-        if i < self.n_exec:
+            self.dropped += self._horizon.first_index
+        if i < min(self._horizon.first_index + self.n_exec, len(actions) - 1):  # the last point: velocity only
             if i != self._last_i:
                 _send(self.arm, actions, i, self.dt)
                 self.sent += 1
