@@ -5,6 +5,7 @@ feed-forward), holds when chunks stop coming, and reports commands and first-com
 metrics. With use_sim_time the clock is the simulator's (see sim_node)."""
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -57,6 +58,8 @@ class ControllerNode(Node):
         self._received = None  # when the newest chunk came (ROS clock)
         self._played = None
         self._paused = False
+        self._start = -math.inf  # chunks stamped before this (observations from before /bac/start) are ignored
+        self.stale_chunks = 0
         self._holding = False
         self._hold_q = None
         self.commands = 0
@@ -79,6 +82,7 @@ class ControllerNode(Node):
         # joint states, the clock and the control loop go on meanwhile.
         self._home_node = rclpy.create_node("controller_node_home", context=self.context)
         self._home_node.create_service(Trigger, "/bac/home", self.on_home)
+        self.create_service(Trigger, "/bac/start", self.on_start)
         self._stop_home = spin_in_background(self._home_node, "home-service")
         self.get_logger().info(f"connected to FR3 at {p('robot_ip')}")
 
@@ -92,6 +96,9 @@ class ControllerNode(Node):
         if dt <= 0:
             dt = 1.0 / 30.0
         with self._lock:
+            if stamp < self._start:
+                self.stale_chunks += 1  # planned from what the camera saw before the start
+                return
             self._horizon.offer((stamp, actions, dt))
             self._received = now_s(self)
 
@@ -142,6 +149,7 @@ class ControllerNode(Node):
         with self._lock:
             self._paused, self._received = True, None
             self._horizon.clear()
+            self._start = math.inf  # after homing, hold home until /bac/start
         try:
             self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
             self.arm.move_home(Q_HOME, duration=1.5)
@@ -154,10 +162,20 @@ class ControllerNode(Node):
                 self._horizon.clear()
         return resp
 
+    def on_start(self, _req, resp):
+        """Play chunks again, only those planned from observations made from now on (after /bac/home the
+        controller holds home: the scene may change before the start, e.g. a new object placed)."""
+        with self._lock:
+            self._start, self._received = now_s(self), None
+            self._horizon.clear()
+        resp.success, resp.message = True, f"playing chunks stamped from {self._start:.3f} s"
+        return resp
+
     def publish_diagnostics(self) -> None:
         elapsed = max(1e-6, now_s(self) - self._t0)
         values = {"commands": self.commands, "holds": self.holds, "hold_ticks": self.hold_ticks,
                   "still_ticks": self.still_ticks, "chunks_rejected": self.rejected,
+                  "chunks_stale": self.stale_chunks,
                   "targets_clamped": self.arm.clamped,
                   "targets_shaped": self.arm.shaped, "robot_errors": len(self.arm.errors),
                   **{f"gripper_{k}": v for k, v in self.arm.gripper_counts().items()}}

@@ -223,7 +223,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
 
     steady_timer(node, 0.01, expert_tick)
     clients = {name: node.create_client(Trigger, name)
-               for name in ("/bac/home", "/bac/sim/home", "/bac/reset", "/bac/policy/reset")}
+               for name in ("/bac/home", "/bac/sim/home", "/bac/reset", "/bac/policy/reset", "/bac/start")}
 
     def call(name: str, timeout: float = 30.0, must_succeed: bool = True) -> str:
         c = clients[name]
@@ -288,14 +288,17 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                             break
                 reset = json.loads(call("/bac/reset"))
                 seed, source = reset["seed"], None
+                if schedule != EXPERT:
+                    call("/bac/policy/reset")
+                # the controller held home since /bac/home; from now on it plays chunks planned from
+                # observations of this episode only (none of the previous cube, none of the teleport)
+                call("/bac/start")
                 if schedule == EXPERT:
                     while joints["q"] is None:
                         time.sleep(0.1)
                     source = ExpertSource(lambda a, stamp, dt: chunk_pub.publish(chunk_to_trajectory(a, stamp, dt)),
                                           reset["cube"], joints["q"], now_s(node))
                     expert["source"] = source
-                else:
-                    call("/bac/policy/reset")
                 commands.clear()
                 joints["trace"] = []
                 t0, w0 = now_s(node), time.monotonic()
