@@ -71,8 +71,8 @@ class SimNode(Node):
         next_t = self.world.time
         try:
             while self._running and self.context.ok():
-                stamp = self.world.time
-                self.image_pub.publish(array_to_image(self.world.render(), stamp))
+                stamp, image = self.world.render_stamped()
+                self.image_pub.publish(array_to_image(image, stamp))
                 next_t = max(next_t + self._camera_period, stamp)  # fell behind: no burst
                 while self._running and self.world.time < next_t:
                     time.sleep(0.002)

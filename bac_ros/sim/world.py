@@ -323,13 +323,19 @@ class GraspWorld:
     # ---- camera ----------------------------------------------------------------------------------
     def render(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB from the fixed scene camera."""
+        return self.render_stamped()[1]
+
+    def render_stamped(self) -> tuple[float, np.ndarray]:
+        """(sim time the frame shows, (H, W, 3) uint8 RGB): the time is read with the scene, under the
+        lock the physics steps under, not before the call (a busy process can step on in between)."""
         if self._renderer is None:
             n = self.cfg.image_size
             self._renderer = mujoco.Renderer(self.sim.model, n, n)
             self._scene_opt = mujoco.MjvOption()
         with self.lock:
             self._renderer.update_scene(self.sim.data, camera="scene_cam", scene_option=self._scene_opt)
-        return self._renderer.render().copy()
+            t = float(self.sim.data.time)
+        return t, self._renderer.render().copy()
 
 
 # ---- the world in its own process --------------------------------------------------------------------
@@ -353,7 +359,7 @@ def _serve(conn, cfg: WorldConfig) -> None:
                     world.place_cube(pose)
                     out = pose
                 elif cmd == "render":
-                    out = (world.time, world.render())
+                    out = world.render_stamped()
                 elif cmd == "place_arm":
                     out = world.place_arm(arg)
                 elif cmd == "time":
