@@ -54,6 +54,9 @@ def spin_in_background(node: Node, name: str) -> Callable[[], None]:
             executor.spin()
         except ExternalShutdownException:
             pass
+        except Exception:  # noqa: BLE001 - Ctrl-C can invalidate the context while the executor waits
+            if node.context.ok():
+                raise
 
     thread = threading.Thread(target=spin, daemon=True, name=name)
     thread.start()
