@@ -96,16 +96,16 @@ def cmd_schedule(args) -> int:
             stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update)
     if args.out and len(args.top_n) != 1 and "bac" in methods:
         raise SystemExit("--out names one file: give one --top-n, or use --out-dir")
-    for method, s, top_n in [(m, s, n) for m in methods for s in sizes for n in (args.top_n if m == "bac" else [0])]:
+    for method, s, top_n in [(m, s, n) for m in methods for s in sizes
+                             for n in (args.top_n if m == "bac" else [DEFAULT_TOP_N])]:
         if method != "full" and s is None:
             raise SystemExit(f"method '{method}' needs --num-updates")
         sched = calibrate.make_schedule(policy, method, s, stats, top_n=top_n, force_last=args.force_last,
                                         image=image[: args.teacache_observations],
                                         state=state[: args.teacache_observations], seed=args.seed,
                                         similarity=args.similarity)
-        out = Path(args.out) if args.out else _schedule_file(
-            cfg, method, sched.num_updates, Path(args.out_dir), args.similarity, args.force_last,
-            top_n if method == "bac" else DEFAULT_TOP_N)
+        out = Path(args.out) if args.out else _schedule_file(cfg, method, sched.num_updates, Path(args.out_dir),
+                                                              args.similarity, args.force_last, top_n)
         sched.save(out)
         extra = ""
         if not sched.is_dynamic:
