@@ -351,8 +351,13 @@ def cmd_eval(args) -> int:
                              "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
+                             "velocity_stops": sum(e.velocity_stops for e in eps),
+                             "velocity_stops_per_episode": [e.velocity_stops for e in eps],
                              "world_restarts": sim.restarts - restarts,
                              "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0)})
+                if rows[-1]["velocity_stops"]:
+                    print(f"note: the arm was stopped {rows[-1]['velocity_stops']} time(s) for a joint moving faster "
+                          "than its limit", file=sys.stderr)
                 if rows[-1]["pause_timeouts"]:
                     print(f"warning: {rows[-1]['pause_timeouts']} inferences outlasted the world's pause limit: "
                           "the world stepped on while the policy thought (not a pure sync run)", file=sys.stderr)

@@ -31,6 +31,7 @@ class ControllerNode(Node):
         self.declare_parameter("joint_limit_margin", 0.05)
         self.declare_parameter("max_velocity_factor", 0.5)
         self.declare_parameter("max_acceleration_factor", 0.5)  # 0: no acceleration limit (not advised)
+        self.declare_parameter("stop_velocity_factor", 1.0)  # 0: no velocity stop (not advised)
         self.declare_parameter("relative_dynamics_factor", 0.3)
         self.declare_parameter("velocity_feedforward", True)
         self.declare_parameter("commit_steps", 8)  # a chunk plays this many steps before a newer one takes over
@@ -50,9 +51,9 @@ class ControllerNode(Node):
 
         import franky
 
-        accel = float(p("max_acceleration_factor"))
+        accel, stop = float(p("max_acceleration_factor")), float(p("stop_velocity_factor"))
         self.arm = Arm(p("robot_ip"), ArmLimits(float(p("joint_limit_margin")), float(p("max_velocity_factor")),
-                                                accel if accel > 0 else None))
+                                                accel if accel > 0 else None, stop if stop > 0 else None))
         self.arm.start()
         rdf = float(p("relative_dynamics_factor"))
         self.arm.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(rdf, rdf, rdf)
@@ -189,7 +190,8 @@ class ControllerNode(Node):
                   "still_ticks": self.still_ticks, "chunks_rejected": self.rejected,
                   "chunks_stale": self.stale_chunks,
                   "targets_clamped": self.arm.clamped,
-                  "targets_shaped": self.arm.shaped, "robot_errors": len(self.arm.errors),
+                  "targets_shaped": self.arm.shaped, "velocity_stops": self.arm.velocity_stops,
+                  "robot_errors": len(self.arm.errors),
                   **{f"gripper_{k}": v for k, v in self.arm.gripper_counts().items()}}
         level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN
         self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.commands / elapsed:.1f} commands/s",

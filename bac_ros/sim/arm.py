@@ -38,6 +38,7 @@ class ArmLimits:
     margin: float = 0.05  # rad kept away from each joint limit
     max_velocity_factor: float = 0.5  # fraction of the FR3 joint velocity limits a target may demand
     max_acceleration_factor: float | None = None  # fraction of the FR3 joint acceleration limits; None: no limit
+    stop_velocity_factor: float | None = 1.0  # a joint measured faster than this x its limit stops the arm
 
     def __post_init__(self):
         if not 0 <= self.margin < 0.5:
@@ -46,6 +47,8 @@ class ArmLimits:
             raise ValueError(f"max_velocity_factor must be in (0, 1], got {self.max_velocity_factor}")
         if self.max_acceleration_factor is not None and not 0 < self.max_acceleration_factor <= 1:
             raise ValueError(f"max_acceleration_factor must be in (0, 1] or None, got {self.max_acceleration_factor}")
+        if self.stop_velocity_factor is not None and not 0 < self.stop_velocity_factor <= 1.5:
+            raise ValueError(f"stop_velocity_factor must be in (0, 1.5] or None, got {self.stop_velocity_factor}")
 
     @property
     def low(self) -> np.ndarray:
@@ -56,14 +59,20 @@ class ArmLimits:
         return Q_HIGH - self.margin
 
 
-def safe_target(q_target: np.ndarray, q_ref: np.ndarray, dt: float, limits: ArmLimits) -> np.ndarray:
-    """Clamp a joint target into the limits and to at most `max_velocity_factor * DQ_MAX * dt` from
-    `q_ref` (the previous target). Raises ValueError on a malformed or non-finite target."""
+def checked_target(q_target) -> np.ndarray:
+    """`q_target` as 7 finite floats; ValueError otherwise."""
     q = np.asarray(q_target, dtype=float)
     if q.shape != (7,):
         raise ValueError(f"joint target must have 7 values, got shape {q.shape}")
     if not np.all(np.isfinite(q)):
         raise ValueError(f"joint target is not finite: {q}")
+    return q
+
+
+def safe_target(q_target: np.ndarray, q_ref: np.ndarray, dt: float, limits: ArmLimits) -> np.ndarray:
+    """Clamp a joint target into the limits and to at most `max_velocity_factor * DQ_MAX * dt` from
+    `q_ref` (the previous target). Raises ValueError on a malformed or non-finite target."""
+    q = checked_target(q_target)
     step = limits.max_velocity_factor * DQ_MAX * dt
     q = np.clip(q, q_ref - step, q_ref + step)
     return np.clip(q, limits.low, limits.high)
@@ -142,6 +151,7 @@ class Arm:
         self.commands_sent = 0
         self.clamped = 0  # targets moved into the joint position / velocity limits
         self.shaped = 0  # targets the acceleration limit smoothed (most of a policy's: not a safety event)
+        self.velocity_stops = 0  # damped stops because a joint moved faster than the limits allow
         self.errors: list[str] = []
 
     def start(self) -> "Arm":
@@ -207,13 +217,15 @@ class Arm:
     # ---- commands --------------------------------------------------------------------------------
     def command(self, q_target: np.ndarray, dq_target: np.ndarray | None = None, dt: float | None = None) -> np.ndarray:
         """Stream one joint target (made safe first); returns the target actually sent."""
+        checked_target(q_target)  # a bad target changes nothing
+        self._check_motion()  # may restart the torque loop where the arm came to rest
         now = time.monotonic()
         dt = dt if dt is not None else max(now - (self._last_time or now), 1e-3)
         vmax = self.limits.max_velocity_factor * DQ_MAX
         # Always an explicit velocity: a target set without one keeps the tracker's previous velocity
         # feed-forward, and the arm then drifts on after a chunk's last point (seen: it never got home).
         dq = np.zeros(7) if dq_target is None else np.clip(np.nan_to_num(np.asarray(dq_target, float)), -vmax, vmax)
-        q = safe_target(q_target, self._last_target, dt, self.limits)  # checks the target before anything else
+        q = safe_target(q_target, self._last_target, dt, self.limits)
         if not np.allclose(q, q_target):
             self.clamped += 1
         if self.limits.max_acceleration_factor is not None:
@@ -226,7 +238,6 @@ class Arm:
         v = (q - self._last_target) / dt
         if not np.allclose(q, q_target):
             dq = v  # on the way to the target: feed forward the limited motion
-        self._check_motion()
         self._tracker.set_target(q, dq)
         self._last_target, self._last_velocity, self._last_time = q, v, now
         self.commands_sent += 1
@@ -253,6 +264,8 @@ class Arm:
     def hold(self, q: np.ndarray | None = None) -> None:
         """Keep the current position (no new target arrived in time), or `q` (a simulator reset puts the
         arm there next)."""
+        if q is None:
+            self._check_motion()
         q = self.joint_positions() if q is None else np.asarray(q, float)
         self._tracker.set_target(q, np.zeros(7))
         self._last_target, self._last_velocity, self._last_time = q, np.zeros(7), time.monotonic()
@@ -263,33 +276,57 @@ class Arm:
         return self._last_target.copy()
 
     def _check_motion(self) -> None:
-        """Errors of franky's control thread surface here: recover, restart the tracker, carry on."""
+        """Errors of franky's control thread surface here: recover, restart the tracker, carry on.
+        A joint moving faster than `stop_velocity_factor` x its limit gets the arm stopped (damped, as an
+        FR3 reflex would) and a fresh torque loop where it came to rest. Why: seen on franky-sim, a kick
+        (contact, or a far target) can saturate the torque loop into a swing of joints 2 and 4 that grows
+        to ±1.8 rad at 10-17 rad/s and never decays, whatever the target; the simulator has no reflex."""
         try:
             self.robot.poll_motion()
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
             self.errors.append(str(e))
             self.robot.recover_from_errors()
             self._start_tracker()
+            return
+        factor = self.limits.stop_velocity_factor
+        if factor is None:
+            return
+        dq = np.abs(np.asarray(self.robot.current_joint_state.velocity, float))
+        if np.any(dq > factor * DQ_MAX):
+            self.velocity_stops += 1
+            self.errors.append(f"joint velocity {np.round(dq, 2).tolist()} rad/s over {factor} x the limits: "
+                               "stopped the arm")
+            self.restart_tracker()
 
-    def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
+    def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0, speed_factor: float = 0.25,
                   gripper_timeout: float = 6.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
         """Open the gripper (it opens while the arm moves), interpolate the streamed target to `q_home`
-        (min-jerk; longer when the arm is far away, so the velocity limit does not cut the path short),
+        (min-jerk, peaking at `speed_factor` x the joint velocity limits: longer when the arm is far away),
         wait until every joint is within `tolerance` rad of home (RuntimeError after `settle_timeout` s),
         then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding, and an
-        open waits behind a gripper action still running, which the worker stops after 3 s)."""
+        open waits behind a gripper action still running, which the worker stops after 3 s). After a
+        velocity stop the path starts again from where the arm came to rest (twice at most).
+        Why slow: on franky-sim, homing from a posture a policy had thrown the arm into (joint 2 at -1.7 rad)
+        at 0.5 x the limits set off the torque loop's swing (see `_check_motion`); at 0.25 x it did not."""
+        if not 0 < speed_factor <= self.limits.max_velocity_factor:
+            raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
         self.open_gripper()
-        q0 = self.joint_positions()
-        q_home = np.asarray(q_home, float)
-        # min-jerk peaks at 1.875x the mean speed: stay within the velocity limit the targets are held to
-        v = self.limits.max_velocity_factor * DQ_MAX
-        duration = max(duration, float(np.max(1.875 * np.abs(q_home - q0) / v)))
-        n = max(2, int(duration * rate))
-        for i in range(1, n + 1):
-            s = i / n
-            s = 10 * s**3 - 15 * s**4 + 6 * s**5
-            self.command(q0 + (q_home - q0) * s, dt=1.0 / rate)
-            time.sleep(1.0 / rate)
+        q_home = checked_target(q_home)
+        for _ in range(3):
+            stops = self.velocity_stops
+            q0 = self.joint_positions()
+            # min-jerk peaks at 1.875x the mean speed
+            d = max(duration, float(np.max(1.875 * np.abs(q_home - q0) / (speed_factor * DQ_MAX))))
+            n = max(2, int(d * rate))
+            for i in range(1, n + 1):
+                s = i / n
+                s = 10 * s**3 - 15 * s**4 + 6 * s**5
+                self.command(q0 + (q_home - q0) * s, dt=1.0 / rate)
+                time.sleep(1.0 / rate)
+                if self.velocity_stops != stops:
+                    break
+            if self.velocity_stops == stops:
+                break
         deadline = time.monotonic() + settle_timeout
         while np.max(np.abs(self.joint_positions() - q_home)) > tolerance:
             if time.monotonic() > deadline:

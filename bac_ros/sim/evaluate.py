@@ -41,6 +41,7 @@ class PolicyEpisode:
     dropped_points: int = 0
     pause_timeouts: int = 0  # sync: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
     late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
+    velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see Arm)
 
 
 class _History:
@@ -132,6 +133,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
+    stops = arm.velocity_stops
     k = 0  # action steps executed
     try:
         t0, image, state = _pause_and_observe(world, arm)
@@ -160,6 +162,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
                 break
     finally:
         world.resume()
+    ep.velocity_stops = arm.velocity_stops - stops
     return ep
 
 
@@ -221,6 +224,7 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
+    stops = arm.velocity_stops
     player = _ChunkPlayer(world, arm, cfg.action_dt, cfg.n_action_steps, commit_steps)
     observer = _Observer(world, arm, hist, cfg.action_dt)
     t_start = world.time()
@@ -248,4 +252,5 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
         player.join(2)
         observer.join(2)
     ep.dropped_points = player.dropped
+    ep.velocity_stops = arm.velocity_stops - stops
     return ep
