@@ -61,6 +61,9 @@ class ControllerNode(Node):
         self.feedforward = bool(p("velocity_feedforward"))
         self._last_sent = None
         self._lock = threading.Lock()
+        # Homing (its own executor thread) and the control tick both drive the Arm: one at a time. A tick
+        # that finds the arm taken skips (it must not block the executor that publishes joint states).
+        self._arm_lock = threading.Lock()
         self._horizon = RecedingHorizon(int(p("commit_steps")))  # chunks: (stamp, actions, dt)
         self._received = None  # when the newest chunk came (ROS clock)
         self._played = None
@@ -113,6 +116,17 @@ class ControllerNode(Node):
         """Send the chunk's target for *now* (`chunk_playback`; points already in the past are never sent;
         hold: each point once, when it falls due), the last point once the chunk is used up; hold position
         after the timeout."""
+        if not self._arm_lock.acquire(blocking=False):
+            return  # homing
+        stops = self.arm.velocity_stops
+        try:
+            self._control_tick()
+        finally:
+            self._arm_lock.release()
+        if self.arm.velocity_stops != stops:
+            self.get_logger().warn(self.arm.errors[-1])
+
+    def _control_tick(self) -> None:
         now = now_s(self)
         with self._lock:
             paused, received = self._paused, self._received
@@ -164,8 +178,9 @@ class ControllerNode(Node):
             self._horizon.clear()
             self._start = math.inf  # after homing, hold home until /bac/start
         try:
-            self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
-            self.arm.move_home(Q_HOME, duration=1.5)
+            with self._arm_lock:
+                self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
+                self.arm.move_home(Q_HOME, duration=1.5)
             resp.success, resp.message = True, "home"
         except Exception as e:  # noqa: BLE001 - reported to the caller
             resp.success, resp.message = False, str(e)

@@ -312,6 +312,7 @@ class Arm:
             raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
         self.open_gripper()
         q_home = checked_target(q_home)
+        q_start, stops_start = self.joint_positions(), self.velocity_stops
         for _ in range(3):
             stops = self.velocity_stops
             q0 = self.joint_positions()
@@ -330,8 +331,11 @@ class Arm:
         deadline = time.monotonic() + settle_timeout
         while np.max(np.abs(self.joint_positions() - q_home)) > tolerance:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the arm did not reach home within {settle_timeout} s: joint errors "
-                                   f"{np.round(self.joint_positions() - q_home, 3).tolist()} rad")
+                raise RuntimeError(
+                    f"the arm did not reach home within {settle_timeout} s: joint errors "
+                    f"{np.round(self.joint_positions() - q_home, 3).tolist()} rad (at the start "
+                    f"{np.round(q_start - q_home, 3).tolist()}; velocity stops {self.velocity_stops - stops_start}; "
+                    f"last robot error: {self.errors[-1] if self.errors else 'none'})")
             self.command(q_home, dt=1.0 / rate)
             time.sleep(1.0 / rate)
         deadline = time.monotonic() + gripper_timeout
