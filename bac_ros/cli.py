@@ -303,7 +303,7 @@ def cmd_eval(args) -> int:
             entries.append(("full", cfg.num_steps, None))
             continue
         for s in args.num_updates:
-            path = _schedule_file(cfg, method, s, Path(args.schedule_dir), args.similarity)
+            path = _schedule_file(cfg, method, s, Path(args.schedule_dir), args.similarity, top_n=args.top_n)
             if not path.is_file():
                 raise SystemExit(f"no schedule {path}: make it with `bac schedule --config {args.config} "
                                  f"--checkpoint {args.checkpoint} --data <demos> --method {method} --num-updates {s}"
@@ -346,6 +346,7 @@ def cmd_eval(args) -> int:
                              "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
                              "seeds": [seeds[0], seeds[-1]],
                              "similarity": args.similarity if method in ACS_METHODS else "cosine",
+                             "top_n": args.top_n if method == "bac" else None,
                              # per episode, in seed order: which seeds each method solves (paired comparisons)
                              "succeeded": [int(e.success) for e in eps],
                              "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,
@@ -491,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--schedule-dir", default=str(SCHEDULE_DIR))
     e.add_argument("--mode", choices=["sync", "realtime", "both"], default="sync")
     e.add_argument("--max-time", type=float, default=12.0, help="seconds of robot time per episode")
+    e.add_argument("--top-n", type=int, default=DEFAULT_TOP_N,
+                   help=f"bac: the Bubbling Union's n (schedule files _n<N>; default {DEFAULT_TOP_N})")
     e.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
                    help="which calibrated ACS schedules to use (files ending _l1 for l1)")
     e.add_argument("--commit-steps", type=int, default=None,

@@ -82,3 +82,17 @@ def test_eval_merge_joins_parallel_runs(tmp_path, tiny_yaml):
     assert [(r["method"], r["success_rate"]) for r in rows] == [("full", 0.75), ("bac", 0.5)]
     md = (tmp_path / "r" / "both.md").read_text()
     assert "| sync | bac | 4 | 4 | 50% | 3.50x" in md and (tmp_path / "r" / "both.png").exists()
+
+
+def test_eval_finds_bac_schedules_by_their_bubbling_union_n():
+    from bac_ros.cli import _schedule_file
+    from bac_ros.core.config import PolicyConfig
+    from bac_ros.sim.report import label
+
+    cfg = PolicyConfig.load("cpu_ddpm100")
+    assert _schedule_file(cfg, "bac", 14, Path("s"), top_n=1) == Path("s/grasp_dpt_cpu_ddpm100_bac_s14_n1.json")
+    assert _schedule_file(cfg, "bac", 14, Path("s")) == Path("s/grasp_dpt_cpu_ddpm100_bac_s14.json")
+    assert _schedule_file(cfg, "uniform", 18, Path("s"), top_n=1) == Path("s/grasp_dpt_cpu_ddpm100_uniform_s18.json")
+    assert label({"method": "bac", "top_n": 1}) == "bac n=1"
+    assert label({"method": "bac", "top_n": 3}) == label({"method": "bac"}) == "bac"
+    assert label({"method": "bac", "top_n": 1, "similarity": "l1"}) == "bac n=1 (l1)"

@@ -54,3 +54,19 @@ def test_colcon_build(tmp_path):
     assert (install / "share" / "bac_ros" / "package.xml").exists()
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "bac_ros").exists()
     assert list((install / "share" / "bac_ros" / "config").glob("*.yaml"))
+
+
+def test_shipped_configs_have_their_checkpoint():
+    """Every config in config/ loads and finds its shipped weights (cpu_ddpm100 samples the cpu policy's)."""
+    from bac_ros.core.config import CONFIG_DIR, PolicyConfig
+    from bac_ros.core.policy import resolve_checkpoint
+
+    cpu = PolicyConfig.load("cpu")
+    ddpm100 = PolicyConfig.load("cpu_ddpm100")
+    assert ddpm100.sampler.num_inference_steps == 100 and ddpm100.sampler.type == "ddpm"
+    assert ddpm100.weights_hash == cpu.weights_hash
+    assert resolve_checkpoint(ddpm100, "auto") == resolve_checkpoint(cpu, "auto") is not None
+    for path in CONFIG_DIR.glob("*.yaml"):
+        if path.stem in ("grasp",):  # node parameters, not a policy
+            continue
+        PolicyConfig.load(path.stem)

@@ -194,6 +194,15 @@ def test_one_training_step_and_checkpoint(tmp_path):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="not"):
         DiffusionPolicy.load(tmp_path / "ck", tiny_config(n_emb=64))
+    # the same weights sampled another way (DDPM, every training step): loads; its schedules are its own
+    sampler_all = {**cfg.sampler.__dict__, "type": "ddpm", "num_inference_steps": 50}
+    other = tiny_config(name="tiny_ddpm_all", weights=cfg.name, sampler=sampler_all)
+    assert other.weights_hash == cfg.weights_hash and other.config_hash != cfg.config_hash
+    assert other.weights_name == cfg.name and cfg.weights_name == cfg.name
+    resampled = DiffusionPolicy.load(tmp_path / "ck", other)
+    assert len(resampled.scheduler.timesteps) == 50 and resampled.weights_id == loaded.weights_id
+    with pytest.raises(ValueError, match="not"):  # the training noise schedule is part of the weights
+        DiffusionPolicy.load(tmp_path / "ck", tiny_config(sampler={**sampler_all, "num_train_timesteps": 60, "num_inference_steps": 8}))
     # warm start across n_obs_steps: shared tensors copied, the condition embedding keeps time + newest token
     one, fresh = DiffusionPolicy.warm_start(tmp_path / "ck", tiny_config(n_obs_steps=1))
     assert fresh == []

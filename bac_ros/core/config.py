@@ -79,6 +79,10 @@ class EncoderConfig:
         return self.image_feature_dim + self.state_dim
 
 
+def _digest(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     name: str
@@ -104,6 +108,9 @@ class PolicyConfig:
     num_threads: int = 0  # torch intra-op threads for inference; 0 keeps torch's default
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # the shipped checkpoint this config samples from ('' = its own name): another sampler for the same
+    # weights (e.g. the paper's 100 DDPM steps on the cpu policy) is a config of its own, with its schedules
+    weights: str = ""
 
     def __post_init__(self):
         if isinstance(self.sampler, dict):
@@ -137,11 +144,25 @@ class PolicyConfig:
 
     @property
     def config_hash(self) -> str:
-        """Hash of everything a schedule depends on: architecture and sampler (not the name)."""
+        """Hash of everything a schedule depends on: architecture and sampler (not the names)."""
         d = self.to_dict()
-        for k in ("name", "num_threads", "action_dt"):
+        for k in ("name", "num_threads", "action_dt", "weights"):
             d.pop(k)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return _digest(d)
+
+    @property
+    def weights_hash(self) -> str:
+        """Hash of everything trained weights depend on: the architecture and the training noise schedule,
+        not how inference samples (sampler type, number of steps, clipping)."""
+        d = self.to_dict()
+        for k in ("name", "num_threads", "action_dt", "weights"):
+            d.pop(k)
+        d["sampler"] = {k: d["sampler"][k] for k in ("num_train_timesteps", "beta_schedule", "prediction_type")}
+        return _digest(d)
+
+    @property
+    def weights_name(self) -> str:
+        return self.weights or self.name
 
     @classmethod
     def from_dict(cls, d: dict) -> "PolicyConfig":

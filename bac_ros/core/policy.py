@@ -209,9 +209,9 @@ class DiffusionPolicy(nn.Module):
         if not weights.is_file():
             raise FileNotFoundError(f"no checkpoint at {weights}")
         saved = PolicyConfig.load(directory / "config.json")
-        if cfg is not None and cfg.config_hash != saved.config_hash:
-            raise ValueError(f"checkpoint {directory} is for config {saved.name} ({saved.config_hash}), "
-                             f"not {cfg.name} ({cfg.config_hash})")
+        if cfg is not None and cfg.weights_hash != saved.weights_hash:
+            raise ValueError(f"checkpoint {directory} is for config {saved.name} (weights {saved.weights_hash}), "
+                             f"not {cfg.name} ({cfg.weights_hash})")
         policy = cls(cfg or saved)
         policy.load_state_dict(load_file(str(weights)))
         policy.weights_id = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
@@ -259,7 +259,7 @@ def resolve_checkpoint(cfg: PolicyConfig, checkpoint: str | None) -> str | None:
     if checkpoint in (None, "", "none"):
         return None
     if checkpoint == "auto":
-        shipped = CHECKPOINT_DIR / cfg.name
+        shipped = CHECKPOINT_DIR / cfg.weights_name
         return str(shipped) if (shipped / "model.safetensors").is_file() else None
     return checkpoint
 

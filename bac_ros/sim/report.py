@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.acs import DEFAULT_TOP_N
+
 
 def label(row: dict) -> str:
     """The method, with the ACS similarity when it is not the paper's cosine."""
-    sim = row.get("similarity", "cosine")
-    return row["method"] if sim == "cosine" else f"{row['method']} ({sim})"
+    sim, top_n = row.get("similarity", "cosine"), row.get("top_n")
+    name = row["method"] if top_n in (None, DEFAULT_TOP_N) else f"{row['method']} n={top_n}"
+    return name if sim == "cosine" else f"{name} ({sim})"
 
 
 def markdown_table(rows: list[dict]) -> str:
