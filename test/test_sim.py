@@ -415,23 +415,25 @@ def test_homing_from_a_thrown_posture_reaches_home():
     """An untrained policy threw the arm here (joint 2 leaning back at -1.7 rad; reproducing a CI failure of
     test_closed_loop_smoke): homing at
     0.5 x the velocity limits set off a growing swing of joints 2 and 4 that never reached home. At the
-    default 0.25 x it gets home with no stop; at 0.5 x the velocity stop catches the swing, and the path,
-    begun again from rest, gets home."""
+    default 0.25 x it gets home with no stop; at 0.5 x the velocity stop caught the swing (once, in each run
+    seen), and the path, begun again from rest, got home."""
     from bac_ros.sim.arm import Arm
     from bac_ros.sim.world import WorldProcess
 
     thrown = Q_HOME + np.array([1.39, -1.71, 0.93, 1.33, 0.01, 1.75, -0.17])
     cfg = WorldConfig(hostname="127.0.0.7")
     with WorldProcess(cfg) as world, Arm(cfg.hostname) as arm:
-        for speed, stops in ((0.25, 0), (0.5, 1)):
+        for speed in (0.25, 0.5):
             arm.hold(thrown)
             world.place_arm(thrown)
             time.sleep(0.3)
             arm.restart_tracker()
-            before = arm.velocity_stops
+            before, errors = arm.velocity_stops, len(arm.errors)
             arm.move_home(Q_HOME, duration=1.5, speed_factor=speed)  # RuntimeError if it does not get home
             assert np.max(np.abs(arm.joint_positions() - Q_HOME)) <= 0.02
-            assert arm.velocity_stops - before >= stops, (speed, arm.errors)
+            # every stop is reported (seen: none at 0.25x, one at 0.5x; the sim's timing decides)
+            stopped = [e for e in arm.errors[errors:] if "stopped the arm" in e]
+            assert len(stopped) == arm.velocity_stops - before, (speed, arm.errors)
         with pytest.raises(ValueError):
             arm.move_home(Q_HOME, speed_factor=0.6)  # faster than the targets may move
 
