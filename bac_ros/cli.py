@@ -319,9 +319,9 @@ def cmd_eval(args) -> int:
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     wcfg = WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1])
     sim = _FreshWorld(wcfg)
+    commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     try:
         for mode in modes:
-            commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
             run = (functools.partial(run_sync, fixed_noise=args.fixed_noise) if mode == "sync" else
                    functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise))
             for method, s, sched in entries:

@@ -142,21 +142,23 @@ class PolicyConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @property
-    def config_hash(self) -> str:
-        """Hash of everything a schedule depends on: architecture and sampler (not the names)."""
+    def _model_fields(self) -> dict:
+        """Every field but the names and the runtime settings."""
         d = self.to_dict()
         for k in ("name", "num_threads", "action_dt", "weights"):
             d.pop(k)
-        return _digest(d)
+        return d
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of everything a schedule depends on: architecture and sampler (not the names)."""
+        return _digest(self._model_fields())
 
     @property
     def weights_hash(self) -> str:
         """Hash of everything trained weights depend on: the architecture and the training noise schedule,
         not how inference samples (sampler type, number of steps, clipping)."""
-        d = self.to_dict()
-        for k in ("name", "num_threads", "action_dt", "weights"):
-            d.pop(k)
+        d = self._model_fields()
         d["sampler"] = {k: d["sampler"][k] for k in ("num_train_timesteps", "beta_schedule", "prediction_type")}
         return _digest(d)
 

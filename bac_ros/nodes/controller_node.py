@@ -118,13 +118,13 @@ class ControllerNode(Node):
         after the timeout."""
         if not self._arm_lock.acquire(blocking=False):
             return  # homing
-        stops = self.arm.velocity_stops
         try:
+            stops = self.arm.velocity_stops
             self._control_tick()
+            if self.arm.velocity_stops != stops:
+                self.get_logger().warn(self.arm.errors[-1])
         finally:
             self._arm_lock.release()
-        if self.arm.velocity_stops != stops:
-            self.get_logger().warn(self.arm.errors[-1])
 
     def _control_tick(self) -> None:
         now = now_s(self)
