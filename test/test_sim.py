@@ -325,39 +325,42 @@ def test_fixed_noise_makes_inference_a_function_of_the_observation(tiny_policy, 
     assert np.abs(fresh[0] - fresh[1]).max() > 1e-4  # fresh noise: another sample of the same distribution
 
 
-class _RecordingArm:
-    def __init__(self):
-        self.sent, self.holds = [], 0
+def test_no_chunk_stream_drives_the_arm_past_its_limits():
+    """The attack a lab found: a chunk whose point 1 is a 1 rad step of joint 1 due long after its stamp,
+    re-published every 0.2 s, was sent as one far target (the limits scaled with the chunk's dt) and the arm
+    flailed at 9-12x its velocity limits. Now such a dt is refused, and within the allowed dt every command
+    moves at most velocity limit x min(time since the last command, max_step_s), approaching the far point
+    at the limits (catch-up), never past the joint limits."""
+    from bac_ros.core.streaming import Chunk, ChunkExecutor
+    from bac_ros.sim.arm import Arm, drive
 
-    def command(self, q, dq=None, dt=None):
-        self.sent.append(float(q[0]))
-
-    def gripper_command(self, value):
-        pass
-
-    def hold(self):
-        self.holds += 1
-
-
-def test_realtime_player_sends_each_point_when_it_falls_due_never_before():
-    """The bug this guards against: point i sent as soon as point i-1's time had passed ran the arm one step
-    ahead of the plan (real-time success 4/8 with zero latency on seeds 0-7; 8/8 sent on time)."""
-    from bac_ros.sim.evaluate import _ChunkPlayer
-
-    arm, dt = _RecordingArm(), 0.1
-    player = _ChunkPlayer(world=None, arm=arm, dt=dt, n_exec=4)
-    plan = np.arange(8, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
-    player.submit(10.0, plan)
-    played = {}
-    for now in np.arange(10.13, 10.7, 0.01):  # the chunk arrives 1.3 steps late, polled every 10 ms
-        before = len(arm.sent)
-        player.tick(float(now))
-        if len(arm.sent) > before:
-            played[arm.sent[-1]] = float(now)
-    assert sorted(played) == [1.0, 2.0, 3.0, 4.0]  # point 0 is stale; then n_exec points from the first due
-    for i, t in played.items():
-        assert 10.0 + i * dt - 1e-9 <= t < 10.0 + (i + 1) * dt  # sent within its own step
-    assert player.dropped == 1 and arm.holds == 1  # no newer chunk by 10.5: hold
+    arm = Arm(limits=ArmLimits(max_acceleration_factor=0.5))
+    arm.robot, arm._tracker = _FakeRobot(), _FakeRobot()
+    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
+    ex = ChunkExecutor()
+    ex.start(0.0)
+    vmax = arm.limits.max_velocity_factor * DQ_MAX
+    sent, refused = [(0.0, Q_HOME.copy())], []
+    for k, (dt, jump) in enumerate([(5.0, 1.0), (0.4, 0.5), (0.2, 1.0), (0.2, -3.0), (0.05, 2.0)]):
+        for r in range(5):  # re-published every 0.2 s
+            t0 = 1.0 * k + 0.2 * r
+            plan = np.tile(np.r_[Q_HOME, 0.08], (4, 1))
+            plan[1:, 0] += jump
+            plan[1:, 3] = 5.0  # far outside joint 4's limits
+            refused.append(ex.offer(Chunk(t0, plan, dt), t0))
+            for now in np.arange(t0, t0 + 0.2, 0.01):
+                out = drive(ex, arm, float(now))
+                if out is not None:
+                    sent.append((float(now), out[1]))
+    assert refused[:10] == ["dt"] * 10 and set(refused[10:]) == {None}
+    for (t_prev, q_prev), (t, q) in zip(sent, sent[1:]):
+        step = np.abs(q - q_prev)
+        assert np.all(step <= vmax * min(t - t_prev, arm.limits.max_step_s) + 1e-9), (t, step)
+    qs = np.stack([q for _, q in sent])
+    assert np.all(qs >= arm.limits.low - 1e-12) and np.all(qs <= arm.limits.high + 1e-12)
+    assert ex.counts["catch_ups"] > 0 and arm.clamped > 0
+    # the far targets were approached, not given up: joint 1 got to +1 rad, then on its way to -3
+    assert qs[:, 0].max() >= Q_HOME[0] + 1.0 - 1e-6 and qs[:, 0].min() < Q_HOME[0] - 0.5
 
 
 class _FakeRobot:
@@ -367,6 +370,7 @@ class _FakeRobot:
         from types import SimpleNamespace
 
         self.current_joint_state = SimpleNamespace(position=Q_HOME.copy(), velocity=np.asarray(velocity, float))
+        self.q = None
 
     def poll_motion(self):
         pass

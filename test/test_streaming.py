@@ -70,15 +70,15 @@ def test_chunk_velocity_is_the_slope_interpolate_chunk_follows():
 
 
 def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
-    from bac_ros.core.streaming import RecedingHorizon
+    from bac_ros.core.streaming import Chunk, RecedingHorizon
 
     dt = 0.1
     h = RecedingHorizon(commit=3)
     assert h.current(0.0) is None
-    a = (0.0, "a", dt)
+    a = Chunk(0.0, "a", dt)
     h.offer(a)
     assert h.current(0.05) is a
-    b, c = (0.1, "b", dt), (0.2, "c", dt)
+    b, c = Chunk(0.1, "b", dt), Chunk(0.2, "c", dt)
     h.offer(b)
     assert h.current(0.25) is a  # a has played 2.5 of its 3 steps: b waits
     h.offer(c)  # a newer chunk replaces the waiting one
@@ -92,7 +92,7 @@ def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
     now.offer(b)
     assert now.current(0.01) is b  # commit 0: every new chunk at once
     late = RecedingHorizon(commit=3)
-    d, e = (1.0, "d", dt), (1.2, "e", dt)
+    d, e = Chunk(1.0, "d", dt), Chunk(1.2, "e", dt)
     late.offer(d)
     assert late.current(1.25) is d and late.first_index == 2  # arrived 2.5 steps after its stamp
     late.offer(e)
@@ -100,3 +100,96 @@ def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
     assert late.current(1.5) is e and late.first_index == 3
     with pytest.raises(ValueError):
         RecedingHorizon(commit=-1)
+
+
+def _chunk(stamp, n=16, dt=1 / 30, value=0.0):
+    from bac_ros.core.streaming import Chunk
+
+    return Chunk(stamp, np.full((n, 8), value, float), dt)
+
+
+def test_executor_refuses_what_it_cannot_play_safely_and_counts_why():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    ex = ChunkExecutor(ChunkRules(max_future_s=0.25, max_points=64))
+    assert ex.offer(_chunk(10.0), 10.0) == "before_start"  # nothing plays before start
+    ex.start(5.0)
+    nan = _chunk(10.0)
+    nan.actions[3, 2] = np.nan
+    cases = {
+        "malformed": [nan, Chunk(10.0, np.zeros((4, 7)), 0.03), Chunk(float("inf"), np.zeros((4, 8)), 0.03)],
+        "points": [_chunk(10.0, n=1), _chunk(10.0, n=1000)],
+        "dt": [_chunk(10.0, dt=5.0), _chunk(10.0, dt=0.0), _chunk(10.0, dt=-0.03), _chunk(10.0, dt=float("nan"))],
+        "future": [_chunk(25.0), _chunk(10.3)],  # a wall-clock stamp in a sim-time graph; 0.3 s ahead
+        "expired": [_chunk(6.0), _chunk(9.0, n=16)],  # last point due at 9.5 s, now 10 s
+        "before_start": [_chunk(4.9)],
+    }
+    for reason, chunks in cases.items():
+        for c in chunks:
+            assert ex.offer(c, 10.0) == reason, (reason, c.stamp, c.dt, c.actions.shape)
+    assert ex.offer(_chunk(10.1), 10.0) is None  # 0.1 s ahead: within the tolerance
+    assert ex.offer(_chunk(10.05), 10.1) == "out_of_order"  # older than the newest offered
+    assert ex.counts["accepted"] == 1
+    assert {k: v for k, v in ex.counts.items() if k.startswith("refused_")} == {
+        "refused_malformed": 3, "refused_points": 2, "refused_dt": 4, "refused_future": 2, "refused_expired": 2,
+        "refused_before_start": 2, "refused_out_of_order": 1}
+    with pytest.raises(ValueError):
+        ChunkRules(min_dt_s=0.3, max_dt_s=0.2)
+    with pytest.raises(ValueError):
+        ChunkRules(playback="jump")
+
+
+def test_executor_sends_each_point_once_when_due_with_the_time_since_the_last_command():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    dt = 0.1
+    ex = ChunkExecutor(ChunkRules(commit_steps=4, max_dt_s=0.2, timeout_s=1.0))
+    ex.start(10.0)
+    plan = np.arange(8, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
+    assert ex.offer(Chunk(10.0, plan, dt), 10.13) is None  # arrives 1.3 steps late
+    sent = []
+    for now in np.arange(10.13, 10.75, 0.01):  # polled every 10 ms
+        cmd = ex.tick(float(now))
+        if cmd is not None:
+            sent.append((cmd.q[0], float(now), cmd.t, cmd.dt))
+            ex.sent(cmd, cmd.q, held_back=False)
+    values = [v for v, *_ in sent]
+    assert values == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # point 0 is stale; the rest each once, the last kept
+    for v, now, t, _ in sent:
+        assert 10.0 + v * dt - 1e-9 <= now < 10.0 + (v + 1) * dt and t == pytest.approx(10.0 + v * dt)
+    # the limits' time base: the gap between the points' due times, not the 10 ms ticks that found them
+    assert [round(d, 6) for *_, d in sent[1:]] == [0.1] * 6
+    assert ex.counts["points_stale"] == 1 and ex.counts["points"] == 7
+    # no new chunk for the timeout: hold the last target, a command every tick
+    cmd = ex.tick(10.13 + 1.01)
+    assert cmd.kind == "hold" and cmd.q[0] == 7.0 and ex.counts["holds"] == 1
+
+
+def test_executor_catches_up_a_point_the_limits_held_back_and_a_long_gap_grants_no_big_step():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    ex = ChunkExecutor(ChunkRules(max_dt_s=0.2))
+    ex.start(0.0)
+    plan = np.zeros((3, 8))
+    plan[1:, 0] = 1.0  # a 1 rad step at point 1, due 0.2 s after the stamp
+    ex.offer(Chunk(0.0, plan, 0.2), 0.0)
+    first = ex.tick(0.0)
+    ex.sent(first, first.q, held_back=False)
+    assert ex.tick(0.1) is None  # point 0 is out; point 1 not due
+    step = ex.tick(0.2)
+    assert step.kind == "point" and step.dt == pytest.approx(0.2)  # the arm caps this at its max_step_s
+    ex.sent(step, np.r_[0.05, np.zeros(6)], held_back=True)
+    again = ex.tick(0.21)
+    assert again.kind == "catch-up" and again.q[0] == 1.0 and again.dt == pytest.approx(0.01)
+    ex.sent(again, again.q, held_back=False)
+    assert ex.tick(0.22) is None and ex.counts["catch_ups"] == 1
+    # a tick whose clock has not moved since the last command sends nothing (no zero-time step)
+    ex2 = ChunkExecutor()
+    ex2.start(0.0)
+    ex2.offer(_chunk(0.0), 0.0)
+    c = ex2.tick(0.0)
+    ex2.sent(c, c.q, held_back=True)
+    assert ex2.tick(0.0) is None
+    # stop: nothing plays until the next start
+    ex2.stop()
+    assert ex2.tick(1.0) is None and ex2.offer(_chunk(1.0), 1.0) == "before_start"

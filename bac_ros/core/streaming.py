@@ -12,6 +12,9 @@
   as soon as point i-1's time had passed (what an earlier version did) runs the arm one step ahead of
   the plan: measured on seed 0 with zero latency (the world paused during inference), the arm reached
   the cube 1.5 cm off and missed, where sync mode grasped it.
+- `ChunkExecutor`: the one set of rules that turns a stream of chunks into commands for the arm, used by
+  controller_node and the evaluation harness alike: which chunks are refused (and counted), which point
+  is due, when to hold, and the time base each command's limits use (never the chunk's declared dt).
 - `RecedingHorizon`: which chunk of a stream to play. With commit k, a new chunk waits until the playing
   one has played its first k steps (k = n_action_steps is how the policy was trained and evaluated in
   sync mode), then the newest one takes over; k = 0 replaces the chunk at every inference. Measured in
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,7 +74,7 @@ PLAYBACKS = {"hold": held_point, "interpolate": interpolate_chunk}
 
 
 class RecedingHorizon:
-    """Chunks are (stamp, actions, dt, ...) tuples. `offer` the newest; `current(now)` is the one to play:
+    """Of `Chunk`s: `offer` the newest; `current(now)` is the one to play:
     the playing chunk for commit*dt after it took over, then the newest offered. commit=0: every new chunk
     at once. Counting from the takeover, not from the chunk's stamp, matters under latency: a chunk that
     arrives L late would otherwise be replaced after commit*dt - L, by one that has waited and aged."""
@@ -91,15 +95,212 @@ class RecedingHorizon:
     def current(self, now: float):
         if self.waiting is not None and (self.playing is None or now >= self._until - 1e-9):
             self.playing, self.waiting = self.waiting, None
-            stamp, _, dt = self.playing[:3]
-            self.first_index = current_index(stamp, dt, now)
-            self._until = stamp + (self.first_index + self.commit) * dt  # after `commit` of its points
+            c = self.playing
+            self.first_index = current_index(c.stamp, c.dt, now)
+            self._until = c.stamp + (self.first_index + self.commit) * c.dt  # after `commit` of its points
             self.switches += 1
         return self.playing
 
     def clear(self) -> None:
         self.playing = self.waiting = None
         self._until = -math.inf
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A planned stretch of targets: point i (joints + gripper) is due at `stamp + i * dt` (s)."""
+    stamp: float
+    actions: np.ndarray  # (n, 8)
+    dt: float
+
+    @property
+    def end(self) -> float:
+        """When the last point falls due."""
+        return self.stamp + (len(self.actions) - 1) * self.dt
+
+
+@dataclass(frozen=True)
+class ChunkRules:
+    """How a chunk stream is played (`ChunkExecutor`); times in seconds of the clock the chunks are
+    stamped in (the robot's: the simulator's in simulation)."""
+    commit_steps: int = 8  # a chunk plays this many steps from its takeover before a newer one replaces it
+    playback: str = "hold"  # hold: each point once when due; interpolate: a target every tick
+    timeout_s: float = 0.5  # no chunk accepted for this long: hold the last target
+    max_future_s: float = 0.25  # a chunk stamped further ahead of now is refused (another clock?)
+    min_dt_s: float = 0.005  # a chunk's point spacing outside [min_dt_s, max_dt_s] is refused
+    max_dt_s: float = 0.2
+    max_points: int = 512
+    feedforward: bool = True  # send the chunk's own velocity with each target
+
+    @classmethod
+    def from_params(cls, p: dict) -> "ChunkRules":
+        """From controller_node's parameters (config/grasp.yaml)."""
+        return cls(int(p["commit_steps"]), str(p["chunk_playback"]), float(p["chunk_timeout_s"]),
+                   float(p["chunk_max_future_s"]), float(p["chunk_min_dt_s"]), float(p["chunk_max_dt_s"]),
+                   int(p["chunk_max_points"]), bool(p["velocity_feedforward"]))
+
+    def __post_init__(self):
+        if self.commit_steps < 0:
+            raise ValueError(f"commit_steps must be >= 0, got {self.commit_steps}")
+        if self.playback not in PLAYBACKS:
+            raise ValueError(f"playback must be one of {sorted(PLAYBACKS)}, got {self.playback!r}")
+        if not self.timeout_s > 0 or not self.max_future_s >= 0:
+            raise ValueError("timeout_s must be > 0 and max_future_s >= 0")
+        if not 0 < self.min_dt_s <= self.max_dt_s:
+            raise ValueError(f"need 0 < min_dt_s <= max_dt_s, got {self.min_dt_s}, {self.max_dt_s}")
+        if self.max_points < 2:
+            raise ValueError(f"max_points must be >= 2, got {self.max_points}")
+
+
+@dataclass(frozen=True)
+class Command:
+    """What to send to the arm this tick. `dt`: seconds since the previous command on the chunks' clock,
+    the time base of the arm's velocity and acceleration limits."""
+    kind: str  # "point" (a point fell due), "catch-up" (the limits held the last one back), "hold"
+    q: np.ndarray  # (7,) joint target
+    dq: np.ndarray | None  # (7,) velocity feed-forward, None: at rest
+    gripper: float | None  # commanded width (m), None: unchanged
+    dt: float
+    t: float  # the command's time: a point's due time (not the tick that found it), else now
+    index: int = -1  # the chunk point, -1 for a hold
+
+
+class ChunkExecutor:
+    """Chunks in (`offer`), one command or nothing per tick out (`tick`, then `sent` with what the arm
+    really sent). Safe by construction, whatever a publisher sends:
+    - refused and counted: malformed or non-finite actions, fewer than 2 or more than `max_points` points,
+      a spacing outside [min_dt_s, max_dt_s], a stamp more than `max_future_s` ahead of now, a chunk
+      whose last point is already past, one not newer than the newest offered, one planned before `start`;
+    - each command carries `dt` = the time since the previous command, never more than the gap between a
+      point's due time and the previous command (a point found late is not owed the time it waited); the
+      arm caps it again per command (`ArmLimits.max_step_s`), so a chunk's dt never widens the limits;
+    - when the arm's limits held a point back, it is sent again every tick (catch-up) until reached or
+      replaced, so a far point is approached at the limits instead of jumped to;
+    - no chunk accepted for `timeout_s`: hold the last target.
+    Not thread-safe: the caller serialises offer/tick/sent."""
+
+    REFUSALS = ("malformed", "points", "dt", "future", "expired", "out_of_order", "before_start")
+
+    def __init__(self, rules: ChunkRules = ChunkRules()):
+        self.rules = rules
+        self._play = PLAYBACKS[rules.playback]
+        self.counts: Counter = Counter()
+        self._horizon = RecedingHorizon(rules.commit_steps)
+        self._start = math.inf  # nothing plays before `start`
+        self._newest = -math.inf  # stamp of the newest chunk offered since the start
+        self._received: float | None = None
+        self._playing: Chunk | None = None
+        self._sent_index = -1
+        self._catch_up = False
+        self._t_prev: float | None = None
+        self._q_prev: np.ndarray | None = None
+        self._holding = False
+
+    # ---- control -------------------------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        """Play chunks planned from now on (stamped at or after `now`)."""
+        self._clear()
+        self._start = now
+
+    def stop(self) -> None:
+        """Play nothing until the next `start` (homing, a fault)."""
+        self._clear()
+        self._start = math.inf
+
+    def _clear(self) -> None:
+        self._horizon.clear()
+        self._newest, self._received, self._playing = -math.inf, None, None
+        self._sent_index, self._catch_up, self._holding = -1, False, False
+
+    @property
+    def started(self) -> bool:
+        return self._start < math.inf
+
+    @property
+    def playing(self) -> Chunk | None:
+        """The chunk playing now (None before the first)."""
+        return self._horizon.playing
+
+    # ---- input ---------------------------------------------------------------------------------------
+    def offer(self, chunk: Chunk, now: float) -> str | None:
+        """Queue `chunk`; returns None, or why it was refused (also counted as `refused_<reason>`)."""
+        reason = self._refusal(chunk, now)
+        if reason is not None:
+            self.counts[f"refused_{reason}"] += 1
+            return reason
+        if self._horizon.waiting is not None:
+            self.counts["superseded"] += 1  # never played: a newer one came first
+        self._horizon.offer(chunk)
+        self._newest, self._received = chunk.stamp, now
+        self.counts["accepted"] += 1
+        return None
+
+    def _refusal(self, chunk: Chunk, now: float) -> str | None:
+        r, a = self.rules, np.asarray(chunk.actions)
+        if a.ndim != 2 or a.shape[1] != 8 or not np.all(np.isfinite(a)) or not math.isfinite(chunk.stamp):
+            return "malformed"
+        if not 2 <= len(a) <= r.max_points:
+            return "points"
+        if not (math.isfinite(chunk.dt) and r.min_dt_s <= chunk.dt <= r.max_dt_s):
+            return "dt"
+        if chunk.stamp > now + r.max_future_s:
+            return "future"
+        if chunk.stamp < self._start:
+            return "before_start"
+        if chunk.end < now:
+            return "expired"
+        if chunk.stamp <= self._newest:
+            return "out_of_order"
+        return None
+
+    # ---- output --------------------------------------------------------------------------------------
+    def tick(self, now: float) -> Command | None:
+        """The command due at `now`, or None (nothing new to send)."""
+        if not self.started:
+            return None
+        chunk = self._horizon.current(now)
+        if chunk is None:
+            return None
+        if chunk is not self._playing:
+            self._playing, self._sent_index, self._catch_up = chunk, -1, False
+            self.counts["points_stale"] += self._horizon.first_index  # their time passed before it arrived
+        if now - self._received > self.rules.timeout_s:
+            if not self._holding:
+                self._holding = True
+                self.counts["holds"] += 1
+            self.counts["hold_ticks"] += 1
+            if self._q_prev is None:
+                return None
+            return self._command("hold", self._q_prev, None, None, now, now)
+        self._holding = False
+        a, n = chunk.actions, len(chunk.actions)
+        i = min(current_index(chunk.stamp, chunk.dt, now), n - 1)
+        if self.rules.playback == "hold":
+            if i == self._sent_index and not self._catch_up:
+                return None  # this point is out; the arm keeps it until the next falls due
+            kind = "catch-up" if i == self._sent_index else "point"
+            t = now if kind == "catch-up" else chunk.stamp + i * chunk.dt
+        else:
+            kind, t = "point", now
+        target = self._play(a, chunk.stamp, chunk.dt, now)
+        dq = chunk_velocity(a[:, :7], chunk.stamp, chunk.dt, now) if self.rules.feedforward else None
+        return self._command(kind, target[:7], dq, float(target[7]), t, now, i, chunk.dt)
+
+    def _command(self, kind, q, dq, gripper, t, now, index=-1, dt_first=None) -> Command | None:
+        t_prev = self._t_prev
+        t = min(max(t, t_prev if t_prev is not None else -math.inf), now)
+        dt = (t - t_prev) if t_prev is not None else (dt_first or self.rules.min_dt_s)
+        if dt <= 1e-6:
+            return None  # no time has passed since the last command: send it on the next tick
+        return Command(kind, np.asarray(q, float), dq, gripper, dt, t, index)
+
+    def sent(self, command: Command, q_sent: np.ndarray, held_back: bool) -> None:
+        """Report what the arm sent for `command`; `held_back`: its limits stopped short of the target."""
+        self._t_prev, self._q_prev = command.t, np.asarray(q_sent, float)
+        if command.kind == "hold":
+            return
+        self.counts["points" if command.kind == "point" else "catch_ups"] += 1
+        self._sent_index, self._catch_up = command.index, held_back
 
 
 class ObservationAligner:

@@ -1,226 +1,367 @@
 """controller_node: the only node that talks to the robot (franky). Publishes /joint_states; plays
-/bac/action_chunk on the ROS clock at control_rate_hz (stale points dropped; each point held for its
-step, as the demonstrations were streamed, or interpolated between points; the chunk's velocity as
-feed-forward), holds when chunks stop coming, and reports commands and first-command latency for the
-metrics. With use_sim_time the clock is the simulator's (see sim_node)."""
+/bac/action_chunk from the selected source (`chunk_source`) through the shared `ChunkExecutor` and the
+arm's limits (config/grasp.yaml), holds when chunks stop coming, and reports commands and first-command
+latency for the metrics. With use_sim_time the clock is the simulator's (see sim_node).
+
+States (on /diagnostics and the latched /bac/controller_state):
+connecting  no robot yet: retries with back-off; exit 2 after `connect_timeout_s` at start-up
+ready       holding the measured pose; chunks play after /bac/start
+running     playing chunks
+faulted     a robot error (reflex, control exception) or the robot gone: no commands; /bac/recover
+            (franky's recover_from_errors, a fresh torque loop at the measured pose, then ready), and
+            a robot that went away is reconnected by itself (then ready)
+"""
 from __future__ import annotations
 
-import math
 import sys
 import threading
+import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState, TimeReference
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import PLAYBACKS, RecedingHorizon, chunk_velocity, current_index
-from .runtime import diagnostics, now_s, run_node, spin_in_background, steady_timer
+from ..core.streaming import Chunk, ChunkExecutor, ChunkRules
+from ..sim.arm import Arm, ArmLimits, HomingError, RobotFault, drive
+from ..sim.kinematics import GRIPPER_MAX_WIDTH
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
+from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node, spin_in_background, steady_timer
+
+REALTIME_MODES = ("enforce", "ignore")
 
 
 class ControllerNode(Node):
     def __init__(self):
         super().__init__("controller_node")
-        self.declare_parameter("robot_ip", "127.0.0.1")
-        self.declare_parameter("joint_state_rate_hz", 100.0)
-        self.declare_parameter("control_rate_hz", 100.0)
-        self.declare_parameter("chunk_timeout_s", 0.5)
-        self.declare_parameter("joint_limit_margin", 0.05)
-        self.declare_parameter("max_velocity_factor", 0.5)
-        self.declare_parameter("max_acceleration_factor", 0.5)  # 0: no acceleration limit (not advised)
-        self.declare_parameter("stop_velocity_factor", 1.0)  # 0: no velocity stop (not advised)
-        self.declare_parameter("relative_dynamics_factor", 0.3)
-        self.declare_parameter("velocity_feedforward", True)
-        self.declare_parameter("commit_steps", 8)  # a chunk plays this many steps before a newer one takes over
-        self.declare_parameter("chunk_playback", "hold")  # hold | interpolate (see core.streaming)
-        p = lambda n: self.get_parameter(n).value  # noqa: E731
-        if p("chunk_playback") not in PLAYBACKS:
-            raise ValueError(f"parameter chunk_playback: {p('chunk_playback')!r} is not one of {sorted(PLAYBACKS)}")
-        self.playback = PLAYBACKS[p("chunk_playback")]
-        # hold: each point is sent once, when it falls due, with the chunk's dt, as the expert streamed the
-        # demonstrations; the tracker keeps it until the next. Re-sent every 10 ms tick, the velocity limit
-        # per tick cut each 30 Hz step into pieces with their own feed-forward (real-time harness, BAC S=7,
-        # seeds 0-7: 5/8 re-sent at 100 Hz, 8/8 sent once).
-        self.hold_points = p("chunk_playback") == "hold"
-        self._sent_point = (None, -1)  # (chunk, index) last sent in hold mode
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self.robot_ip = d("robot_ip", "127.0.0.1", "FR3 (FCI) address; franky-sim's loopback address in simulation")
+        realtime = d("realtime_mode", "enforce", "enforce: real-time kernel required (a real FR3); ignore: simulation")
+        if realtime not in REALTIME_MODES:
+            raise ValueError(f"parameter realtime_mode: {realtime!r} is not one of {REALTIME_MODES}")
+        self.connect_timeout = d("connect_timeout_s", 30.0, "retry the first connection this long, then exit 2",
+                                 1.0, 3600.0)
+        self.source = d("chunk_source", "policy_node", "the node whose chunks play ('' = any publisher)")
+        js_rate = d("joint_state_rate_hz", 100.0, "/joint_states rate (Hz, wall clock)", 1.0, 1000.0)
+        control_rate = d("control_rate_hz", 100.0, "control ticks (Hz, wall clock)", 10.0, 1000.0)
+        params = {
+            "chunk_playback": d("chunk_playback", "hold", "hold: each point once when due; interpolate: every tick"),
+            "chunk_timeout_s": d("chunk_timeout_s", 0.5, "no new chunk for this long: hold (s)", 0.01, 10.0),
+            "chunk_max_future_s": d("chunk_max_future_s", 0.25, "chunks stamped further ahead are refused (s)",
+                                    0.0, 5.0),
+            "chunk_min_dt_s": d("chunk_min_dt_s", 0.005, "chunks spaced closer are refused (s)", 0.001, 1.0),
+            "chunk_max_dt_s": d("chunk_max_dt_s", 0.2, "chunks spaced wider are refused (s)", 0.001, 1.0),
+            "chunk_max_points": d("chunk_max_points", 512, "chunks with more points are refused", 2, 100000),
+            "commit_steps": d("commit_steps", 8, "steps a chunk plays before a newer one takes over", 0, 1000),
+            "velocity_feedforward": d("velocity_feedforward", True, "send the chunk's velocity with each target"),
+            "joint_limit_margin": d("joint_limit_margin", 0.05, "rad kept from every joint limit", 0.0, 0.49),
+            "max_velocity_factor": d("max_velocity_factor", 0.5, "of the FR3 joint velocity limits", 0.01, 1.0),
+            "max_step_s": d("max_step_s", 0.05, "no target moves further than velocity limit x this (s)",
+                            0.001, 0.2),
+            "max_acceleration_factor": d("max_acceleration_factor", 0.5,
+                                         "of the FR3 joint acceleration limits; 0: none (not advised)", 0.0, 1.0),
+            "stop_velocity_factor": d("stop_velocity_factor", 1.0,
+                                      "measured joint speed over this x its limit stops the arm; 0: none",
+                                      0.0, 1.5),
+            "workspace_enabled": d("workspace_enabled", True, "refuse targets taking the TCP out of the box"),
+            "workspace_min": d("workspace_min", [0.25, -0.40, 0.02], "TCP box low corner (m, fr3_link0)"),
+            "workspace_max": d("workspace_max", [0.80, 0.40, 0.80], "TCP box high corner (m, fr3_link0)"),
+        }
+        rdf = d("relative_dynamics_factor", 0.3, "franky's relative dynamics factor", 0.01, 1.0)
+        torque = d("collision_torque_thresholds", [20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0],
+                   "franky set_collision_behavior torque thresholds (Nm, 7)")
+        force = d("collision_force_thresholds", [20.0, 20.0, 20.0, 25.0, 25.0, 25.0],
+                  "franky set_collision_behavior force thresholds (N, 6)")
+        if len(torque) != 7 or len(force) != 6:
+            raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
+        self.limits, rules = ArmLimits.from_params(params), ChunkRules.from_params(params)
+        self._arm_args = dict(limits=self.limits, realtime=realtime == "enforce", collision=(torque, force),
+                              relative_dynamics_factor=rdf, auto_recover=False)
+        self.add_on_set_parameters_callback(self._on_params)
 
-        from ..sim.arm import Arm, ArmLimits
-
-        import franky
-
-        accel, stop = float(p("max_acceleration_factor")), float(p("stop_velocity_factor"))
-        self.arm = Arm(p("robot_ip"), ArmLimits(float(p("joint_limit_margin")), float(p("max_velocity_factor")),
-                                                accel if accel > 0 else None, stop if stop > 0 else None))
-        self.arm.start()
-        rdf = float(p("relative_dynamics_factor"))
-        self.arm.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(rdf, rdf, rdf)
-        self.timeout = float(p("chunk_timeout_s"))
-        self.feedforward = bool(p("velocity_feedforward"))
-        self._last_sent = None
-        self._lock = threading.Lock()
-        # Homing (its own executor thread) and the control tick both drive the Arm: one at a time. A tick
-        # that finds the arm taken skips (it must not block the executor that publishes joint states).
+        self.reporter = Reporter(self)
+        self.executor = ChunkExecutor(rules)
+        self._lock = threading.RLock()  # the executor and the state: chunk/tick callbacks vs the service thread
+        # Homing and recovery (their own executor thread) and the control tick all drive the Arm: one at a
+        # time. A tick that finds the arm taken skips (it must not block the executor publishing joint states).
         self._arm_lock = threading.Lock()
-        self._horizon = RecedingHorizon(int(p("commit_steps")))  # chunks: (stamp, actions, dt)
-        self._received = None  # when the newest chunk came (ROS clock)
-        self._played = None
-        self._paused = False
-        self._start = -math.inf  # chunks stamped before this (observations from before /bac/start) are ignored
-        self.stale_chunks = 0
-        self._holding = False
-        self._hold_q = None
-        self.commands = 0
-        self.holds = 0
-        self.hold_ticks = 0  # control ticks spent holding (no new chunk within the timeout)
-        self.still_ticks = 0  # control ticks skipped: the clock had not moved since the last command
-        self.rejected = 0
-        self._t0 = now_s(self)
+        self.arm: Arm | None = None
+        self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
+        self.exit_error: str | None = None
+        self._played = None  # the chunk whose first command was reported
+        self._gids: dict[bytes, str] = {}
+        self._gid_refresh = -1.0
+        self._closing = threading.Event()
 
         self.js_pub = self.create_publisher(JointState, "/joint_states", 20)
         self.cmd_pub = self.create_publisher(JointState, "/bac/command", 20)
         self.first_pub = self.create_publisher(TimeReference, "/bac/first_command", 20)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5)
-        steady_timer(self, 1.0 / float(p("joint_state_rate_hz")), self.publish_joint_state)
-        self.period = 1.0 / float(p("control_rate_hz"))
-        steady_timer(self, self.period, self.control_tick)
-        self.create_timer(1.0, self.publish_diagnostics)
-        # Homing blocks for seconds: its service lives on a side node with an executor of its own, so that
-        # joint states, the clock and the control loop go on meanwhile.
-        self._home_node = rclpy.create_node("controller_node_home", context=self.context)
-        self._home_node.create_service(Trigger, "/bac/home", self.on_home)
+        self.state_pub = self.create_publisher(String, "/bac/controller_state", QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._chunk_sub = self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5)
+        steady_timer(self, 1.0 / js_rate, self.publish_joint_state)
+        steady_timer(self, 1.0 / control_rate, self.control_tick)
+        steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
+        # Homing and recovery block for seconds: their services live on a side node with an executor of its
+        # own, so that joint states, the clock and the control loop go on meanwhile.
+        self._side = rclpy.create_node("controller_node_services", context=self.context)
+        self._side.create_service(Trigger, "/bac/home", self.on_home)
+        self._side.create_service(Trigger, "/bac/recover", self.on_recover)
         self.create_service(Trigger, "/bac/start", self.on_start)
-        self._stop_home = spin_in_background(self._home_node, "home-service")
-        self.get_logger().info(f"connected to FR3 at {p('robot_ip')}")
+        self._stop_side = spin_in_background(self._side, "controller-services")
+        self._publish_state()
+        self._connector = self._connect_in_background(deadline=time.monotonic() + self.connect_timeout)
 
-    def on_chunk(self, msg: JointTrajectory) -> None:
+    # ---- connection and faults -----------------------------------------------------------------------
+    def _connect_in_background(self, deadline: float | None) -> threading.Thread:
+        t = threading.Thread(target=self._connect_loop, args=(deadline,), daemon=True, name="connect")
+        t.start()
+        return t
+
+    def _connect_loop(self, deadline: float | None) -> None:
+        """Connect with back-off (0.25 s doubling to 5 s). `deadline` (start-up only): then give up, exit 2."""
+        delay = 0.25
+        while not self._closing.is_set():
+            try:
+                arm = Arm(self.robot_ip, **self._arm_args).start()
+            except Exception as e:  # noqa: BLE001 - franky raises several types; all mean "not yet"
+                if deadline is not None and time.monotonic() > deadline:
+                    self.exit_error = (
+                        f"no FR3 at {self.robot_ip} within {self.connect_timeout:.0f} s (last error: {e}). Check "
+                        "that the robot is on and its joints unlocked, FCI is activated in Desk, this machine "
+                        "reaches robot_ip, and realtime_mode (enforce needs a real-time kernel); in simulation, "
+                        "that sim_node runs with hostname = robot_ip")
+                    self.context.try_shutdown()
+                    return
+                self.reporter.count("connect_attempts", f"FR3 at {self.robot_ip} not reachable ({e}); retrying")
+                self._closing.wait(delay)
+                delay = min(2 * delay, 5.0)
+                continue
+            with self._arm_lock:
+                self.arm = arm
+            with self._lock:
+                self.executor.stop()
+                self.state, self.reason = "ready", f"connected to the FR3 at {self.robot_ip}; holding"
+            self.reporter.count("connections")
+            self.get_logger().info(f"connected to the FR3 at {self.robot_ip}")
+            self._publish_state()
+            return
+
+    def _fault(self, error: BaseException, where: str) -> None:
+        """A robot error keeps the connection (recover with /bac/recover); anything else from franky means
+        the robot is gone: drop it and reconnect in the background."""
+        gone = not isinstance(error, RobotFault)
+        with self._lock:
+            if self.state == "faulted" and (not gone or self.arm is None):
+                return
+            self.executor.stop()
+            self.state = "faulted"
+            self.reason = f"{'robot lost' if gone else 'robot error'} in {where}: {error}"
+        self.reporter.count("faults_robot_lost" if gone else "faults_robot_error", self.reason, "error")
+        if gone:
+            arm, self.arm = self.arm, None
+            if arm is not None:  # its threads may block on the dead link: stop it aside
+                threading.Thread(target=arm.stop, daemon=True, name="drop-arm").start()
+            self._connector = self._connect_in_background(deadline=None)
+        self._publish_state()
+
+    def _robot_call(self, where: str, fn):
+        """Run `fn(arm)` if a usable robot is there; a franky error becomes a fault. Returns its result."""
+        arm = self.arm
+        if arm is None or (self.state == "faulted"):
+            return None
+        try:
+            return fn(arm)
+        except Exception as e:  # noqa: BLE001 - franky raises several types
+            self._fault(e, where)
+            return None
+
+    # ---- inputs --------------------------------------------------------------------------------------
+    def _on_params(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        for prm in params:
+            if prm.name == "chunk_source":
+                self.source = str(prm.value)
+                self.get_logger().info(f"playing chunks from {self.source or 'any publisher'}")
+            elif prm.name not in ("use_sim_time",):
+                return SetParametersResult(successful=False, reason=f"{prm.name} is read at start-up only")
+        return SetParametersResult(successful=True)
+
+    def _publisher(self, info) -> str | None:
+        """The node that published a message (from its publisher gid), None if not known yet."""
+        gid = bytes(info["publisher_gid"]["data"])
+        name = self._gids.get(gid)
+        if name is None and time.monotonic() - self._gid_refresh > 0.5:
+            self._gid_refresh = time.monotonic()
+            for ep in self.get_publishers_info_by_topic(self._chunk_sub.topic_name):
+                self._gids[bytes(ep.endpoint_gid)] = ep.node_name
+            name = self._gids.get(gid)
+        return name
+
+    @guarded()
+    def on_chunk(self, msg: JointTrajectory, info) -> None:
+        if self.source:
+            sender = self._publisher(info)
+            if sender != self.source:
+                self.reporter.count("chunks_refused_source",
+                                    f"chunk from {sender or 'an unknown node'} refused: the source is {self.source}")
+                return
         try:
             stamp, actions, dt = trajectory_to_chunk(msg)
         except ValueError as e:
-            self.rejected += 1
-            self.get_logger().warn(f"rejected chunk: {e}", throttle_duration_sec=2.0)
+            self.reporter.count("chunks_refused_malformed", f"chunk refused: {e}")
             return
-        if dt <= 0:
-            dt = 1.0 / 30.0
-        with self._lock:
-            if stamp < self._start:
-                self.stale_chunks += 1  # planned from what the camera saw before the start
-                return
-            self._horizon.offer((stamp, actions, dt))
-            self._received = now_s(self)
-
-    def control_tick(self) -> None:
-        """Send the chunk's target for *now* (`chunk_playback`; points already in the past are never sent;
-        hold: each point once, when it falls due), the last point once the chunk is used up; hold position
-        after the timeout."""
-        if not self._arm_lock.acquire(blocking=False):
-            return  # homing
-        try:
-            stops = self.arm.velocity_stops
-            self._control_tick()
-            if self.arm.velocity_stops != stops:
-                self.get_logger().warn(self.arm.errors[-1])
-        finally:
-            self._arm_lock.release()
-
-    def _control_tick(self) -> None:
         now = now_s(self)
         with self._lock:
-            paused, received = self._paused, self._received
-            chunk = None if paused else self._horizon.current(now)
-        if chunk is None:
+            reason = self.executor.offer(Chunk(stamp, actions, dt), now)
+        if reason is not None:  # counted by the executor (chunks_refused_<reason>)
+            self.reporter.warn(f"chunks_refused_{reason}", f"chunk stamped {stamp:.3f} s refused at {now:.3f} s: "
+                                f"{reason} (dt {dt:.4f} s, {len(actions)} points)")
+
+    # ---- control -------------------------------------------------------------------------------------
+    @guarded()
+    def control_tick(self) -> None:
+        if self.state not in ("ready", "running") or not self._arm_lock.acquire(blocking=False):
+            return  # not connected, faulted, or homing
+        try:
+            arm = self.arm
+            stops = arm.velocity_stops
+            now = now_s(self)
+            with self._lock:
+                out = self._robot_call("control", lambda a: drive(self.executor, a, now))
+            if arm.velocity_stops != stops:
+                self.reporter.count("velocity_stops", arm.errors[-1])
+        finally:
+            self._arm_lock.release()
+        if out is None:
             return
-        if self._last_sent is not None and now <= self._last_sent:
-            self.still_ticks += 1
-            return  # the (sim) clock has not moved since the last command
-        step = min(now - self._last_sent if self._last_sent is not None else self.period, 2 * self.period)
-        if now - received > self.timeout:
-            if not self._holding:  # hold where the last target was, braking to it at the acceleration limit
-                self._hold_q = self.arm.last_target
-                self.holds += 1
-                self._holding = True
-            self.arm.command(self._hold_q, None, dt=step)
-            self._last_sent = now
-            self.hold_ticks += 1
-            return
-        self._holding = False
-        stamp, actions, dt = chunk
-        if self.hold_points:
-            i = min(current_index(stamp, dt, now), len(actions) - 1)
-            if self._sent_point[0] is chunk and self._sent_point[1] == i:
-                return  # this point is out; the tracker keeps it until the next falls due
-            self._sent_point, step = (chunk, i), dt
-        target = self.playback(actions, stamp, dt, now)
-        dq = chunk_velocity(actions[:, :7], stamp, dt, now) if self.feedforward else None
-        q = self.arm.command(target[:7], dq, dt=step)
-        self.arm.gripper_command(float(target[7]))
-        self.commands += 1
-        sent = self._last_sent = now
-        self.cmd_pub.publish(vector_to_joint_state(q, None, float(target[7]), sent))
-        if chunk is not self._played:
+        cmd, q = out
+        width = cmd.gripper if cmd.gripper is not None else (0.0 if arm.gripper_closed else GRIPPER_MAX_WIDTH)
+        self.cmd_pub.publish(vector_to_joint_state(q, None, width, now))
+        chunk = self.executor.playing
+        if cmd.kind == "point" and chunk is not self._played:
             self._played = chunk
             ref = TimeReference(source="controller_node")
-            ref.header.stamp, ref.time_ref = to_time(sent), to_time(stamp)
+            ref.header.stamp, ref.time_ref = to_time(now), to_time(chunk.stamp)
             self.first_pub.publish(ref)
 
+    @guarded()
     def publish_joint_state(self) -> None:
-        q, dq, width = self.arm.state()
-        self.js_pub.publish(vector_to_joint_state(q, dq, width, now_s(self)))
+        state = self._robot_call("joint states", lambda a: a.state())
+        if state is not None:
+            q, dq, width = state
+            self.js_pub.publish(vector_to_joint_state(q, dq, width, now_s(self)))
+
+    # ---- services ------------------------------------------------------------------------------------
+    def _refuse_unless_usable(self, resp) -> bool:
+        if self.state in ("ready", "running"):
+            return False
+        resp.success = False
+        resp.message = f"{self.state}: {self.reason}" + ("; call /bac/recover" if self.state == "faulted" else "")
+        return True
 
     def on_home(self, _req, resp):
         from ..sim.kinematics import Q_HOME
 
+        if self._refuse_unless_usable(resp):
+            return resp
         with self._lock:
-            self._paused, self._received = True, None
-            self._horizon.clear()
-            self._start = math.inf  # after homing, hold home until /bac/start
+            self.executor.stop()  # after homing, hold home until /bac/start
+            self.state, self.reason = "ready", "homing"
         try:
             with self._arm_lock:
                 self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
                 self.arm.move_home(Q_HOME, duration=1.5)
             resp.success, resp.message = True, "home"
-        except Exception as e:  # noqa: BLE001 - reported to the caller
+            self.reason = "at home; holding"
+        except HomingError as e:
             resp.success, resp.message = False, str(e)
-        finally:
+            self.reason = "homing failed; holding"
+        except Exception as e:  # noqa: BLE001 - franky raises several types
+            self._fault(e, "homing")
+            resp.success, resp.message = False, self.reason
+        self._publish_state()
+        return resp
+
+    def on_recover(self, _req, resp):
+        """Clear a robot error: franky's recover_from_errors and a fresh torque loop at the measured pose;
+        then hold (ready) until /bac/start."""
+        if self.state in ("ready", "running"):
+            resp.success, resp.message = True, f"{self.state}: nothing to recover"
+            return resp
+        if self.arm is None:
+            resp.success, resp.message = False, f"{self.reason}; reconnecting to {self.robot_ip}"
+            return resp
+        try:
+            with self._arm_lock:
+                self.arm.recover()
             with self._lock:
-                self._paused, self._received = False, None
-                self._horizon.clear()
+                self.executor.stop()
+                self.state, self.reason = "ready", "recovered; holding"
+            self.reporter.count("recoveries")
+            resp.success, resp.message = True, "recovered; holding until /bac/start"
+        except Exception as e:  # noqa: BLE001 - franky raises several types
+            self._fault(e, "recovery")
+            resp.success, resp.message = False, f"recovery failed: {e}"
+        self._publish_state()
         return resp
 
     def on_start(self, _req, resp):
         """Play chunks again, only those planned from observations made from now on (after /bac/home the
         controller holds home: the scene may change before the start, e.g. a new object placed)."""
+        if self._refuse_unless_usable(resp):
+            return resp
+        now = now_s(self)
         with self._lock:
-            self._start, self._received = now_s(self), None
-            self._horizon.clear()
-        resp.success, resp.message = True, f"playing chunks stamped from {self._start:.3f} s"
+            self.executor.start(now)
+            self.state, self.reason = "running", f"playing chunks from {self.source or 'any publisher'}"
+        self._publish_state()
+        resp.success, resp.message = True, f"playing chunks stamped from {now:.3f} s"
         return resp
 
+    # ---- reporting -----------------------------------------------------------------------------------
+    def _publish_state(self) -> None:
+        self.state_pub.publish(String(data=f"{self.state}: {self.reason}"))
+
+    @guarded()
     def publish_diagnostics(self) -> None:
-        elapsed = max(1e-6, now_s(self) - self._t0)
-        values = {"commands": self.commands, "holds": self.holds, "hold_ticks": self.hold_ticks,
-                  "still_ticks": self.still_ticks, "chunks_rejected": self.rejected,
-                  "chunks_stale": self.stale_chunks,
-                  "targets_clamped": self.arm.clamped,
-                  "targets_shaped": self.arm.shaped, "velocity_stops": self.arm.velocity_stops,
-                  "robot_errors": len(self.arm.errors),
-                  **{f"gripper_{k}": v for k, v in self.arm.gripper_counts().items()}}
-        level = DiagnosticStatus.OK if not self.arm.errors else DiagnosticStatus.WARN
-        self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.commands / elapsed:.1f} commands/s",
-                                          values, level))
+        values = {"state": self.state, "reason": self.reason, "chunk_source": self.source,
+                  **{f"chunks_{k}": v for k, v in sorted(self.executor.counts.items())},
+                  **dict(sorted(self.reporter.counts.items()))}
+        arm = self.arm
+        if arm is not None:
+            values.update({"commands": arm.commands_sent, "targets_clamped": arm.clamped,
+                           "targets_shaped": arm.shaped, "workspace_refusals": arm.workspace_refusals,
+                           "velocity_stops_arm": arm.velocity_stops, "robot_errors": len(arm.errors),
+                           **{f"gripper_{k}": v for k, v in arm.gripper_counts().items()}})
+        level = {"running": DiagnosticStatus.OK, "ready": DiagnosticStatus.OK,
+                 "connecting": DiagnosticStatus.WARN}.get(self.state, DiagnosticStatus.ERROR)
+        self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.state}: {self.reason}", values,
+                                          level))
 
     def shutdown(self) -> None:
-        self._stop_home()
-        self._home_node.destroy_node()
-        self.arm.hold()
-        self.arm.stop()
+        self._closing.set()
+        self._stop_side()
+        self._side.destroy_node()
+        arm, self.arm = self.arm, None
+        if arm is not None:
+            if self.state != "faulted":
+                try:
+                    arm.hold()
+                except Exception:  # noqa: BLE001 - best effort: the robot may be gone
+                    pass
+            arm.stop()
 
 
 def main(args=None) -> int:
     return run_node(ControllerNode, "controller_node", args=args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -192,6 +192,10 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 latest["controller_diag"] = {kv.key: kv.value for kv in s.values}
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 20)
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    node.create_subscription(String, "/bac/controller_state", lambda m: latest.__setitem__("controller", m.data),
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     joints = {"q": None, "trace": None}  # latest position; (stamp, q + gripper width) samples of the episode
 
     def on_joints(msg):
@@ -223,7 +227,8 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
 
     steady_timer(node, 0.01, expert_tick)
     clients = {name: node.create_client(Trigger, name)
-               for name in ("/bac/home", "/bac/sim/home", "/bac/reset", "/bac/policy/reset", "/bac/start")}
+               for name in ("/bac/home", "/bac/recover", "/bac/sim/home", "/bac/reset", "/bac/policy/reset",
+                            "/bac/start")}
 
     def call(name: str, timeout: float = 30.0, must_succeed: bool = True) -> str:
         c = clients[name]
@@ -244,27 +249,36 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
-    def set_param(node_name: str, name: str, value: int) -> None:
+    def set_param(node_name: str, name: str, value: int | str) -> None:
         c = node.create_client(SetParameters, f"{node_name}/set_parameters")
         if not c.wait_for_service(timeout_sec=30.0):
             raise RuntimeError(f"{node_name} has no parameter service")
-        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
-            type=ParameterType.PARAMETER_INTEGER, integer_value=int(value)))])
-        fut = c.call_async(req)
+        pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
+              else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(value)))
+        fut = c.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
         _wait(fut, 10.0)
-        if not fut.done():
-            raise RuntimeError(f"setting {node_name} {name} timed out")
+        if not fut.done() or not fut.result().results[0].successful:
+            raise RuntimeError(f"setting {node_name} {name} failed")
 
     rows = []
     windows: dict[str, list[tuple[float, float]]] = {}
     try:
+        # The controller first: it retries until the simulated FR3 listens (the launch file's order does not
+        # matter either).
+        procs.start("controller_node", params_file, {"robot_ip": hostname, "realtime_mode": "ignore", **sim_time})
         procs.start("sim_node", params_file, {"seed_start": seed_start, "episode_time_s": episode_time,
                                               "hostname": hostname})
-        time.sleep(2.0)  # the simulated FR3 must listen before the controller connects
-        procs.start("controller_node", params_file, {"robot_ip": hostname, **sim_time})
         procs.start("metrics_node", params_file, {"log_dir": str(log_dir), **sim_time})
+        deadline = time.monotonic() + 90
+        while not str(latest.get("controller", "")).startswith(("ready", "running")):
+            procs.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"controller_node did not connect: {latest.get('controller')}")
+            time.sleep(0.1)
         for label, schedule in methods:
             set_param("/sim_node", "seed_start", seed_start)  # every method sees the same seeds
+            # only the selected source's chunks play: this process's for the expert, else the policy's
+            set_param("/controller_node", "chunk_source", "bac_demo" if schedule == EXPERT else "policy_node")
             latest["policy_diag"] = None
             if schedule != EXPERT:
                 procs.start("policy_node", params_file, {"schedule": schedule, **sim_time})
@@ -283,6 +297,7 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
                 # the episode's clock.
                 if call("/bac/home", must_succeed=False) != "home":
                     for attempt in range(1, 4):  # seen: the first home after a simulator reset failing too
+                        call("/bac/recover", must_succeed=False)  # a robot error faults the controller
                         call("/bac/sim/home")
                         if call("/bac/home", must_succeed=attempt == 3) == "home":
                             break

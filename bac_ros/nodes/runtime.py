@@ -8,8 +8,11 @@ only follows the simulator's /clock at 250 Hz costs 27-53 % of a core with it (1
 single-threaded, and the graph ran three such nodes."""
 from __future__ import annotations
 
+import functools
 import sys
 import threading
+import time
+from collections import Counter
 from typing import Callable
 
 import rclpy
@@ -41,6 +44,62 @@ def diagnostics(node: Node, name: str, message: str, values: dict, level=Diagnos
     msg = DiagnosticArray(status=[status])
     msg.header.stamp = node.get_clock().now().to_msg()
     return msg
+
+
+class Reporter:
+    """Counted, rate-limited warnings: the one way every node reports rejected input and faults. Counts go
+    to /diagnostics; the log gets at most one line per key every `period_s` (wall clock), with the count.
+    (rclpy's own `throttle_duration_sec` refuses a call site whose filters change between calls: seen
+    crashing controller_node when a velocity-stop warning followed a throttled rejection.)"""
+
+    def __init__(self, node: Node, period_s: float = 2.0):
+        self.node, self.period = node, period_s
+        self.counts: Counter = Counter()
+        self._last: dict[str, float] = {}
+
+    def count(self, key: str, message: str | None = None, level: str = "warn") -> None:
+        self.counts[key] += 1
+        if message is not None:
+            self.warn(key, message, level)
+
+    def warn(self, key: str, message: str, level: str = "warn") -> None:
+        """Log `message` (rate-limited per key) without counting: for events counted elsewhere."""
+        now = time.monotonic()
+        if now - self._last.get(key, -float("inf")) >= self.period:
+            self._last[key] = now
+            log = self.node.get_logger()
+            n = self.counts.get(key, 0)
+            getattr(log, level)(message + (f" ({n} so far)" if n > 1 else ""))
+
+
+def guarded(reporter_attr: str = "reporter"):
+    """Decorator for a node method used as a callback: an exception is counted and logged
+    (`callback_failed_<name>`), never raised into the executor (which would end the node)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - bad input must not stop the node
+                if not self.context.ok():
+                    return None
+                getattr(self, reporter_attr).count(f"callback_failed_{fn.__name__}", f"{fn.__name__}: {e!r}", "error")
+                return None
+        return call
+    return wrap
+
+
+def declare(node: Node, name: str, default, description: str, low: float | None = None, high: float | None = None):
+    """Declare a parameter with a descriptor (description, and a range for numbers); returns its value.
+    A value outside the range makes the node refuse to start."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    d = ParameterDescriptor(description=description)
+    if low is not None and isinstance(default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    elif low is not None and isinstance(default, int) and not isinstance(default, bool):
+        d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+    return node.declare_parameter(name, default, d).value
 
 
 def spin_in_background(node: Node, name: str) -> Callable[[], None]:
@@ -90,4 +149,8 @@ def run_node(make: Callable[[], Node], name: str, args=None,
             node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    error = getattr(node, "exit_error", None)  # a node may end itself (e.g. no robot within its timeout)
+    if error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -15,8 +15,10 @@ stiffness 600 and the FR3's torque rate limit (1 Nm/ms): a 0.3 rad step of joint
 torque loop into an oscillation of +-1.8 rad that never decayed; a slow motion streamed at 100 Hz with a
 new random offset every 33 ms (chunk switches) did the same from offsets of 0.01 rad up (0.003 rad: fine).
 With the factor 0.5 offsets up to 0.06 rad were tracked within 0.16 rad (0.1 rad: unstable again); with
-1.0, 0.03 rad was not. The controller node uses 0.5; the evaluation harness, which sends 30 Hz points
-and switches chunks every n_action_steps, runs without it (its tables were measured so).
+1.0, 0.03 rad was not. controller_node and the evaluation harness use the same limits (config/grasp.yaml).
+Per command, a target moves at most velocity limit x min(dt, `max_step_s`) from the previous one: the
+torque loop takes a target at once, so the time since the last command never licenses a larger step
+(seen: a 1 rad step sent after 5 s of holding flung the arm at 9-12x its velocity limits).
 """
 from __future__ import annotations
 
@@ -39,6 +41,12 @@ class ArmLimits:
     max_velocity_factor: float = 0.5  # fraction of the FR3 joint velocity limits a target may demand
     max_acceleration_factor: float | None = None  # fraction of the FR3 joint acceleration limits; None: no limit
     stop_velocity_factor: float | None = 1.0  # a joint measured faster than this x its limit stops the arm
+    # No command moves a joint further than velocity limit x this (s) from the previous target, however long
+    # ago that was: the torque loop takes a target at once, so a long gap must not license a big step.
+    max_step_s: float = 0.05
+    # TCP box (m, robot base frame): ((x, y, z) low, (x, y, z) high); a target that takes the TCP out of it,
+    # or further out, is refused (the last target is kept). None: no box.
+    workspace: tuple | None = None
 
     def __post_init__(self):
         if not 0 <= self.margin < 0.5:
@@ -49,6 +57,12 @@ class ArmLimits:
             raise ValueError(f"max_acceleration_factor must be in (0, 1] or None, got {self.max_acceleration_factor}")
         if self.stop_velocity_factor is not None and not 0 < self.stop_velocity_factor <= 1.5:
             raise ValueError(f"stop_velocity_factor must be in (0, 1.5] or None, got {self.stop_velocity_factor}")
+        if not 0 < self.max_step_s <= 0.2:
+            raise ValueError(f"max_step_s must be in (0, 0.2] s, got {self.max_step_s}")
+        if self.workspace is not None:
+            lo, hi = (np.asarray(v, float) for v in self.workspace)
+            if lo.shape != (3,) or hi.shape != (3,) or not np.all(lo < hi):
+                raise ValueError(f"workspace must be ((x, y, z) low, (x, y, z) high) with low < high, got {self.workspace}")
 
     @property
     def low(self) -> np.ndarray:
@@ -57,6 +71,40 @@ class ArmLimits:
     @property
     def high(self) -> np.ndarray:
         return Q_HIGH - self.margin
+
+
+    @classmethod
+    def from_params(cls, p: dict) -> "ArmLimits":
+        """From controller_node's parameters (config/grasp.yaml), the one place the lab sets them."""
+        accel, stop = float(p["max_acceleration_factor"]), float(p["stop_velocity_factor"])
+        box = (tuple(p["workspace_min"]), tuple(p["workspace_max"])) if p["workspace_enabled"] else None
+        return cls(float(p["joint_limit_margin"]), float(p["max_velocity_factor"]), accel if accel > 0 else None,
+                   stop if stop > 0 else None, float(p["max_step_s"]), box)
+
+
+def load_controller_params(path=None) -> dict:
+    """controller_node's parameters from a parameter file (default: the package's config/grasp.yaml)."""
+    import yaml
+
+    from ..core.config import CONFIG_DIR
+
+    text = (CONFIG_DIR / "grasp.yaml" if path is None else path).read_text()
+    return yaml.safe_load(text)["controller_node"]["ros__parameters"]
+
+
+def drive(executor, arm: "Arm", now: float):
+    """One control tick, the same for controller_node and the evaluation harness: the executor's command
+    for `now` through the arm's limits, or just the arm's checks when there is none. Returns (command,
+    target sent) or None."""
+    cmd = executor.tick(now)
+    if cmd is None:
+        arm.check()  # the velocity stop watches the measured state every tick, not only when commanding
+        return None
+    q = arm.command(cmd.q, cmd.dq, dt=cmd.dt)
+    executor.sent(cmd, q, arm.held_back)
+    if cmd.gripper is not None:
+        arm.gripper_command(cmd.gripper)
+    return cmd, q
 
 
 def checked_target(q_target) -> np.ndarray:
@@ -71,11 +119,26 @@ def checked_target(q_target) -> np.ndarray:
 
 def safe_target(q_target: np.ndarray, q_ref: np.ndarray, dt: float, limits: ArmLimits) -> np.ndarray:
     """Clamp a joint target into the limits and to at most `max_velocity_factor * DQ_MAX * dt` from
-    `q_ref` (the previous target). Raises ValueError on a malformed or non-finite target."""
+    `q_ref` (the previous target), dt capped at `max_step_s`. Raises ValueError on a malformed or
+    non-finite target."""
     q = checked_target(q_target)
-    step = limits.max_velocity_factor * DQ_MAX * dt
+    step = limits.max_velocity_factor * DQ_MAX * min(dt, limits.max_step_s)
     q = np.clip(q, q_ref - step, q_ref + step)
     return np.clip(q, limits.low, limits.high)
+
+
+def box_excess(p: np.ndarray, box) -> float:
+    """How far (m) point `p` lies outside the box ((low xyz), (high xyz)); 0 inside."""
+    lo, hi = (np.asarray(v, float) for v in box)
+    return float(np.linalg.norm(np.maximum(lo - p, 0.0) + np.maximum(p - hi, 0.0)))
+
+
+class HomingError(RuntimeError):
+    """The arm did not reach home in time (it may be stuck on the table or the cube)."""
+
+
+class RobotFault(RuntimeError):
+    """The robot reported an error (a reflex, a control or network exception): it needs `Arm.recover`."""
 
 
 def limit_acceleration(q_target: np.ndarray, dq_target: np.ndarray, q_ref: np.ndarray, v_ref: np.ndarray,
@@ -91,21 +154,30 @@ def limit_acceleration(q_target: np.ndarray, dq_target: np.ndarray, q_ref: np.nd
 
 
 class _GripperWorker(threading.Thread):
-    """Sends open/close to the gripper when the decision changes; latest decision wins. An action that has
-    not finished within `timeout` s is stopped and counted (seen in franky-sim: a grasp whose fingers
-    ended past closed never returned, and the worker then ignored every later command)."""
+    """Sends open/close to the gripper when the decision changes; latest decision wins. Whether an action
+    is needed is read from the gripper (its width, whether it holds something), not from what was last
+    requested: seen on a slow machine, a grasp that timed out left the worker believing "closed" while the
+    fingers stood open, and every later close was skipped. An action that has not finished within
+    `timeout` s of robot time (`clock`) is stopped and counted (seen in franky-sim: a grasp whose fingers
+    ended past closed never returned)."""
 
-    def __init__(self, gripper, speed: float = 0.1, force: float = 40.0, timeout: float = 3.0):
+    def __init__(self, gripper, clock, speed: float = 0.1, force: float = 40.0, timeout: float = 3.0):
         super().__init__(daemon=True, name="gripper")
-        self.gripper, self.speed, self.force, self.timeout = gripper, speed, force, timeout
+        self.gripper, self.clock, self.speed, self.force, self.timeout = gripper, clock, speed, force, timeout
         self._want: queue.Queue = queue.Queue()
-        self.closed: bool | None = None
         self.errors = 0
         self.timeouts = 0
         self.actions = 0
 
     def request(self, close: bool) -> None:
         self._want.put(close)
+
+    def _done(self, close: bool) -> bool:
+        """The gripper is already where `close` wants it."""
+        width = float(self.gripper.width)
+        if close:
+            return bool(self.gripper.is_grasped) or width < 0.002
+        return width > GRIPPER_MAX_WIDTH - 0.005
 
     def run(self) -> None:
         while True:
@@ -114,61 +186,91 @@ class _GripperWorker(threading.Thread):
                 close = self._want.get()
             if close is None:
                 return
-            if close == self.closed:
-                continue
-            self.actions += 1
             try:
+                if self._done(close):
+                    continue
+                self.actions += 1
                 if close:
                     fut = self.gripper.grasp_async(0.0, self.speed, self.force, epsilon_inner=0.08,
                                                    epsilon_outer=0.08)
                 else:
                     fut = self.gripper.move_async(GRIPPER_MAX_WIDTH, self.speed)
-                if not fut.wait(self.timeout):
-                    self.timeouts += 1
-                    self.gripper.stop()
-                self.closed = close
-            except Exception:  # noqa: BLE001 - a failed grasp (nothing in hand) is not fatal
+                t0, wall0 = self.clock(), time.monotonic()
+                while not fut.wait(0.05):
+                    # robot time; the wall clock only as a backstop if the robot's clock stopped
+                    if self.clock() - t0 > self.timeout or time.monotonic() - wall0 > 10 * self.timeout + 5:
+                        self.timeouts += 1
+                        self.gripper.stop()
+                        break
+            except Exception:  # noqa: BLE001 - a failed grasp (nothing in hand), or the gripper gone
                 self.errors += 1
-                self.closed = close
 
     def stop(self) -> None:
         self._want.put(None)
 
 
 class Arm:
-    """franky Robot + Gripper behind a few verbs: start, command, gripper, state, hold, stop."""
+    """franky Robot + Gripper behind a few verbs: start, check, command, gripper, state, hold, stop.
+
+    `realtime`: libfranka's RealtimeConfig.Enforce (a real FR3 on a real-time kernel) or Ignore
+    (simulation). `collision`: (torque thresholds (7,) Nm, force thresholds (6,) N) for franky's
+    `set_collision_behavior`, None: franky's defaults. `auto_recover`: on a robot error, recover and carry
+    on (the evaluation harness, in simulation); False: `check` raises `RobotFault` and the caller decides
+    (controller_node: a faulted state until /bac/recover)."""
 
     def __init__(self, hostname: str = "127.0.0.1", limits: ArmLimits = ArmLimits(),
-                 stiffness=DEFAULT_STIFFNESS, gripper_hysteresis: float = 0.2):
+                 stiffness=DEFAULT_STIFFNESS, gripper_hysteresis: float = 0.2, realtime: bool = False,
+                 collision: tuple | None = None, relative_dynamics_factor: float | None = None,
+                 auto_recover: bool = True):
         self.hostname, self.limits = hostname, limits
         self.stiffness = np.asarray(stiffness, float)
         self.hysteresis = gripper_hysteresis
+        self.realtime, self.collision, self.rdf = realtime, collision, relative_dynamics_factor
+        self.auto_recover = auto_recover
         self.robot = self.gripper = self._tracker = self._gripper_worker = None
+        self._kin = None
+        if limits.workspace is not None:
+            from .kinematics import FR3Kinematics
+
+            self._kin = FR3Kinematics()
         self._last_target: np.ndarray | None = None
         self._last_velocity = np.zeros(7)  # of the commanded target
-        self._last_time: float | None = None
         self._closed = False
+        self.held_back = False  # the last command stopped short of its target (velocity limit)
         self.commands_sent = 0
         self.clamped = 0  # targets moved into the joint position / velocity limits
         self.shaped = 0  # targets the acceleration limit smoothed (most of a policy's: not a safety event)
+        self.workspace_refusals = 0  # targets refused because the TCP would leave the workspace box
         self.velocity_stops = 0  # damped stops because a joint moved faster than the limits allow
         self.errors: list[str] = []
 
     def start(self) -> "Arm":
+        """Connect (franky.Robot + Gripper) and start the torque loop holding the measured pose. Raises
+        what franky raises (e.g. "Connection to FCI refused" while nothing listens at `hostname`)."""
         import franky
 
         self._franky = franky
-        self.robot = franky.Robot(self.hostname, realtime_config=franky.RealtimeConfig.Ignore)
-        # As root, franky.Robot() puts the calling thread on SCHED_FIFO 99, inherited by later threads.
+        mode = franky.RealtimeConfig.Enforce if self.realtime else franky.RealtimeConfig.Ignore
         try:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        except (PermissionError, AttributeError):
-            pass
-        self.robot.recover_from_errors()
-        self.gripper = franky.Gripper(self.hostname)
-        self._gripper_worker = _GripperWorker(self.gripper)
-        self._gripper_worker.start()
-        self._start_tracker()
+            self.robot = franky.Robot(self.hostname, realtime_config=mode)
+            # As root, franky.Robot() puts the calling thread on SCHED_FIFO 99, inherited by later threads.
+            try:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            except (PermissionError, AttributeError, OSError):
+                pass
+            self.robot.recover_from_errors()
+            if self.collision is not None:
+                torque, force = self.collision
+                self.robot.set_collision_behavior([float(v) for v in torque], [float(v) for v in force])
+            if self.rdf is not None:
+                self.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(self.rdf, self.rdf, self.rdf)
+            self.gripper = franky.Gripper(self.hostname)
+            self._gripper_worker = _GripperWorker(self.gripper, self.robot_time)
+            self._gripper_worker.start()
+            self._start_tracker()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def restart_tracker(self) -> None:
@@ -183,13 +285,26 @@ class Arm:
         self.robot.recover_from_errors()
         self._start_tracker()
 
+    def recover(self) -> None:
+        """After a `RobotFault`: franky's error recovery, then a fresh torque loop holding the measured pose."""
+        self.restart_tracker()
+
     def _start_tracker(self) -> None:
         franky = self._franky
         self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
                                                      lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
         q = self.joint_positions()
         self._tracker.set_target(q)
-        self._last_target, self._last_velocity, self._last_time = q, np.zeros(7), time.monotonic()
+        self._last_target, self._last_velocity = q, np.zeros(7)
+
+    def robot_time(self) -> float:
+        """The robot's clock (s): the FR3's, or the simulator's (below real time on a slow machine)."""
+        return self.robot.state.time.to_sec()
+
+    def _deadline(self, seconds: float):
+        """A deadline `seconds` of robot time away; the wall clock backs it up if the robot's clock stops."""
+        t0, wall0 = self.robot_time(), time.monotonic()
+        return lambda: self.robot_time() - t0 > seconds or time.monotonic() - wall0 > 10 * seconds + 10
 
     # ---- state -----------------------------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:
@@ -208,40 +323,60 @@ class Arm:
     def gripper_counts(self) -> dict[str, int]:
         """Gripper actions sent, stopped after the timeout, and failed (a grasp with nothing in hand)."""
         w = self._gripper_worker
-        return {"actions": w.actions, "timeouts": w.timeouts, "errors": w.errors}
+        return {"actions": w.actions, "timeouts": w.timeouts, "errors": w.errors} if w else {}
 
     @property
     def gripper_closed(self) -> bool:
         return self._closed
 
+    @property
+    def last_target(self) -> np.ndarray:
+        """The joint target last sent."""
+        return self._last_target.copy()
+
     # ---- commands --------------------------------------------------------------------------------
-    def command(self, q_target: np.ndarray, dq_target: np.ndarray | None = None, dt: float | None = None) -> np.ndarray:
-        """Stream one joint target (made safe first); returns the target actually sent."""
+    def command(self, q_target: np.ndarray, dq_target: np.ndarray | None = None, dt: float = 1 / 30) -> np.ndarray:
+        """Stream one joint target, made safe first; returns the target actually sent. `dt` (s): the time
+        since the previous command on the robot's clock, the time base of the limits (capped at
+        `max_step_s`). Sets `held_back` when the velocity limit stopped it short of the target."""
         checked_target(q_target)  # a bad target changes nothing
-        self._check_motion()  # may restart the torque loop where the arm came to rest
-        now = time.monotonic()
-        dt = dt if dt is not None else max(now - (self._last_time or now), 1e-3)
-        vmax = self.limits.max_velocity_factor * DQ_MAX
+        if not dt > 0:
+            raise ValueError(f"dt must be > 0 s, got {dt}")
+        self.check()  # may restart the torque loop where the arm came to rest
+        lim = self.limits
+        dt = min(float(dt), lim.max_step_s)
+        vmax = lim.max_velocity_factor * DQ_MAX
         # Always an explicit velocity: a target set without one keeps the tracker's previous velocity
         # feed-forward, and the arm then drifts on after a chunk's last point (seen: it never got home).
         dq = np.zeros(7) if dq_target is None else np.clip(np.nan_to_num(np.asarray(dq_target, float)), -vmax, vmax)
-        q = safe_target(q_target, self._last_target, dt, self.limits)
+        q = safe_target(q_target, self._last_target, dt, lim)
+        self.held_back = not np.allclose(q, np.clip(np.asarray(q_target, float), lim.low, lim.high))
         if not np.allclose(q, q_target):
             self.clamped += 1
-        if self.limits.max_acceleration_factor is not None:
-            a_max = self.limits.max_acceleration_factor * DDQ_MAX
+        if lim.max_acceleration_factor is not None:
+            a_max = lim.max_acceleration_factor * DDQ_MAX
             q_limited = q
             q = safe_target(limit_acceleration(q_target, dq, self._last_target, self._last_velocity, dt, a_max),
-                            self._last_target, dt, self.limits)
+                            self._last_target, dt, lim)
             if not np.allclose(q, q_limited):
                 self.shaped += 1
+        if lim.workspace is not None and self._leaves_workspace(q):
+            self.workspace_refusals += 1
+            q, dq, self.held_back = self._last_target.copy(), np.zeros(7), False
         v = (q - self._last_target) / dt
         if not np.allclose(q, q_target):
             dq = v  # on the way to the target: feed forward the limited motion
         self._tracker.set_target(q, dq)
-        self._last_target, self._last_velocity, self._last_time = q, v, now
+        self._last_target, self._last_velocity = q, v
         self.commands_sent += 1
         return q
+
+    def _leaves_workspace(self, q: np.ndarray) -> bool:
+        """The TCP at `q` is outside the box and further out than at the last target (moving back in, e.g.
+        homing from outside, is allowed)."""
+        box = self.limits.workspace
+        out = box_excess(self._kin.fk(q)[0], box)
+        return out > 0 and out > box_excess(self._kin.fk(self._last_target)[0], box) - 1e-9
 
     def gripper_command(self, value: float) -> None:
         """`value`: commanded width-like signal in [0, 0.08] (0 = close). Hysteresis around the midpoint."""
@@ -258,33 +393,30 @@ class Arm:
         """Open the gripper whatever the last decision was (a fresh robot's fingers may stand half open,
         and a half-open gripper at the start of an episode is a state no demonstration shows)."""
         self._closed = False
-        self._gripper_worker.closed = None  # forget the last decision so the move is sent
         self._gripper_worker.request(False)
 
     def hold(self, q: np.ndarray | None = None) -> None:
         """Keep the current position (no new target arrived in time), or `q` (a simulator reset puts the
         arm there next)."""
         if q is None:
-            self._check_motion()
+            self.check()
         q = self.joint_positions() if q is None else np.asarray(q, float)
         self._tracker.set_target(q, np.zeros(7))
-        self._last_target, self._last_velocity, self._last_time = q, np.zeros(7), time.monotonic()
+        self._last_target, self._last_velocity = q, np.zeros(7)
 
-    @property
-    def last_target(self) -> np.ndarray:
-        """The joint target last sent."""
-        return self._last_target.copy()
-
-    def _check_motion(self) -> None:
-        """Errors of franky's control thread surface here: recover, restart the tracker, carry on.
-        A joint moving faster than `stop_velocity_factor` x its limit gets the arm stopped (damped, as an
-        FR3 reflex would) and a fresh torque loop where it came to rest. Why: seen on franky-sim, a kick
-        (contact, or a far target) can saturate the torque loop into a swing of joints 2 and 4 that grows
-        to ±1.8 rad at 10-17 rad/s and never decays, whatever the target; the simulator has no reflex."""
+    def check(self) -> None:
+        """Call every control tick. Errors of franky's control thread surface here: with `auto_recover`,
+        recover and restart the tracker; otherwise `RobotFault`. A joint measured faster than
+        `stop_velocity_factor` x its limit gets the arm stopped (damped, as an FR3 reflex would) and a fresh
+        torque loop where it came to rest. Why: seen on franky-sim, a kick (contact, or a far target) can
+        saturate the torque loop into a swing of joints 2 and 4 that grows to ±1.8 rad at 10-17 rad/s and
+        never decays, whatever the target; the simulator has no reflex."""
         try:
             self.robot.poll_motion()
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
             self.errors.append(str(e))
+            if not self.auto_recover:
+                raise RobotFault(f"robot error: {e}") from e
             self.robot.recover_from_errors()
             self._start_tracker()
             return
@@ -300,52 +432,59 @@ class Arm:
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0, speed_factor: float = 0.25,
                   gripper_timeout: float = 6.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
-        """Open the gripper (it opens while the arm moves), interpolate the streamed target to `q_home`
-        (min-jerk, peaking at `speed_factor` x the joint velocity limits: longer when the arm is far away),
-        wait until every joint is within `tolerance` rad of home (RuntimeError after `settle_timeout` s),
-        then wait up to `gripper_timeout` s for the fingers to be open (it may have been holding, and an
-        open waits behind a gripper action still running, which the worker stops after 3 s). After a
-        velocity stop the path starts again from where the arm came to rest (twice at most).
+        """Open the gripper (it opens while the arm moves), move the streamed target to `q_home` along a
+        min-jerk path timed in robot time (peaking at `speed_factor` x the joint velocity limits: longer
+        when the arm is far away), wait until every joint is within `tolerance` rad of home (RuntimeError
+        after `settle_timeout` s), then wait up to `gripper_timeout` s for the fingers to be open. Every
+        duration is robot time, so a simulator running below real time slows homing instead of failing
+        it. After a velocity stop the path starts again from where the arm came to rest (twice at most).
         Why slow: on franky-sim, homing from a posture a policy had thrown the arm into (joint 2 at -1.7 rad)
-        at 0.5 x the limits set off the torque loop's swing (see `_check_motion`); at 0.25 x it did not."""
+        at 0.5 x the limits set off the torque loop's swing (see `check`); at 0.25 x it did not."""
         if not 0 < speed_factor <= self.limits.max_velocity_factor:
             raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
         self.open_gripper()
         q_home = checked_target(q_home)
         q_start, stops_start = self.joint_positions(), self.velocity_stops
+        t_prev = self.robot_time()
+
+        def step_to(q):  # one command, timed by the robot's clock since the last one
+            nonlocal t_prev
+            time.sleep(1.0 / rate)
+            t = self.robot_time()
+            if t > t_prev:
+                self.command(q, dt=t - t_prev)
+                t_prev = t
+
         for _ in range(3):
             stops = self.velocity_stops
             q0 = self.joint_positions()
             # min-jerk peaks at 1.875x the mean speed
             d = max(duration, float(np.max(1.875 * np.abs(q_home - q0) / (speed_factor * DQ_MAX))))
-            n = max(2, int(d * rate))
-            for i in range(1, n + 1):
-                s = i / n
-                s = 10 * s**3 - 15 * s**4 + 6 * s**5
-                self.command(q0 + (q_home - q0) * s, dt=1.0 / rate)
-                time.sleep(1.0 / rate)
-                if self.velocity_stops != stops:
-                    break
+            t0, s = t_prev, 0.0
+            while s < 1.0 and self.velocity_stops == stops:
+                s = min(1.0, (self.robot_time() - t0) / d)
+                step_to(q0 + (q_home - q0) * (10 * s**3 - 15 * s**4 + 6 * s**5))
             if self.velocity_stops == stops:
                 break
-        deadline = time.monotonic() + settle_timeout
+        expired = self._deadline(settle_timeout)
         while np.max(np.abs(self.joint_positions() - q_home)) > tolerance:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the arm did not reach home within {settle_timeout} s: joint errors "
+            if expired():
+                raise HomingError(
+                    f"the arm did not reach home within {settle_timeout} s of robot time: joint errors "
                     f"{np.round(self.joint_positions() - q_home, 3).tolist()} rad (at the start "
                     f"{np.round(q_start - q_home, 3).tolist()}; velocity stops {self.velocity_stops - stops_start}; "
                     f"last robot error: {self.errors[-1] if self.errors else 'none'})")
-            self.command(q_home, dt=1.0 / rate)
-            time.sleep(1.0 / rate)
-        deadline = time.monotonic() + gripper_timeout
-        while time.monotonic() < deadline and self.state()[2] < GRIPPER_MAX_WIDTH - 0.005:
+            step_to(q_home)
+        expired = self._deadline(gripper_timeout)
+        while not expired() and self.state()[2] < GRIPPER_MAX_WIDTH - 0.005:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        """Stop the gripper worker and the torque loop; best effort (the robot may be gone)."""
         if self._gripper_worker is not None:
             self._gripper_worker.stop()
             self._gripper_worker.join(3)
+            self._gripper_worker = None
         if self._tracker is not None:
             try:
                 self._tracker.stop()
@@ -353,6 +492,7 @@ class Arm:
             except Exception:  # noqa: BLE001 - best effort on shutdown
                 pass
             self._tracker = None
+        self.robot = self.gripper = None
 
     def __enter__(self):
         return self.start()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arm import Arm
+from .arm import Arm, HomingError
 from .expert import ExpertConfig, plan_grasp
 from .kinematics import Q_HOME, FR3Kinematics
 from .world import CubePose, WorldProcess
@@ -43,7 +43,7 @@ def reset(world: WorldProcess, arm: Arm, seed: int) -> CubePose:
     arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
     try:
         arm.move_home(Q_HOME, duration=1.5)  # opens the gripper and waits for it
-    except RuntimeError:  # stuck or sagging: a simulator reset, a fresh torque loop, then home again
+    except HomingError:  # stuck or sagging: a simulator reset, a fresh torque loop, then home again
         arm.hold(Q_HOME)
         world.place_arm(Q_HOME)
         arm.restart_tracker()

@@ -3,10 +3,10 @@
 sync:      the world waits: its physics is paused while the policy observes and infers, then the
            n_action_steps actions are sent on the sim clock at dt, exactly as the expert's were recorded.
            Pure policy quality: slow inference (or a loaded machine) costs wall time, not success.
-realtime:  the world runs on while the policy infers on each new observation; an executor thread plays the
-           newest chunk (with `commit_steps`, a chunk plays that many steps before the newest takes over:
-           `RecedingHorizon`, as controller_node does); point i is held from stamp + i*dt until the next
-           falls due, as in sync mode; points whose turn has passed are dropped, as on a real arm.
+realtime:  the world runs on while the policy infers on each new observation; a thread plays the chunks
+           through the same `ChunkExecutor` and limits as controller_node (config/grasp.yaml): point i
+           is held from stamp + i*dt until the next falls due, as in sync mode; points whose turn has
+           passed are dropped, as on a real arm.
            An observer thread samples camera + joints every dt (as the camera does for policy_node).
            Slow inference means stale chunks and fewer corrections, so it can cost success.
 Both modes keep time on the sim clock (the robot's time): franky-sim runs at or below real time (it waits
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
-from ..core.streaming import RecedingHorizon, chunk_velocity, current_index
-from .arm import Arm
+from ..core.streaming import Chunk, ChunkExecutor, ChunkRules
+from .arm import Arm, drive
 from .episode import observe, reset
 from .world import WorldProcess
 
@@ -107,12 +107,6 @@ def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.G
     return policy.future(traj)[0].numpy(), ms, stamp
 
 
-def _send(arm: Arm, plan: np.ndarray, i: int, dt: float) -> None:
-    """Point i of a plan, with the plan's velocity from there to the next point as feed-forward."""
-    arm.command(plan[i, :7], chunk_velocity(plan[:, :7], 0.0, dt, i * dt), dt=dt)
-    arm.gripper_command(float(plan[i, 7]))
-
-
 def _pause_and_observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarray]:
     """Pause the world and observe it. The gripper width is read first, while the physics still runs: franky
     takes it from the gripper's next state packet, which a paused world never sends."""
@@ -123,12 +117,14 @@ def _pause_and_observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray
 
 
 def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-             max_time: float = 12.0, fixed_noise: bool = False) -> PolicyEpisode:
+             max_time: float = 12.0, fixed_noise: bool = False, rules: ChunkRules | None = None) -> PolicyEpisode:
     """The world waits for every inference: the physics is paused from the observation until the chunk's
     first point is sent, and every point is sent on the sim clock (step k at t0 + k*dt), as the expert's
-    were recorded. No method's speed, and no load on the machine, changes what the arm does."""
+    were recorded, through the controller's `ChunkExecutor` (`rules`, default config/grasp.yaml's with
+    commit = n_action_steps). No method's speed, and no load on the machine, changes what the arm does."""
     cfg = policy.cfg
     dt, n = cfg.action_dt, cfg.n_action_steps
+    executor = ChunkExecutor(_rules(rules, n))
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
@@ -137,18 +133,23 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     k = 0  # action steps executed
     try:
         t0, image, state = _pause_and_observe(world, arm)
+        executor.start(t0)
         hist.push(image, state, t0)
         while k * dt < max_time:
             plan, ms, _ = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)  # paused at step k
             ep.inference_ms.append(ms)
             ep.chunks += 1
+            # stamped with the step's nominal time, so that point i falls due exactly at step k + i
+            executor.offer(Chunk(t0 + k * dt, plan, dt), t0 + k * dt)
             for i in range(n):
+                now = t0 + k * dt
                 if i > 0:
-                    ep.late_ms.append((world.wait_until(t0 + k * dt) - t0 - k * dt) * 1e3)
+                    now = world.wait_until(now)
+                    ep.late_ms.append((now - t0 - k * dt) * 1e3)
                     if i >= n - (cfg.n_obs_steps - 1):  # observations the next inference uses
                         t, image, state = observe(world, arm)
                         hist.push(image, state, t)
-                _send(arm, plan, i, dt)
+                drive(executor, arm, now)
                 if i == 0:
                     world.resume()
                 k += 1
@@ -163,52 +164,38 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     finally:
         world.resume()
     ep.velocity_stops = arm.velocity_stops - stops
+    ep.dropped_points = executor.counts["points_stale"]
     return ep
 
 
+def _rules(rules: ChunkRules | None, commit_steps: int) -> ChunkRules:
+    """The controller's rules (config/grasp.yaml) unless given, with the episode's commit."""
+    import dataclasses
+
+    from .arm import load_controller_params
+
+    rules = rules or ChunkRules.from_params(load_controller_params())
+    return dataclasses.replace(rules, commit_steps=commit_steps)
+
+
 class _ChunkPlayer(threading.Thread):
-    """Plays the newest chunk on the sim clock: point i is sent at stamp + i*dt (`current_index`); points
-    whose turn has passed are dropped; a chunk plays at most n_exec points from the one due when it took
-    over, then holds (no newer chunk came)."""
+    """Plays the chunks on the sim clock through a `ChunkExecutor`, ticking every 2 ms of wall time."""
 
-    def __init__(self, world: WorldProcess, arm: Arm, dt: float, n_exec: int, commit_steps: int = 0):
+    def __init__(self, world: WorldProcess, arm: Arm, executor: ChunkExecutor):
         super().__init__(daemon=True, name="chunk-player")
-        self.world, self.arm, self.dt, self.n_exec = world, arm, dt, n_exec
+        self.world, self.arm, self.executor = world, arm, executor
         self._lock = threading.Lock()
-        self._horizon = RecedingHorizon(commit_steps)
         self._halt = threading.Event()
-        self.dropped = 0
-        self.sent = 0
-        self._playing = None  # the chunk being played, to count the points it lost to latency once
-        self._last_i = None
 
-    def submit(self, stamp: float, actions: np.ndarray) -> None:
+    def submit(self, chunk: Chunk) -> None:
         with self._lock:
-            self._horizon.offer((stamp, actions, self.dt))
-
-    def tick(self, now: float) -> None:
-        """Send the point whose turn it is at sim time `now`, once; hold when the chunk ran out."""
-        with self._lock:
-            chunk = self._horizon.current(now)
-        if chunk is None:
-            return
-        stamp, actions, _ = chunk
-        i = current_index(stamp, self.dt, now)
-        if chunk is not self._playing:
-            self._playing, self._last_i = chunk, None
-            self.dropped += self._horizon.first_index
-        if i < min(self._horizon.first_index + self.n_exec, len(actions) - 1):  # the last point: velocity only
-            if i != self._last_i:
-                _send(self.arm, actions, i, self.dt)
-                self.sent += 1
-                self._last_i = i
-        elif self._last_i != -1:
-            self.arm.hold()  # the chunk ran out before a new one came
-            self._last_i = -1
+            self.executor.offer(chunk, self.world.time())
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.tick(self.world.time())
+            now = self.world.time()
+            with self._lock:
+                drive(self.executor, self.arm, now)
             self._halt.wait(0.002)
 
     def stop(self) -> None:
@@ -216,18 +203,21 @@ class _ChunkPlayer(threading.Thread):
 
 
 def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
-                 max_time: float = 12.0, commit_steps: int | None = None, fixed_noise: bool = False) -> PolicyEpisode:
-    """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps."""
+                 max_time: float = 12.0, commit_steps: int | None = None, fixed_noise: bool = False,
+                 rules: ChunkRules | None = None) -> PolicyEpisode:
+    """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps. `rules`: as `run_sync`."""
     cfg = policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
+    executor = ChunkExecutor(_rules(rules, commit_steps))
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     stops = arm.velocity_stops
-    player = _ChunkPlayer(world, arm, cfg.action_dt, cfg.n_action_steps, commit_steps)
+    player = _ChunkPlayer(world, arm, executor)
     observer = _Observer(world, arm, hist, cfg.action_dt)
     t_start = world.time()
+    executor.start(t_start)
     t, image, state = observe(world, arm)
     hist.push(image, state, t)
     observer.start()
@@ -242,7 +232,7 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
             last_stamp = stamp
             ep.inference_ms.append(ms)
             ep.chunks += 1
-            player.submit(stamp, actions)
+            player.submit(Chunk(stamp, actions, cfg.action_dt))
             if world.status()["success"]:
                 ep.success, ep.time_to_success = True, world.time() - t_start
                 break
@@ -251,6 +241,6 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
         observer.stop()
         player.join(2)
         observer.join(2)
-    ep.dropped_points = player.dropped
+    ep.dropped_points = executor.counts["points_stale"]
     ep.velocity_stops = arm.velocity_stops - stops
     return ep
