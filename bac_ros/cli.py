@@ -264,12 +264,13 @@ class _FreshWorld:
         self.cfg, self.world, self.arm, self.restarts = cfg, None, None, 0
 
     def restart(self, count: bool = False) -> None:
-        from .sim.arm import Arm
+        from .sim.arm import Arm, ArmLimits, load_controller_params
         from .sim.world import WorldProcess
 
         self.close()
         self.world = WorldProcess(self.cfg).start()
-        self.arm = Arm(self.cfg.hostname).start()
+        # the controller's safety envelope (config/grasp.yaml): evaluated as the robot would run
+        self.arm = Arm(self.cfg.hostname, ArmLimits.from_params(load_controller_params())).start()
         self.restarts += count
 
     def close(self) -> None:

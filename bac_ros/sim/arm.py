@@ -39,7 +39,7 @@ DEFAULT_STIFFNESS = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)
 class ArmLimits:
     margin: float = 0.05  # rad kept away from each joint limit
     max_velocity_factor: float = 0.5  # fraction of the FR3 joint velocity limits a target may demand
-    max_acceleration_factor: float | None = None  # fraction of the FR3 joint acceleration limits; None: no limit
+    max_acceleration_factor: float | None = 0.5  # fraction of the FR3 joint acceleration limits; None: no limit
     stop_velocity_factor: float | None = 1.0  # a joint measured faster than this x its limit stops the arm
     # No command moves a joint further than velocity limit x this (s) from the previous target, however long
     # ago that was: the torque loop takes a target at once, so a long gap must not license a big step.
