@@ -28,3 +28,17 @@ def tiny_policy(tiny_cfg):
 @pytest.fixture
 def tiny_obs(tiny_cfg):
     return synthetic_observations(tiny_cfg, 6, seed=3)
+
+
+# Rows (fault, outcome, seconds) the fault-injection suite (test_faults.py) leaves for the closing table.
+FAULT_TABLE: list[tuple[str, str, float]] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FAULT_TABLE:
+        return
+    tr = terminalreporter
+    tr.section("fault injection: fault -> outcome")
+    width = max(len(f) for f, _, _ in FAULT_TABLE)
+    for fault, outcome, seconds in FAULT_TABLE:
+        tr.write_line(f"{fault:<{width}}  {seconds:5.1f} s  {outcome}")

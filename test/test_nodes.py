@@ -15,7 +15,7 @@ msgs = pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messa
 
 
 def test_image_round_trip_and_encodings():
-    rgb = np.random.default_rng(0).integers(0, 255, (4, 5, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(0).integers(0, 255, (8, 10, 3), dtype=np.uint8)
     m = msgs.array_to_image(rgb, 12.5)
     assert m.encoding == "rgb8" and msgs.to_sec(m.header.stamp) == pytest.approx(12.5)
     np.testing.assert_array_equal(msgs.image_to_array(m), rgb)
@@ -27,6 +27,9 @@ def test_image_round_trip_and_encodings():
     m.encoding, m.data = "rgb8", bytes(10)
     with pytest.raises(ValueError, match="too short"):
         msgs.image_to_array(m)
+    for h, w in ((0, 0), (4, 5), (100000, 100000)):
+        with pytest.raises(ValueError, match="outside"):
+            msgs.image_to_array(msgs.Image(height=h, width=w, encoding="rgb8", step=w * 3))
 
 
 def test_joint_state_by_name():
@@ -54,9 +57,21 @@ def test_chunk_round_trip_and_validation():
     m.points[3].time_from_start = msgs.to_duration(0.5)
     with pytest.raises(ValueError, match="evenly"):
         msgs.trajectory_to_chunk(m)
-    m.joint_names = m.joint_names[:-1]
-    with pytest.raises(ValueError, match="lacks"):
+    m = msgs.chunk_to_trajectory(actions, 1.0, 0.1)
+    m.points[4].positions = m.points[4].positions[:7]  # 8 names, 7 positions (crashed the controller once)
+    with pytest.raises(ValueError, match="positions"):
         msgs.trajectory_to_chunk(m)
+    for names in (m.joint_names[:-1], m.joint_names[:-1] + ["panda_joint9"], m.joint_names[:-1] + ["fr3_joint1"]):
+        m.joint_names = names
+        with pytest.raises(ValueError, match="are not"):
+            msgs.trajectory_to_chunk(m)
+    m = msgs.chunk_to_trajectory(actions[:1], 1.0, 0.1)
+    with pytest.raises(ValueError, match="at least 2"):
+        msgs.trajectory_to_chunk(m)
+    m = msgs.chunk_to_trajectory(actions, 1.0, 0.1)  # points starting 0.5 s after the header stamp
+    for i, p in enumerate(m.points):
+        p.time_from_start = msgs.to_duration(0.5 + 0.1 * i)
+    assert msgs.trajectory_to_chunk(m)[0] == pytest.approx(1.5)
 
 
 def _setup_scripts():

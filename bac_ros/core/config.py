@@ -183,7 +183,10 @@ class PolicyConfig:
         if not path.is_file():
             avail = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
             raise ConfigError(f"no policy config '{name_or_path}' (looked for {path}; in config/: {avail})")
-        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+        try:
+            data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+        except (yaml.YAMLError, ValueError) as e:
+            raise ConfigError(f"{path}: not valid {'YAML' if path.suffix != '.json' else 'JSON'} ({e})") from None
         if not isinstance(data, dict) or "policy" not in data:
             raise ConfigError(f"{path}: expected a mapping with a 'policy' section")
         return cls.from_dict(data["policy"])

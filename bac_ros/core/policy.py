@@ -213,7 +213,11 @@ class DiffusionPolicy(nn.Module):
             raise ValueError(f"checkpoint {directory} is for config {saved.name} (weights {saved.weights_hash}), "
                              f"not {cfg.name} ({cfg.weights_hash})")
         policy = cls(cfg or saved)
-        policy.load_state_dict(load_file(str(weights)))
+        try:
+            policy.load_state_dict(load_file(str(weights)))
+        except Exception as e:  # noqa: BLE001 - safetensors and torch raise several types for a bad file
+            raise CheckpointError(f"{weights}: not a usable checkpoint for config {(cfg or saved).name} "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         policy.weights_id = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         return policy.eval()
 
@@ -251,6 +255,10 @@ class DiffusionPolicy(nn.Module):
 
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded (truncated, corrupt, or for another architecture)."""
 
 
 def resolve_checkpoint(cfg: PolicyConfig, checkpoint: str | None) -> str | None:

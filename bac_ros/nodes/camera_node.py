@@ -1,5 +1,7 @@
 """camera_node: a RealSense colour stream on /camera/color/image_raw (+ camera_info), for labs without
-realsense-ros. With no camera attached it exits with a clear message."""
+realsense-ros. Each frame is stamped with its capture time in the RealSense global time domain (the
+host clock, corrected for the camera's clock drift), not its arrival: the policy pairs it with the joint
+state of that moment. With no camera attached it exits with a clear message."""
 from __future__ import annotations
 
 import sys
@@ -17,6 +19,7 @@ class CameraNode(Node):
     def __init__(self, pipeline, profile, frame_id: str):
         super().__init__("camera_node")
         self.pipeline, self.frame_id = pipeline, frame_id
+        self.arrival_stamped = 0  # frames whose capture time was not in the global domain
         intr = profile.get_stream(__import__("pyrealsense2").stream.color).as_video_stream_profile().get_intrinsics()
         self.info = CameraInfo(width=intr.width, height=intr.height, distortion_model="plumb_bob")
         self.info.k = [intr.fx, 0.0, intr.ppx, 0.0, intr.fy, intr.ppy, 0.0, 0.0, 1.0]
@@ -26,13 +29,26 @@ class CameraNode(Node):
         self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 5)
         self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", 5)
 
+    def capture_time(self, frame) -> float:
+        """Capture time (s, epoch): the frame's timestamp when it is in the global time domain; otherwise
+        (an old firmware) the arrival time, counted and warned about once."""
+        import pyrealsense2 as rs
+
+        if frame.get_frame_timestamp_domain() == rs.timestamp_domain.global_time:
+            return frame.get_timestamp() * 1e-3
+        if self.arrival_stamped == 0:
+            self.get_logger().warn("frames are not in the RealSense global time domain: stamped on arrival "
+                                   "(the observation age includes the USB transfer)")
+        self.arrival_stamped += 1
+        return time.time()
+
     def spin_frames(self) -> None:
         while rclpy.ok():
             frames = self.pipeline.wait_for_frames(1000)
             color = frames.get_color_frame()
             if not color:
                 continue
-            stamp = time.time()
+            stamp = self.capture_time(color)
             self.image_pub.publish(array_to_image(np.asanyarray(color.get_data()), stamp, self.frame_id))
             self.info.header.stamp = to_time(stamp)
             self.info_pub.publish(self.info)
@@ -61,6 +77,9 @@ def main(args=None) -> int:
     pipeline, config = rs.pipeline(), rs.config()
     config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
     profile = pipeline.start(config)
+    sensor = profile.get_device().first_color_sensor()
+    if sensor.supports(rs.option.global_time_enabled):  # capture times on the host clock
+        sensor.set_option(rs.option.global_time_enabled, 1.0)
     cam = CameraNode(pipeline, profile, frame_id)
     try:
         cam.spin_frames()

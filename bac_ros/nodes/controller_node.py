@@ -84,7 +84,7 @@ class ControllerNode(Node):
         self.add_on_set_parameters_callback(self._on_params)
 
         self.reporter = Reporter(self)
-        self.executor = ChunkExecutor(rules)
+        self.chunk_executor = ChunkExecutor(rules)
         self._lock = threading.RLock()  # the executor and the state: chunk/tick callbacks vs the service thread
         # Homing and recovery (their own executor thread) and the control tick all drive the Arm: one at a
         # time. A tick that finds the arm taken skips (it must not block the executor publishing joint states).
@@ -145,7 +145,7 @@ class ControllerNode(Node):
             with self._arm_lock:
                 self.arm = arm
             with self._lock:
-                self.executor.stop()
+                self.chunk_executor.stop()
                 self.state, self.reason = "ready", f"connected to the FR3 at {self.robot_ip}; holding"
             self.reporter.count("connections")
             self.get_logger().info(f"connected to the FR3 at {self.robot_ip}")
@@ -159,7 +159,7 @@ class ControllerNode(Node):
         with self._lock:
             if self.state == "faulted" and (not gone or self.arm is None):
                 return
-            self.executor.stop()
+            self.chunk_executor.stop()
             self.state = "faulted"
             self.reason = f"{'robot lost' if gone else 'robot error'} in {where}: {error}"
         self.reporter.count("faults_robot_lost" if gone else "faults_robot_error", self.reason, "error")
@@ -219,7 +219,7 @@ class ControllerNode(Node):
             return
         now = now_s(self)
         with self._lock:
-            reason = self.executor.offer(Chunk(stamp, actions, dt), now)
+            reason = self.chunk_executor.offer(Chunk(stamp, actions, dt), now)
         if reason is not None:  # counted by the executor (chunks_refused_<reason>)
             self.reporter.warn(f"chunks_refused_{reason}", f"chunk stamped {stamp:.3f} s refused at {now:.3f} s: "
                                 f"{reason} (dt {dt:.4f} s, {len(actions)} points)")
@@ -234,7 +234,7 @@ class ControllerNode(Node):
             stops = arm.velocity_stops
             now = now_s(self)
             with self._lock:
-                out = self._robot_call("control", lambda a: drive(self.executor, a, now))
+                out = self._robot_call("control", lambda a: drive(self.chunk_executor, a, now))
             if arm.velocity_stops != stops:
                 self.reporter.count("velocity_stops", arm.errors[-1])
         finally:
@@ -244,7 +244,7 @@ class ControllerNode(Node):
         cmd, q = out
         width = cmd.gripper if cmd.gripper is not None else (0.0 if arm.gripper_closed else GRIPPER_MAX_WIDTH)
         self.cmd_pub.publish(vector_to_joint_state(q, None, width, now))
-        chunk = self.executor.playing
+        chunk = self.chunk_executor.playing
         if cmd.kind == "point" and chunk is not self._played:
             self._played = chunk
             ref = TimeReference(source="controller_node")
@@ -272,7 +272,7 @@ class ControllerNode(Node):
         if self._refuse_unless_usable(resp):
             return resp
         with self._lock:
-            self.executor.stop()  # after homing, hold home until /bac/start
+            self.chunk_executor.stop()  # after homing, hold home until /bac/start
             self.state, self.reason = "ready", "homing"
         try:
             with self._arm_lock:
@@ -302,7 +302,7 @@ class ControllerNode(Node):
             with self._arm_lock:
                 self.arm.recover()
             with self._lock:
-                self.executor.stop()
+                self.chunk_executor.stop()
                 self.state, self.reason = "ready", "recovered; holding"
             self.reporter.count("recoveries")
             resp.success, resp.message = True, "recovered; holding until /bac/start"
@@ -319,7 +319,7 @@ class ControllerNode(Node):
             return resp
         now = now_s(self)
         with self._lock:
-            self.executor.start(now)
+            self.chunk_executor.start(now)
             self.state, self.reason = "running", f"playing chunks from {self.source or 'any publisher'}"
         self._publish_state()
         resp.success, resp.message = True, f"playing chunks stamped from {now:.3f} s"
@@ -332,7 +332,7 @@ class ControllerNode(Node):
     @guarded()
     def publish_diagnostics(self) -> None:
         values = {"state": self.state, "reason": self.reason, "chunk_source": self.source,
-                  **{f"chunks_{k}": v for k, v in sorted(self.executor.counts.items())},
+                  **{f"chunks_{k}": v for k, v in sorted(self.chunk_executor.counts.items())},
                   **dict(sorted(self.reporter.counts.items()))}
         arm = self.arm
         if arm is not None:

@@ -25,11 +25,17 @@ def to_duration(seconds: float) -> Duration:
     return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
 
 
+MAX_IMAGE_SIDE = 4096  # px: a camera frame larger than this is not one we can use
+
+
 def image_to_array(msg: Image) -> np.ndarray:
-    """rgb8 / bgr8 / rgba8 / bgra8 -> (H, W, 3) uint8 RGB. ValueError for anything else."""
+    """rgb8 / bgr8 / rgba8 / bgra8 -> (H, W, 3) uint8 RGB. ValueError for anything else (other encodings,
+    sides outside 8..MAX_IMAGE_SIDE px, data shorter than its header says)."""
     channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(msg.encoding)
     if channels is None:
         raise ValueError(f"unsupported image encoding '{msg.encoding}' (rgb8, bgr8, rgba8, bgra8)")
+    if not (8 <= msg.width <= MAX_IMAGE_SIDE and 8 <= msg.height <= MAX_IMAGE_SIDE):
+        raise ValueError(f"image size {msg.width}x{msg.height} outside 8..{MAX_IMAGE_SIDE} px")
     if msg.step < msg.width * channels or len(msg.data) < msg.step * msg.height:
         raise ValueError(f"image data too short for {msg.width}x{msg.height} {msg.encoding}")
     rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
@@ -47,12 +53,15 @@ def array_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "camera_color_
 
 
 def joint_state_to_vector(msg: JointState) -> np.ndarray:
-    """(8,) q1..q7 + gripper width, by name. ValueError when a joint is missing."""
+    """(8,) q1..q7 + gripper width, by name. ValueError when a joint is missing or a value not finite."""
     index = {n: i for i, n in enumerate(msg.name)}
     missing = [n for n in JOINT_NAMES if n not in index]
-    if missing or len(msg.position) < len(msg.name):
-        raise ValueError(f"joint state lacks {missing or 'positions'}")
-    return np.array([msg.position[index[n]] for n in JOINT_NAMES], dtype=np.float32)
+    if missing or len(msg.position) != len(msg.name):
+        raise ValueError(f"joint state lacks {missing or 'positions (one per name)'}")
+    q = np.array([msg.position[index[n]] for n in JOINT_NAMES], dtype=np.float32)
+    if not np.all(np.isfinite(q)):
+        raise ValueError("joint state has non-finite positions")
+    return q
 
 
 def vector_to_joint_state(q: np.ndarray, dq: np.ndarray | None, width: float, stamp: float) -> JointState:
@@ -74,19 +83,24 @@ def chunk_to_trajectory(actions: np.ndarray, stamp: float, dt: float) -> JointTr
 
 
 def trajectory_to_chunk(msg: JointTrajectory) -> tuple[float, np.ndarray, float]:
-    """-> (stamp, actions (n, 8) in JOINT_NAMES order, dt). ValueError on a malformed chunk."""
-    index = {n: i for i, n in enumerate(msg.joint_names)}
-    missing = [n for n in JOINT_NAMES if n not in index]
-    if missing:
-        raise ValueError(f"chunk lacks joints {missing}")
-    if len(msg.points) < 1:
-        raise ValueError("chunk has no points")
-    cols = [index[n] for n in JOINT_NAMES]
+    """-> (stamp of its first point = header.stamp + the first time_from_start, actions (n, 8) in
+    JOINT_NAMES order, dt). ValueError on a malformed chunk: names other than exactly JOINT_NAMES (any
+    order), a point without one finite position per name, fewer than 2 points, uneven spacing.
+    The executor's rules (dt range, point count, stamps) are checked by `ChunkExecutor.offer`."""
+    names = list(msg.joint_names)
+    if sorted(names) != sorted(JOINT_NAMES):
+        unknown = sorted(set(names) - set(JOINT_NAMES))
+        raise ValueError(f"chunk joints {names} are not {JOINT_NAMES}" + (f" (unknown: {unknown})" if unknown else ""))
+    if len(msg.points) < 2:
+        raise ValueError(f"chunk has {len(msg.points)} point(s); at least 2 are needed")
+    if any(len(p.positions) != len(names) for p in msg.points):
+        raise ValueError(f"every chunk point needs {len(names)} positions, one per joint name")
+    cols = [names.index(n) for n in JOINT_NAMES]
     actions = np.array([[p.positions[c] for c in cols] for p in msg.points], dtype=float)
     if not np.all(np.isfinite(actions)):
         raise ValueError("chunk contains non-finite positions")
     times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
-    dt = float(times[1] - times[0]) if len(times) > 1 else 0.0
-    if len(times) > 1 and (dt <= 0 or not np.allclose(np.diff(times), dt, atol=1e-6)):
+    dt = float(times[1] - times[0])
+    if not np.allclose(np.diff(times), dt, atol=1e-6):
         raise ValueError("chunk points must be evenly spaced in time")
-    return to_sec(msg.header.stamp), actions, dt
+    return to_sec(msg.header.stamp) + float(times[0]), actions, dt

@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState, TimeReference
 from trajectory_msgs.msg import JointTrajectory
 
 from .messages import to_sec
-from .runtime import diagnostics, now_s, run_node
+from .runtime import Reporter, diagnostics, guarded, now_s, run_node
 
 LATENCY_FIELDS = ["obs_stamp", "chunk_received", "first_command", "obs_to_chunk_ms", "obs_to_command_ms"]
 
@@ -29,6 +29,7 @@ class MetricsNode(Node):
     def __init__(self):
         super().__init__("metrics_node")
         self.declare_parameter("log_dir", "runs/metrics")
+        self.reporter = Reporter(self)
         out = Path(self.get_parameter("log_dir").value)
         out.mkdir(parents=True, exist_ok=True)
         self._control_f = (out / "control.csv").open("w", newline="")
@@ -47,14 +48,17 @@ class MetricsNode(Node):
         self.create_timer(1.0, self.tick)
         self.get_logger().info(f"logging to {out}")
 
+    @guarded()
     def on_command(self, msg: JointState) -> None:
         self._commands.append(to_sec(msg.header.stamp))
 
+    @guarded()
     def on_chunk(self, msg: JointTrajectory) -> None:
         self._chunks[to_sec(msg.header.stamp)] = now_s(self)
         if len(self._chunks) > 500:
             self._chunks.pop(next(iter(self._chunks)))
 
+    @guarded()
     def on_first_command(self, msg: TimeReference) -> None:
         obs, sent = to_sec(msg.time_ref), to_sec(msg.header.stamp)
         received = self._chunks.get(obs, float("nan"))
@@ -63,6 +67,7 @@ class MetricsNode(Node):
                                "first_command": f"{sent:.6f}", "obs_to_chunk_ms": f"{(received - obs) * 1e3:.3f}",
                                "obs_to_command_ms": f"{(sent - obs) * 1e3:.3f}"})
 
+    @guarded()
     def tick(self) -> None:
         now = now_s(self)
         while self._commands and self._commands[0] < now - 1.0:
@@ -72,7 +77,7 @@ class MetricsNode(Node):
         self._control_f.flush()
         self._latency_f.flush()
         lat = np.array(self._lat_cmd) if self._lat_cmd else np.array([np.nan])
-        values = {"control_hz": hz, **{f"obs_to_command_ms_p{q}": f"{np.nanpercentile(lat, q):.1f}" for q in (50, 95, 99)}}
+        values = {"control_hz": hz, **dict(self.reporter.counts), **{f"obs_to_command_ms_p{q}": f"{np.nanpercentile(lat, q):.1f}" for q in (50, 95, 99)}}
         self.diag_pub.publish(diagnostics(self, "bac: metrics_node", f"control {hz} Hz", values))
 
     def shutdown(self) -> None:

@@ -17,7 +17,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.streaming import ObservationAligner
-from .runtime import diagnostics, now_s, run_node
+from .runtime import Reporter, diagnostics, guarded, now_s, run_node
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
 
 def resolve_schedule(name: str) -> Path | None:
@@ -47,7 +47,10 @@ class PolicyNode(Node):
         self.declare_parameter("base_frame", "fr3_link0")
         self.declare_parameter("seed", 0)
         self.declare_parameter("fixed_noise", False)  # every inference starts from the same noise (seed)
+        self.declare_parameter("max_future_s", 0.25)  # inputs stamped further ahead of the node clock: refused
         p = lambda n: self.get_parameter(n).value  # noqa: E731
+        self.reporter = Reporter(self)
+        self.max_future = float(p("max_future_s"))
 
         import torch
 
@@ -94,26 +97,52 @@ class PolicyNode(Node):
                                f"{float(p('rate_hz')):.0f} Hz")
 
     # ---- inputs ----------------------------------------------------------------------------------
+    def _refuse_stamp(self, kind: str, stamp: float) -> bool:
+        """A stamp ahead of this node's clock (another clock's?) would hide every later input: refused."""
+        now = now_s(self)
+        if stamp > now + self.max_future or stamp <= 0:
+            self.reporter.count(f"{kind}_refused_stamp", f"{kind} stamped {stamp:.3f} s refused: the clock is at "
+                                f"{now:.3f} s (a wall-clock stamp in a sim-time graph?)")
+            return True
+        return False
+
+    @guarded()
     def on_joint_state(self, msg: JointState) -> None:
+        from ..sim.kinematics import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
+
         try:
             state = joint_state_to_vector(msg)
-            with self._obs_lock:
-                self.aligner.add_state(to_sec(msg.header.stamp), state)
         except ValueError as e:
-            self.get_logger().warn(f"ignoring joint state: {e}", throttle_duration_sec=5.0)
+            self.reporter.count("joint_states_refused_malformed", f"joint state refused: {e}")
+            return
+        tol = 0.1  # rad past a limit (sensor noise, a limit margin in the model) before it is impossible
+        if (np.any(state[:7] < Q_LOW - tol) or np.any(state[:7] > Q_HIGH + tol)
+                or not -0.005 <= state[7] <= GRIPPER_MAX_WIDTH + 0.01):
+            self.reporter.count("joint_states_refused_limits",
+                                f"joint state outside the FR3's joint limits refused: {np.round(state, 3).tolist()}")
+            return
+        stamp = to_sec(msg.header.stamp)
+        if self._refuse_stamp("joint_states", stamp):
+            return
+        with self._obs_lock:
+            self.aligner.add_state(stamp, state)
 
+    @guarded()
     def on_image(self, msg: Image) -> None:
         try:
             rgb = image_to_array(msg)
         except ValueError as e:
-            self.get_logger().warn(f"ignoring image: {e}", throttle_duration_sec=5.0)
+            self.reporter.count("images_refused_malformed", f"image refused: {e}")
+            return
+        stamp = to_sec(msg.header.stamp)
+        if self._refuse_stamp("images", stamp):
             return
         if rgb.shape[0] != self.image_size or rgb.shape[1] != self.image_size:
             import cv2
 
             rgb = cv2.resize(rgb, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
         with self._obs_lock:
-            self.aligner.add_image(to_sec(msg.header.stamp), rgb)
+            self.aligner.add_image(stamp, rgb)
         self._new_obs.set()
 
     def on_reset(self, _req, resp):
@@ -135,7 +164,7 @@ class PolicyNode(Node):
             except Exception as e:  # noqa: BLE001 - reported; the node keeps serving the next observation
                 if not self.context.ok():
                     return
-                self.get_logger().error(f"inference failed: {e!r}", throttle_duration_sec=5.0)
+                self.reporter.count("inference_failed", f"inference failed: {e!r}", "error")
             self._stop.wait(max(0.0, started + self._period - time.monotonic()))
 
     def infer(self) -> None:
@@ -176,6 +205,7 @@ class PolicyNode(Node):
         end.color.r, end.color.g, end.color.b, end.color.a = (0.9, 0.2, 0.1, 1.0) if closed else (0.1, 0.4, 0.9, 1.0)
         self.marker_pub.publish(MarkerArray(markers=[m, end]))
 
+    @guarded()
     def publish_diagnostics(self) -> None:
         ms = np.array(self.inference_ms) if self.inference_ms else np.array([np.nan])
         age = (now_s(self) - self._last_used_stamp) * 1e3 if self._last_used_stamp else float("nan")
@@ -183,7 +213,8 @@ class PolicyNode(Node):
         values = {"method": self.method, "inference_hz": f"{1e3 / np.nanmedian(ms):.2f}",
                   "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
                   "inference_ms_p95": f"{np.nanpercentile(ms, 95):.2f}", "obs_age_ms": f"{age:.1f}",
-                  "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published)}
+                  "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published),
+                  **{k: str(v) for k, v in sorted(self.reporter.counts.items())}}
         self.diag_pub.publish(diagnostics(self, "bac: policy_node", f"{hz:.1f} Hz", values, hardware_id=self.method))
 
     def shutdown(self) -> None:
@@ -192,8 +223,8 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    # ScheduleError / ConfigError (ValueErrors) or a missing checkpoint: the node does not start.
-    return run_node(PolicyNode, "policy_node", args=args, startup_errors=(ValueError, FileNotFoundError))
+    # ScheduleError / ConfigError / CheckpointError (ValueErrors) or a missing file: the node does not start.
+    return run_node(PolicyNode, "policy_node", args=args, startup_errors=(ValueError, OSError))
 
 if __name__ == "__main__":
     sys.exit(main())

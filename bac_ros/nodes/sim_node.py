@@ -20,7 +20,7 @@ from std_srvs.srv import Trigger
 from ..sim.kinematics import Q_HOME
 from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
 from .messages import array_to_image, to_time
-from .runtime import run_node
+from .runtime import Reporter, guarded, run_node
 
 
 class SimNode(Node):
@@ -34,6 +34,7 @@ class SimNode(Node):
         self.declare_parameter("clock_rate_hz", 250.0)
         p = lambda n: self.get_parameter(n).value  # noqa: E731
 
+        self.reporter = Reporter(self)
         self.world = GraspWorld(WorldConfig(hostname=p("hostname"), image_size=int(p("image_size")))).start()
         self.next_seed = int(p("seed_start"))
         self.add_on_set_parameters_callback(self._on_params)
@@ -110,6 +111,7 @@ class SimNode(Node):
                                                        "cube": [pose.x, pose.y, pose.yaw]})
         return resp
 
+    @guarded()
     def publish_outcome(self) -> None:
         if self.seed is None:
             return
