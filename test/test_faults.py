@@ -79,14 +79,14 @@ class Graph:
         from bac_ros.nodes.messages import to_sec
 
         with self.lock:
-            self.commands.append((to_sec(msg.header.stamp), np.asarray(msg.position[:7])))
+            self.commands.append((time.monotonic(), to_sec(msg.header.stamp), np.asarray(msg.position[:7])))
 
     def _on_joints(self, msg):
         from bac_ros.nodes.messages import to_sec
 
         if len(msg.velocity) >= 7 and msg.name and msg.name[0] == "fr3_joint1":
             with self.lock:
-                self.joints.append((to_sec(msg.header.stamp), np.asarray(msg.position[:7]), np.asarray(msg.velocity[:7])))
+                self.joints.append((time.monotonic(), np.asarray(msg.position[:7]), np.asarray(msg.velocity[:7])))
 
     def _on_chunk(self, msg):
         pass
@@ -164,13 +164,14 @@ class Graph:
             time.sleep(dt)
 
     def mark(self) -> float:
-        return self.now()
+        return time.monotonic()  # the wall clock: a restarted simulator starts its clock at 0 again
 
     def check_motion(self, since: float) -> dict:
-        """The safety assertions over everything sent and measured since `since` (sim time)."""
+        """The safety assertions over everything sent and measured since `since` (wall clock); the steps
+        between commands are judged on their own stamps (the graph's clock)."""
         with self.lock:
-            cmds = [(t, q) for t, q in self.commands if t >= since]
-            js = [(t, q, dq) for t, q, dq in self.joints if t >= since]
+            cmds = [(t, q) for w, t, q in self.commands if w >= since]
+            js = [(w, q, dq) for w, q, dq in self.joints if w >= since]
         for t, q in cmds:
             assert np.all(q >= LIMITS.low - 1e-9) and np.all(q <= LIMITS.high + 1e-9), f"command outside limits at {t}"
         steps = []
@@ -365,7 +366,7 @@ def test_fine_dt_step(graph):
         graph.publish(_step_plan(1.0, n=16), graph.now(), 1 / 30)
         time.sleep(0.1)
     m = graph.check_motion(since)
-    q1 = max(q[0] for t, q in graph.commands if t >= since)
+    q1 = max(q[0] for w, _, q in graph.commands if w >= since)
     graph.stream(2.0)  # and back to the valid stream, at the limits
     m2 = graph.check_motion(since)
     return (f"accepted and approached at the limits (catch-ups +{graph.count('chunks_catch_ups') - before}, "
@@ -373,7 +374,7 @@ def test_fine_dt_step(graph):
 
 
 @pytest.mark.slow
-@case("targets outside the joint limits (joint 4 at +1 rad, joint 7 at 5 rad)")
+@case("targets outside the joint limits (joint 4 at +1 rad, joint 7 at 5 rad; the TCP then leaves the box too)")
 def test_targets_outside_limits(graph):
     before = graph.count("targets_clamped")
     since = graph.mark()
@@ -393,7 +394,7 @@ def test_targets_outside_limits(graph):
 def test_workspace(graph):
     before = graph.count("workspace_refusals")
     since = graph.mark()
-    low = Q_HOME + np.array([0.0, 0.9, 0.0, 0.35, 0.0, -0.2, 0.0])  # reaches down past the table top
+    low = Q_HOME + np.array([0.0, 1.2, 0.0, 0.6, 0.0, 0.0, 0.0])  # TCP at z -1 mm: below the table top
     for k in range(30):
         p = _plan()
         p[:, :7] = Q_HOME + (low - Q_HOME) * min(1.0, (k + 1) / 15)
@@ -411,30 +412,29 @@ def test_flood(graph):
     accepted = graph.count("chunks_accepted")
     since = graph.mark()
     n_js = len(graph.joints)
-    t_end = time.monotonic() + 2.0
+    t_start = time.monotonic()
     sent = 0
-    while time.monotonic() < t_end:
+    while time.monotonic() < t_start + 2.0:
         now = graph.now()
         p = _plan()
         p[:, 0] += 0.1 * np.sin(2 * np.pi * 0.5 * (now + np.arange(16) / 30))
         graph.publish(p, now + 1e-6 * sent, 1 / 30)
         sent += 1
-        time.sleep(0.001)
+        time.sleep(max(0.0, t_start + sent * 1e-3 - time.monotonic()))  # 1 kHz, as fast as it goes
     graph.wait_counter("chunks_accepted", accepted)
     graph.stream(1.0)
     m = graph.check_motion(since)
     assert len(graph.joints) > n_js, "joint states stopped during the flood"
-    return (f"{sent} chunks sent, {graph.count('chunks_accepted') - accepted} accepted (the rest out of order or "
+    return (f"{sent} chunks in 2 s ({sent / 2:.0f}/s), {graph.count('chunks_accepted') - accepted} accepted (the rest out of order or "
             f"superseded); joint states went on; {_motion(m)}")
 
 
 @pytest.mark.slow
 @case("chunks from a node other than the selected source")
 def test_foreign_publisher(graph):
-    before_played = graph.count("chunks_accepted")
     out = _inject(graph, lambda now: (_step_plan(0.3, 16), now, 1 / 30), "chunks_refused_source",
                   pub=graph.intruder_pub, times=10)
-    return out.replace("refused", "ignored")
+    return out
 
 
 @pytest.mark.slow
@@ -458,7 +458,7 @@ def test_robot_killed_and_restarted(graph):
     since = graph.mark()
     graph.stream(2.0)
     m = graph.check_motion(since)
-    assert m["commands"] > 20
+    assert m["commands"] > 20, m  # the stream after the reconnection played
     return f"faulted (robot lost), diagnostics on the wall clock, reconnected by itself; played after ({_motion(m)})"
 
 

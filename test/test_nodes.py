@@ -32,6 +32,11 @@ def test_image_round_trip_and_encodings():
             msgs.image_to_array(msgs.Image(height=h, width=w, encoding="rgb8", step=w * 3))
 
 
+def test_stamps_round_as_a_whole():
+    for t in (8.9999999996, 12.5, 0.0, 3.0000000004):
+        assert msgs.to_sec(msgs.to_time(t)) == pytest.approx(t, abs=1e-9)
+
+
 def test_joint_state_by_name():
     q = np.arange(7) * 0.1
     m = msgs.vector_to_joint_state(q, np.zeros(7), 0.04, 3.0)

@@ -156,9 +156,12 @@ def test_executor_sends_each_point_once_when_due_with_the_time_since_the_last_co
     values = [v for v, *_ in sent]
     assert values == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # point 0 is stale; the rest each once, the last kept
     for v, now, t, _ in sent:
-        assert 10.0 + v * dt - 1e-9 <= now < 10.0 + (v + 1) * dt and t == pytest.approx(10.0 + v * dt)
-    # the limits' time base: the gap between the points' due times, not the 10 ms ticks that found them
-    assert [round(d, 6) for *_, d in sent[1:]] == [0.1] * 6
+        assert 10.0 + v * dt - 1e-9 <= now < 10.0 + (v + 1) * dt
+    # the limits' time base: the gap between the points' due times, not the ticks that found them; the
+    # late first point is timed no earlier than found - max_lag_s (the time it waited is not owed)
+    assert sent[0][2] == pytest.approx(10.13 - 0.015) and [t for *_, t, _ in sent[1:]] == pytest.approx(
+        [10.0 + v * dt for v in values[1:]])
+    assert [round(d, 6) for *_, d in sent[1:]] == [0.085] + [0.1] * 5
     assert ex.counts["points_stale"] == 1 and ex.counts["points"] == 7
     # no new chunk for the timeout: hold the last target, a command every tick
     cmd = ex.tick(10.13 + 1.01)
@@ -193,3 +196,19 @@ def test_executor_catches_up_a_point_the_limits_held_back_and_a_long_gap_grants_
     # stop: nothing plays until the next start
     ex2.stop()
     assert ex2.tick(1.0) is None and ex2.offer(_chunk(1.0), 1.0) == "before_start"
+
+
+def test_executor_plays_again_after_the_clock_restarts():
+    """A restarted simulator starts its clock at 0: the commands after a new start must not wait for the old
+    clock (seen: no command after the controller reconnected to a restarted franky-sim)."""
+    from bac_ros.core.streaming import ChunkExecutor
+
+    ex = ChunkExecutor()
+    ex.start(100.0)
+    ex.offer(_chunk(100.0), 100.0)
+    c = ex.tick(100.0)
+    ex.sent(c, c.q, held_back=False)
+    ex.stop()
+    ex.start(2.0)  # the new clock
+    ex.offer(_chunk(2.0), 2.0)
+    assert ex.tick(2.0) is not None

@@ -131,6 +131,9 @@ class ChunkRules:
     max_dt_s: float = 0.2
     max_points: int = 512
     feedforward: bool = True  # send the chunk's own velocity with each target
+    # A point found later than this after its due time is timed as found now - max_lag_s: the time it
+    # waited is not owed to it (else a late point, then one due now, could both move in one tick).
+    max_lag_s: float = 0.015
 
     @classmethod
     def from_params(cls, p: dict) -> "ChunkRules":
@@ -171,9 +174,10 @@ class ChunkExecutor:
     - refused and counted: malformed or non-finite actions, fewer than 2 or more than `max_points` points,
       a spacing outside [min_dt_s, max_dt_s], a stamp more than `max_future_s` ahead of now, a chunk
       whose last point is already past, one not newer than the newest offered, one planned before `start`;
-    - each command carries `dt` = the time since the previous command, never more than the gap between a
-      point's due time and the previous command (a point found late is not owed the time it waited); the
-      arm caps it again per command (`ArmLimits.max_step_s`), so a chunk's dt never widens the limits;
+    - each command carries `dt` = the time since the previous command, timed at a point's due time (so
+      playback of a steady stream gets the chunk's spacing, not the jitter of the ticks that find it), but
+      never earlier than now - `max_lag_s` (a point found late is not owed the time it waited); the arm
+      caps it again per command (`ArmLimits.max_step_s`), so a chunk's dt never widens the limits;
     - when the arm's limits held a point back, it is sent again every tick (catch-up) until reached or
       replaced, so a far point is approached at the limits instead of jumped to;
     - no chunk accepted for `timeout_s`: hold the last target.
@@ -287,8 +291,9 @@ class ChunkExecutor:
         return self._command(kind, target[:7], dq, float(target[7]), t, now, i, chunk.dt)
 
     def _command(self, kind, q, dq, gripper, t, now, index=-1, dt_first=None) -> Command | None:
-        t_prev = self._t_prev
-        t = min(max(t, t_prev if t_prev is not None else -math.inf), now)
+        # the time of the last command, unless the clock went back since (a restarted simulator starts at 0)
+        t_prev = self._t_prev if self._t_prev is not None and self._t_prev <= now else None
+        t = min(max(t, now - self.rules.max_lag_s, t_prev if t_prev is not None else -math.inf), now)
         dt = (t - t_prev) if t_prev is not None else (dt_first or self.rules.min_dt_s)
         if dt <= 1e-6:
             return None  # no time has passed since the last command: send it on the next tick

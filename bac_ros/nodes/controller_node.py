@@ -68,7 +68,7 @@ class ControllerNode(Node):
                                       "measured joint speed over this x its limit stops the arm; 0: none",
                                       0.0, 1.5),
             "workspace_enabled": d("workspace_enabled", True, "refuse targets taking the TCP out of the box"),
-            "workspace_min": d("workspace_min", [0.25, -0.40, 0.02], "TCP box low corner (m, fr3_link0)"),
+            "workspace_min": d("workspace_min", [0.25, -0.40, 0.03], "TCP box low corner (m, fr3_link0)"),
             "workspace_max": d("workspace_max", [0.80, 0.40, 0.80], "TCP box high corner (m, fr3_link0)"),
         }
         rdf = d("relative_dynamics_factor", 0.3, "franky's relative dynamics factor", 0.01, 1.0)

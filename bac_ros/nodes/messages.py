@@ -15,14 +15,20 @@ def to_sec(t: Time) -> float:
     return t.sec + t.nanosec * 1e-9
 
 
+def _split_ns(seconds: float) -> tuple[int, int]:
+    # rounded as a whole: rounding the fraction alone turned 8.9999999996 s into 8 s (a stamp 1 s back)
+    ns = int(round(seconds * 1e9))
+    return ns // 1_000_000_000, ns % 1_000_000_000
+
+
 def to_time(seconds: float) -> Time:
-    sec = int(np.floor(seconds))
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = _split_ns(seconds)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def to_duration(seconds: float) -> Duration:
-    sec = int(np.floor(seconds))
-    return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = _split_ns(seconds)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 MAX_IMAGE_SIDE = 4096  # px: a camera frame larger than this is not one we can use

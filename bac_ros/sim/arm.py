@@ -360,9 +360,16 @@ class Arm:
                             self._last_target, dt, lim)
             if not np.allclose(q, q_limited):
                 self.shaped += 1
-        if lim.workspace is not None and self._leaves_workspace(q):
-            self.workspace_refusals += 1
-            q, dq, self.held_back = self._last_target.copy(), np.zeros(7), False
+        if lim.workspace is not None:
+            # Refused when the TCP would leave the box where the arm comes to rest braking at the
+            # acceleration limit, so that braking starts in time; then brake along the last motion (an
+            # instant stop of the target kicks the torque loop: seen at 1.1x the velocity limit in sim).
+            a = (lim.max_acceleration_factor or 1.0) * DDQ_MAX
+            v = (q - self._last_target) / dt
+            if self._leaves_workspace(q + v * np.abs(v) / (2 * a)):
+                self.workspace_refusals += 1
+                v = np.sign(self._last_velocity) * np.maximum(np.abs(self._last_velocity) - a * dt, 0.0)
+                q, self.held_back = np.clip(self._last_target + v * dt, lim.low, lim.high), False
         v = (q - self._last_target) / dt
         if not np.allclose(q, q_target):
             dq = v  # on the way to the target: feed forward the limited motion
