@@ -262,7 +262,7 @@ def test_end_to_end_graph(tmp_path):
     lat = (tmp_path / "latency.csv").read_text().splitlines()
     assert len(lat) > 20  # one row per chunk that reached the robot
     log = (tmp_path / "controller_node.log").read_text()
-    assert "connected to FR3" in log
+    assert "connected to the FR3 at 127.0.0.7" in log
     # the simulated FR3 waited for late torque commands instead of stepping on stale ones
     assert all(row["torque_command_success_rate"] > 0.95 for row in rows), rows
     # where the time went: CPU share per process over the episodes, printed in the demo's table
