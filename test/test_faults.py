@@ -373,37 +373,35 @@ def test_fine_dt_step(graph):
             f"joint 1 reached {q1 - Q_HOME[0]:.2f} rad; {_motion(m)}); back to the valid stream ({_motion(m2)})")
 
 
+def _clamped(graph, key: str, plans, settle: float) -> str:
+    """Publish `plans` (one every 0.1 s), expect `key` to rise, then a valid stream; the arm within limits."""
+    before, since = graph.count(key), graph.mark()
+    for p in plans:
+        graph.publish(p, graph.now(), 1 / 30)
+        time.sleep(0.1)
+    after = graph.wait_counter(key, before)
+    graph.stream(settle)
+    return f"{key} +{after - before}; {_motion(graph.check_motion(since))}"
+
+
 @pytest.mark.slow
 @case("targets outside the joint limits (joint 4 at +1 rad, joint 7 at 5 rad; the TCP then leaves the box too)")
 def test_targets_outside_limits(graph):
-    before = graph.count("targets_clamped")
-    since = graph.mark()
-    for _ in range(10):
-        p = _plan()
-        p[:, 3], p[:, 6] = 1.0, 5.0
-        graph.publish(p, graph.now(), 1 / 30)
-        time.sleep(0.1)
-    after = graph.wait_counter("targets_clamped", before)
-    graph.stream(2.5)
-    m = graph.check_motion(since)
-    return f"clamped into the limits (targets_clamped +{after - before}); {_motion(m)}"
+    p = _plan()
+    p[:, 3], p[:, 6] = 1.0, 5.0
+    return "clamped into the limits, " + _clamped(graph, "targets_clamped", [p] * 10, 2.5)
 
 
 @pytest.mark.slow
 @case("TCP target below the table (workspace box)")
 def test_workspace(graph):
-    before = graph.count("workspace_refusals")
-    since = graph.mark()
     low = Q_HOME + np.array([0.0, 1.2, 0.0, 0.6, 0.0, 0.0, 0.0])  # TCP at z -1 mm: below the table top
-    for k in range(30):
+    plans = []
+    for k in range(30):  # there over 1.5 s, then held there
         p = _plan()
         p[:, :7] = Q_HOME + (low - Q_HOME) * min(1.0, (k + 1) / 15)
-        graph.publish(p, graph.now(), 1 / 30)
-        time.sleep(0.1)
-    after = graph.wait_counter("workspace_refusals", before)
-    graph.stream(3.0)
-    m = graph.check_motion(since)
-    return f"refused at the box (workspace_refusals +{after - before}); {_motion(m)}"
+        plans.append(p)
+    return "refused at the box, braking, " + _clamped(graph, "workspace_refusals", plans, 3.0)
 
 
 @pytest.mark.slow

@@ -458,3 +458,35 @@ def test_arm_counts_safety_clamps_apart_from_acceleration_shaping():
     assert arm.clamped == 1
     arm.command(Q_LOW - 1.0, np.zeros(7), dt=dt)  # outside the joint limits
     assert arm.clamped == 2 and np.all(arm.last_target >= arm.limits.low - 1e-12)
+
+
+def test_a_robot_error_is_a_fault_for_the_controller_and_recovered_in_the_harness():
+    """franky raises control-thread errors (a reflex) from poll_motion: the controller's Arm
+    (auto_recover=False) reports a RobotFault and changes nothing; the harness's recovers and carries on."""
+    from bac_ros.sim.arm import Arm, RobotFault
+
+    class _Faulty(_FakeRobot):
+        def __init__(self):
+            super().__init__()
+            self.raised, self.recovered = False, 0
+
+        def poll_motion(self):
+            if not self.raised:
+                self.raised = True
+                raise RuntimeError("cartesian_reflex")
+
+        def recover_from_errors(self):
+            self.recovered += 1
+
+    arm = Arm(auto_recover=False)
+    arm.robot, arm._tracker = _Faulty(), _FakeRobot()
+    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
+    with pytest.raises(RobotFault, match="cartesian_reflex"):
+        arm.command(Q_HOME + 0.01, dt=1 / 30)
+    assert arm._tracker.q is None and arm.commands_sent == 0  # nothing was sent
+    arm = Arm(auto_recover=True)
+    arm.robot, arm._tracker = _Faulty(), _FakeRobot()
+    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
+    arm._franky = type("F", (), {"JointImpedanceTracker": lambda *a, **k: _FakeRobot()})
+    arm.command(Q_HOME + 0.01, dt=1 / 30)
+    assert arm.robot.recovered == 1 and arm.commands_sent == 1 and "cartesian_reflex" in arm.errors[0]
