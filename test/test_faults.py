@@ -393,13 +393,15 @@ def test_targets_outside_limits(graph):
 
 
 @pytest.mark.slow
-@case("TCP target below the table (workspace box)")
+@case("TCP target out of the workspace box (0.6 m to the side)")
 def test_workspace(graph):
-    low = Q_HOME + np.array([0.0, 1.2, 0.0, 0.6, 0.0, 0.0, 0.0])  # TCP at z -1 mm: below the table top
+    # joint 1 at 1.2 rad swings the TCP to y = 0.52 m, past the box's 0.40 (to the side: no contact with the
+    # table, which would be a collision test, not a box test)
+    side = Q_HOME + np.array([1.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     plans = []
     for k in range(30):  # there over 1.5 s, then held there
         p = _plan()
-        p[:, :7] = Q_HOME + (low - Q_HOME) * min(1.0, (k + 1) / 15)
+        p[:, :7] = Q_HOME + (side - Q_HOME) * min(1.0, (k + 1) / 15)
         plans.append(p)
     return "refused at the box, braking, " + _clamped(graph, "workspace_refusals", plans, 3.0)
 
