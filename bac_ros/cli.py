@@ -355,6 +355,7 @@ def cmd_eval(args) -> int:
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
                              "velocity_stops": sum(e.velocity_stops for e in eps),
                              "velocity_stops_per_episode": [e.velocity_stops for e in eps],
+                             "workspace_refusals_per_episode": [e.workspace_refusals for e in eps],
                              "world_restarts": sim.restarts - restarts,
                              "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0)})
                 if rows[-1]["velocity_stops"]:

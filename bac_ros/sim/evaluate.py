@@ -42,6 +42,7 @@ class PolicyEpisode:
     pause_timeouts: int = 0  # sync: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
     late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
     velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see Arm)
+    workspace_refusals: int = 0  # targets refused at the TCP workspace box (see ArmLimits.workspace)
 
 
 class _History:
@@ -129,7 +130,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    stops = arm.velocity_stops
+    stops, refusals = arm.velocity_stops, arm.workspace_refusals
     k = 0  # action steps executed
     try:
         t0, image, state = _pause_and_observe(world, arm)
@@ -164,6 +165,7 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     finally:
         world.resume()
     ep.velocity_stops = arm.velocity_stops - stops
+    ep.workspace_refusals = arm.workspace_refusals - refusals
     ep.dropped_points = executor.counts["points_stale"]
     return ep
 
@@ -213,7 +215,7 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     gen = torch.Generator().manual_seed(seed)
     hist = _History(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    stops = arm.velocity_stops
+    stops, refusals = arm.velocity_stops, arm.workspace_refusals
     player = _ChunkPlayer(world, arm, executor)
     observer = _Observer(world, arm, hist, cfg.action_dt)
     t_start = world.time()
@@ -243,4 +245,5 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
         observer.join(2)
     ep.dropped_points = executor.counts["points_stale"]
     ep.velocity_stops = arm.velocity_stops - stops
+    ep.workspace_refusals = arm.workspace_refusals - refusals
     return ep
