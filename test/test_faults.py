@@ -60,14 +60,12 @@ class Graph:
         self.diag = {"controller": {}, "policy": {}}
         self.diag_wall = {"controller": 0.0}
         self.state = ""
-        self.chunks_from_policy = 0
         n = self.node
         n.create_subscription(JointState, "/bac/command", self._on_command, 100)
         n.create_subscription(JointState, "/joint_states", self._on_joints, 100)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         n.create_subscription(String, "/bac/controller_state", lambda m: setattr(self, "state", m.data),
                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        n.create_subscription(JointTrajectory, "/bac/action_chunk", self._on_chunk, 50)
         self.chunk_pub = n.create_publisher(JointTrajectory, "/bac/action_chunk", 100)
         self.intruder_pub = self.intruder.create_publisher(JointTrajectory, "/bac/action_chunk", 10)
         self.image_pub = n.create_publisher(Image, "/camera/color/image_raw", 10)
@@ -87,9 +85,6 @@ class Graph:
         if len(msg.velocity) >= 7 and msg.name and msg.name[0] == "fr3_joint1":
             with self.lock:
                 self.joints.append((time.monotonic(), np.asarray(msg.position[:7]), np.asarray(msg.velocity[:7])))
-
-    def _on_chunk(self, msg):
-        pass
 
     def _on_diag(self, msg):
         for s in msg.status:

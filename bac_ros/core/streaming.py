@@ -183,8 +183,6 @@ class ChunkExecutor:
     - no chunk accepted for `timeout_s`: hold the last target.
     Not thread-safe: the caller serialises offer/tick/sent."""
 
-    REFUSALS = ("malformed", "points", "dt", "future", "expired", "out_of_order", "before_start")
-
     def __init__(self, rules: ChunkRules = ChunkRules()):
         self.rules = rules
         self._play = PLAYBACKS[rules.playback]

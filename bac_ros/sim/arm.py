@@ -44,8 +44,8 @@ class ArmLimits:
     # No command moves a joint further than velocity limit x this (s) from the previous target, however long
     # ago that was: the torque loop takes a target at once, so a long gap must not license a big step.
     max_step_s: float = 0.05
-    # TCP box (m, robot base frame): ((x, y, z) low, (x, y, z) high); a target that takes the TCP out of it,
-    # or further out, is refused (the last target is kept). None: no box.
+    # TCP box (m, robot base frame): ((x, y, z) low, (x, y, z) high); a target that would take the TCP out
+    # of it, or further out, braking included, is refused and the arm brakes (`Arm.command`). None: no box.
     workspace: tuple | None = None
 
     def __post_init__(self):
