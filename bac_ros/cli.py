@@ -260,17 +260,18 @@ class _FreshWorld:
     """A grasp world and its arm client, restartable: a world that cannot reset its arm any more is
     replaced (counted in the rows as world_restarts)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, controller_params: dict):
         self.cfg, self.world, self.arm, self.restarts = cfg, None, None, 0
+        self.params = controller_params
 
     def restart(self, count: bool = False) -> None:
-        from .sim.arm import Arm, ArmLimits, load_controller_params
+        from .sim.arm import Arm, ArmLimits
         from .sim.world import WorldProcess
 
         self.close()
         self.world = WorldProcess(self.cfg).start()
         # the controller's safety envelope (config/grasp.yaml): evaluated as the robot would run
-        self.arm = Arm(self.cfg.hostname, ArmLimits.from_params(load_controller_params())).start()
+        self.arm = Arm(self.cfg.hostname, ArmLimits.from_params(self.params)).start()
         self.restarts += count
 
     def close(self) -> None:
@@ -319,12 +320,18 @@ def cmd_eval(args) -> int:
     rows = []
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     wcfg = WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1])
-    sim = _FreshWorld(wcfg)
+    from .core.streaming import ChunkRules
+    from .sim.arm import load_controller_params
+
+    params = load_controller_params(Path(args.params) if args.params else None)
+    rules = ChunkRules.from_params(params)
+    sim = _FreshWorld(wcfg, params)
     commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     try:
         for mode in modes:
-            run = (functools.partial(run_sync, fixed_noise=args.fixed_noise) if mode == "sync" else
-                   functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise))
+            run = (functools.partial(run_sync, fixed_noise=args.fixed_noise, rules=rules) if mode == "sync" else
+                   functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise, rules=rules,
+                                     latency_s=None if args.latency_ms is None else args.latency_ms / 1e3))
             for method, s, sched in entries:
                 den = policy.denoiser(sched)
                 eps = []
@@ -351,6 +358,7 @@ def cmd_eval(args) -> int:
                              # per episode, in seed order: which seeds each method solves (paired comparisons)
                              "succeeded": [int(e.success) for e in eps],
                              "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,
+                             "latency_ms": args.latency_ms if mode == "realtime" else None,
                              "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
                              "pause_timeouts": sum(e.pause_timeouts for e in eps),
                              "velocity_stops": sum(e.velocity_stops for e in eps),
@@ -501,6 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--commit-steps", type=int, default=None,
                    help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once; "
                         "default: the policy's n_action_steps, as sync mode and the demonstrations)")
+    e.add_argument("--params", default=None,
+                   help="a ROS parameter file whose controller_node section sets the chunk rules and the safety "
+                        "envelope (default: the package's config/grasp.yaml)")
+    e.add_argument("--latency-ms", type=float, default=None,
+                   help="real-time mode: pause the world while the policy infers and deliver each chunk this many ms "
+                        "of robot time after its observation (emulates a machine with that inference time; "
+                        "default: this machine's own compute time, the world running on)")
     e.add_argument("--fixed-noise", action="store_true",
                    help="every inference of an episode starts from the same noise (default: fresh noise each time)")
     e.add_argument("--bench-observations", type=int, default=16)

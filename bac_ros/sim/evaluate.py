@@ -39,7 +39,7 @@ class PolicyEpisode:
     inference_ms: list[float] = field(default_factory=list)
     chunks: int = 0
     dropped_points: int = 0
-    pause_timeouts: int = 0  # sync: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
+    pause_timeouts: int = 0  # sync, or realtime with latency_s: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
     late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
     velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see Arm)
     workspace_refusals: int = 0  # targets refused at the TCP workspace box (see ArmLimits.workspace)
@@ -206,8 +206,12 @@ class _ChunkPlayer(threading.Thread):
 
 def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
                  max_time: float = 12.0, commit_steps: int | None = None, fixed_noise: bool = False,
-                 rules: ChunkRules | None = None) -> PolicyEpisode:
-    """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps. `rules`: as `run_sync`."""
+                 rules: ChunkRules | None = None, latency_s: float | None = None) -> PolicyEpisode:
+    """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps. `rules`: as `run_sync`.
+    `latency_s`: None: the world runs on while the policy infers, so the latency is this machine's compute
+    time. A number: the world is paused while the policy infers, and the chunk is handed to the player
+    `latency_s` of robot time after its observation: a machine whose inference takes that long (a GPU,
+    the robot's PC, or the machine an earlier result was measured on), on any machine."""
     cfg = policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
     executor = ChunkExecutor(_rules(rules, commit_steps))
@@ -230,7 +234,15 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
             if hist.stamp == last_stamp:  # no new observation since the last inference (as policy_node)
                 time.sleep(0.002)
                 continue
-            actions, ms, stamp = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)
+            if latency_s is not None:
+                world.pause()
+            try:
+                actions, ms, stamp = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)
+            finally:
+                if latency_s is not None:
+                    world.resume()
+            if latency_s is not None:
+                world.wait_until(stamp + latency_s)
             last_stamp = stamp
             ep.inference_ms.append(ms)
             ep.chunks += 1
@@ -246,4 +258,5 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     ep.dropped_points = executor.counts["points_stale"]
     ep.velocity_stops = arm.velocity_stops - stops
     ep.workspace_refusals = arm.workspace_refusals - refusals
+    ep.pause_timeouts = world.status()["pause_timeouts"]
     return ep
