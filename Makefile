@@ -41,7 +41,7 @@ $(STAMP): requirements.txt requirements-ros.txt constraints.txt setup.py
 
 # The ROS 2 graph on the embedded franky-sim world: BAC and full precision side by side.
 demo: $(STAMP)
-	MUJOCO_GL=egl $(VENV)/bin/bac demo --episodes 5 --json runs/demo/demo.json
+	MUJOCO_GL=egl $(VENV)/bin/bac demo --episodes 5
 
 bench: $(STAMP)
 	$(VENV)/bin/bac bench --config cpu --profile

@@ -1,8 +1,12 @@
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = "bac_ros"
+# schedules/<model>/*.json, installed under share/bac_ros/schedules/<model>/
+schedule_files = [(f"share/{package_name}/{d}", glob(f"{d}/*.json")) for d in sorted(glob("schedules/*"))
+                  if Path(d).is_dir()]
 
 setup(
     name=package_name,
@@ -13,7 +17,7 @@ setup(
         ("share/" + package_name, ["package.xml", "README.md"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
-        ("share/" + package_name + "/schedules", glob("schedules/*.json")),
+        *schedule_files,
     ],
     install_requires=["setuptools"],
     package_data={"bac_ros": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},

@@ -70,3 +70,41 @@ def test_shipped_configs_have_their_checkpoint():
         if path.stem in ("grasp",):  # node parameters, not a policy
             continue
         PolicyConfig.load(path.stem)
+
+
+def test_readme_names_every_node_parameter():
+    """The README is where a lab looks a parameter up: every declared one is named there."""
+    import dataclasses
+    import re
+
+    from bac_ros.core.streaming import ChunkRules
+    from bac_ros.robot.limits import ArmLimits
+
+    readme = (ROOT / "README.md").read_text()
+    names = {f.name for cls in (ArmLimits, ChunkRules) for f in dataclasses.fields(cls)}
+    for node in ("controller_node", "policy_node", "sim_node", "camera_node", "metrics_node"):
+        names |= set(re.findall(r'd(?:eclare)?\((?:node, |self, )?"(\w+)"', (ROOT / "bac_ros" / "nodes" /
+                                                                           f"{node}.py").read_text()))
+    assert len(names) > 40
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing, missing
+
+
+def test_robot_and_nodes_do_not_need_the_simulator():
+    """A lab's real-robot graph must not depend on the simulated world: nothing under robot/ or nodes/
+    imports bac_ros.sim or franky_sim, except sim_node."""
+    import ast
+
+    for path in [*(ROOT / "bac_ros" / "robot").glob("*.py"), *(ROOT / "bac_ros" / "nodes").glob("*.py")]:
+        if path.name == "sim_node.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [(node.module or "", node.level)]
+            elif isinstance(node, ast.Import):
+                names = [(a.name, 0) for a in node.names]
+            else:
+                continue
+            for module, level in names:
+                resolved = module if level == 0 else ("bac_ros." + module if level == 2 else module)
+                assert not resolved.startswith(("bac_ros.sim", "sim", "franky_sim")), (path.name, module)

@@ -43,21 +43,23 @@ def variant(s: Schedule) -> str:
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
         repeats: int = 3, seed: int = 0, with_runtime_full: bool = True,
         progress: Callable[[], None] | None = None) -> list[dict]:
-    """Rows of ROW_KEYS (+ `label`, `mean_updates`), the `full` row first. `full` is the plain model;
+    """Rows of ROW_KEYS (+ `variant`, `schedule_file`, `mean_updates`, `hz`), the `full` row first. `full` is the plain model;
     `full-runtime` (if asked) is the full schedule through the caching runtime: it isolates what the
     once-per-inference work alone buys."""
     cfg = policy.cfg
     n = image.shape[0]
     entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]
-    variants = [""]
+    variants, sources = [""], [None]
     if with_runtime_full:
         entries.append(("full-runtime", cfg.num_steps, policy.denoiser(Schedule.full(cfg))))
         variants.append("")
+        sources.append(None)
     for s in schedules:
         if s.method == "full":
             continue  # the same as full-runtime
         entries.append((s.method, s.num_updates, policy.denoiser(s)))
         variants.append(variant(s))
+        sources.append(s.source or None)
     g = torch.Generator().manual_seed(seed)
     noises = [torch.randn(1, cfg.horizon, cfg.action_dim, generator=g) for _ in range(n)]
 
@@ -91,22 +93,12 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
         ms = statistics.median(times[e]) * 1e3
         mean_upd = {k: statistics.fmean(u[k] for u in updates[e]) for k in updates[e][0]}
         gfl = flops.inference_flops(cfg, mean_upd, enc, hoisted=getattr(den, "hoist", False)) / 1e9
-        rows.append({"method": method, "variant": variants[e], "num_updates": s, "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
+        rows.append({"method": method, "variant": variants[e], "schedule_file": sources[e], "num_updates": s,
+                     "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
                      "action_mse": float(((a - ref) ** 2).mean()), "action_max_abs": float((a - ref).abs().max()),
                      "mean_updates": sum(mean_upd.values()) / (3 * cfg.n_layer),
                      "hz": 1e3 / ms})
     return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    head = (f"{'method':<22}{'S':>4}{'upd/blk':>9}{'ms':>9}{'Hz':>8}{'speedup':>9}{'GFLOPs':>9}"
-            f"{'act MSE':>11}{'act max':>10}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        s = "-" if r["num_updates"] is None else r["num_updates"]
-        lines.append(f"{r['method'] + r.get('variant', ''):<22}{s:>4}{r['mean_updates']:>9.1f}{r['ms_median']:>9.2f}{r['hz']:>8.1f}"
-                     f"{r['speedup']:>8.2f}x{r['gflops']:>9.3f}{r['action_mse']:>11.2e}{r['action_max_abs']:>10.2e}")
-    return "\n".join(lines)
 
 
 def _median_ms(fn: Callable[[], object], n: int) -> float:

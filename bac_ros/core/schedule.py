@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PolicyConfig
+from .acs import DEFAULT_TOP_N
+from .config import PolicyConfig, package_data_dir
 
 FORMAT = "bac-schedule/1"
 STATIC_METHODS = ("full", "uniform", "acs-unified", "acs-blockwise", "bac")
 METHODS = STATIC_METHODS + ("teacache",)
+ACS_METHODS = ("acs-unified", "acs-blockwise", "bac")  # calibrated by the ACS dynamic program
+SCHEDULE_DIR = package_data_dir("schedules")  # schedules/<model name>/<method>_s<S>[...].json
 
 
 class ScheduleError(ValueError):
@@ -186,3 +189,38 @@ class Schedule:
         except json.JSONDecodeError as e:
             raise ScheduleError(f"{path}: not valid JSON ({e})") from None
         return cls.from_dict(d, cfg, source=str(path))
+
+
+# ---- finding schedules -------------------------------------------------------------------------------
+def schedule_dir(cfg: PolicyConfig) -> Path:
+    """The shipped schedules of a model: `schedules/<model name>/` (source tree or installed share)."""
+    return SCHEDULE_DIR / cfg.name
+
+
+def schedule_file_name(method: str, num_updates: int, similarity: str = "cosine", force_last: bool = False,
+                       top_n: int = DEFAULT_TOP_N) -> str:
+    """The file name `bac schedule` writes a schedule under and `bac eval` looks for it by:
+    `<method>_s<S>[_last][_l1][_n<N>].json`."""
+    suffix = "_last" if force_last and method != "full" else ""
+    if similarity != "cosine" and method in ACS_METHODS:
+        suffix += f"_{similarity}"
+    if method == "bac" and top_n != DEFAULT_TOP_N:
+        suffix += f"_n{top_n}"
+    return f"{method}_s{num_updates}{suffix}.json"
+
+
+def find_schedule(name: str, cfg: PolicyConfig) -> Schedule | None:
+    """What a `schedule` parameter names, loaded and checked against `cfg`: 'full' -> None (no caching); a
+    path to a schedule file; or a name in the model's shipped folder (`bac_s7` = schedules/<model>/bac_s7.json).
+    ScheduleError (saying what is there) when there is no such file."""
+    if name == "full":
+        return None
+    path = Path(name)
+    if path.suffix != ".json" or not path.is_file():
+        shipped = schedule_dir(cfg) / (path.name if path.suffix == ".json" else f"{name}.json")
+        if len(path.parts) > 1 or not shipped.is_file():
+            have = sorted(p.stem for p in schedule_dir(cfg).glob("*.json"))
+            raise ScheduleError(f"no schedule '{name}': not a file, and not in {schedule_dir(cfg)} (there: "
+                                f"{', '.join(have) or 'none'}; 'full' runs without caching)")
+        path = shipped
+    return Schedule.load(path, cfg)

@@ -1,7 +1,7 @@
 """Timing rules shared by the evaluation loop and the ROS nodes (no ROS here).
 
-- `ObservationAligner`: pairs each camera frame with the joint state nearest in time; a pair whose
-  stamps differ by more than a tolerance is dropped (and counted); keeps the last n_obs_steps pairs.
+- `ObservationWindow`: the policy's input, the last n_obs_steps observations; `ObservationAligner` fills
+  it from separate camera and joint-state streams, pairing each frame with the joint state nearest in time.
 - `chunk_velocity`: the chunk's own velocity at a time (the slope between its points), streamed with each
   target as feed-forward: the demonstrations were tracked with the plan's velocity, and without it the
   joints lag by different amounts, which bends the path the policy sees (measured: the arm ran 13 cm past
@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
+
+from .settings import check_ranges, setting
 
 
 def current_index(stamp: float, dt: float, now: float) -> int:
@@ -121,38 +124,30 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ChunkRules:
-    """How a chunk stream is played (`ChunkExecutor`); times in seconds of the clock the chunks are
-    stamped in (the robot's: the simulator's in simulation)."""
-    commit_steps: int = 8  # a chunk plays this many steps from its takeover before a newer one replaces it
-    playback: str = "hold"  # hold: each point once when due; interpolate: a target every tick
-    timeout_s: float = 0.5  # no chunk accepted for this long: hold the last target
-    max_future_s: float = 0.25  # a chunk stamped further ahead of now is refused (another clock?)
-    min_dt_s: float = 0.005  # a chunk's point spacing outside [min_dt_s, max_dt_s] is refused
-    max_dt_s: float = 0.2
-    max_points: int = 512
-    feedforward: bool = True  # send the chunk's own velocity with each target
-    # A point found later than this after its due time is timed as found now - max_lag_s: the time it
+    """How a chunk stream is played (`ChunkExecutor`; also controller_node's parameters, by these names).
+    Times in seconds of the clock the chunks are stamped in (the robot's: the simulator's in simulation)."""
+    commit_steps: int = setting(8, "a chunk plays this many steps from its takeover before a newer one replaces "
+                                "it (the policy's n_action_steps; 0: every new chunk at once)", 0, 1000)
+    chunk_playback: str = setting("hold", "hold: each point sent once when it falls due, as the demonstrations "
+                                  "were streamed; interpolate: a target every tick, linear between points")
+    chunk_timeout_s: float = setting(0.5, "no chunk accepted for this long (s): hold the last target", 0.01, 10.0)
+    chunk_max_future_s: float = setting(0.25, "a chunk stamped further ahead of now (s) is refused (another clock?)",
+                                        0.0, 5.0)
+    chunk_min_dt_s: float = setting(0.005, "a chunk whose points are spaced closer (s) is refused", 0.001, 1.0)
+    chunk_max_dt_s: float = setting(0.2, "a chunk whose points are spaced wider (s) is refused", 0.001, 1.0)
+    chunk_max_points: int = setting(512, "a chunk with more points is refused", 2, 100000)
+    velocity_feedforward: bool = setting(True, "send the chunk's own velocity with each target")
+    # A point found later than this after its due time is timed as found now - chunk_max_lag_s: the time it
     # waited is not owed to it (else a late point, then one due now, could both move in one tick).
-    max_lag_s: float = 0.015
-
-    @classmethod
-    def from_params(cls, p: dict) -> "ChunkRules":
-        """From controller_node's parameters (config/grasp.yaml)."""
-        return cls(int(p["commit_steps"]), str(p["chunk_playback"]), float(p["chunk_timeout_s"]),
-                   float(p["chunk_max_future_s"]), float(p["chunk_min_dt_s"]), float(p["chunk_max_dt_s"]),
-                   int(p["chunk_max_points"]), bool(p["velocity_feedforward"]))
+    chunk_max_lag_s: float = setting(0.015, "a point found this late (s) after its due time is timed as if due "
+                                     "then: waiting earns no larger step", 0.0, 0.1)
 
     def __post_init__(self):
-        if self.commit_steps < 0:
-            raise ValueError(f"commit_steps must be >= 0, got {self.commit_steps}")
-        if self.playback not in PLAYBACKS:
-            raise ValueError(f"playback must be one of {sorted(PLAYBACKS)}, got {self.playback!r}")
-        if not self.timeout_s > 0 or not self.max_future_s >= 0:
-            raise ValueError("timeout_s must be > 0 and max_future_s >= 0")
-        if not 0 < self.min_dt_s <= self.max_dt_s:
-            raise ValueError(f"need 0 < min_dt_s <= max_dt_s, got {self.min_dt_s}, {self.max_dt_s}")
-        if self.max_points < 2:
-            raise ValueError(f"max_points must be >= 2, got {self.max_points}")
+        check_ranges(self)
+        if self.chunk_playback not in PLAYBACKS:
+            raise ValueError(f"chunk_playback must be one of {sorted(PLAYBACKS)}, got {self.chunk_playback!r}")
+        if not self.chunk_min_dt_s <= self.chunk_max_dt_s:
+            raise ValueError(f"need chunk_min_dt_s <= chunk_max_dt_s, got {self.chunk_min_dt_s}, {self.chunk_max_dt_s}")
 
 
 @dataclass(frozen=True)
@@ -171,21 +166,21 @@ class Command:
 class ChunkExecutor:
     """Chunks in (`offer`), one command or nothing per tick out (`tick`, then `sent` with what the arm
     really sent). Safe by construction, whatever a publisher sends:
-    - refused and counted: malformed or non-finite actions, fewer than 2 or more than `max_points` points,
-      a spacing outside [min_dt_s, max_dt_s], a stamp more than `max_future_s` ahead of now, a chunk
+    - refused and counted: malformed or non-finite actions, fewer than 2 or more than `chunk_max_points` points,
+      a spacing outside [chunk_min_dt_s, chunk_max_dt_s], a stamp more than `chunk_max_future_s` ahead of now, a chunk
       whose last point is already past, one not newer than the newest offered, one planned before `start`;
     - each command carries `dt` = the time since the previous command, timed at a point's due time (so
       playback of a steady stream gets the chunk's spacing, not the jitter of the ticks that find it), but
-      never earlier than now - `max_lag_s` (a point found late is not owed the time it waited); the arm
+      never earlier than now - `chunk_max_lag_s` (a point found late is not owed the time it waited); the arm
       caps it again per command (`ArmLimits.max_step_s`), so a chunk's dt never widens the limits;
     - when the arm's limits held a point back, it is sent again every tick (catch-up) until reached or
       replaced, so a far point is approached at the limits instead of jumped to;
-    - no chunk accepted for `timeout_s`: hold the last target.
+    - no chunk accepted for `chunk_timeout_s`: hold the last target.
     Not thread-safe: the caller serialises offer/tick/sent."""
 
     def __init__(self, rules: ChunkRules = ChunkRules()):
         self.rules = rules
-        self._play = PLAYBACKS[rules.playback]
+        self._play = PLAYBACKS[rules.chunk_playback]
         self.counts: Counter = Counter()
         self._horizon = RecedingHorizon(rules.commit_steps)
         self._start = math.inf  # nothing plays before `start`
@@ -241,16 +236,16 @@ class ChunkExecutor:
         r, a = self.rules, np.asarray(chunk.actions)
         if a.ndim != 2 or a.shape[1] != 8 or not np.all(np.isfinite(a)) or not math.isfinite(chunk.stamp):
             return "malformed"
-        if not 2 <= len(a) <= r.max_points:
+        if not 2 <= len(a) <= r.chunk_max_points:
             return "points"
-        if not (math.isfinite(chunk.dt) and r.min_dt_s <= chunk.dt <= r.max_dt_s):
+        if not (math.isfinite(chunk.dt) and r.chunk_min_dt_s <= chunk.dt <= r.chunk_max_dt_s):
             return "dt"
-        if chunk.stamp > now + r.max_future_s:
+        if chunk.stamp > now + r.chunk_max_future_s:
             return "future"
+        if chunk.end < now:  # first: a chunk wholly in the past is that, whenever it was planned
+            return "expired"
         if chunk.stamp < self._start:
             return "before_start"
-        if chunk.end < now:
-            return "expired"
         if chunk.stamp <= self._newest:
             return "out_of_order"
         return None
@@ -266,7 +261,7 @@ class ChunkExecutor:
         if chunk is not self._playing:
             self._playing, self._sent_index, self._catch_up = chunk, -1, False
             self.counts["points_stale"] += self._horizon.first_index  # their time passed before it arrived
-        if now - self._received > self.rules.timeout_s:
+        if now - self._received > self.rules.chunk_timeout_s:
             if not self._holding:
                 self._holding = True
                 self.counts["holds"] += 1
@@ -277,7 +272,7 @@ class ChunkExecutor:
         self._holding = False
         a, n = chunk.actions, len(chunk.actions)
         i = min(current_index(chunk.stamp, chunk.dt, now), n - 1)
-        if self.rules.playback == "hold":
+        if self.rules.chunk_playback == "hold":
             if i == self._sent_index and not self._catch_up:
                 return None  # this point is out; the arm keeps it until the next falls due
             kind = "catch-up" if i == self._sent_index else "point"
@@ -285,14 +280,14 @@ class ChunkExecutor:
         else:
             kind, t = "point", now
         target = self._play(a, chunk.stamp, chunk.dt, now)
-        dq = chunk_velocity(a[:, :7], chunk.stamp, chunk.dt, now) if self.rules.feedforward else None
+        dq = chunk_velocity(a[:, :7], chunk.stamp, chunk.dt, now) if self.rules.velocity_feedforward else None
         return self._command(kind, target[:7], dq, float(target[7]), t, now, i, chunk.dt)
 
     def _command(self, kind, q, dq, gripper, t, now, index=-1, dt_first=None) -> Command | None:
         # the time of the last command, unless the clock went back since (a restarted simulator starts at 0)
         t_prev = self._t_prev if self._t_prev is not None and self._t_prev <= now else None
-        t = min(max(t, now - self.rules.max_lag_s, t_prev if t_prev is not None else -math.inf), now)
-        dt = (t - t_prev) if t_prev is not None else (dt_first or self.rules.min_dt_s)
+        t = min(max(t, now - self.rules.chunk_max_lag_s, t_prev if t_prev is not None else -math.inf), now)
+        dt = (t - t_prev) if t_prev is not None else (dt_first or self.rules.chunk_min_dt_s)
         if dt <= 1e-6:
             return None  # no time has passed since the last command: send it on the next tick
         return Command(kind, np.asarray(q, float), dq, gripper, dt, t, index)
@@ -306,16 +301,55 @@ class ChunkExecutor:
         self._sent_index, self._catch_up = command.index, held_back
 
 
+class ObservationWindow:
+    """The last `n` observations (stamp, image (H, W, 3) uint8, state (8,)), newest last; a short history is
+    padded with its oldest. The policy's input, the same for policy_node and the evaluation harness.
+    Thread-safe (an observer thread pushes while the inference thread reads)."""
+
+    def __init__(self, n: int):
+        if n < 1:
+            raise ValueError(f"an observation window needs n >= 1, got {n}")
+        self.n = n
+        self._items: deque = deque(maxlen=n)
+        self._lock = threading.Lock()
+
+    def push(self, stamp: float, image: np.ndarray, state: np.ndarray) -> bool:
+        """Add an observation; False (ignored) when it is not newer than the newest."""
+        with self._lock:
+            if self._items and stamp <= self._items[-1][0]:
+                return False
+            self._items.append((stamp, image, np.asarray(state, np.float32)))
+            return True
+
+    @property
+    def newest_stamp(self) -> float | None:
+        with self._lock:
+            return self._items[-1][0] if self._items else None
+
+    def ready(self) -> bool:
+        return self.newest_stamp is not None
+
+    def window(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(images (n, H, W, 3), states (n, 8), newest stamp)."""
+        with self._lock:
+            items = list(self._items)
+        if not items:
+            raise RuntimeError("no observation yet")
+        items = [items[0]] * (self.n - len(items)) + items
+        return np.stack([i for _, i, _ in items]), np.stack([s for _, _, s in items]), items[-1][0]
+
+
 class ObservationAligner:
+    """Pairs each camera frame with the joint state nearest in time into an `ObservationWindow`; a pair
+    whose stamps differ by more than `tolerance_s` is dropped (and counted)."""
+
     def __init__(self, n_obs_steps: int, tolerance_s: float = 0.02, state_buffer: int = 256):
-        if n_obs_steps < 1 or tolerance_s < 0:
-            raise ValueError("n_obs_steps must be >= 1 and tolerance_s >= 0")
-        self.n, self.tolerance = n_obs_steps, tolerance_s
+        if tolerance_s < 0:
+            raise ValueError("tolerance_s must be >= 0")
+        self.tolerance = tolerance_s
+        self.observations = ObservationWindow(n_obs_steps)
         self._state_t: deque = deque(maxlen=state_buffer)
         self._state_v: deque = deque(maxlen=state_buffer)
-        self._images: deque = deque(maxlen=n_obs_steps)
-        self._states: deque = deque(maxlen=n_obs_steps)
-        self._stamps: deque = deque(maxlen=n_obs_steps)
         self.dropped = 0
 
     def add_state(self, stamp: float, state: np.ndarray) -> None:
@@ -325,7 +359,8 @@ class ObservationAligner:
         self._state_v.append(np.asarray(state, np.float32))
 
     def add_image(self, stamp: float, image: np.ndarray) -> bool:
-        """Pair the frame with the nearest joint state; False (and counted) when none is close enough."""
+        """Pair the frame with the nearest joint state; False (and counted) when none is close enough;
+        False (not counted) for a repeated or older frame."""
         if not self._state_t:
             self.dropped += 1
             return False
@@ -335,25 +370,4 @@ class ObservationAligner:
         if abs(ts[best] - stamp) > self.tolerance:
             self.dropped += 1
             return False
-        if self._stamps and stamp <= self._stamps[-1]:
-            return False  # a repeated or older frame
-        self._images.append(image)
-        self._states.append(self._state_v[best])
-        self._stamps.append(stamp)
-        return True
-
-    @property
-    def newest_stamp(self) -> float | None:
-        return self._stamps[-1] if self._stamps else None
-
-    def ready(self) -> bool:
-        return len(self._stamps) >= 1
-
-    def window(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """(images (n, H, W, 3), states (n, 8), newest stamp); a short history is padded with its oldest pair."""
-        if not self._stamps:
-            raise RuntimeError("no aligned observation yet")
-        pad = self.n - len(self._stamps)
-        images = [self._images[0]] * pad + list(self._images)
-        states = [self._states[0]] * pad + list(self._states)
-        return np.stack(images), np.stack(states), self._stamps[-1]
+        return self.observations.push(stamp, image, self._state_v[best])

@@ -13,6 +13,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from .messages import array_to_image, to_time
+from .runtime import declare
 
 
 class CameraNode(Node):
@@ -26,8 +27,8 @@ class CameraNode(Node):
         self.info.d = [float(c) for c in intr.coeffs]
         self.info.p = [intr.fx, 0.0, intr.ppx, 0.0, 0.0, intr.fy, intr.ppy, 0.0, 0.0, 0.0, 1.0, 0.0]
         self.info.header.frame_id = frame_id
-        self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 5)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", 5)
+        self.image_pub = self.create_publisher(Image, "camera/color/image_raw", 5)
+        self.info_pub = self.create_publisher(CameraInfo, "camera/color/camera_info", 5)
 
     def capture_time(self, frame) -> float:
         """Capture time (s, epoch): the frame's timestamp when it is in the global time domain; otherwise
@@ -58,10 +59,10 @@ class CameraNode(Node):
 def main(args=None) -> int:
     rclpy.init(args=args)
     node = rclpy.create_node("camera_node_params")
-    width = node.declare_parameter("width", 640).value
-    height = node.declare_parameter("height", 480).value
-    fps = node.declare_parameter("fps", 30).value
-    frame_id = node.declare_parameter("frame_id", "camera_color_optical_frame").value
+    width = declare(node, "width", 640, "colour stream width (px)", 8, 4096)
+    height = declare(node, "height", 480, "colour stream height (px)", 8, 4096)
+    fps = declare(node, "fps", 30, "frames per second", 1, 120)
+    frame_id = declare(node, "frame_id", "camera_color_optical_frame", "frame_id of the images")
     node.destroy_node()
     try:
         import pyrealsense2 as rs

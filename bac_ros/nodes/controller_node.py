@@ -27,10 +27,12 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.streaming import Chunk, ChunkExecutor, ChunkRules
-from ..sim.arm import Arm, ArmLimits, HomingError, RobotFault, drive
-from ..sim.kinematics import GRIPPER_MAX_WIDTH
+from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
+from ..robot.limits import ArmLimits
+from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
-from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node, spin_in_background, steady_timer
+from .runtime import (Reporter, declare, declare_settings, diagnostics, guarded, now_s, run_node, spin_in_background,
+                      steady_timer)
 
 REALTIME_MODES = ("enforce", "ignore")
 
@@ -39,46 +41,26 @@ class ControllerNode(Node):
     def __init__(self):
         super().__init__("controller_node")
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self.robot_ip = d("robot_ip", "127.0.0.1", "FR3 (FCI) address; franky-sim's loopback address in simulation")
+        self.robot_ip = d("robot_ip", "172.16.0.2", "FR3 (FCI) address; franky-sim's loopback address in simulation")
         realtime = d("realtime_mode", "enforce", "enforce: real-time kernel required (a real FR3); ignore: simulation")
         if realtime not in REALTIME_MODES:
             raise ValueError(f"parameter realtime_mode: {realtime!r} is not one of {REALTIME_MODES}")
-        self.connect_timeout = d("connect_timeout_s", 30.0, "retry the first connection this long, then exit 2",
+        self.connect_timeout = d("connect_timeout_s", 30.0, "retry the first connection this long (s), then exit 2",
                                  1.0, 3600.0)
-        self.source = d("chunk_source", "policy_node", "the node whose chunks play ('' = any publisher)")
-        js_rate = d("joint_state_rate_hz", 100.0, "/joint_states rate (Hz, wall clock)", 1.0, 1000.0)
+        self.source = d("chunk_source", "policy_node", "the node whose chunks play; others are refused and counted")
+        if not self.source:
+            raise ValueError("parameter chunk_source: name the node whose chunks play (e.g. policy_node)")
+        js_rate = d("joint_state_rate_hz", 100.0, "joint_states rate (Hz, wall clock)", 1.0, 1000.0)
         control_rate = d("control_rate_hz", 100.0, "control ticks (Hz, wall clock)", 10.0, 1000.0)
-        params = {
-            "chunk_playback": d("chunk_playback", "hold", "hold: each point once when due; interpolate: every tick"),
-            "chunk_timeout_s": d("chunk_timeout_s", 0.5, "no new chunk for this long: hold (s)", 0.01, 10.0),
-            "chunk_max_future_s": d("chunk_max_future_s", 0.25, "chunks stamped further ahead are refused (s)",
-                                    0.0, 5.0),
-            "chunk_min_dt_s": d("chunk_min_dt_s", 0.005, "chunks spaced closer are refused (s)", 0.001, 1.0),
-            "chunk_max_dt_s": d("chunk_max_dt_s", 0.2, "chunks spaced wider are refused (s)", 0.001, 1.0),
-            "chunk_max_points": d("chunk_max_points", 512, "chunks with more points are refused", 2, 100000),
-            "commit_steps": d("commit_steps", 8, "steps a chunk plays before a newer one takes over", 0, 1000),
-            "velocity_feedforward": d("velocity_feedforward", True, "send the chunk's velocity with each target"),
-            "joint_limit_margin": d("joint_limit_margin", 0.05, "rad kept from every joint limit", 0.0, 0.49),
-            "max_velocity_factor": d("max_velocity_factor", 0.5, "of the FR3 joint velocity limits", 0.01, 1.0),
-            "max_step_s": d("max_step_s", 0.05, "no target moves further than velocity limit x this (s)",
-                            0.001, 0.2),
-            "max_acceleration_factor": d("max_acceleration_factor", 0.5,
-                                         "of the FR3 joint acceleration limits; 0: none (not advised)", 0.0, 1.0),
-            "stop_velocity_factor": d("stop_velocity_factor", 1.0,
-                                      "measured joint speed over this x its limit stops the arm; 0: none",
-                                      0.0, 1.5),
-            "workspace_enabled": d("workspace_enabled", True, "refuse targets taking the TCP out of the box"),
-            "workspace_min": d("workspace_min", [0.25, -0.40, 0.03], "TCP box low corner (m, fr3_link0)"),
-            "workspace_max": d("workspace_max", [0.80, 0.40, 0.80], "TCP box high corner (m, fr3_link0)"),
-        }
+        self.limits = declare_settings(self, ArmLimits)
+        rules = declare_settings(self, ChunkRules)
         rdf = d("relative_dynamics_factor", 0.3, "franky's relative dynamics factor", 0.01, 1.0)
-        torque = d("collision_torque_thresholds", [20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0],
-                   "franky set_collision_behavior torque thresholds (Nm, 7)")
-        force = d("collision_force_thresholds", [20.0, 20.0, 20.0, 25.0, 25.0, 25.0],
-                  "franky set_collision_behavior force thresholds (N, 6)")
+        torque = d("collision_torque_thresholds", (20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0),
+                   "franky set_collision_behavior torque thresholds (Nm, 7 joints)")
+        force = d("collision_force_thresholds", (20.0, 20.0, 20.0, 25.0, 25.0, 25.0),
+                  "franky set_collision_behavior force thresholds (N and Nm: x y z, rotations)")
         if len(torque) != 7 or len(force) != 6:
             raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
-        self.limits, rules = ArmLimits.from_params(params), ChunkRules.from_params(params)
         self._arm_args = dict(limits=self.limits, realtime=realtime == "enforce", collision=(torque, force),
                               relative_dynamics_factor=rdf, auto_recover=False)
         self.add_on_set_parameters_callback(self._on_params)
@@ -89,7 +71,7 @@ class ControllerNode(Node):
         # Homing and recovery (their own executor thread) and the control tick all drive the Arm: one at a
         # time. A tick that finds the arm taken skips (it must not block the executor publishing joint states).
         self._arm_lock = threading.Lock()
-        self.arm: Arm | None = None
+        self.arm: FR3Arm | None = None
         self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
         self._played = None  # the chunk whose first command was reported
@@ -97,22 +79,25 @@ class ControllerNode(Node):
         self._gid_refresh = -1.0
         self._closing = threading.Event()
 
-        self.js_pub = self.create_publisher(JointState, "/joint_states", 20)
-        self.cmd_pub = self.create_publisher(JointState, "/bac/command", 20)
-        self.first_pub = self.create_publisher(TimeReference, "/bac/first_command", 20)
+        self.js_pub = self.create_publisher(JointState, "joint_states", 20)
+        self.cmd_pub = self.create_publisher(JointState, "bac/command", 20)
+        self.first_pub = self.create_publisher(TimeReference, "bac/first_command", 20)
+        # absolute, as everywhere in ROS: diagnostic_aggregator listens there
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.state_pub = self.create_publisher(String, "/bac/controller_state", QoSProfile(
+        self.state_pub = self.create_publisher(String, "bac/controller_state", QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self._chunk_sub = self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 5)
+        self._chunk_sub = self.create_subscription(JointTrajectory, "bac/action_chunk", self.on_chunk, 5)
         steady_timer(self, 1.0 / js_rate, self.publish_joint_state)
         steady_timer(self, 1.0 / control_rate, self.control_tick)
         steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
         # Homing and recovery block for seconds: their services live on a side node with an executor of its
         # own, so that joint states, the clock and the control loop go on meanwhile.
-        self._side = rclpy.create_node("controller_node_services", context=self.context)
-        self._side.create_service(Trigger, "/bac/home", self.on_home)
-        self._side.create_service(Trigger, "/bac/recover", self.on_recover)
-        self.create_service(Trigger, "/bac/start", self.on_start)
+        # (not the process's global arguments: launch's `__node` remap would give it the main node's name)
+        self._side = rclpy.create_node("controller_node_services", namespace=self.get_namespace(),
+                                       context=self.context, use_global_arguments=False)
+        self._side.create_service(Trigger, "bac/home", self.on_home)
+        self._side.create_service(Trigger, "bac/recover", self.on_recover)
+        self.create_service(Trigger, "bac/start", self.on_start)
         self._stop_side = spin_in_background(self._side, "controller-services")
         self._publish_state()
         self._connector = self._connect_in_background(deadline=time.monotonic() + self.connect_timeout)
@@ -128,7 +113,7 @@ class ControllerNode(Node):
         delay = 0.25
         while not self._closing.is_set():
             try:
-                arm = Arm(self.robot_ip, **self._arm_args).start()
+                arm = FR3Arm(self.robot_ip, **self._arm_args).start()
             except Exception as e:  # noqa: BLE001 - franky raises several types; all mean "not yet"
                 if deadline is not None and time.monotonic() > deadline:
                     self.exit_error = (
@@ -187,8 +172,10 @@ class ControllerNode(Node):
 
         for prm in params:
             if prm.name == "chunk_source":
+                if not prm.value:
+                    return SetParametersResult(successful=False, reason="chunk_source must name a node")
                 self.source = str(prm.value)
-                self.get_logger().info(f"playing chunks from {self.source or 'any publisher'}")
+                self.get_logger().info(f"playing chunks from {self.source}")
             elif prm.name not in ("use_sim_time",):
                 return SetParametersResult(successful=False, reason=f"{prm.name} is read at start-up only")
         return SetParametersResult(successful=True)
@@ -206,12 +193,11 @@ class ControllerNode(Node):
 
     @guarded()
     def on_chunk(self, msg: JointTrajectory, info) -> None:
-        if self.source:
-            sender = self._publisher(info)
-            if sender != self.source:
-                self.reporter.count("chunks_refused_source",
-                                    f"chunk from {sender or 'an unknown node'} refused: the source is {self.source}")
-                return
+        sender = self._publisher(info)
+        if sender != self.source:
+            self.reporter.count("chunks_refused_source",
+                                f"chunk from {sender or 'an unknown node'} refused: the source is {self.source}")
+            return
         try:
             stamp, actions, dt = trajectory_to_chunk(msg)
         except ValueError as e:
@@ -267,8 +253,6 @@ class ControllerNode(Node):
         return True
 
     def on_home(self, _req, resp):
-        from ..sim.kinematics import Q_HOME
-
         if self._refuse_unless_usable(resp):
             return resp
         with self._lock:
@@ -276,7 +260,7 @@ class ControllerNode(Node):
             self.state, self.reason = "ready", "homing"
         try:
             with self._arm_lock:
-                self.arm.restart_tracker()  # a fresh torque loop per episode (see Arm.restart_tracker)
+                self.arm.restart_tracker()  # a fresh torque loop per episode (see FR3Arm.restart_tracker)
                 self.arm.move_home(Q_HOME, duration=1.5)
             resp.success, resp.message = True, "home"
             self.reason = "at home; holding"
@@ -320,7 +304,7 @@ class ControllerNode(Node):
         now = now_s(self)
         with self._lock:
             self.chunk_executor.start(now)
-            self.state, self.reason = "running", f"playing chunks from {self.source or 'any publisher'}"
+            self.state, self.reason = "running", f"playing chunks from {self.source}"
         self._publish_state()
         resp.success, resp.message = True, f"playing chunks stamped from {now:.3f} s"
         return resp

@@ -6,9 +6,7 @@ from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
-GRIPPER_JOINT = "fr3_gripper_width"  # in /joint_states: measured width (m); in chunks: commanded width
-JOINT_NAMES = ARM_JOINTS + [GRIPPER_JOINT]
+from ..robot.model import JOINT_NAMES
 
 
 def to_sec(t: Time) -> float:

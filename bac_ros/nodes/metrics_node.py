@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState, TimeReference
 from trajectory_msgs.msg import JointTrajectory
 
 from .messages import to_sec
-from .runtime import Reporter, diagnostics, guarded, now_s, run_node
+from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node
 
 LATENCY_FIELDS = ["obs_stamp", "chunk_received", "first_command", "obs_to_chunk_ms", "obs_to_command_ms"]
 
@@ -28,9 +28,8 @@ LATENCY_FIELDS = ["obs_stamp", "chunk_received", "first_command", "obs_to_chunk_
 class MetricsNode(Node):
     def __init__(self):
         super().__init__("metrics_node")
-        self.declare_parameter("log_dir", "runs/metrics")
+        out = Path(declare(self, "log_dir", "runs/metrics", "folder of control.csv and latency.csv"))
         self.reporter = Reporter(self)
-        out = Path(self.get_parameter("log_dir").value)
         out.mkdir(parents=True, exist_ok=True)
         self._control_f = (out / "control.csv").open("w", newline="")
         self._latency_f = (out / "latency.csv").open("w", newline="")
@@ -41,9 +40,10 @@ class MetricsNode(Node):
         self._commands: deque = deque()
         self._chunks: dict[float, float] = {}
         self._lat_cmd: deque = deque(maxlen=2000)
-        self.create_subscription(JointState, "/bac/command", self.on_command, 50)
-        self.create_subscription(JointTrajectory, "/bac/action_chunk", self.on_chunk, 10)
-        self.create_subscription(TimeReference, "/bac/first_command", self.on_first_command, 10)
+        self.create_subscription(JointState, "bac/command", self.on_command, 50)
+        self.create_subscription(JointTrajectory, "bac/action_chunk", self.on_chunk, 10)
+        self.create_subscription(TimeReference, "bac/first_command", self.on_first_command, 10)
+        # absolute, as everywhere in ROS: diagnostic_aggregator listens there
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self.tick)
         self.get_logger().info(f"logging to {out}")

@@ -1,11 +1,11 @@
-"""policy_node: camera + /joint_states -> cached DP-T -> /bac/action_chunk, /bac/markers, /diagnostics."""
+"""policy_node: camera + joint_states -> the cached DP-T -> bac/action_chunk (stamped with the newest observation
+used), bac/markers (the chunk's TCP path for rviz), diagnostics (inference Hz, latencies, refusals)."""
 from __future__ import annotations
 
 import sys
 import threading
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -17,84 +17,75 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.streaming import ObservationAligner
-from .runtime import Reporter, diagnostics, guarded, now_s, run_node
+from ..robot.kinematics import Kinematics
+from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
-
-def resolve_schedule(name: str) -> Path | None:
-    """'' or 'full' -> None (plain model); a path; or a file name in the package's schedules/."""
-    if name in ("", "full"):
-        return None
-    p = Path(name)
-    if p.is_file():
-        return p
-    from ..core.config import CONFIG_DIR
-
-    candidate = CONFIG_DIR.parent / "schedules" / (name if name.endswith(".json") else name + ".json")
-    return candidate
+from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        self.declare_parameter("config", "cpu")
-        self.declare_parameter("checkpoint", "auto")
-        self.declare_parameter("schedule", "grasp_dpt_cpu_bac_s7")
-        self.declare_parameter("image_topic", "/camera/color/image_raw")
-        self.declare_parameter("joint_states_topic", "/joint_states")
-        self.declare_parameter("rate_hz", 30.0)
-        self.declare_parameter("obs_tolerance_s", 0.03)
-        self.declare_parameter("num_threads", 1)
-        self.declare_parameter("base_frame", "fr3_link0")
-        self.declare_parameter("seed", 0)
-        self.declare_parameter("fixed_noise", False)  # every inference starts from the same noise (seed)
-        self.declare_parameter("max_future_s", 0.25)  # inputs stamped further ahead of the node clock: refused
-        p = lambda n: self.get_parameter(n).value  # noqa: E731
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        config = d("config", "cpu", "policy config: a name in config/ (cpu, cpu_ddpm100, paper) or a YAML path")
+        checkpoint = d("checkpoint", "auto", "checkpoint directory; auto: the one shipped for the config")
+        schedule = d("schedule", "", "caching schedule: a name in schedules/<model>/ (e.g. bac_s7), a path, or "
+                     "full (no caching); config/grasp.yaml names the default")
+        if not schedule:
+            raise ValueError("parameter schedule is not set: pass config/grasp.yaml (--params-file) or -p schedule:=...")
+        image_topic = d("image_topic", "camera/color/image_raw", "camera topic (sensor_msgs/Image)")
+        joint_topic = d("joint_states_topic", "joint_states", "joint state topic (sensor_msgs/JointState)")
+        rate_hz = d("rate_hz", 30.0, "at most this many inferences a second (Hz)", 0.1, 1000.0)
+        tolerance = d("obs_tolerance_s", 0.03, "a camera frame and the nearest joint state further apart than this "
+                      "(s) are dropped", 0.0, 1.0)
+        threads = d("num_threads", 1, "torch intra-op threads", 1, 256)
+        self.base_frame = d("base_frame", "fr3_link0", "frame of the chunk markers")
+        self._seed = d("seed", 0, "seed of the initial noise", 0, 2**31 - 1)
+        self._fixed_noise = d("fixed_noise", False, "every inference starts from the noise of seed (the policy "
+                              "becomes a function of its observation)")
+        self.max_future = d("max_future_s", 0.25, "joint states and images stamped further ahead of the node's "
+                            "clock (s) are refused", 0.0, 10.0)
         self.reporter = Reporter(self)
-        self.max_future = float(p("max_future_s"))
 
         import torch
 
         from ..core.config import PolicyConfig
         from ..core.policy import DiffusionPolicy, resolve_checkpoint
-        from ..core.schedule import Schedule
+        from ..core.schedule import find_schedule
 
-        torch.set_num_threads(int(p("num_threads")))
-        cfg = PolicyConfig.load(p("config"))
-        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, p("checkpoint")))
-        sched_path = resolve_schedule(p("schedule"))
-        self.schedule = Schedule.load(sched_path, cfg) if sched_path else None  # ScheduleError stops the node
+        torch.set_num_threads(threads)
+        cfg = PolicyConfig.load(config)
+        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint))
+        self.schedule = find_schedule(schedule, cfg)  # ScheduleError stops the node
         self.denoiser = self.policy.denoiser(self.schedule)
         self.method = self.schedule.label if self.schedule else "full"
-        self._seed, self._fixed_noise = int(p("seed")), bool(p("fixed_noise"))
         self._generator = torch.Generator().manual_seed(self._seed)
         self.image_size = cfg.encoder.image_shape[1]
-        self.aligner = ObservationAligner(cfg.n_obs_steps, float(p("obs_tolerance_s")))
+        self.aligner = ObservationAligner(cfg.n_obs_steps, tolerance)
         self._last_used_stamp = None
         self.inference_ms: deque = deque(maxlen=300)
         self.published = 0
         self._t_start = time.monotonic()
-        from ..sim.kinematics import FR3Kinematics
-
-        self.kin = FR3Kinematics()
-        self.base_frame = p("base_frame")
+        self.kin = Kinematics.fr3()
 
         self._obs_lock = threading.Lock()  # the aligner: filled by the executor, read by the inference thread
         self._new_obs = threading.Event()
         self._stop = threading.Event()
-        self.create_subscription(Image, p("image_topic"), self.on_image, 5)
-        self.create_subscription(JointState, p("joint_states_topic"), self.on_joint_state, 50)
-        self.chunk_pub = self.create_publisher(JointTrajectory, "/bac/action_chunk", 5)
-        self.marker_pub = self.create_publisher(MarkerArray, "/bac/markers", 2)
+        self.create_subscription(Image, image_topic, self.on_image, 5)
+        self.create_subscription(JointState, joint_topic, self.on_joint_state, 50)
+        self.chunk_pub = self.create_publisher(JointTrajectory, "bac/action_chunk", 5)
+        self.marker_pub = self.create_publisher(MarkerArray, "bac/markers", 2)
+        # absolute, as everywhere in ROS: diagnostic_aggregator listens there
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self.publish_diagnostics)
-        self.create_service(Trigger, "/bac/policy/reset", self.on_reset)
+        self.create_service(Trigger, "bac/policy/reset", self.on_reset)
         # Inference runs on its own thread (the executor keeps taking messages and the clock meanwhile):
         # it starts as soon as a new observation is in, at most rate_hz times a second.
-        self._period = 1.0 / float(p("rate_hz"))
+        self._period = 1.0 / rate_hz
         self._worker = threading.Thread(target=self._infer_loop, daemon=True, name="inference")
         self._worker.start()
         self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}), schedule {self.method}, "
-                               f"{float(p('rate_hz')):.0f} Hz")
+                               f"{rate_hz:.0f} Hz")
 
     # ---- inputs ----------------------------------------------------------------------------------
     def _refuse_stamp(self, kind: str, stamp: float) -> bool:
@@ -108,8 +99,6 @@ class PolicyNode(Node):
 
     @guarded()
     def on_joint_state(self, msg: JointState) -> None:
-        from ..sim.kinematics import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
-
         try:
             state = joint_state_to_vector(msg)
         except ValueError as e:
@@ -146,6 +135,7 @@ class PolicyNode(Node):
         self._new_obs.set()
 
     def on_reset(self, _req, resp):
+        """Forget the observation history (a new episode: no frame of the last one may be planned on)."""
         cfg = self.policy.cfg
         with self._obs_lock:
             self.aligner = ObservationAligner(cfg.n_obs_steps, self.aligner.tolerance)
@@ -168,22 +158,17 @@ class PolicyNode(Node):
             self._stop.wait(max(0.0, started + self._period - time.monotonic()))
 
     def infer(self) -> None:
-        import torch
-
         with self._obs_lock:
-            aligner = self.aligner
-            if not aligner.ready() or aligner.newest_stamp == self._last_used_stamp:
+            window = self.aligner.observations
+            if not window.ready() or window.newest_stamp == self._last_used_stamp:
                 return
-            images, states, stamp = aligner.window()
+            images, states, stamp = window.window()
             self._last_used_stamp = stamp
         t0 = time.perf_counter()
-        img = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
-        st = torch.from_numpy(states).unsqueeze(0)
         if self._fixed_noise:
             self._generator.manual_seed(self._seed)
-        traj = self.policy.predict(img, st, self.denoiser, generator=self._generator)
-        actions = self.policy.future(traj)[0].numpy()  # the controller plays n_action_steps from the first due
-        self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        actions = self.policy.act(images, states, self.denoiser, self._generator)  # the controller plays
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)  # n_action_steps from the first still due
         self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
         self.published += 1
         self.publish_markers(actions, stamp)

@@ -99,7 +99,18 @@ def declare(node: Node, name: str, default, description: str, low: float | None 
         d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
     elif low is not None and isinstance(default, int) and not isinstance(default, bool):
         d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-    return node.declare_parameter(name, default, d).value
+    value = node.declare_parameter(name, list(default) if isinstance(default, tuple) else default, d).value
+    return tuple(value) if isinstance(default, tuple) else value
+
+
+def declare_settings(node: Node, cls):
+    """Declare one parameter per field of a settings dataclass (`core.settings.setting`: its default,
+    description and range) and build the instance from the values the node got (validated: ValueError)."""
+    from ..core.settings import describe
+
+    values = {name: declare(node, name, default, description, low, high)
+              for name, default, description, low, high in describe(cls)}
+    return cls(**values)
 
 
 def spin_in_background(node: Node, name: str) -> Callable[[], None]:

@@ -17,46 +17,44 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ..sim.kinematics import Q_HOME
+from ..robot.model import Q_HOME
 from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
 from .messages import array_to_image, to_time
-from .runtime import Reporter, guarded, run_node
+from .runtime import Reporter, declare, guarded, run_node
 
 
 class SimNode(Node):
     def __init__(self):
         super().__init__("sim_node")
-        self.declare_parameter("hostname", "127.0.0.1")
-        self.declare_parameter("image_size", 96)
-        self.declare_parameter("camera_rate_hz", 30.0)
-        self.declare_parameter("seed_start", 0)
-        self.declare_parameter("episode_time_s", 12.0)
-        self.declare_parameter("clock_rate_hz", 250.0)
-        p = lambda n: self.get_parameter(n).value  # noqa: E731
-
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        hostname = d("hostname", "127.0.0.1", "loopback address the simulated FR3 listens on (libfranka TCP ports "
+                     "1337/1338: parallel worlds need distinct 127.0.0.x)")
+        image_size = d("image_size", 96, "camera image side (px)", 8, 1024)
+        camera_rate = d("camera_rate_hz", 30.0, "camera frames per second of sim time", 1.0, 240.0)
+        self.next_seed = d("seed_start", 0, "the seed of the first episode; each reset takes the next", 0, 2**31 - 1)
+        self.episode_time = d("episode_time_s", 12.0, "an episode ends after this long (sim s)", 0.5, 1e6)
+        clock_rate = d("clock_rate_hz", 250.0, "clock messages per wall second", 1.0, 1000.0)
         self.reporter = Reporter(self)
-        self.world = GraspWorld(WorldConfig(hostname=p("hostname"), image_size=int(p("image_size")))).start()
-        self.next_seed = int(p("seed_start"))
+        self.world = GraspWorld(WorldConfig(hostname=hostname, image_size=image_size)).start()
         self.add_on_set_parameters_callback(self._on_params)
-        self.episode_time = float(p("episode_time_s"))
         self.seed = None
         self.episode = 0  # counts resets: outcomes of an earlier episode on the same seed are told apart
         self.t_episode = None
-        self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 5)
-        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
-        self._clock_period = 1.0 / float(p("clock_rate_hz"))
-        self.outcome_pub = self.create_publisher(String, "/bac/episode", 10)
+        self.image_pub = self.create_publisher(Image, "camera/color/image_raw", 5)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)  # absolute: ROS time is graph-wide
+        self._clock_period = 1.0 / clock_rate
+        self.outcome_pub = self.create_publisher(String, "bac/episode", 10)
         # The GL context belongs to the thread that made it: render from one dedicated thread.
-        self._camera_period = 1.0 / float(p("camera_rate_hz"))
+        self._camera_period = 1.0 / camera_rate
         self._running = True
         self._camera = threading.Thread(target=self._camera_loop, daemon=True, name="camera")
         self._camera.start()
         self._clock_thread = threading.Thread(target=self._clock_loop, daemon=True, name="clock")
         self._clock_thread.start()
         self.create_timer(0.1, self.publish_outcome)
-        self.create_service(Trigger, "/bac/reset", self.on_reset)
-        self.create_service(Trigger, "/bac/sim/home", self.on_sim_home)
-        self.get_logger().info(f"grasp world up; FR3 at {p('hostname')} (libfranka ports 1337/1338)")
+        self.create_service(Trigger, "bac/reset", self.on_reset)
+        self.create_service(Trigger, "bac/sim/home", self.on_sim_home)
+        self.get_logger().info(f"grasp world up; FR3 at {hostname} (libfranka ports 1337/1338)")
 
     def _clock_loop(self) -> None:
         try:

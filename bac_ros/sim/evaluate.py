@@ -16,18 +16,19 @@ real-time mode therefore costs its wall time x that factor of robot time.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
-from ..core.streaming import Chunk, ChunkExecutor, ChunkRules
-from .arm import Arm, drive
-from .episode import observe, reset
+from ..core.settings import from_mapping, node_parameters
+from ..core.streaming import Chunk, ChunkExecutor, ChunkRules, ObservationWindow
+from ..robot.fr3_arm import FR3Arm, drive
+from .episode import observe, pause_and_observe, reset
 from .world import WorldProcess
 
 
@@ -41,41 +42,14 @@ class PolicyEpisode:
     dropped_points: int = 0
     pause_timeouts: int = 0  # sync, or realtime with latency_s: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
     late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
-    velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see Arm)
+    velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see FR3Arm.check)
     workspace_refusals: int = 0  # targets refused at the TCP workspace box (see ArmLimits.workspace)
 
 
-class _History:
-    """The last n_obs_steps observations (image (H, W, 3) uint8, state (8,)); thread-safe."""
-
-    def __init__(self, n: int):
-        self.images: deque = deque(maxlen=n)
-        self.states: deque = deque(maxlen=n)
-        self.stamp = 0.0
-        self._lock = threading.Lock()
-
-    def push(self, image: np.ndarray, state: np.ndarray, stamp: float) -> None:
-        with self._lock:
-            if not self.images:  # pad a fresh episode with its first observation
-                for _ in range(self.images.maxlen - 1):
-                    self.images.append(image)
-                    self.states.append(state)
-            self.images.append(image)
-            self.states.append(state)
-            self.stamp = stamp
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(images (1, n, 3, H, W) uint8, states (1, n, 8), stamp of the newest)."""
-        with self._lock:
-            images, states, stamp = np.stack(self.images), np.stack(self.states), self.stamp
-        img = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
-        return img, torch.from_numpy(states).float().unsqueeze(0), stamp
-
-
 class _Observer(threading.Thread):
-    """Samples camera + joint state every dt of sim time into a `_History` (stamped with sim time)."""
+    """Samples camera + joint state every dt of sim time into an `ObservationWindow` (stamped with sim time)."""
 
-    def __init__(self, world: WorldProcess, arm: Arm, hist: _History, dt: float):
+    def __init__(self, world: WorldProcess, arm: FR3Arm, hist: ObservationWindow, dt: float):
         super().__init__(daemon=True, name="observer")
         self.world, self.arm, self.hist, self.dt = world, arm, hist, dt
         self._halt = threading.Event()
@@ -84,7 +58,7 @@ class _Observer(threading.Thread):
         next_t = self.world.time()
         while not self._halt.is_set():
             t, image, state = observe(self.world, self.arm)
-            self.hist.push(image, state, t)
+            self.hist.push(t, image, state)
             next_t = max(next_t + self.dt, t)  # fell behind: no burst
             self.world.wait_until(next_t, halt=self._halt)
 
@@ -92,32 +66,22 @@ class _Observer(threading.Thread):
         self._halt.set()
 
 
-def _infer(policy: DiffusionPolicy, denoiser, hist: _History, generator: torch.Generator,
+def _infer(policy: DiffusionPolicy, denoiser, hist: ObservationWindow, generator: torch.Generator,
            noise_seed: int | None = None):
     """-> (plan, inference ms, stamp of the newest observation used). The plan is every predicted point
-    from the current step on (`DiffusionPolicy.future`): sync mode plays the first n_action_steps (the
+    from the current step on (`DiffusionPolicy.act`): sync mode plays the first n_action_steps (the
     next point gives the last one its velocity), real-time mode n_action_steps from the first still due.
     `noise_seed`: every inference starts from the same noise (the policy becomes a function of the
     observation); None: fresh noise each time."""
     if noise_seed is not None:
         generator.manual_seed(noise_seed)
-    img, st, stamp = hist.tensors()
+    images, states, stamp = hist.window()
     t0 = time.perf_counter()
-    traj = policy.predict(img, st, denoiser, generator=generator)
-    ms = (time.perf_counter() - t0) * 1e3
-    return policy.future(traj)[0].numpy(), ms, stamp
+    plan = policy.act(images, states, denoiser, generator=generator)
+    return plan, (time.perf_counter() - t0) * 1e3, stamp
 
 
-def _pause_and_observe(world: WorldProcess, arm: Arm) -> tuple[float, np.ndarray, np.ndarray]:
-    """Pause the world and observe it. The gripper width is read first, while the physics still runs: franky
-    takes it from the gripper's next state packet, which a paused world never sends."""
-    width = arm.gripper_width()
-    t = world.pause()
-    _, image = world.render()
-    return t, image, np.concatenate([arm.joint_positions(), [width]])
-
-
-def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
+def run_sync(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser, seed: int,
              max_time: float = 12.0, fixed_noise: bool = False, rules: ChunkRules | None = None) -> PolicyEpisode:
     """The world waits for every inference: the physics is paused from the observation until the chunk's
     first point is sent, and every point is sent on the sim clock (step k at t0 + k*dt), as the expert's
@@ -128,14 +92,14 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
     executor = ChunkExecutor(_rules(rules, n))
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
-    hist = _History(cfg.n_obs_steps)
+    hist = ObservationWindow(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     stops, refusals = arm.velocity_stops, arm.workspace_refusals
     k = 0  # action steps executed
     try:
-        t0, image, state = _pause_and_observe(world, arm)
+        t0, image, state = pause_and_observe(world, arm)
         executor.start(t0)
-        hist.push(image, state, t0)
+        hist.push(t0, image, state)
         while k * dt < max_time:
             plan, ms, _ = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)  # paused at step k
             ep.inference_ms.append(ms)
@@ -149,14 +113,14 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
                     ep.late_ms.append((now - t0 - k * dt) * 1e3)
                     if i >= n - (cfg.n_obs_steps - 1):  # observations the next inference uses
                         t, image, state = observe(world, arm)
-                        hist.push(image, state, t)
+                        hist.push(t, image, state)
                 drive(executor, arm, now)
                 if i == 0:
                     world.resume()
                 k += 1
             world.wait_until(t0 + k * dt)
-            t, image, state = _pause_and_observe(world, arm)
-            hist.push(image, state, t)
+            t, image, state = pause_and_observe(world, arm)
+            hist.push(t, image, state)
             status = world.status()
             ep.pause_timeouts = status["pause_timeouts"]
             if status["success"]:
@@ -172,18 +136,14 @@ def run_sync(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, s
 
 def _rules(rules: ChunkRules | None, commit_steps: int) -> ChunkRules:
     """The controller's rules (config/grasp.yaml) unless given, with the episode's commit."""
-    import dataclasses
-
-    from .arm import load_controller_params
-
-    rules = rules or ChunkRules.from_params(load_controller_params())
+    rules = rules or from_mapping(ChunkRules, node_parameters("controller_node"))
     return dataclasses.replace(rules, commit_steps=commit_steps)
 
 
 class _ChunkPlayer(threading.Thread):
     """Plays the chunks on the sim clock through a `ChunkExecutor`, ticking every 2 ms of wall time."""
 
-    def __init__(self, world: WorldProcess, arm: Arm, executor: ChunkExecutor):
+    def __init__(self, world: WorldProcess, arm: FR3Arm, executor: ChunkExecutor):
         super().__init__(daemon=True, name="chunk-player")
         self.world, self.arm, self.executor = world, arm, executor
         self._lock = threading.Lock()
@@ -204,7 +164,7 @@ class _ChunkPlayer(threading.Thread):
         self._halt.set()
 
 
-def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoiser, seed: int,
+def run_realtime(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser, seed: int,
                  max_time: float = 12.0, commit_steps: int | None = None, fixed_noise: bool = False,
                  rules: ChunkRules | None = None, latency_s: float | None = None) -> PolicyEpisode:
     """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps. `rules`: as `run_sync`.
@@ -217,7 +177,7 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     executor = ChunkExecutor(_rules(rules, commit_steps))
     reset(world, arm, seed)
     gen = torch.Generator().manual_seed(seed)
-    hist = _History(cfg.n_obs_steps)
+    hist = ObservationWindow(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     stops, refusals = arm.velocity_stops, arm.workspace_refusals
     player = _ChunkPlayer(world, arm, executor)
@@ -225,13 +185,13 @@ def run_realtime(world: WorldProcess, arm: Arm, policy: DiffusionPolicy, denoise
     t_start = world.time()
     executor.start(t_start)
     t, image, state = observe(world, arm)
-    hist.push(image, state, t)
+    hist.push(t, image, state)
     observer.start()
     player.start()
     last_stamp = None
     try:
         while world.time() - t_start < max_time:
-            if hist.stamp == last_stamp:  # no new observation since the last inference (as policy_node)
+            if hist.newest_stamp == last_stamp:  # no new observation since the last inference (as policy_node)
                 time.sleep(0.002)
                 continue
             if latency_s is not None:

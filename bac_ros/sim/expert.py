@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kinematics import GRIPPER_MAX_WIDTH, FR3Kinematics, top_down
+from ..robot.kinematics import Kinematics, top_down
+from ..robot.model import GRIPPER_MAX_WIDTH
 from .world import CUBE_HALF, TABLE_TOP, CubePose
 
 OPEN, CLOSED = GRIPPER_MAX_WIDTH, 0.0
@@ -66,9 +67,9 @@ def _wrap_yaw(yaw: float) -> float:
     return (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
 
 
-def plan_grasp(cube: CubePose, q_start: np.ndarray, dt: float, kin: FR3Kinematics | None = None,
+def plan_grasp(cube: CubePose, q_start: np.ndarray, dt: float, kin: Kinematics | None = None,
                cfg: ExpertConfig = ExpertConfig()) -> ExpertPlan:
-    kin = kin or FR3Kinematics()
+    kin = kin or Kinematics.fr3()
     p0, _ = kin.fk(q_start)
     yaw = _wrap_yaw(cube.yaw)
     centre = np.array([cube.x, cube.y, TABLE_TOP + CUBE_HALF])
@@ -93,3 +94,25 @@ def plan_grasp(cube: CubePose, q_start: np.ndarray, dt: float, kin: FR3Kinematic
     qs = np.array(qs)
     dq = np.gradient(qs, dt, axis=0)
     return ExpertPlan(q=qs, dq=dq, gripper=grip, tcp=tcp, ik_error=worst)
+
+
+class ExpertChunks:
+    """The scripted expert's plan for one cube, streamed as chunks of `chunk_len` points (point i due at
+    t0 + i*dt) into the controller: the reference operator of `bac demo`, measured the same way as the
+    policy. `tick(now)` publishes the chunk starting at the step due now, each step once."""
+
+    def __init__(self, publish, cube: list[float], q_start: np.ndarray, now: float, dt: float = 1.0 / 30.0,
+                 chunk_len: int = 16):
+        plan = plan_grasp(CubePose(*cube), q_start, dt)
+        self.actions = np.concatenate([plan.q, plan.gripper[:, None]], axis=1)
+        self.publish, self.dt, self.chunk_len = publish, dt, chunk_len
+        self.t0 = now + 0.05
+        self.next_i = 0
+
+    def tick(self, now: float) -> None:
+        i = int((now - self.t0) // self.dt)
+        if i < self.next_i or self.next_i >= len(self.actions):  # not due yet, or the plan's end was sent
+            return
+        i = min(max(i, 0), len(self.actions) - 1)
+        self.publish(self.actions[i:i + self.chunk_len], self.t0 + i * self.dt, self.dt)
+        self.next_i = i + 1

@@ -1,0 +1,195 @@
+"""`bac eval`: closed-loop success per method on seeded grasp episodes (the franky-sim world, no ROS), with
+speed, GFLOPs and action deviation from one bench run; table, JSON rows and a plot."""
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from ..core.acs import DEFAULT_TOP_N
+from ..core.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
+from ..runs import content_hash, provenance, write_json
+from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser("eval", help="closed-loop success per method on seeded grasp episodes")
+    add_policy_options(e)
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--seed-start", type=int, default=0, help="first world seed (demonstrations use 100000..)")
+    e.add_argument("--methods", type=comma_list(str), default=["full", "bac"],
+                   help="comma list of full and the schedule methods (uniform, teacache, acs-unified, acs-blockwise, "
+                        "bac)")
+    e.add_argument("--num-updates", type=comma_list(int), default=[7], help="S values (comma list)")
+    e.add_argument("--schedule-dir", default=None,
+                   help="where the schedules are (default: the shipped schedules/<model>/; `bac schedule` output)")
+    e.add_argument("--mode", choices=["sync", "realtime", "both"], default="sync")
+    e.add_argument("--max-time", type=float, default=12.0, help="seconds of robot time per episode")
+    e.add_argument("--top-n", type=int, default=DEFAULT_TOP_N,
+                   help=f"bac: the Bubbling Union's n (schedule files _n<N>; default {DEFAULT_TOP_N})")
+    e.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
+                   help="which calibrated ACS schedules to use (files ending _l1 for l1)")
+    e.add_argument("--commit-steps", type=int, default=None,
+                   help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once; "
+                        "default: the policy's n_action_steps, as sync mode and the demonstrations)")
+    e.add_argument("--params", default=None,
+                   help="a ROS parameter file whose controller_node section sets the chunk rules and the safety "
+                        "envelope (default: the package's config/grasp.yaml)")
+    e.add_argument("--latency-ms", type=float, default=None,
+                   help="real-time mode: pause the world while the policy infers and deliver each chunk this many ms "
+                        "of robot time after its observation (emulates a machine with that inference time; "
+                        "default: this machine's own compute time, the world running on)")
+    e.add_argument("--fixed-noise", action="store_true",
+                   help="every inference of an episode starts from the same noise (default: fresh noise each time)")
+    e.add_argument("--bench-observations", type=int, default=16)
+    e.add_argument("--hostname", default="127.0.0.1", help="loopback address of the simulated FR3 (127.0.0.x)")
+    e.add_argument("--merge", type=comma_list(str), default=None,
+                   help="no episodes: merge the JSON rows of earlier runs (comma list) into one table and plot")
+    add_output_options(e, "rows (eval.json), table (eval.md) and plot (eval.png)")
+    e.set_defaults(func=run)
+
+
+def write(rows: list[dict], out: Path) -> None:
+    from ..report import EVAL_COLUMNS, markdown, plot_success_vs_speedup
+
+    table = markdown(rows, EVAL_COLUMNS)
+    print(table)
+    (out / "eval.md").write_text(table + "\n")
+    write_json(out / "eval.json", rows)
+    print(f"wrote {out / 'eval.md'}, {out / 'eval.json'}, {plot_success_vs_speedup(rows, out / 'eval.png')}")
+
+
+class _FreshWorld:
+    """A grasp world and its arm client, restartable: a world that cannot reset its arm any more is
+    replaced (counted in the rows as world_restarts)."""
+
+    def __init__(self, cfg, limits):
+        self.cfg, self.limits, self.world, self.arm, self.restarts = cfg, limits, None, None, 0
+
+    def restart(self, count: bool = False) -> None:
+        from ..robot.fr3_arm import FR3Arm
+        from ..sim.world import WorldProcess
+
+        self.close()
+        self.world = WorldProcess(self.cfg).start()
+        self.arm = FR3Arm(self.cfg.hostname, self.limits).start()  # the controller's envelope: as the robot runs
+        self.restarts += count
+
+    def close(self) -> None:
+        if self.arm is not None:
+            self.arm.stop()
+        if self.world is not None:
+            self.world.stop()
+        self.world = self.arm = None
+
+
+def _schedules(args, cfg) -> list[tuple[str, int, Schedule | None]]:
+    directory = Path(args.schedule_dir) if args.schedule_dir else schedule_dir(cfg)
+    entries = []
+    for method in args.methods:
+        if method == "full":
+            entries.append(("full", cfg.num_steps, None))
+            continue
+        for s in args.num_updates:
+            path = directory / schedule_file_name(method, s, args.similarity, top_n=args.top_n)
+            if not path.is_file():
+                raise SystemExit(f"no schedule {path}: make it with `bac schedule --config {args.config} --data "
+                                 f"<demos> --method {method} --num-updates {s} --similarity {args.similarity}` "
+                                 f"and pass its folder with --schedule-dir")
+            entries.append((method, s, Schedule.load(path, cfg)))
+    return entries
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..core import bench
+    from ..core.settings import from_mapping, node_parameters
+    from ..core.streaming import ChunkRules
+    from ..report import EVAL_COLUMNS, markdown
+    from ..robot.limits import ArmLimits
+    from ..sim.evaluate import run_realtime, run_sync
+    from ..sim.world import WorldConfig
+
+    if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
+        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
+        write(rows, output_dir(args, "eval", "merged"))
+        return 0
+    policy = load_policy(args)
+    cfg = policy.cfg
+    entries = _schedules(args, cfg)
+    params = node_parameters("controller_node", args.params)
+    limits, rules = from_mapping(ArmLimits, params), from_mapping(ChunkRules, params)
+    out = output_dir(args, "eval", f"{cfg.name}_{args.mode}")
+    # Speed, FLOPs and action deviation: one bench run over all schedules, on recorded observations.
+    image, state = observations(policy, args.bench_observations, args.seed + 1, args.data)
+    brows = bench.run(policy, [e[2] for e in entries if e[2] is not None], image, state, repeats=2,
+                      seed=args.seed, with_runtime_full=False)
+    by_key = {(r["method"], r["num_updates"]): r for r in brows}
+    modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
+    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    sim = _FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1]), limits)
+    commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
+    origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
+    rows = []
+    try:
+        for mode in modes:
+            play = (functools.partial(run_sync, fixed_noise=args.fixed_noise, rules=rules) if mode == "sync" else
+                    functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise, rules=rules,
+                                      latency_s=None if args.latency_ms is None else args.latency_ms / 1e3))
+            for method, s, sched in entries:
+                den = policy.denoiser(sched)
+                eps, restarts = [], sim.restarts
+                sim.restart()  # every method starts on a fresh world
+                bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
+                for seed in bar:
+                    try:
+                        eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
+                    except RuntimeError as e:  # the world could not be reset: a fresh one, the same seed again
+                        print(f"\nseed {seed}: {e}; restarting the world", file=sys.stderr)
+                        sim.restart(count=True)
+                        eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
+                    bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
+                rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
+                                 sim.restarts - restarts, origin))
+                _warn(rows[-1])
+                print(markdown(rows[-1:], EVAL_COLUMNS).splitlines()[-1], flush=True)
+    finally:
+        sim.close()
+    write(rows, out)
+    return 0
+
+
+def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, origin) -> dict:
+    ms = [m for e in eps for m in e.inference_ms]
+    return {"mode": mode, "method": method, "num_updates": s, "episodes": len(eps),
+            "success_rate": sum(e.success for e in eps) / len(eps), "speedup": b["speedup"],
+            "gflops": b["gflops"], "inference_hz": 1e3 / statistics.median(ms),
+            "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
+            "seeds": [seeds[0], seeds[-1]],
+            "similarity": args.similarity if method in ACS_METHODS else "cosine",
+            "top_n": args.top_n if method == "bac" else None,
+            # per episode, in seed order: which seeds each method solves (paired comparisons)
+            "succeeded": [int(e.success) for e in eps],
+            "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,
+            "latency_ms": args.latency_ms if mode == "realtime" else None,
+            "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
+            "pause_timeouts": sum(e.pause_timeouts for e in eps),
+            "velocity_stops": sum(e.velocity_stops for e in eps),
+            "velocity_stops_per_episode": [e.velocity_stops for e in eps],
+            "workspace_refusals_per_episode": [e.workspace_refusals for e in eps],
+            "world_restarts": world_restarts,
+            "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0),
+            "schedule_hash": content_hash(sched.source) if sched is not None and sched.source else None,
+            "params": args.params or "config/grasp.yaml", **origin}
+
+
+def _warn(row: dict) -> None:
+    if row["velocity_stops"]:
+        print(f"note: the arm was stopped {row['velocity_stops']} time(s) for a joint moving faster than its limit",
+              file=sys.stderr)
+    if row["pause_timeouts"]:
+        print(f"warning: {row['pause_timeouts']} inferences outlasted the world's pause limit: the world stepped on "
+              "while the policy thought (not a pure sync run)", file=sys.stderr)

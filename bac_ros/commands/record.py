@@ -1,0 +1,48 @@
+"""`bac record`: scripted-expert demonstrations on the franky-sim grasp world (zarr, `bac train --data`)."""
+from __future__ import annotations
+
+import sys
+import time
+
+from ..core.config import PolicyConfig
+from .common import add_output_options, output_dir
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("record", help="record scripted-expert demonstrations on the grasp world (zarr)")
+    r.add_argument("--config", default="cpu", help="policy config (image size and action rate)")
+    r.add_argument("--episodes", type=int, default=100)
+    r.add_argument("--seed-start", type=int, default=100000, help="first world seed (eval uses 0.. by default)")
+    r.add_argument("--hostname", default="127.0.0.1", help="loopback address for the simulated FR3")
+    add_output_options(r, "data set (demos.zarr)")
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..data.demos import DemoWriter
+    from ..robot.fr3_arm import FR3Arm
+    from ..robot.kinematics import Kinematics
+    from ..sim.episode import run_expert
+    from ..sim.world import WorldConfig, WorldProcess
+
+    cfg = PolicyConfig.load(args.config)
+    size, dt = cfg.encoder.image_shape[1], cfg.action_dt
+    out = output_dir(args, "record", f"expert_{args.seed_start}") / "demos.zarr"
+    writer = DemoWriter(out, (size, size, 3), dt)
+    kin = Kinematics.fr3()
+    ok, t0 = 0, time.monotonic()
+    with WorldProcess(WorldConfig(hostname=args.hostname, image_size=size)) as world, FR3Arm(args.hostname) as arm:
+        bar = tqdm(range(args.seed_start, args.seed_start + args.episodes), desc="expert", unit="ep", file=sys.stderr)
+        for seed in bar:
+            r = run_expert(world, arm, seed, dt, kin)
+            writer.add_episode(seed, r.success, [s.image for s in r.steps], [s.state for s in r.steps],
+                               [s.action for s in r.steps], [s.t_sim for s in r.steps])
+            ok += r.success
+            bar.set_postfix(success=f"{ok}/{seed - args.seed_start + 1}")
+        arm_errors = len(arm.errors)
+    n = args.episodes
+    print(f"expert success {ok}/{n} = {ok / n:.1%} (seeds {args.seed_start}..{args.seed_start + n - 1}), "
+          f"{time.monotonic() - t0:.0f} s, arm errors {arm_errors} -> {out}")
+    return 0

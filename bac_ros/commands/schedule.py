@@ -1,0 +1,62 @@
+"""`bac schedule`: calibrate caching schedules (JSON, with an update-map PNG for static ones)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..core.acs import DEFAULT_TOP_N
+from ..core.schedule import METHODS, schedule_file_name
+from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("schedule", help="calibrate and write caching schedules (JSON + update-map PNG)")
+    add_policy_options(s)
+    s.add_argument("--method", type=comma_list(str), default=["bac"], help=f"comma list of {', '.join(METHODS)}")
+    s.add_argument("--num-updates", type=comma_list(int), help="S: updates per block (comma list)")
+    s.add_argument("--top-n", type=comma_list(int), default=[DEFAULT_TOP_N],
+                   help="bubbling-union blocks (bac; comma list: one schedule each, files suffixed _n<N>)")
+    s.add_argument("--force-last", action="store_true", help="every block also updates at the final step")
+    s.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
+                   help="what the ACS dynamic program maximises: cosine (the paper's) or 1 - relative L1 error")
+    s.add_argument("--observations", type=int, default=64, help="calibration observations")
+    s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
+    s.add_argument("--out", help="output file (one schedule)")
+    add_output_options(s, "schedules (to ship one: copy it into schedules/<model>/)")
+    s.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..core import calibrate
+    from ..report import plot_update_map
+
+    methods, sizes = args.method, args.num_updates or [None]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"unknown method(s) {bad}; choose from {list(METHODS)}")
+    if args.out and (len(methods) * len(sizes) != 1 or (len(args.top_n) != 1 and "bac" in methods)):
+        raise SystemExit("--out names one file: give one method, one --num-updates and one --top-n, or use --out-dir")
+    policy = load_policy(args)
+    cfg = policy.cfg
+    image, state = observations(policy, args.observations, args.seed, args.data)
+    stats = None
+    if any(m in ("acs-unified", "acs-blockwise", "bac") for m in methods):
+        with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
+            stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update)
+    out_dir = None if args.out else output_dir(args, "schedule", cfg.name)
+    for method, s, top_n in [(m, s, n) for m in methods for s in sizes
+                             for n in (args.top_n if m == "bac" else [DEFAULT_TOP_N])]:
+        if method != "full" and s is None:
+            raise SystemExit(f"method '{method}' needs --num-updates")
+        sched = calibrate.make_schedule(policy, method, s, stats, top_n=top_n, force_last=args.force_last,
+                                        image=image[: args.teacache_observations],
+                                        state=state[: args.teacache_observations], seed=args.seed,
+                                        similarity=args.similarity)
+        out = Path(args.out) if args.out else out_dir / schedule_file_name(
+            method, sched.num_updates, args.similarity, args.force_last, top_n)
+        sched.save(out)
+        extra = "" if sched.is_dynamic else f", map {plot_update_map(sched, out.with_suffix('.png'))}"
+        print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")
+    return 0

@@ -1,0 +1,69 @@
+"""`bac train`: train the policy on demonstrations (zarr from `bac record` or `bac dataset`)."""
+from __future__ import annotations
+
+import sys
+
+from ..core.config import PolicyConfig
+from .common import add_output_options, output_dir
+
+
+def add_parser(sub) -> None:
+    t = sub.add_parser("train", help="train the policy on demonstrations (a checkpoint folder)")
+    t.add_argument("--config", default="cpu")
+    t.add_argument("--data", required=True, help="zarr data set(s), comma-separated")
+    t.add_argument("--noise-samples", type=int, default=None,
+                   help="(noise, timestep) draws per window and image-encoder pass (default: TrainConfig's)")
+    t.add_argument("--iterations", type=int, default=6000)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--shift", type=int, default=None, help="random-shift augmentation, pixels (default: TrainConfig's)")
+    t.add_argument("--init", default=None,
+                   help="start from this checkpoint directory (fine-tune; tensors whose shape changed start fresh)")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (default 2)")
+    t.add_argument("--time-budget", type=float, default=0,
+                   help="minutes: fewer iterations (measured after 30) if --iterations would take longer")
+    add_output_options(t, "checkpoint (model.safetensors, config.json, train_log.json, loss.png)")
+    t.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..core.policy import DiffusionPolicy
+    from ..core.train import TrainConfig, train
+    from ..data.demos import Demos, WindowSampler
+
+    cfg = PolicyConfig.load(args.config)
+    torch.set_num_threads(args.threads or 2)
+    demos = Demos(args.data)
+    if demos.num_episodes == 0:
+        raise SystemExit(f"{args.data}: no successful episodes to train on")
+    out = output_dir(args, "train", cfg.name)
+    tcfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       time_budget_s=args.time_budget * 60,
+                       **({"shift": args.shift} if args.shift is not None else {}),
+                       **({"noise_samples": args.noise_samples} if args.noise_samples is not None else {}))
+    torch.manual_seed(args.seed)
+    windows = WindowSampler(demos, cfg.horizon, cfg.n_obs_steps)
+    if args.init:  # fine-tune: the checkpoint's weights and normalisers (warm start across n_obs_steps)
+        policy, fresh = DiffusionPolicy.warm_start(args.init, cfg)
+        if fresh:
+            print(f"warm start from {args.init}: freshly initialised {', '.join(fresh)}")
+    else:
+        policy = DiffusionPolicy(cfg)
+        policy.fit_normalizers(demos.state, *windows.states_and_actions())
+    print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
+          f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
+          f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
+    with tqdm(total=tcfg.iterations, desc="train", unit="it", file=sys.stderr) as bar:
+        def progress(i, loss):
+            bar.update(1)
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}")
+        log = train(policy, windows, tcfg, out, progress)
+    note = " (iterations cut to fit the time budget)" if log["cut_to_time_budget"] else ""
+    print(f"{log['iterations_done']} iterations in {log['seconds'] / 60:.1f} min{note}; final loss "
+          f"{log['final_loss_mean_100']:.4f}; EMA checkpoint -> {out}")
+    return 0

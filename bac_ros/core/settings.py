@@ -1,0 +1,73 @@
+"""Settings dataclasses whose fields are also ROS parameters (no ROS here).
+
+A field made with `setting(default, description, low, high)` carries its meaning and its bounds, so each
+default is written once: the dataclass is validated on construction, the nodes declare one parameter per
+field from it (`nodes.runtime.declare_settings`), and `from_mapping` reads the same names from a
+parameter file (config/grasp.yaml) for the evaluation harness.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+def setting(default: Any, description: str, low: float | None = None, high: float | None = None):
+    """A dataclass field that is also a parameter: its description (with the unit) and range [low, high]."""
+    if isinstance(default, list):
+        default = tuple(default)
+    return dataclasses.field(default=default, metadata={"description": description, "range": (low, high)})
+
+
+def check_ranges(obj) -> None:
+    """ValueError naming the field when a value lies outside the range its `setting` declares."""
+    for f in dataclasses.fields(obj):
+        low, high = f.metadata.get("range", (None, None))
+        value = getattr(obj, f.name)
+        if low is None or isinstance(value, bool):
+            continue
+        if not low <= value <= high:
+            raise ValueError(f"{f.name} must be in [{low}, {high}], got {value}")
+
+
+def from_mapping(cls, values: dict, strict: bool = False):
+    """An instance of the settings dataclass `cls` from a mapping of parameter values (e.g. a node's
+    section of a parameter file): its own fields are taken, the rest left to the defaults. Other keys are
+    ignored, or with `strict` refused (a typo in a lab's file should not pass unnoticed)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if strict:
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) for {cls.__name__}: {unknown}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return cls(**kwargs)
+
+
+def describe(cls) -> list[tuple[str, Any, str, float | None, float | None]]:
+    """(name, default, description, low, high) for every field of a settings dataclass."""
+    return [(f.name, f.default, f.metadata.get("description", ""), *f.metadata.get("range", (None, None)))
+            for f in dataclasses.fields(cls)]
+
+
+def node_parameters(node: str, path=None) -> dict:
+    """One node's `ros__parameters` from a ROS parameter file (default: the package's config/grasp.yaml),
+    as the node would get them with `--params-file`: the `/**` section's, then its own (which win); {} when
+    the file has neither."""
+    from pathlib import Path
+
+    import yaml
+
+    from .config import CONFIG_DIR
+
+    path = Path(path) if path is not None else CONFIG_DIR / "grasp.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not a readable parameter file ({e})") from None
+    params = {}
+    for key in ("/**", node, "/" + node):  # as ROS: the wildcard section first, the node's own wins
+        section = data.get(key) or {}
+        values = section.get("ros__parameters", {}) if isinstance(section, dict) else None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: {key}.ros__parameters must be a mapping")
+        params.update(values)
+    return params

@@ -1,0 +1,268 @@
+"""`bac demo`: the launch file's graph without launch_ros. Starts the same executables with the same YAML
+(controller_node, sim_node, metrics_node, then policy_node once per method), runs seeded episodes over
+real ROS 2 (DDS on loopback), and reports success, control Hz, inference Hz, latency and smoothness per
+method; every process it started is stopped, by PID.
+
+The method `expert` has no policy_node: this process streams the scripted expert's plan for the episode's
+cube as 16-point chunks at the action rate into the same controller (`sim.expert.ExpertChunks`), so the
+policy's motion can be read against the expert's on the same seeds, measured the same way (joint_states).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import CONFIG_DIR
+from ..core.motion import mean_smoothness, smoothness
+from ..robot.fr3_arm import HomingError
+from ..sim.episode import home_with_fallback
+from .client import GraphClient
+from .processes import Processes
+from .spec import grasp_graph
+
+EXPERT = "expert"
+CONTROLLER, POLICY = "bac: controller_node", "bac: policy_node"
+
+
+@dataclass
+class MethodEpisodes:
+    """What one method's episodes left behind, for its row."""
+    successes: list[bool] = field(default_factory=list)
+    windows: list[tuple[float, float]] = field(default_factory=list)  # (start, end), graph clock
+    wall_s: list[float] = field(default_factory=list)
+    travels: list[float] = field(default_factory=list)  # how far the arm moved from its start (rad)
+    smooth: list[dict] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)  # the simulated FR3's torque-link summary per episode
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process
+
+
+def isolated_ros_env() -> dict:
+    """Environment for a graph of its own: a domain id from the PID and discovery on this host only."""
+    domain = str(random.Random(os.getpid()).randint(120, 200))
+    return {**os.environ, "ROS_DOMAIN_ID": domain, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+            "ROS_LOCALHOST_ONLY": "1", "PYTHONUNBUFFERED": "1"}
+
+
+class Demo:
+    """One graph on the simulated FR3 at `hostname`, episodes per method on the same seeds."""
+
+    def __init__(self, log_dir: Path, params_file: Path | None = None, seed_start: int = 0,
+                 episode_time: float = 12.0, hostname: str = "127.0.0.1"):
+        self.log_dir, self.params = Path(log_dir), params_file or CONFIG_DIR / "grasp.yaml"
+        self.seed_start, self.episode_time, self.hostname = seed_start, episode_time, hostname
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for f in self.log_dir.glob("*.log"):
+            f.unlink()
+        env = isolated_ros_env()
+        os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                               "ROS_LOCALHOST_ONLY")})
+        self.procs = Processes(self.log_dir, env)
+        self.graph: GraphClient | None = None
+        self.policy = None  # policy_node's spec, started once per method
+
+    # ---- the graph -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """The launch file's nodes (`grasp_graph`) in its order, the controller first (it retries until the
+        simulated FR3 listens); policy_node later, once per method."""
+        import rclpy
+
+        rclpy.init()
+        self.graph = GraphClient("bac_demo", check=self.procs.check)
+        extra = {"sim_node": {"seed_start": self.seed_start, "episode_time_s": self.episode_time},
+                 "metrics_node": {"log_dir": str(self.log_dir)}}
+        for spec in grasp_graph(use_sim=True, sim_hostname=self.hostname):
+            if spec.name == "policy_node":
+                self.policy = spec  # started once per method
+            else:
+                self.procs.start(spec.executable, self.params, {**spec.parameters, **extra.get(spec.name, {})})
+        self.graph.wait_for(lambda: self.graph.controller_state.startswith(("ready", "running")), 90,
+                            "controller_node did not connect")
+
+    def stop(self) -> None:
+        import rclpy
+
+        if self.graph is not None:
+            self.graph.close()
+            self.graph = None
+        rclpy.try_shutdown()
+        self.procs.stop_all()
+
+    # ---- methods and episodes --------------------------------------------------------------------------
+    def run_method(self, label: str, schedule: str, episodes: int) -> dict:
+        """`episodes` seeded episodes with policy_node on `schedule` (or the expert): one row."""
+        g = self.graph
+        g.set_param("/sim_node", "seed_start", self.seed_start)  # every method sees the same seeds
+        # only the selected source's chunks play: this process's for the expert, else the policy's
+        g.set_param("/controller_node", "chunk_source", "bac_demo" if schedule == EXPERT else "policy_node")
+        g.diagnostics.pop(POLICY, None)
+        if schedule != EXPERT:
+            self.procs.start(self.policy.executable, self.params, {**self.policy.parameters, "schedule": schedule})
+            g.wait_for(lambda: POLICY in g.diagnostics, 120, "policy_node did not report")
+        done = MethodEpisodes()
+        counts0 = g.counters(CONTROLLER)
+        for _ in range(episodes):
+            self._episode(label, schedule == EXPERT, done)
+        diag = g.diagnostics.get(POLICY, {})
+        self.procs.stop("policy_node")
+        return {"method": label, "schedule": schedule, "episodes": episodes,
+                "success_rate": sum(done.successes) / max(1, episodes),
+                "inference_hz": float(diag.get("inference_hz", "nan")),
+                "inference_ms_p95": float(diag.get("inference_ms_p95", "nan")),
+                "arm_travel_rad": float(np.mean(done.travels)) if done.travels else 0.0,
+                "smoothness": mean_smoothness(done.smooth),
+                # how well the simulated FR3 kept 1 kHz with this graph on this machine
+                "sim_realtime_factor": float(np.mean([k["realtime_factor"] for k in done.links])),
+                "torque_command_success_rate": float(min(k["success_rate"] for k in done.links)),
+                # what the controller counted during this method's episodes (diagnostics deltas)
+                "controller": {k: v - counts0.get(k, 0) for k, v in g.counters(CONTROLLER).items()},
+                # where the time goes: each process's share of one core while the episodes ran
+                "cpu_percent": {k: round(100 * v / sum(done.wall_s), 1) for k, v in sorted(done.cpu.items())},
+                "windows": done.windows}
+
+    def _home(self) -> None:
+        """Home through the controller; when the arm cannot get there, the simulator puts it there and the
+        controller homes again (`home_with_fallback`, the harness's rule)."""
+        g = self.graph
+
+        def home():
+            if g.call("bac/home", must_succeed=False) != "home":
+                raise HomingError("the controller could not bring the arm home")
+
+        def put_home():
+            g.call("bac/recover", must_succeed=False)  # a robot error faults the controller
+            g.call("bac/sim/home")
+
+        home_with_fallback(home, put_home)
+
+    def _wait_until_done(self, episode: int, stall_s: float = 30.0) -> None:
+        """Until sim_node reports the episode done. A slow machine slows the simulator (seen at 0.15x real
+        time with the whole graph on two cores): only an episode clock that stops for `stall_s` of wall
+        time is an error, not a long episode."""
+        g = self.graph
+        progress, since = -1.0, time.monotonic()
+        while True:
+            ep = g.episode or {}
+            if ep.get("episode") == episode:
+                if ep["done"]:
+                    return
+                if ep["elapsed_s"] > progress:
+                    progress, since = ep["elapsed_s"], time.monotonic()
+            if time.monotonic() - since > stall_s:
+                raise RuntimeError(f"sim_node's episode {episode} did not advance for {stall_s:.0f} s "
+                                   f"(at {progress:.1f} s; controller: {g.controller_state})")
+            self.procs.check()
+            time.sleep(0.05)
+
+    def _episode(self, label: str, expert: bool, done: MethodEpisodes) -> None:
+        from ..sim.expert import ExpertChunks
+
+        g = self.graph
+        self._home()
+        reset = json.loads(g.call("bac/reset"))  # the reset starts the episode's clock: it comes last
+        if not expert:
+            g.call("bac/policy/reset")
+        # the controller held home since bac/home; from now on it plays chunks planned from observations of
+        # this episode only (none of the previous cube, none of the teleport)
+        g.call("bac/start")
+        if expert:
+            g.wait_for(lambda: g.q is not None, 30, "no joint states")
+            g.every_tick(ExpertChunks(g.publish_chunk, reset["cube"], g.q, g.now()).tick)
+        g.record()
+        t0, w0, cpu0 = g.now(), time.monotonic(), self.procs.cpu_seconds()
+        self._wait_until_done(reset["episode"])
+        g.every_tick(None)
+        ep = g.episode
+        done.windows.append((t0, g.now()))
+        done.wall_s.append(time.monotonic() - w0)
+        cpu1 = self.procs.cpu_seconds()
+        for k in cpu1.keys() & cpu0.keys():
+            done.cpu[k] = done.cpu.get(k, 0.0) + cpu1[k] - cpu0[k]
+        done.successes.append(bool(ep["success"]))
+        done.links.append(ep["link"])
+        trace, commands = g.recorded()
+        qs = np.stack([q[:7] for _, q in trace]) if trace else np.zeros((1, 7))
+        done.travels.append(float(np.abs(qs - qs[0]).max()))
+        if len(trace) > 8:
+            done.smooth.append(smoothness(np.array([t for t, _ in trace]), qs))
+        cube = ep.get("cube") or [float("nan")] * 3
+        print(f"  {label}: seed {reset['seed']} {'success' if ep['success'] else 'fail'} ({ep['elapsed_s']:.1f} s; "
+              f"cube ends at x {cube[0]:.3f} y {cube[1]:.3f} z {cube[2]:.3f} m, fingers "
+              f"{ep.get('fingers_m', float('nan')) * 1e3:.0f} mm)", flush=True)
+        if not ep["success"] and trace:  # for the diagnosis: the controller's counts, the motion
+            path = self.log_dir / f"failed_{label}_episode{ep['episode']}.npz"
+            np.savez(path, t=np.array([t for t, _ in trace]), q=np.stack([q for _, q in trace]),
+                     cube=np.asarray(cube), command_t=np.array([t for t, _ in commands]),
+                     command_q=np.stack([q for _, q in commands]) if commands else np.zeros((0, 8)))
+            print(f"    controller: {g.diagnostics.get(CONTROLLER)}; torque link: {ep['link']}; "
+                  f"joint trace: {path}", flush=True)
+
+
+def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_file: Path | None = None,
+        seed_start: int = 0, episode_time: float = 12.0, hostname: str = "127.0.0.1") -> list[dict]:
+    """`methods`: (label, schedule parameter) pairs, e.g. [("bac", "bac_s7"), ("full", "full"),
+    ("expert", EXPERT)]. Rows as `Demo.run_method`'s, with control Hz and latency from the metrics logs."""
+    demo = Demo(log_dir, params_file, seed_start, episode_time, hostname)
+    rows = []
+    try:
+        demo.start()
+        rows = [demo.run_method(label, schedule, episodes) for label, schedule in methods]
+    finally:
+        demo.stop()
+    for r in rows:
+        r.update(summarise(Path(log_dir), r.pop("windows")))
+    return rows
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    a = np.asarray(values)
+    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}
+
+
+def _in_windows(t: float, windows: list[tuple[float, float]]) -> bool:
+    return any(a <= t <= b for a, b in windows)
+
+
+def summarise(log_dir: Path, windows: list[tuple[float, float]]) -> dict:
+    """Control Hz and latency within one method's episodes (`windows`: (start, end) on the graph's clock),
+    from the metrics node's CSVs."""
+    with (log_dir / "control.csv").open() as f:
+        control = [(float(r["time"]), float(r["control_hz"])) for r in csv.DictReader(f)]
+    with (log_dir / "latency.csv").open() as f:
+        latency = [(float(r["obs_stamp"]), float(r["obs_to_chunk_ms"]), float(r["obs_to_command_ms"]))
+                   for r in csv.DictReader(f)]
+    # a control sample covers the second before it: count it when that whole second is inside an episode
+    hz = [h for t, h in control if _in_windows(t, windows) and _in_windows(t - 1.0, windows)]
+    return {"control_hz": float(np.median(hz)) if hz else float("nan"),
+            "latency_ms": _percentiles([c for t, _, c in latency if _in_windows(t, windows)]),
+            "obs_to_chunk_ms": _percentiles([c for t, c, _ in latency if _in_windows(t, windows) and np.isfinite(c)])}
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The demo's table, the CPU split and a legend."""
+    from ..report import GRAPH_COLUMNS, markdown
+
+    lines = [markdown(rows, GRAPH_COLUMNS)]
+    names = sorted({k for r in rows for k in r.get("cpu_percent", {})})
+    if names:
+        cpu_rows = [{"process": k, **{r["method"]: r["cpu_percent"].get(k, float("nan")) for r in rows}}
+                    for k in names]
+        cpu_rows.append({"process": f"total (of {os.cpu_count()} cores)",
+                         **{r["method"]: sum(r["cpu_percent"].values()) for r in rows}})
+        lines += ["", "CPU % of one core while the episodes ran:",
+                  markdown(cpu_rows, [("process", lambda r: r["process"], "")]
+                           + [(r["method"], lambda c, m=r["method"]: c[m], ".0f") for r in rows])]
+    lines += ["", "latency: observation stamp -> first command sent (expert: chunk stamp -> first command); "
+              "vel. reversals/s: joint-velocity sign changes per second of motion, summed over joints; jerk rms in "
+              "rad/s^3; sim RT: simulated seconds per wall second (below 1: the simulated FR3 waited for late torque "
+              "commands on this machine). Control Hz, latency and smoothness are on the graph's clock, the "
+              "simulator's (/clock); inference Hz is wall-clock compute."]
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Every table and plot the `bac` commands print or write: one Markdown table builder, the column sets of
+the bench, eval and graph rows, and the figures (matplotlib, Agg)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from .core.acs import DEFAULT_TOP_N
+
+Column = tuple[str, Callable[[dict], object], str]  # header, value of a row, format spec
+
+
+def markdown(rows: list[dict], columns: list[Column]) -> str:
+    """A Markdown table (also readable as plain text in a terminal); a missing or NaN value prints '-'."""
+    def cell(row, get, fmt):
+        try:
+            v = get(row)
+        except (KeyError, TypeError):
+            return "-"
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return format(v, fmt)
+
+    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r, get, fmt) for _, get, fmt in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def method_label(row: dict) -> str:
+    """The method, with its variant: Bubbling Union's n when not the default, the ACS similarity when not
+    the paper's cosine, bench variants (+last, @1obs)."""
+    sim, top_n = row.get("similarity", "cosine"), row.get("top_n")
+    name = row["method"] + row.get("variant", "")
+    if top_n not in (None, DEFAULT_TOP_N) and "n=" not in name:
+        name += f" n={top_n}"
+    return name if sim in (None, "cosine") else f"{name} ({sim})"
+
+
+BENCH_COLUMNS: list[Column] = [
+    ("method", method_label, ""), ("S", lambda r: r["num_updates"], ""),
+    ("upd/block", lambda r: r["mean_updates"], ".1f"), ("ms", lambda r: r["ms_median"], ".2f"),
+    ("Hz", lambda r: r["hz"], ".1f"), ("speedup", lambda r: r["speedup"], ".2f"),
+    ("GFLOPs", lambda r: r["gflops"], ".3f"), ("action MSE", lambda r: r["action_mse"], ".2e"),
+    ("action max", lambda r: r["action_max_abs"], ".2e")]
+
+EVAL_COLUMNS: list[Column] = [
+    ("mode", lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else ""), ""),
+    ("method", method_label, ""), ("S", lambda r: r["num_updates"], ""), ("episodes", lambda r: r["episodes"], "d"),
+    ("success", lambda r: r["success_rate"], ".0%"), ("speedup", lambda r: r["speedup"], ".2f"),
+    ("GFLOPs", lambda r: r["gflops"], ".3f"), ("inference Hz (closed loop)", lambda r: r["inference_hz"], ".1f"),
+    ("action MSE vs full", lambda r: r["action_mse"], ".2e")]
+
+GRAPH_COLUMNS: list[Column] = [
+    ("method", lambda r: r["method"], ""), ("episodes", lambda r: r["episodes"], "d"),
+    ("success", lambda r: r["success_rate"], ".0%"), ("control Hz", lambda r: r["control_hz"], ".1f"),
+    ("inference Hz", lambda r: r["inference_hz"], ".1f"),
+    ("latency ms p50", lambda r: r["latency_ms"]["p50"], ".1f"),
+    ("p95", lambda r: r["latency_ms"]["p95"], ".1f"), ("p99", lambda r: r["latency_ms"]["p99"], ".1f"),
+    ("vel. reversals/s", lambda r: r["smoothness"]["zero_crossings_per_s"], ".2f"),
+    ("jerk rms", lambda r: r["smoothness"]["jerk_rms"], ".1f"), ("sim RT", lambda r: r["sim_realtime_factor"], ".2f")]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_success_vs_speedup(rows: list[dict], path: str | Path) -> Path:
+    """Eval rows: success rate against the wall-clock speedup of the same run, one line per method and mode."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode in sorted({r["mode"] for r in rows}):
+        for method in dict.fromkeys(method_label(r) for r in rows):
+            pts = sorted((r["speedup"], r["success_rate"]) for r in rows
+                         if method_label(r) == method and r["mode"] == mode)
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, "o-" if mode == "sync" else "s--", label=f"{method} ({mode})")
+    ax.set_xlabel("wall-clock speedup vs full (same run)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_update_map(schedule, path: str | Path) -> Path:
+    """PNG of a static schedule's per-block update steps: rows = blocks in forward order, columns = steps."""
+    import matplotlib.ticker
+    import numpy as np
+
+    plt = _pyplot()
+    ids = list(schedule.blocks)
+    grid = schedule.update_mask(ids).T.astype(float)
+    bua = set((schedule.bua or {}).get("blocks", []))
+    fig, ax = plt.subplots(figsize=(max(4, schedule.num_steps * 0.12 + 2), len(ids) * 0.22 + 1.2))
+    ax.imshow(grid, aspect="auto", cmap="Greys", vmin=0, vmax=1.4, interpolation="nearest")
+    ax.set_yticks(np.arange(len(ids)), [f"{b} *" if b in bua else b for b in ids], fontsize=7)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("denoising step (0 = noisiest)")
+    ax.set_title(f"{schedule.label}: {int(grid.sum())} block updates of {grid.size} "
+                 f"(* = bubbling-union block)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_metrics(control, latency, path: str | Path) -> Path:
+    """metrics_node's logs: control frequency over time, and the two latency histograms.
+    `control`: (N, 2) time, commands/s; `latency`: (M, 2) observation -> chunk, observation -> command (ms)."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    if len(control):
+        axes[0].plot(control[:, 0] - control[0, 0], control[:, 1], lw=1)
+    axes[0].set(title="control frequency", xlabel="time (s)", ylabel="commands / s")
+    for ax, col, title in ((axes[1], 0, "observation -> chunk published"),
+                           (axes[2], 1, "observation -> first command")):
+        v = latency[:, col][np.isfinite(latency[:, col])] if len(latency) else np.array([])
+        if len(v):
+            ax.hist(v, bins=40)
+            ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.1f} ms")
+            ax.legend()
+        ax.set(title=title, xlabel="latency (ms)", ylabel="chunks")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,56 @@
+"""Where commands write, and what every row of results carries to be traced back.
+
+Every `bac` command that produces output writes under `runs/<command>/<YYYY-mm-dd_HHMMSS>_<name>/` unless
+told otherwise (`runs/` is not tracked); its rows carry `provenance()`: the git commit of the code, the
+command line, and when. Results worth keeping are curated by hand into docs/results/.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .core.config import PACKAGE_ROOT
+
+RUNS_ROOT = Path("runs")
+
+
+def run_dir(command: str, name: str, root: Path | None = None) -> Path:
+    """A fresh folder `runs/<command>/<date>_<time>_<name>` (created), relative to the working directory."""
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    path = (root or RUNS_ROOT) / command / f"{stamp}_{name}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def git_commit() -> str:
+    """The commit the code runs from (with `+dirty` when the tree has changes); 'unknown' outside a git tree
+    (an installed package)."""
+    try:
+        out = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "describe", "--always", "--dirty=+dirty",
+                              "--abbrev=12"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def provenance() -> dict:
+    """What a result needs to be traced back: code commit, command line, time (local, ISO 8601)."""
+    return {"commit": git_commit(), "command": " ".join(["bac", *sys.argv[1:]]) if sys.argv else "",
+            "created": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def content_hash(path: str | Path | None) -> str | None:
+    """First 16 hex digits of the SHA-256 of a file (a schedule, a checkpoint): None for no file."""
+    if path is None:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path

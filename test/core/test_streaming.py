@@ -1,0 +1,233 @@
+import numpy as np
+import pytest
+
+from bac_ros.core.streaming import ObservationAligner, ObservationWindow, current_index, held_point
+
+
+def test_current_index_holds_each_point_for_its_step_and_drops_stale_ones():
+    dt = 0.1
+    assert current_index(10.0, dt, 9.9) == 0  # chunk from the future: its first point
+    assert current_index(10.0, dt, 10.0) == 0
+    assert current_index(10.0, dt, 10.05) == 0  # point 1 is not due before 10.1: never sent early
+    assert current_index(10.0, dt, 10.1) == 1  # due exactly now
+    assert current_index(10.0, dt, 10.199) == 1
+    assert current_index(10.0, dt, 10.35) == 3  # points 0..2 are stale
+    with pytest.raises(ValueError):
+        current_index(0.0, 0.0, 1.0)
+
+
+def test_held_point_keeps_each_point_until_the_next_is_due():
+    a = np.arange(4, dtype=float)[:, None] * np.ones((1, 8))
+    assert held_point(a, 1.0, 0.1, 0.9)[0] == 0  # before the chunk: its first point
+    assert held_point(a, 1.0, 0.1, 1.19)[0] == 1  # not yet point 2 (due at 1.2)
+    assert held_point(a, 1.0, 0.1, 1.2)[0] == 2
+    assert held_point(a, 1.0, 0.1, 5.0)[0] == 3  # after the chunk: its last point
+
+
+def test_aligner_pairs_nearest_state_and_drops_far_ones():
+    a = ObservationAligner(n_obs_steps=2, tolerance_s=0.02)
+    img = lambda v: np.full((2, 2, 3), v, np.uint8)  # noqa: E731
+    assert not a.add_image(1.0, img(1)) and a.dropped == 1  # no state yet
+    for t in (0.99, 1.01, 1.03, 1.05):
+        a.add_state(t, np.full(8, t))
+    assert a.add_image(1.0, img(2))
+    ims, sts, stamp = a.observations.window()
+    assert ims.shape == (2, 2, 2, 3) and stamp == 1.0
+    np.testing.assert_array_equal(ims[0], ims[1])  # padded with the single pair
+    assert a.add_image(1.04, img(3))
+    ims, sts, stamp = a.observations.window()
+    assert ims[1, 0, 0, 0] == 3 and sts[1][0] == pytest.approx(1.03) and stamp == 1.04
+    assert not a.add_image(1.2, img(4)) and a.dropped == 2  # nearest state 1.05 is 0.15 s away
+    assert not a.add_image(1.04, img(5))  # repeated stamp
+    a.add_state(0.5, np.zeros(8))  # out of order: ignored
+    assert a.observations.window()[1][1][0] == pytest.approx(1.03)
+
+
+def test_observation_window_keeps_the_newest_and_pads_a_short_history():
+    w = ObservationWindow(3)
+    assert not w.ready() and w.newest_stamp is None
+    with pytest.raises(RuntimeError):
+        w.window()
+    img = lambda v: np.full((2, 2, 3), v, np.uint8)  # noqa: E731
+    assert w.push(1.0, img(1), np.full(8, 1.0))
+    ims, sts, stamp = w.window()
+    assert ims.shape == (3, 2, 2, 3) and stamp == 1.0 and np.all(sts[:, 0] == 1.0)  # padded with the oldest
+    assert not w.push(1.0, img(9), np.zeros(8)) and not w.push(0.5, img(9), np.zeros(8))  # not newer: ignored
+    for t in (2.0, 3.0, 4.0):
+        w.push(t, img(int(t)), np.full(8, t))
+    ims, sts, stamp = w.window()
+    assert stamp == 4.0 and list(sts[:, 0]) == [2.0, 3.0, 4.0] and list(ims[:, 0, 0, 0]) == [2, 3, 4]
+    with pytest.raises(ValueError):
+        ObservationWindow(0)
+
+
+def test_interpolate_chunk():
+    from bac_ros.core.streaming import interpolate_chunk
+
+    a = np.arange(4, dtype=float)[:, None] * np.ones((1, 8))
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 0.9), a[0])
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 1.15), 1.5)
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 1.2), 2.0)
+    np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 5.0), a[-1])
+
+
+def test_chunk_velocity_is_the_slope_interpolate_chunk_follows():
+    from bac_ros.core.streaming import chunk_velocity, interpolate_chunk
+
+    dt, stamp = 0.1, 5.0
+    actions = np.array([[0.0, 1.0], [0.2, 1.0], [0.6, 0.5], [0.6, 0.5]])
+    v = chunk_velocity(actions, stamp, dt, stamp + 1.5 * dt)
+    np.testing.assert_allclose(v, [4.0, -5.0])  # (actions[2] - actions[1]) / dt
+    # it is the derivative of the interpolated target, checked numerically inside a segment
+    t, h = stamp + 0.45 * dt, 1e-6
+    num = (interpolate_chunk(actions, stamp, dt, t + h) - interpolate_chunk(actions, stamp, dt, t - h)) / (2 * h)
+    np.testing.assert_allclose(chunk_velocity(actions, stamp, dt, t), num, atol=1e-4)
+    # at rest before the chunk and once it is used up
+    assert not chunk_velocity(actions, stamp, dt, stamp - 0.01).any()
+    assert not chunk_velocity(actions, stamp, dt, stamp + 3.5 * dt).any()
+
+
+def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
+    from bac_ros.core.streaming import Chunk, RecedingHorizon
+
+    dt = 0.1
+    h = RecedingHorizon(commit=3)
+    assert h.current(0.0) is None
+    a = Chunk(0.0, "a", dt)
+    h.offer(a)
+    assert h.current(0.05) is a
+    b, c = Chunk(0.1, "b", dt), Chunk(0.2, "c", dt)
+    h.offer(b)
+    assert h.current(0.25) is a  # a has played 2.5 of its 3 steps: b waits
+    h.offer(c)  # a newer chunk replaces the waiting one
+    assert h.current(0.3) is c and h.switches == 2
+    assert h.current(10.0) is c  # nothing newer: keep the last chunk
+    h.clear()
+    assert h.current(10.0) is None
+    now = RecedingHorizon(commit=0)
+    now.offer(a)
+    now.current(0.0)
+    now.offer(b)
+    assert now.current(0.01) is b  # commit 0: every new chunk at once
+    late = RecedingHorizon(commit=3)
+    d, e = Chunk(1.0, "d", dt), Chunk(1.2, "e", dt)
+    late.offer(d)
+    assert late.current(1.25) is d and late.first_index == 2  # arrived 2.5 steps after its stamp
+    late.offer(e)
+    assert late.current(1.45) is d  # d plays 3 steps from its takeover (points 2..4), not until 1.3
+    assert late.current(1.5) is e and late.first_index == 3
+    with pytest.raises(ValueError):
+        RecedingHorizon(commit=-1)
+
+
+def _chunk(stamp, n=16, dt=1 / 30, value=0.0):
+    from bac_ros.core.streaming import Chunk
+
+    return Chunk(stamp, np.full((n, 8), value, float), dt)
+
+
+def test_executor_refuses_what_it_cannot_play_safely_and_counts_why():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    ex = ChunkExecutor(ChunkRules(chunk_max_future_s=0.25, chunk_max_points=64))
+    assert ex.offer(_chunk(10.0), 10.0) == "before_start"  # nothing plays before start
+    ex.start(5.0)
+    nan = _chunk(10.0)
+    nan.actions[3, 2] = np.nan
+    cases = {
+        "malformed": [nan, Chunk(10.0, np.zeros((4, 7)), 0.03), Chunk(float("inf"), np.zeros((4, 8)), 0.03)],
+        "points": [_chunk(10.0, n=1), _chunk(10.0, n=1000)],
+        "dt": [_chunk(10.0, dt=5.0), _chunk(10.0, dt=0.0), _chunk(10.0, dt=-0.03), _chunk(10.0, dt=float("nan"))],
+        "future": [_chunk(25.0), _chunk(10.3)],  # a wall-clock stamp in a sim-time graph; 0.3 s ahead
+        "expired": [_chunk(6.0), _chunk(9.0, n=16)],  # last point due at 9.5 s, now 10 s
+        "before_start": [_chunk(4.9, dt=0.2, n=30)],  # still playing at 10 s, but planned before the start
+    }
+    for reason, chunks in cases.items():
+        for c in chunks:
+            assert ex.offer(c, 10.0) == reason, (reason, c.stamp, c.dt, c.actions.shape)
+    assert ex.offer(_chunk(4.0), 10.0) == "expired"  # wholly past and before the start: expired comes first
+    assert ex.offer(_chunk(10.1), 10.0) is None  # 0.1 s ahead: within the tolerance
+    assert ex.offer(_chunk(10.05), 10.1) == "out_of_order"  # older than the newest offered
+    assert ex.counts["accepted"] == 1
+    assert {k: v for k, v in ex.counts.items() if k.startswith("refused_")} == {
+        "refused_malformed": 3, "refused_points": 2, "refused_dt": 4, "refused_future": 2, "refused_expired": 3,
+        "refused_before_start": 2, "refused_out_of_order": 1}
+    with pytest.raises(ValueError):
+        ChunkRules(chunk_min_dt_s=0.3, chunk_max_dt_s=0.2)
+    with pytest.raises(ValueError):
+        ChunkRules(chunk_playback="jump")
+
+
+def test_executor_sends_each_point_once_when_due_with_the_time_since_the_last_command():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    dt = 0.1
+    ex = ChunkExecutor(ChunkRules(commit_steps=4, chunk_max_dt_s=0.2, chunk_timeout_s=1.0))
+    ex.start(10.0)
+    plan = np.arange(8, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
+    assert ex.offer(Chunk(10.0, plan, dt), 10.13) is None  # arrives 1.3 steps late
+    sent = []
+    for now in np.arange(10.13, 10.75, 0.01):  # polled every 10 ms
+        cmd = ex.tick(float(now))
+        if cmd is not None:
+            sent.append((cmd.q[0], float(now), cmd.t, cmd.dt))
+            ex.sent(cmd, cmd.q, held_back=False)
+    values = [v for v, *_ in sent]
+    assert values == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # point 0 is stale; the rest each once, the last kept
+    for v, now, t, _ in sent:
+        assert 10.0 + v * dt - 1e-9 <= now < 10.0 + (v + 1) * dt
+    # the limits' time base: the gap between the points' due times, not the ticks that found them; the
+    # late first point is timed no earlier than found - max_lag_s (the time it waited is not owed)
+    assert sent[0][2] == pytest.approx(10.13 - 0.015) and [t for *_, t, _ in sent[1:]] == pytest.approx(
+        [10.0 + v * dt for v in values[1:]])
+    assert [round(d, 6) for *_, d in sent[1:]] == [0.085] + [0.1] * 5
+    assert ex.counts["points_stale"] == 1 and ex.counts["points"] == 7
+    # no new chunk for the timeout: hold the last target, a command every tick
+    cmd = ex.tick(10.13 + 1.01)
+    assert cmd.kind == "hold" and cmd.q[0] == 7.0 and ex.counts["holds"] == 1
+
+
+def test_executor_catches_up_a_point_the_limits_held_back_and_a_long_gap_grants_no_big_step():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    ex = ChunkExecutor(ChunkRules(chunk_max_dt_s=0.2))
+    ex.start(0.0)
+    plan = np.zeros((3, 8))
+    plan[1:, 0] = 1.0  # a 1 rad step at point 1, due 0.2 s after the stamp
+    ex.offer(Chunk(0.0, plan, 0.2), 0.0)
+    first = ex.tick(0.0)
+    ex.sent(first, first.q, held_back=False)
+    assert ex.tick(0.1) is None  # point 0 is out; point 1 not due
+    step = ex.tick(0.2)
+    assert step.kind == "point" and step.dt == pytest.approx(0.2)  # the arm caps this at its max_step_s
+    ex.sent(step, np.r_[0.05, np.zeros(6)], held_back=True)
+    again = ex.tick(0.21)
+    assert again.kind == "catch-up" and again.q[0] == 1.0 and again.dt == pytest.approx(0.01)
+    ex.sent(again, again.q, held_back=False)
+    assert ex.tick(0.22) is None and ex.counts["catch_ups"] == 1
+    # a tick whose clock has not moved since the last command sends nothing (no zero-time step)
+    ex2 = ChunkExecutor()
+    ex2.start(0.0)
+    ex2.offer(_chunk(0.0), 0.0)
+    c = ex2.tick(0.0)
+    ex2.sent(c, c.q, held_back=True)
+    assert ex2.tick(0.0) is None
+    # stop: nothing plays until the next start
+    ex2.stop()
+    assert ex2.tick(1.0) is None and ex2.offer(_chunk(1.0), 1.0) == "before_start"
+
+
+def test_executor_plays_again_after_the_clock_restarts():
+    """A restarted simulator starts its clock at 0: the commands after a new start must not wait for the old
+    clock (seen: no command after the controller reconnected to a restarted franky-sim)."""
+    from bac_ros.core.streaming import ChunkExecutor
+
+    ex = ChunkExecutor()
+    ex.start(100.0)
+    ex.offer(_chunk(100.0), 100.0)
+    c = ex.tick(100.0)
+    ex.sent(c, c.q, held_back=False)
+    ex.stop()
+    ex.start(2.0)  # the new clock
+    ex.offer(_chunk(2.0), 2.0)
+    assert ex.tick(2.0) is not None

@@ -1,0 +1,524 @@
+"""Fault injection against the real graph (sim_node + controller_node + policy_node over DDS on loopback,
+franky-sim as the FR3), one graph for the module, every process stopped by PID. Each case injects a fault,
+then asserts: no command outside the joint limits or above the velocity limit, measured joint speeds
+within the FR3's limits, no process died, the fault counted in /diagnostics, and the graph still works
+afterwards without a restart. The table fault -> outcome is printed at the end of the run (conftest)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+
+from bac_ros.core.settings import from_mapping, node_parameters  # noqa: E402
+from bac_ros.robot.limits import ArmLimits  # noqa: E402
+from bac_ros.robot.model import DQ_MAX, Q_HOME  # noqa: E402
+
+from support import FAULT_TABLE  # noqa: E402
+
+HOST = "127.0.0.8"
+DOMAIN = 207
+LIMITS = from_mapping(ArmLimits, node_parameters("controller_node"))
+VMAX = LIMITS.max_velocity_factor * DQ_MAX
+CONTROLLER, POLICY = "bac: controller_node", "bac: policy_node"
+
+
+class Graph:
+    """The processes under test and an injector (`GraphClient`, use_sim_time) that publishes and records
+    every command and joint state with the wall-clock time it came."""
+
+    def __init__(self, log_dir: Path):
+        import rclpy
+        from sensor_msgs.msg import Image, JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        from bac_ros.graph.client import GraphClient
+        from bac_ros.graph.processes import Processes
+        from bac_ros.nodes.runtime import spin_in_background
+
+        self.env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                    "ROS_LOCALHOST_ONLY": "1", "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.procs = Processes(log_dir, self.env)
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=DOMAIN)
+        self.client = GraphClient("fault_injector", check=self.procs.check, context=self.ctx)
+        self.intruder = rclpy.create_node("intruder", context=self.ctx)
+        self.lock = threading.Lock()
+        self.commands: list = []  # (wall, stamp, q (7,))
+        self.joints: list = []  # (wall, q (7,), dq (7,))
+        n = self.client.node
+        n.create_subscription(JointState, "bac/command", self._on_command, 100)
+        n.create_subscription(JointState, "joint_states", self._on_joints, 100)
+        self.chunk_pub = n.create_publisher(JointTrajectory, "bac/action_chunk", 100)
+        self.intruder_pub = self.intruder.create_publisher(JointTrajectory, "bac/action_chunk", 10)
+        self.image_pub = n.create_publisher(Image, "camera/color/image_raw", 10)
+        self.js_pub = n.create_publisher(JointState, "joint_states", 10)
+        self._stop_intruder = spin_in_background(self.intruder, "intruder")
+
+    @property
+    def state(self) -> str:
+        return self.client.controller_state
+
+    # ---- recording -----------------------------------------------------------------------------------
+    def _on_command(self, msg):
+        from bac_ros.nodes.messages import to_sec
+
+        with self.lock:
+            self.commands.append((time.monotonic(), to_sec(msg.header.stamp), np.asarray(msg.position[:7])))
+
+    def _on_joints(self, msg):
+        from bac_ros.nodes.messages import to_sec
+
+        if len(msg.velocity) >= 7 and msg.name and msg.name[0] == "fr3_joint1":
+            with self.lock:
+                self.joints.append((time.monotonic(), np.asarray(msg.position[:7]), np.asarray(msg.velocity[:7])))
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.client.now()
+
+    def count(self, key: str, who: str = CONTROLLER) -> int:
+        return self.client.count(who, key)
+
+    def wait_for(self, what, timeout: float, message: str):
+        return self.client.wait_for(what, timeout, message)
+
+    def wait_counter(self, key: str, above: int, timeout: float = 10.0, who: str = CONTROLLER) -> int:
+        return self.wait_for(lambda: self.count(key, who) > above and self.count(key, who), timeout,
+                             f"{who} diagnostics {key} did not rise above {above}")
+
+    def publish(self, actions: np.ndarray, stamp: float, dt: float, pub=None, names=None) -> None:
+        from bac_ros.nodes.messages import chunk_to_trajectory
+
+        msg = chunk_to_trajectory(actions, stamp, dt)
+        if names is not None:
+            msg.joint_names = names
+        (pub or self.chunk_pub).publish(msg)
+
+    def stream(self, seconds: float, amplitude: float = 0.15) -> None:
+        """A valid plan: a slow sine of joint 1 around home (0.5 Hz), gripper open, chunks at 30 Hz."""
+        dt, t_end = 1 / 30, self.now() + seconds
+        while self.now() < t_end:
+            t0 = self.now()
+            ts = t0 + dt * np.arange(16)
+            plan = np.tile(np.r_[Q_HOME, 0.08], (16, 1))
+            plan[:, 0] += amplitude * np.sin(2 * np.pi * 0.5 * ts)
+            self.publish(plan, t0, dt)
+            time.sleep(dt)
+
+    def mark(self) -> float:
+        return time.monotonic()  # the wall clock: a restarted simulator starts its clock at 0 again
+
+    def check_motion(self, since: float) -> dict:
+        """The safety assertions over everything sent and measured since `since` (wall clock); the steps
+        between commands are judged on their own stamps (the graph's clock)."""
+        with self.lock:
+            cmds = [(t, q) for w, t, q in self.commands if w >= since]
+            js = [(w, q, dq) for w, q, dq in self.joints if w >= since]
+        for t, q in cmds:
+            assert np.all(q >= LIMITS.low - 1e-9) and np.all(q <= LIMITS.high + 1e-9), f"command outside limits at {t}"
+        steps = []
+        for (t0, q0), (t1, q1) in zip(cmds, cmds[1:]):
+            # the step a command may take: velocity limit x the time since the last one (the commands' stamps
+            # are the control ticks that sent them: up to one tick + the /clock quantum after the due time)
+            allowed = VMAX * (t1 - t0 + 0.02)
+            excess = np.abs(q1 - q0) / np.maximum(allowed, 1e-9)
+            steps.append(float(excess.max()))
+            assert np.all(np.abs(q1 - q0) <= allowed + 1e-9), (t1, np.abs(q1 - q0), allowed)
+        speed = max((float(np.max(np.abs(dq) / DQ_MAX)) for _, _, dq in js), default=0.0)
+        assert speed <= 1.0, f"a joint measured at {speed:.2f} x its FR3 velocity limit"
+        return {"commands": len(cmds), "max_step": max(steps, default=0.0), "max_speed": speed}
+
+    def alive(self) -> None:
+        self.procs.check()
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop_intruder()
+        self.client.close()
+        self.intruder.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+        self.procs.stop_all()
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from bac_ros.core.config import CONFIG_DIR
+
+    g = Graph(tmp_path_factory.mktemp("faults"))
+    g.params = CONFIG_DIR / "grasp.yaml"
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+CASES: list[tuple[str, str]] = []
+
+
+def case(name: str):
+    """Run one fault case; its row (fault -> outcome) goes into the printed table, pass or fail."""
+    def wrap(fn):
+        def run(graph):
+            t0 = time.monotonic()
+            try:
+                outcome = fn(graph)
+            except BaseException as e:
+                FAULT_TABLE.append((name, f"FAILED: {str(e).splitlines()[0][:140]}", time.monotonic() - t0))
+                raise
+            FAULT_TABLE.append((name, outcome, time.monotonic() - t0))
+        run.__name__ = fn.__name__
+        return run
+    return wrap
+
+
+def _motion(m: dict) -> str:
+    return f"{m['commands']} commands, worst step {m['max_step']:.2f} of allowed, peak speed {m['max_speed']:.2f} x limit"
+
+
+@pytest.mark.slow
+@case("robot unreachable at start (controller before the simulated FR3)")
+def test_controller_started_before_the_robot_connects_once_it_is_up(graph):
+    sim_time = {"use_sim_time": True}
+    graph.procs.start("controller_node", graph.params, {"robot_ip": HOST, "realtime_mode": "ignore",
+                                                        "chunk_source": "fault_injector", "connect_timeout_s": 120.0,
+                                                        **sim_time})
+    graph.wait_for(lambda: graph.state.startswith("connecting"), 30, "controller did not report connecting")
+    attempts = graph.wait_counter("connect_attempts", 0, 30)
+    time.sleep(3.0)  # nothing listens yet: the controller keeps retrying, alive
+    graph.alive()
+    graph.procs.start("sim_node", graph.params, {"hostname": HOST, "episode_time_s": 1000.0})
+    graph.wait_for(lambda: graph.state.startswith("ready"), 60, "controller did not connect to the late robot")
+    graph.wait_for(lambda: graph.joints, 10, "no joint states after connecting")
+    graph.client.call("bac/home")
+    graph.client.call("bac/start")
+    since = graph.mark()
+    graph.stream(2.0)
+    m = graph.check_motion(since)
+    assert m["commands"] > 20, m
+    return f"retried {attempts}+ times, connected when the sim came up; a valid stream then played ({_motion(m)})"
+
+
+def _inject(graph, build, key: str, times: int = 3, **kw) -> str:
+    """Publish `build(now)` `times` times, expect the counter `key` to rise, the arm within limits, and a valid
+    stream to play afterwards."""
+    before = graph.count(key)
+    since = graph.mark()
+    for _ in range(times):
+        actions, stamp, dt = build(graph.now())
+        graph.publish(actions, stamp, dt, **kw)
+        time.sleep(0.1)
+    after = graph.wait_counter(key, before)
+    graph.stream(1.0)
+    m = graph.check_motion(since)
+    graph.alive()
+    assert m["commands"] > 10, m  # the valid stream after the fault played
+    return f"refused, {key} +{after - before}; valid stream played after ({_motion(m)})"
+
+
+def _plan(n=16, value=None):
+    plan = np.tile(np.r_[Q_HOME, 0.08], (n, 1))
+    if value is not None:
+        plan[:, :] = value
+    return plan
+
+
+@pytest.mark.slow
+@case("NaN / inf positions")
+def test_non_finite_chunks(graph):
+    def build(now):
+        p = _plan()
+        p[3, 2], p[5, 0] = np.nan, np.inf
+        return p, now, 1 / 30
+    return _inject(graph, build, "chunks_refused_malformed")
+
+
+@pytest.mark.slow
+@case("8 names, 7 positions per point")
+def test_short_points(graph):
+    from bac_ros.nodes.messages import chunk_to_trajectory
+
+    before = graph.count("chunks_refused_malformed")
+    msg = chunk_to_trajectory(_plan(), graph.now(), 1 / 30)
+    for p in msg.points:
+        p.positions = p.positions[:7]
+    graph.chunk_pub.publish(msg)
+    after = graph.wait_counter("chunks_refused_malformed", before)
+    graph.alive()
+    return f"refused, chunks_refused_malformed +{after - before}; controller alive (this crashed it before)"
+
+
+@pytest.mark.slow
+@case("wrong / unknown joint names")
+def test_unknown_names(graph):
+    from bac_ros.nodes.messages import JOINT_NAMES
+
+    names = [n.replace("fr3", "panda") for n in JOINT_NAMES]
+    return _inject(graph, lambda now: (_plan(), now, 1 / 30), "chunks_refused_malformed", names=names)
+
+
+@pytest.mark.slow
+@case("0 points, 1 point and 1000 points")
+def test_point_counts(graph):
+    out = _inject(graph, lambda now: (_plan(n=1), now, 1 / 30), "chunks_refused_malformed", times=2)
+    out2 = _inject(graph, lambda now: (_plan(n=1000), now, 1 / 30), "chunks_refused_points", times=2)
+    from trajectory_msgs.msg import JointTrajectory
+
+    from bac_ros.nodes.messages import JOINT_NAMES
+
+    before = graph.count("chunks_refused_malformed")
+    graph.chunk_pub.publish(JointTrajectory(joint_names=list(JOINT_NAMES)))
+    graph.wait_counter("chunks_refused_malformed", before)
+    return f"0/1 point: {out.split(';')[0]}; 1000 points: {out2.split(';')[0]}"
+
+
+@pytest.mark.slow
+@case("stamped 15 s in the future (a wall-clock stamp in a sim-time graph)")
+def test_future_stamp(graph):
+    return _inject(graph, lambda now: (_plan(), now + 15.0, 1 / 30), "chunks_refused_future")
+
+
+@pytest.mark.slow
+@case("stamped 10 s in the past")
+def test_past_stamp(graph):
+    return _inject(graph, lambda now: (_plan(), now - 10.0, 1 / 30), "chunks_refused_expired")
+
+
+def _step_plan(jump: float, n: int = 4) -> np.ndarray:
+    p = _plan(n)
+    p[1:, 0] += jump
+    return p
+
+
+@pytest.mark.slow
+@case("1 rad step of joint 1 at coarse dt (5 s and 0.4 s), re-published every 0.2 s")
+def test_coarse_dt_steps(graph):
+    out = _inject(graph, lambda now: (_step_plan(1.0), now, 5.0), "chunks_refused_dt", times=5)
+    _inject(graph, lambda now: (_step_plan(0.5), now, 0.4), "chunks_refused_dt", times=5)
+    return out
+
+
+@pytest.mark.slow
+@case("1 rad step of joint 1 at fine dt (1/30 s)")
+def test_fine_dt_step(graph):
+    before = graph.count("chunks_catch_ups")
+    since = graph.mark()
+    for _ in range(10):  # 1 s of a plan that jumps 1 rad at its second point
+        graph.publish(_step_plan(1.0, n=16), graph.now(), 1 / 30)
+        time.sleep(0.1)
+    m = graph.check_motion(since)
+    q1 = max(q[0] for w, _, q in graph.commands if w >= since)
+    graph.stream(2.0)  # and back to the valid stream, at the limits
+    m2 = graph.check_motion(since)
+    return (f"accepted and approached at the limits (catch-ups +{graph.count('chunks_catch_ups') - before}, "
+            f"joint 1 reached {q1 - Q_HOME[0]:.2f} rad; {_motion(m)}); back to the valid stream ({_motion(m2)})")
+
+
+def _clamped(graph, key: str, plans, settle: float) -> str:
+    """Publish `plans` (one every 0.1 s), expect `key` to rise, then a valid stream; the arm within limits."""
+    before, since = graph.count(key), graph.mark()
+    for p in plans:
+        graph.publish(p, graph.now(), 1 / 30)
+        time.sleep(0.1)
+    after = graph.wait_counter(key, before)
+    graph.stream(settle)
+    return f"{key} +{after - before}; {_motion(graph.check_motion(since))}"
+
+
+@pytest.mark.slow
+@case("targets outside the joint limits (joint 4 at +1 rad, joint 7 at 5 rad; the TCP then leaves the box too)")
+def test_targets_outside_limits(graph):
+    p = _plan()
+    p[:, 3], p[:, 6] = 1.0, 5.0
+    return "clamped into the limits, " + _clamped(graph, "targets_clamped", [p] * 10, 2.5)
+
+
+@pytest.mark.slow
+@case("TCP target out of the workspace box (0.6 m to the side)")
+def test_workspace(graph):
+    # joint 1 at 1.2 rad swings the TCP to y = 0.52 m, past the box's 0.40 (to the side: no contact with the
+    # table, which would be a collision test, not a box test)
+    side = Q_HOME + np.array([1.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    plans = []
+    for k in range(30):  # there over 1.5 s, then held there
+        p = _plan()
+        p[:, :7] = Q_HOME + (side - Q_HOME) * min(1.0, (k + 1) / 15)
+        plans.append(p)
+    return "refused at the box, braking, " + _clamped(graph, "workspace_refusals", plans, 3.0)
+
+
+@pytest.mark.slow
+@case("1 kHz flood of valid chunks for 2 s")
+def test_flood(graph):
+    accepted = graph.count("chunks_accepted")
+    since = graph.mark()
+    n_js = len(graph.joints)
+    t_start = time.monotonic()
+    sent = 0
+    while time.monotonic() < t_start + 2.0:
+        now = graph.now()
+        p = _plan()
+        p[:, 0] += 0.1 * np.sin(2 * np.pi * 0.5 * (now + np.arange(16) / 30))
+        graph.publish(p, now + 1e-6 * sent, 1 / 30)
+        sent += 1
+        time.sleep(max(0.0, t_start + sent * 1e-3 - time.monotonic()))  # 1 kHz, as fast as it goes
+    graph.wait_counter("chunks_accepted", accepted)
+    graph.stream(1.0)
+    m = graph.check_motion(since)
+    assert len(graph.joints) > n_js, "joint states stopped during the flood"
+    return (f"{sent} chunks in 2 s ({sent / 2:.0f}/s), {graph.count('chunks_accepted') - accepted} accepted (the rest out of order or "
+            f"superseded); joint states went on; {_motion(m)}")
+
+
+@pytest.mark.slow
+@case("chunks from a node other than the selected source")
+def test_foreign_publisher(graph):
+    out = _inject(graph, lambda now: (_step_plan(0.3, 16), now, 1 / 30), "chunks_refused_source",
+                  pub=graph.intruder_pub, times=10)
+    return out
+
+
+@pytest.mark.slow
+@case("robot killed (SIGKILL) and restarted")
+def test_robot_killed_and_restarted(graph):
+    lost = graph.count("faults_robot_lost")
+    connections = graph.count("connections")
+    os.killpg(graph.procs.procs["sim_node"].pid, signal.SIGKILL)
+    graph.procs.procs.pop("sim_node").wait(10)
+    graph.wait_for(lambda: graph.state.startswith("faulted"), 30, "controller did not report the lost robot")
+    graph.wait_counter("faults_robot_lost", lost, 20)
+    t = graph.client.diagnostics_wall[CONTROLLER]
+    graph.wait_for(lambda: graph.client.diagnostics_wall[CONTROLLER] > t + 1.5, 10,
+                   "no diagnostics while the robot is gone")
+    assert graph.client.call("bac/start", must_succeed=False) == ""  # no commands while faulted
+    graph.alive()
+    time.sleep(2.0)
+    graph.procs.start("sim_node", graph.params, {"hostname": HOST, "episode_time_s": 1000.0})
+    graph.wait_for(lambda: graph.state.startswith("ready"), 60, "controller did not reconnect")
+    graph.wait_counter("connections", connections, 10)
+    graph.client.call("bac/home")
+    graph.client.call("bac/start")
+    since = graph.mark()
+    graph.stream(2.0)
+    m = graph.check_motion(since)
+    assert m["commands"] > 20, m  # the stream after the reconnection played
+    return f"faulted (robot lost), diagnostics on the wall clock, reconnected by itself; played after ({_motion(m)})"
+
+
+@pytest.mark.slow
+@case("bad joint states and images into policy_node; then policy_node killed")
+def test_policy_inputs_and_kill(graph):
+    from sensor_msgs.msg import Image
+
+    from bac_ros.nodes.messages import array_to_image, vector_to_joint_state
+
+    graph.procs.start("policy_node", graph.params, {"use_sim_time": True})
+    graph.client.set_param("/controller_node", "chunk_source", "policy_node")
+    graph.wait_for(lambda: POLICY in graph.client.diagnostics, 120, "policy_node did not report")
+    graph.wait_for(lambda: graph.count("chunks", POLICY) > 5, 60, "policy_node made no chunks")
+    since = graph.mark()
+    now = graph.now()
+    bad_states = [vector_to_joint_state(np.full(7, np.nan), None, 0.04, now),  # NaN
+                  vector_to_joint_state(Q_HOME + np.r_[0, 0, 0, 3.0, 0, 0, 0], None, 0.04, now),  # impossible
+                  vector_to_joint_state(Q_HOME, None, 0.04, now + 1e6)]  # far future
+    short = vector_to_joint_state(Q_HOME, None, 0.04, now)
+    short.position = short.position[:5]
+    for m in bad_states + [short]:
+        graph.js_pub.publish(m)
+    rgb = np.zeros((96, 96, 3), np.uint8)
+    bad_images = [Image(height=0, width=0, encoding="rgb8"), Image(height=100000, width=100000, encoding="rgb8",
+                                                                  step=300000),
+                  Image(height=96, width=96, encoding="mono16", step=192, data=bytes(96 * 192)),
+                  array_to_image(rgb, now + 1e6)]
+    for m in bad_images:
+        graph.image_pub.publish(m)
+    for key in ("joint_states_refused_malformed", "joint_states_refused_limits", "joint_states_refused_stamp",
+                "images_refused_malformed", "images_refused_stamp"):
+        graph.wait_counter(key, 0, 15, who=POLICY)
+    chunks = graph.count("chunks", POLICY)
+    graph.wait_for(lambda: graph.count("chunks", POLICY) > chunks + 10, 30, "policy_node stopped planning")
+    holds = graph.count("chunks_holds")
+    os.killpg(graph.procs.procs["policy_node"].pid, signal.SIGKILL)
+    graph.procs.procs.pop("policy_node").wait(10)
+    graph.wait_counter("chunks_holds", holds, 15)
+    time.sleep(1.0)
+    m = graph.check_motion(since)
+    graph.client.set_param("/controller_node", "chunk_source", "fault_injector")
+    graph.stream(1.0)
+    graph.alive()
+    return (f"9 bad inputs refused and counted by kind, policy kept planning; killed: the controller held "
+            f"(holds +{graph.count('chunks_holds') - holds}); {_motion(m)}")
+
+
+def _run(cmd, env_extra=None, timeout=180):
+    env = {**os.environ, "ROS_DOMAIN_ID": "208", **(env_extra or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_unreachable_robot_exits_2_with_what_to_check():
+    t0 = time.monotonic()
+    r = _run([sys.executable, "-m", "bac_ros.nodes.controller_node", "--ros-args", "-p", "robot_ip:=127.0.0.99",
+              "-p", "connect_timeout_s:=3.0", "-p", "realtime_mode:=ignore"], timeout=60)
+    try:
+        assert r.returncode == 2, r.stderr[-2000:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert "127.0.0.99" in last and "FCI" in last and "Traceback" not in r.stderr, r.stderr[-2000:]
+    except AssertionError as e:
+        FAULT_TABLE.append(("robot never reachable (connect_timeout_s 3 s)", f"FAILED: {e}", time.monotonic() - t0))
+        raise
+    FAULT_TABLE.append(("robot never reachable (connect_timeout_s 3 s)",
+                        "exit 2 after the timeout, one line: address and what to check", time.monotonic() - t0))
+
+
+@pytest.mark.slow
+def test_truncated_or_foreign_files_give_one_line_and_exit_2(tmp_path):
+    from bac_ros.core.config import PACKAGE_ROOT
+
+    t0 = time.monotonic()
+    shipped = PACKAGE_ROOT / "schedules" / "grasp_dpt_cpu" / "bac_s7.json"
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(shipped.read_text()[:200])
+    foreign = tmp_path / "foreign.json"
+    d = json.loads(shipped.read_text())
+    d["model"]["config_hash"] = "0" * 16
+    foreign.write_text(json.dumps(d))
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    src = PACKAGE_ROOT / "bac_ros" / "checkpoints" / "grasp_dpt_cpu"
+    (ck / "config.json").write_text((src / "config.json").read_text())
+    (ck / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes()[:5000])
+    rows = []
+    for what, cmd in [
+        ("truncated schedule -> policy_node", ["-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
+                                               f"schedule:={truncated}"]),
+        ("foreign schedule -> policy_node", ["-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
+                                             f"schedule:={foreign}"]),
+        ("truncated checkpoint -> policy_node", ["-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
+                                                 f"checkpoint:={ck}", "-p", "schedule:=full"]),
+        ("truncated checkpoint -> bac bench", ["-m", "bac_ros.cli", "bench", "--checkpoint", str(ck),
+                                               "--observations", "1"]),
+        ("truncated schedule -> bac bench", ["-m", "bac_ros.cli", "bench", "--schedule", str(truncated),
+                                             "--observations", "1"]),
+    ]:
+        r = _run([sys.executable, *cmd])
+        lines = r.stderr.strip().splitlines()
+        ok = r.returncode == 2 and "Traceback" not in r.stderr and lines and "error" in lines[-1]
+        rows.append((what, ok, r.returncode, lines[-1] if lines else ""))
+    outcome = "; ".join(f"{w}: exit {c}" for w, _, c, _ in rows)
+    FAULT_TABLE.append(("truncated / foreign schedule and checkpoint files",
+                        ("one line, exit 2 — " if all(ok for _, ok, _, _ in rows) else "FAILED: ") + outcome,
+                        time.monotonic() - t0))
+    for what, ok, code, last in rows:
+        assert ok, (what, code, last)

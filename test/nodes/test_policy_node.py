@@ -1,0 +1,84 @@
+"""policy_node as a process."""
+import json
+
+import numpy as np
+import pytest
+
+msgs = pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+
+
+def test_policy_node_refuses_a_wrong_schedule(tmp_path):
+    """A schedule for another model: the node does not start and says why."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "bac-schedule/1", "method": "bac", "model": {"n_layer": 9},
+                               "sampler": {"type": "ddim", "num_inference_steps": 20}, "blocks": {"L0.sa": [0]}}))
+    r = subprocess.run([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p", f"schedule:={bad}"],
+                       capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                        "ROS_DOMAIN_ID": "201"})
+    assert r.returncode == 2
+    assert "model.n_layer" in r.stderr
+
+
+@pytest.mark.slow
+def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
+    """policy_node as a process: an observation in -> a chunk out stamped with it; a reset clears the
+    history and the next observation still gets its chunk; Ctrl-C ends it without a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory
+
+    from bac_ros.robot.model import Q_HOME
+
+    domain = 205
+    proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
+                             "schedule:=bac_s7"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    try:
+        node = rclpy.create_node("feeder", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        chunks = []
+        node.create_subscription(JointTrajectory, "/bac/action_chunk", chunks.append, 10)
+        img_pub = node.create_publisher(Image, "/camera/color/image_raw", 5)
+        js_pub = node.create_publisher(JointState, "/joint_states", 5)
+        reset = node.create_client(Trigger, "/bac/policy/reset")
+        assert reset.wait_for_service(timeout_sec=60.0), "policy_node did not come up"
+        rgb = np.zeros((96, 96, 3), np.uint8)
+
+        def observe(stamp: float) -> JointTrajectory:
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline:
+                js_pub.publish(msgs.vector_to_joint_state(Q_HOME, np.zeros(7), 0.08, stamp))
+                img_pub.publish(msgs.array_to_image(rgb, stamp))
+                ex.spin_once(timeout_sec=0.1)
+                got = [c for c in chunks if abs(msgs.to_sec(c.header.stamp) - stamp) < 1e-6]
+                if got:
+                    return got[0]
+            raise AssertionError(f"no chunk for the observation at {stamp}")
+
+        first = observe(100.0)
+        assert len(first.points) >= 8
+        fut = reset.call_async(Trigger.Request())
+        ex.spin_until_future_complete(fut, timeout_sec=10.0)
+        assert fut.result().success
+        observe(101.0)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out[-2000:]
+    assert out.count("Traceback") == out.count("Exception ignored in"), out[-2000:]

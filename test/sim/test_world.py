@@ -1,0 +1,75 @@
+"""The grasp world: seeded poses, scoring, the torque link, and (slow) a real world with the expert."""
+import time
+
+import numpy as np
+import pytest
+
+from bac_ros.sim.world import CommandLink, LiftScore, WorldConfig, sample_cube_pose
+
+
+def test_cube_poses_are_seeded_and_in_range():
+    cfg = WorldConfig()
+    a, b, c = sample_cube_pose(cfg, 7), sample_cube_pose(cfg, 7), sample_cube_pose(cfg, 8)
+    assert a == b and a != c
+    for seed in range(200):
+        p = sample_cube_pose(cfg, seed)
+        assert cfg.x_range[0] <= p.x <= cfg.x_range[1] and cfg.y_range[0] <= p.y <= cfg.y_range[1]
+        assert cfg.yaw_range[0] <= p.yaw <= cfg.yaw_range[1]
+
+
+def test_lift_score():
+    s = LiftScore(rest_z=0.04, lift=0.05, hold=1.0)
+    assert not s.update(0.0, 0.04)
+    assert not s.update(0.5, 0.10)  # lifted from 0.5 s
+    assert not s.update(1.2, 0.10)
+    assert not s.update(1.3, 0.08)  # dropped below 0.09: the hold restarts
+    assert not s.update(1.4, 0.095)
+    assert not s.update(2.3, 0.10)
+    assert s.update(2.4, 0.10)
+    assert s.update(3.0, 0.0)  # success sticks until reset
+    s.reset()
+    assert not s.success
+
+
+def test_command_link_counts_stale_ticks_and_longest_gap():
+    link = CommandLink()
+    assert link.summary()["success_rate"] == 1.0 and link.summary()["torque_ticks"] == 0
+    for i, fresh in enumerate([True, False, False, True, False, True, True, True]):
+        link.update(fresh, i * 0.001)
+    s = link.summary()
+    assert s["torque_ticks"] == 8 and s["success_rate"] == 1 - 3 / 8 and s["longest_stale_ms"] == 2
+    link.reset()
+    assert link.summary()["longest_stale_ms"] == 0
+
+
+@pytest.mark.slow
+def test_world_and_expert_episode():
+    """A real world process + franky client: seeded reset, camera, and the expert lifting the cube."""
+    from bac_ros.robot.fr3_arm import FR3Arm
+    from bac_ros.sim.episode import run_expert
+    from bac_ros.sim.world import WorldProcess
+
+    cfg = WorldConfig(hostname="127.0.0.5")
+    with WorldProcess(cfg) as world, FR3Arm(cfg.hostname) as arm:
+        pose = world.reset(3)
+        assert pose == sample_cube_pose(cfg, 3)
+        st = world.status()
+        np.testing.assert_allclose(st["cube"][:2], [pose.x, pose.y], atol=1e-3)
+        t, img = world.render()
+        assert img.shape == (96, 96, 3) and img.dtype == np.uint8 and img.std() > 5
+        # pause: the physics stops (sim clock frozen) until resume; the client keeps its connection
+        t_pause = world.pause()
+        time.sleep(0.2)
+        assert world.time() == t_pause
+        world.resume()
+        assert world.wait_until(t_pause + 0.1) >= t_pause + 0.1 and world.status()["pause_timeouts"] == 0
+        r = run_expert(world, arm, 3, 1 / 30)
+        assert r.success, r.info
+        assert len(r.steps) > 100 and r.steps[-1].t_sim > r.steps[0].t_sim
+        # recorded on the sim clock: one observation per dt of robot time, whatever the machine's load
+        gaps = np.diff([s.t_sim for s in r.steps])
+        assert abs(gaps.mean() - 1 / 30) < 0.002 and gaps.max() < 0.1, (gaps.mean(), gaps.max())
+        assert arm.commands_sent >= len(r.steps) and not arm.errors
+        # the world waited for late torque commands rather than stepping on stale ones
+        link = world.status()["link"]
+        assert link["torque_ticks"] > 1000 and link["success_rate"] > 0.99, link
