@@ -17,11 +17,12 @@ endif
 
 setup: $(STAMP)
 
-# System libraries: EGL + Mesa for MuJoCo's offscreen camera, libusb for pyrealsense2.
+# System libraries: EGL + Mesa for MuJoCo's offscreen camera, libusb for pyrealsense2, hidapi for the SpaceMouse.
 sysdeps:
 	@missing=""; \
 	ldconfig -p | grep -q 'libEGL.so.1 ' || missing="$$missing libegl1 libgl1-mesa-dri"; \
 	ldconfig -p | grep -q 'libusb-1.0.so.0 ' || missing="$$missing libusb-1.0-0"; \
+	ldconfig -p | grep -q 'libhidapi-hidraw.so.0 ' || missing="$$missing libhidapi-hidraw0"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

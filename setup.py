@@ -37,6 +37,9 @@ setup(
             "sim_node = bac_ros.nodes.sim_node:main",
             "camera_node = bac_ros.nodes.camera_node:main",
             "metrics_node = bac_ros.nodes.metrics_node:main",
+            "teleop_node = bac_ros.nodes.teleop_node:main",
+            "operator_node = bac_ros.nodes.operator_node:main",
+            "recorder_node = bac_ros.nodes.recorder_node:main",
         ],
     },
 )

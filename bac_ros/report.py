@@ -136,3 +136,58 @@ def plot_metrics(control, latency, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+COMPARE_COLUMNS: list[Column] = [
+    ("operator / method", lambda r: r["label"], ""), ("episodes", lambda r: r["episodes"], "d"),
+    ("success", lambda r: f"{r['success_rate']:.0%} [{r['success_ci'][0]:.0%}, {r['success_ci'][1]:.0%}]", ""),
+    ("time to success s (median)", lambda r: r["time_s"], ".1f"), ("TCP path m (median)", lambda r: r["path_m"], ".2f"),
+    ("vel. reversals/s", lambda r: r["reversals_per_s"], ".2f"), ("jerk rms", lambda r: r["jerk_rms"], ".1f"),
+    ("interventions/episode", lambda r: r["interventions_per_episode"], ".2f"),
+    ("latency ms p50", lambda r: r["latency_ms_p50"], ".0f"), ("p95", lambda r: r["latency_ms_p95"], ".0f")]
+
+
+def plot_comparison(summary: list[dict], paths: dict[str, dict], path: str | Path) -> Path:
+    """What a person reads at a glance: success with 95 % intervals; the TCP's top-view path per seed, one
+    line per operator, the cube where it started; TCP speed over each episode. `paths`: label -> {seed:
+    (times (N,), TCP positions (N, 3), cube (x, y) or None, success)}."""
+    from .compare import tcp_speed
+
+    plt = _pyplot()
+    seeds = sorted({s for by_seed in paths.values() for s in by_seed})[:8]
+    cols = max(1, len(seeds))
+    fig = plt.figure(figsize=(max(9, 2.6 * cols), 7.5))
+    rows = fig.add_gridspec(2, 1, height_ratios=[1, 1.1])
+    top, bottom = rows[0].subgridspec(1, 2, width_ratios=[1, 2]), rows[1].subgridspec(1, cols)
+    colours = {label: f"C{i}" for i, label in enumerate(paths)}
+    ax = fig.add_subplot(top[0, 0])
+    for i, r in enumerate(summary):
+        low, high = r["success_ci"]
+        ax.bar(i, r["success_rate"], color=colours.get(r["label"], "grey"))
+        ax.errorbar(i, r["success_rate"], yerr=[[r["success_rate"] - low], [high - r["success_rate"]]], color="k",
+                    capsize=4)
+    ax.set_xticks(range(len(summary)), [r["label"] for r in summary], fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="success (95 % Wilson)", title="success")
+    ax = fig.add_subplot(top[0, 1])
+    for label, by_seed in paths.items():
+        for k, (t, p, _, _) in enumerate(by_seed.values()):
+            ts, speed = tcp_speed(t, p)
+            ax.plot(ts, speed, color=colours[label], lw=0.8, alpha=0.6, label=label if k == 0 else None)
+    ax.set(xlabel="time in the episode (s)", ylabel="TCP speed (m/s)", title="speed profiles")
+    ax.legend(fontsize=8)
+    for j, seed in enumerate(seeds):
+        ax = fig.add_subplot(bottom[0, j])
+        for label, by_seed in paths.items():
+            if seed in by_seed:
+                _, p, cube, success = by_seed[seed]
+                ax.plot(p[:, 1], p[:, 0], color=colours[label], lw=1.2, ls="-" if success else ":")
+                if cube is not None:
+                    ax.plot(cube[1], cube[0], "s", color="firebrick", ms=7)
+        ax.set(title=f"seed {seed}", xlabel="y (m)", ylabel="x (m)" if j == 0 else None)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.invert_xaxis()  # seen from above with the robot at the bottom: +y to the left
+    fig.suptitle("top view of the TCP per seed (solid: success, dotted: failure); the square is the cube", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,5 +1,7 @@
 """ros2 launch bac_ros grasp.launch.py [use_sim:=true] [robot_ip:=172.16.0.2] [config:=<params.yaml>]
-[schedule:=bac_s7|full|<file>] [namespace:=<ns>] [rviz:=true]
+[mode:=policy|teleop|shared] [input:=spacemouse|joy|twist] [schedule:=bac_s7|full|<file>] [checkpoint:=<dir>]
+[namespace:=<ns>]
+[rviz:=true] [operator:=none|drive|intervene (simulation)]
 
 The nodes come from `bac_ros.graph.spec.grasp_graph`, the same description `bac demo` starts; they may start
 in any order."""
@@ -20,7 +22,9 @@ def _nodes(context):
     namespace, config = arg("namespace"), arg("config")
     nodes = [Node(package="bac_ros", executable=spec.executable, name=spec.name, namespace=namespace,
                   parameters=[config, spec.parameters], output="screen")
-             for spec in grasp_graph(use_sim, arg("robot_ip"), arg("schedule") or None)]
+             for spec in grasp_graph(use_sim, arg("robot_ip"), arg("schedule") or None, mode=arg("mode"),
+                                     teleop_input=arg("input"), operator=arg("operator"),
+                                     checkpoint=arg("checkpoint") or None)]
     if arg("rviz").lower() in ("true", "1", "yes"):
         share = get_package_share_directory("bac_ros")
         nodes.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
@@ -39,6 +43,15 @@ def generate_launch_description():
         DeclareLaunchArgument("schedule", default_value="",
                               description="policy_node's schedule (a name in schedules/<model>/, a path, or full); "
                                           "empty: the parameter file's"),
+        DeclareLaunchArgument("mode", default_value="policy",
+                              description="policy: the policy drives; teleop: a person drives; shared: the policy "
+                                          "drives and a person can take over"),
+        DeclareLaunchArgument("input", default_value="spacemouse",
+                              description="teleop input: spacemouse, joy (teleop/joy) or twist (teleop/twist)"),
+        DeclareLaunchArgument("operator", default_value="none",
+                              description="simulation: the scripted operator drives (drive) or intervenes"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="policy_node's checkpoint folder; empty: the parameter file's (shipped)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the whole graph"),
         DeclareLaunchArgument("rviz", default_value="true"),
         OpaqueFunction(function=_nodes),

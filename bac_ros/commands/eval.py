@@ -14,6 +14,9 @@ from ..runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
+WORLD_RESTARTS = 3  # fresh worlds one seed may need before the run gives up
+
+
 def add_parser(sub) -> None:
     e = sub.add_parser("eval", help="closed-loop success per method on seeded grasp episodes")
     add_policy_options(e)
@@ -145,12 +148,15 @@ def run(args) -> int:
                 sim.restart()  # every method starts on a fresh world
                 bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
                 for seed in bar:
-                    try:
-                        eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
-                    except RuntimeError as e:  # the world could not be reset: a fresh one, the same seed again
-                        print(f"\nseed {seed}: {e}; restarting the world", file=sys.stderr)
-                        sim.restart(count=True)
-                        eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
+                    for attempt in range(1, WORLD_RESTARTS + 2):
+                        try:
+                            eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
+                            break
+                        except RuntimeError as e:  # the world could not be reset, or its link broke (a starved
+                            if attempt > WORLD_RESTARTS:  # machine): a fresh world, the same seed again
+                                raise
+                            print(f"\nseed {seed}: {e}; restarting the world", file=sys.stderr)
+                            sim.restart(count=True)
                     bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
                 rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
                                  sim.restarts - restarts, origin))

@@ -43,9 +43,9 @@ def variant(s: Schedule) -> str:
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
         repeats: int = 3, seed: int = 0, with_runtime_full: bool = True,
         progress: Callable[[], None] | None = None) -> list[dict]:
-    """Rows of ROW_KEYS (+ `variant`, `schedule_file`, `mean_updates`, `hz`), the `full` row first. `full` is the plain model;
-    `full-runtime` (if asked) is the full schedule through the caching runtime: it isolates what the
-    once-per-inference work alone buys."""
+    """Rows of ROW_KEYS (+ `variant`, `schedule_file`, `mean_updates`, `hz`), the `full` row first. `full` is
+    the plain model; `full-runtime` (if asked) is the full schedule through the caching runtime: it isolates
+    what the once-per-inference work alone buys."""
     cfg = policy.cfg
     n = image.shape[0]
     entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]

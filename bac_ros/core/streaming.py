@@ -194,9 +194,11 @@ class ChunkExecutor:
         self._holding = False
 
     # ---- control -------------------------------------------------------------------------------------
-    def start(self, now: float) -> None:
-        """Play chunks planned from now on (stamped at or after `now`)."""
+    def start(self, now: float, commit_steps: int | None = None) -> None:
+        """Play chunks planned from now on (stamped at or after `now`); `commit_steps` for them (default the
+        rules'): a teleoperator's chunks take over at once (0), a policy's play what it was trained with."""
         self._clear()
+        self._horizon = RecedingHorizon(self.rules.commit_steps if commit_steps is None else commit_steps)
         self._start = now
 
     def stop(self) -> None:

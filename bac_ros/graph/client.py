@@ -13,7 +13,9 @@ import numpy as np
 from ..nodes.messages import chunk_to_trajectory, to_sec
 from ..nodes.runtime import now_s, spin_in_background, steady_timer
 
-SERVICES = ("bac/home", "bac/recover", "bac/sim/home", "bac/reset", "bac/policy/reset", "bac/start")
+SERVICES = ("bac/home", "bac/recover", "bac/sim/home", "bac/reset", "bac/policy/reset", "bac/start", "bac/take_over",
+            "bac/hand_back", "bac/record/start")  # std_srvs/Trigger
+SET_BOOL_SERVICES = ("bac/record/stop",)  # std_srvs/SetBool
 
 
 class GraphClient:
@@ -29,7 +31,7 @@ class GraphClient:
         from rclpy.qos import DurabilityPolicy, QoSProfile
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
-        from std_srvs.srv import Trigger
+        from std_srvs.srv import SetBool, Trigger
         from trajectory_msgs.msg import JointTrajectory
 
         self.check = check
@@ -40,6 +42,7 @@ class GraphClient:
         self.diagnostics: dict[str, dict] = {}  # status name -> its key/values
         self.diagnostics_wall: dict[str, float] = {}  # status name -> when it last came (monotonic s)
         self.controller_state = ""
+        self.source = ""  # the latest bac/source (JSON)
         self.q: np.ndarray | None = None  # latest measured joints
         self._trace: list | None = None  # (stamp, q + gripper width) while recording
         self._commands: list = []  # (stamp, target + gripper) the controller sent while recording
@@ -49,10 +52,13 @@ class GraphClient:
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 20)
         n.create_subscription(String, "bac/controller_state", lambda m: setattr(self, "controller_state", m.data),
                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        n.create_subscription(String, "bac/source", lambda m: setattr(self, "source", m.data),
+                              QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         n.create_subscription(JointState, "joint_states", self._on_joints, 50)
         n.create_subscription(JointState, "bac/command", self._on_command, 50)
         self._chunk_pub = n.create_publisher(JointTrajectory, "bac/action_chunk", 5)
         self._clients = {name: n.create_client(Trigger, name) for name in SERVICES}
+        self._clients.update({name: n.create_client(SetBool, name) for name in SET_BOOL_SERVICES})
         steady_timer(n, 0.01, self._on_tick)
         self._stop_spinning = spin_in_background(n, f"{name}-spin")
 
@@ -109,9 +115,9 @@ class GraphClient:
             time.sleep(0.05)
         return got
 
-    def call(self, service: str, timeout: float = 30.0, must_succeed: bool = True) -> str:
-        """Call a std_srvs/Trigger service of the graph; returns its message (RuntimeError when it failed and
-        `must_succeed`, else the failure is printed and '' returned)."""
+    def call(self, service: str, timeout: float = 30.0, must_succeed: bool = True, request=None) -> str:
+        """Call a std_srvs/Trigger service of the graph (or another, with its `request`); returns its message
+        (RuntimeError when it failed and `must_succeed`, else the failure is printed and '' returned)."""
         from std_srvs.srv import Trigger
 
         c = self._clients[service]
@@ -120,7 +126,7 @@ class GraphClient:
             self.check()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service {service} did not come up within {timeout:.0f} s")
-        fut = c.call_async(Trigger.Request())
+        fut = c.call_async(request if request is not None else Trigger.Request())
         while not fut.done() and time.monotonic() < deadline:
             self.check()
             time.sleep(0.005)
@@ -131,6 +137,12 @@ class GraphClient:
             raise RuntimeError(msg)
         print(f"  {msg}", flush=True)
         return ""
+
+    def call_set_bool(self, service: str, value: bool, timeout: float = 30.0) -> str:
+        """Call a std_srvs/SetBool service (e.g. bac/record/stop with the episode's success)."""
+        from std_srvs.srv import SetBool
+
+        return self.call(service, timeout, request=SetBool.Request(data=bool(value)))
 
     def set_param(self, node_name: str, name: str, value: int | str) -> None:
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue

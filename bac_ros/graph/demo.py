@@ -1,11 +1,13 @@
 """`bac demo`: the launch file's graph without launch_ros. Starts the same executables with the same YAML
-(controller_node, sim_node, metrics_node, then policy_node once per method), runs seeded episodes over
-real ROS 2 (DDS on loopback), and reports success, control Hz, inference Hz, latency and smoothness per
-method; every process it started is stopped, by PID.
+(`graph.spec`), runs seeded episodes over real ROS 2 (DDS on loopback) for each method on the same seeds,
+records every episode (recorder_node: one MCAP bag each, and the index), and reports success, control Hz,
+inference Hz, latency and smoothness per method, then the operators' comparison from the recordings
+(`bac compare`). Every process it started is stopped, by PID.
 
-The method `expert` has no policy_node: this process streams the scripted expert's plan for the episode's
-cube as 16-point chunks at the action rate into the same controller (`sim.expert.ExpertChunks`), so the
-policy's motion can be read against the expert's on the same seeds, measured the same way (joint_states).
+Methods: a schedule for policy_node (`bac_s7`, `full`); `teleop`: the scripted operator at the teleop input
+(operator_node -> teleop_node -> the controller's teleop source), as a person at a SpaceMouse; `shared`: the
+default schedule, with the scripted operator watching and taking over when the arm strays (interventions);
+`expert`: this process streams the scripted expert's plan as chunks into the same controller.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .client import GraphClient
 from .processes import Processes
 from .spec import grasp_graph
 
-EXPERT = "expert"
+EXPERT, TELEOP, SHARED = "expert", "teleop", "shared"
 CONTROLLER, POLICY = "bac: controller_node", "bac: policy_node"
 
 
@@ -54,7 +56,7 @@ class Demo:
     """One graph on the simulated FR3 at `hostname`, episodes per method on the same seeds."""
 
     def __init__(self, log_dir: Path, params_file: Path | None = None, seed_start: int = 0,
-                 episode_time: float = 12.0, hostname: str = "127.0.0.1"):
+                 episode_time: float = 12.0, hostname: str = "127.0.0.1", overrides: dict | None = None):
         self.log_dir, self.params = Path(log_dir), params_file or CONFIG_DIR / "grasp.yaml"
         self.seed_start, self.episode_time, self.hostname = seed_start, episode_time, hostname
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,9 @@ class Demo:
                                                "ROS_LOCALHOST_ONLY")})
         self.procs = Processes(self.log_dir, env)
         self.graph: GraphClient | None = None
-        self.policy = None  # policy_node's spec, started once per method
+        self.specs = {}  # the nodes started once per method (policy, teleop, operator), by name
+        self.overrides = overrides or {}  # node -> parameters on top of the spec's (e.g. the operator's)
+        self.episodes_dir = self.log_dir / "episodes"
 
     # ---- the graph -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,10 +80,11 @@ class Demo:
         rclpy.init()
         self.graph = GraphClient("bac_demo", check=self.procs.check)
         extra = {"sim_node": {"seed_start": self.seed_start, "episode_time_s": self.episode_time},
-                 "metrics_node": {"log_dir": str(self.log_dir)}}
-        for spec in grasp_graph(use_sim=True, sim_hostname=self.hostname):
-            if spec.name == "policy_node":
-                self.policy = spec  # started once per method
+                 "metrics_node": {"log_dir": str(self.log_dir)}, "recorder_node": {"out_dir": str(self.episodes_dir)}}
+        for spec in grasp_graph(use_sim=True, sim_hostname=self.hostname, mode="shared", teleop_input="twist",
+                                operator="drive"):
+            if spec.name in ("policy_node", "teleop_node", "operator_node"):
+                self.specs[spec.name] = spec  # started for the methods that use them
             else:
                 self.procs.start(spec.executable, self.params, {**spec.parameters, **extra.get(spec.name, {})})
         self.graph.wait_for(lambda: self.graph.controller_state.startswith(("ready", "running")), 90,
@@ -96,21 +101,27 @@ class Demo:
 
     # ---- methods and episodes --------------------------------------------------------------------------
     def run_method(self, label: str, schedule: str, episodes: int) -> dict:
-        """`episodes` seeded episodes with policy_node on `schedule` (or the expert): one row."""
+        """`episodes` seeded episodes of one method (a schedule, or TELEOP, SHARED, EXPERT): one row."""
         g = self.graph
         g.set_param("/sim_node", "seed_start", self.seed_start)  # every method sees the same seeds
-        # only the selected source's chunks play: this process's for the expert, else the policy's
+        g.set_param("/recorder_node", "label", label)
+        # the policy topic plays from this process for the expert, else from policy_node
         g.set_param("/controller_node", "chunk_source", "bac_demo" if schedule == EXPERT else "policy_node")
         g.diagnostics.pop(POLICY, None)
-        if schedule != EXPERT:
-            self.procs.start(self.policy.executable, self.params, {**self.policy.parameters, "schedule": schedule})
+        started = []
+        if schedule not in (EXPERT, TELEOP):
+            started.append(self._start("policy_node", {"schedule": schedule} if schedule != SHARED else {}))
             g.wait_for(lambda: POLICY in g.diagnostics, 120, "policy_node did not report")
+        if schedule in (TELEOP, SHARED):
+            started.append(self._start("teleop_node", {}))
+            started.append(self._start("operator_node", {"mode": "drive" if schedule == TELEOP else "intervene"}))
         done = MethodEpisodes()
         counts0 = g.counters(CONTROLLER)
         for _ in range(episodes):
-            self._episode(label, schedule == EXPERT, done)
+            self._episode(label, schedule, done)
         diag = g.diagnostics.get(POLICY, {})
-        self.procs.stop("policy_node")
+        for name in started:
+            self.procs.stop(name)
         return {"method": label, "schedule": schedule, "episodes": episodes,
                 "success_rate": sum(done.successes) / max(1, episodes),
                 "inference_hz": float(diag.get("inference_hz", "nan")),
@@ -125,6 +136,11 @@ class Demo:
                 # where the time goes: each process's share of one core while the episodes ran
                 "cpu_percent": {k: round(100 * v / sum(done.wall_s), 1) for k, v in sorted(done.cpu.items())},
                 "windows": done.windows}
+
+    def _start(self, name: str, overrides: dict) -> str:
+        spec = self.specs[name]
+        self.procs.start(spec.executable, self.params, {**spec.parameters, **overrides, **self.overrides.get(name, {})})
+        return name
 
     def _home(self) -> None:
         """Home through the controller; when the arm cannot get there, the simulator puts it there and the
@@ -160,18 +176,20 @@ class Demo:
             self.procs.check()
             time.sleep(0.05)
 
-    def _episode(self, label: str, expert: bool, done: MethodEpisodes) -> None:
+    def _episode(self, label: str, method: str, done: MethodEpisodes) -> None:
         from ..sim.expert import ExpertChunks
 
         g = self.graph
         self._home()
         reset = json.loads(g.call("bac/reset"))  # the reset starts the episode's clock: it comes last
-        if not expert:
+        if method not in (EXPERT, TELEOP):
             g.call("bac/policy/reset")
+        g.call("bac/take_over" if method == TELEOP else "bac/hand_back")  # who drives
         # the controller held home since bac/home; from now on it plays chunks planned from observations of
         # this episode only (none of the previous cube, none of the teleport)
         g.call("bac/start")
-        if expert:
+        g.call("bac/record/start")
+        if method == EXPERT:
             g.wait_for(lambda: g.q is not None, 30, "no joint states")
             g.every_tick(ExpertChunks(g.publish_chunk, reset["cube"], g.q, g.now()).tick)
         g.record()
@@ -179,6 +197,8 @@ class Demo:
         self._wait_until_done(reset["episode"])
         g.every_tick(None)
         ep = g.episode
+        # the bag closes with the simulator's verdict (on a real arm a person gives it)
+        g.call_set_bool("bac/record/stop", bool(ep["success"]))
         done.windows.append((t0, g.now()))
         done.wall_s.append(time.monotonic() - w0)
         cpu1 = self.procs.cpu_seconds()
@@ -205,14 +225,16 @@ class Demo:
 
 
 def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_file: Path | None = None,
-        seed_start: int = 0, episode_time: float = 12.0, hostname: str = "127.0.0.1") -> list[dict]:
-    """`methods`: (label, schedule parameter) pairs, e.g. [("bac", "bac_s7"), ("full", "full"),
-    ("expert", EXPERT)]. Rows as `Demo.run_method`'s, with control Hz and latency from the metrics logs."""
-    demo = Demo(log_dir, params_file, seed_start, episode_time, hostname)
+        seed_start: int = 0, episode_time: float = 12.0, hostname: str = "127.0.0.1",
+        overrides: dict | None = None) -> list[dict]:
+    """`methods`: (label, method) pairs, e.g. [("bac", "bac_s7"), ("full", "full"), ("teleop", TELEOP)].
+    Rows as `Demo.run_method`'s, with control Hz and latency from the metrics logs; every episode is
+    recorded under `log_dir/episodes/`."""
+    demo = Demo(log_dir, params_file, seed_start, episode_time, hostname, overrides)
     rows = []
     try:
         demo.start()
-        rows = [demo.run_method(label, schedule, episodes) for label, schedule in methods]
+        rows = [demo.run_method(label, method, episodes) for label, method in methods]
     finally:
         demo.stop()
     for r in rows:

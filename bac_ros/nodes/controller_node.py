@@ -1,7 +1,13 @@
-"""controller_node: the only node that talks to the robot (franky). Publishes /joint_states; plays
-/bac/action_chunk from the selected source (`chunk_source`) through the shared `ChunkExecutor` and the
-arm's limits (config/grasp.yaml), holds when chunks stop coming, and reports commands and first-command
-latency for the metrics. With use_sim_time the clock is the simulator's (see sim_node).
+"""controller_node: the only node that talks to the robot (franky). Publishes joint_states; plays one source
+at a time through the shared `ChunkExecutor` and the arm's limits: the policy's chunks (bac/action_chunk,
+from `chunk_source`) or the teleoperator's targets (bac/teleop_chunk, from `teleop_source`), switched by
+bac/take_over and bac/hand_back and announced on the latched bac/source. Holds when chunks stop coming;
+reports commands and first-command latency for the metrics. With use_sim_time the clock is the simulator's.
+
+Sources: both go through the same executor, limits and acceleration shaping, so a switch never makes the
+arm jump (the limits start from the last target). After a switch only chunks planned after it play; the
+policy's play `commit_steps` before the newest takes over, the teleoperator's take over at once. A take-over
+while a policy plays (state running) is an intervention: counted, stamped, on bac/source.
 
 States (on /diagnostics and the latched /bac/controller_state):
 connecting  no robot yet: retries with back-off; exit 2 after `connect_timeout_s` at start-up
@@ -13,6 +19,7 @@ faulted     a robot error (reflex, control exception) or the robot gone: no comm
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -35,6 +42,8 @@ from .runtime import (Reporter, declare, declare_settings, diagnostics, guarded,
                       steady_timer)
 
 REALTIME_MODES = ("enforce", "ignore")
+SOURCES = ("policy", "teleop")
+TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
 
 
 class ControllerNode(Node):
@@ -47,9 +56,14 @@ class ControllerNode(Node):
             raise ValueError(f"parameter realtime_mode: {realtime!r} is not one of {REALTIME_MODES}")
         self.connect_timeout = d("connect_timeout_s", 30.0, "retry the first connection this long (s), then exit 2",
                                  1.0, 3600.0)
-        self.source = d("chunk_source", "policy_node", "the node whose chunks play; others are refused and counted")
-        if not self.source:
-            raise ValueError("parameter chunk_source: name the node whose chunks play (e.g. policy_node)")
+        self.senders = {"policy": d("chunk_source", "policy_node", "the node whose bac/action_chunk plays; other "
+                                    "publishers are refused and counted"),
+                        "teleop": d("teleop_source", "teleop_node", "the node whose bac/teleop_chunk plays")}
+        if not all(self.senders.values()):
+            raise ValueError("parameters chunk_source and teleop_source must name a node (e.g. policy_node)")
+        self.source = d("source", "policy", "the source that plays at start: policy or teleop")
+        if self.source not in SOURCES:
+            raise ValueError(f"parameter source: {self.source!r} is not one of {SOURCES}")
         js_rate = d("joint_state_rate_hz", 100.0, "joint_states rate (Hz, wall clock)", 1.0, 1000.0)
         control_rate = d("control_rate_hz", 100.0, "control ticks (Hz, wall clock)", 10.0, 1000.0)
         self.limits = declare_settings(self, ArmLimits)
@@ -75,8 +89,10 @@ class ControllerNode(Node):
         self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
         self._played = None  # the chunk whose first command was reported
-        self._gids: dict[bytes, str] = {}
-        self._gid_refresh = -1.0
+        self._gids: dict[str, dict[bytes, str]] = {k: {} for k in SOURCES}  # publisher gid -> node, per topic
+        self._gid_refresh = {k: -1.0 for k in SOURCES}
+        self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
+        self._source_since = 0.0
         self._closing = threading.Event()
 
         self.js_pub = self.create_publisher(JointState, "joint_states", 20)
@@ -86,7 +102,11 @@ class ControllerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.state_pub = self.create_publisher(String, "bac/controller_state", QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self._chunk_sub = self.create_subscription(JointTrajectory, "bac/action_chunk", self.on_chunk, 5)
+        self.source_pub = self.create_publisher(String, "bac/source", QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._chunk_subs = {k: self.create_subscription(JointTrajectory, TOPICS[k],
+                                                        lambda m, info, k=k: self.on_chunk(m, info, k), 5)
+                            for k in SOURCES}
         steady_timer(self, 1.0 / js_rate, self.publish_joint_state)
         steady_timer(self, 1.0 / control_rate, self.control_tick)
         steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
@@ -98,8 +118,11 @@ class ControllerNode(Node):
         self._side.create_service(Trigger, "bac/home", self.on_home)
         self._side.create_service(Trigger, "bac/recover", self.on_recover)
         self.create_service(Trigger, "bac/start", self.on_start)
+        self.create_service(Trigger, "bac/take_over", lambda q, r: self.on_select("teleop", r))
+        self.create_service(Trigger, "bac/hand_back", lambda q, r: self.on_select("policy", r))
         self._stop_side = spin_in_background(self._side, "controller-services")
         self._publish_state()
+        self._publish_source()
         self._connector = self._connect_in_background(deadline=time.monotonic() + self.connect_timeout)
 
     # ---- connection and faults -----------------------------------------------------------------------
@@ -171,32 +194,37 @@ class ControllerNode(Node):
         from rcl_interfaces.msg import SetParametersResult
 
         for prm in params:
-            if prm.name == "chunk_source":
+            if prm.name in ("chunk_source", "teleop_source"):
                 if not prm.value:
-                    return SetParametersResult(successful=False, reason="chunk_source must name a node")
-                self.source = str(prm.value)
-                self.get_logger().info(f"playing chunks from {self.source}")
+                    return SetParametersResult(successful=False, reason=f"{prm.name} must name a node")
+                kind = "policy" if prm.name == "chunk_source" else "teleop"
+                self.senders[kind] = str(prm.value)
+                self.get_logger().info(f"{TOPICS[kind]} plays from {prm.value}")
             elif prm.name not in ("use_sim_time",):
                 return SetParametersResult(successful=False, reason=f"{prm.name} is read at start-up only")
         return SetParametersResult(successful=True)
 
-    def _publisher(self, info) -> str | None:
-        """The node that published a message (from its publisher gid), None if not known yet."""
+    def _publisher(self, info, kind: str) -> str | None:
+        """The node that published a message on `kind`'s topic (from its publisher gid), None if not known yet."""
         gid = bytes(info["publisher_gid"]["data"])
-        name = self._gids.get(gid)
-        if name is None and time.monotonic() - self._gid_refresh > 0.5:
-            self._gid_refresh = time.monotonic()
-            for ep in self.get_publishers_info_by_topic(self._chunk_sub.topic_name):
-                self._gids[bytes(ep.endpoint_gid)] = ep.node_name
-            name = self._gids.get(gid)
+        gids = self._gids[kind]
+        name = gids.get(gid)
+        if name is None and time.monotonic() - self._gid_refresh[kind] > 0.5:
+            self._gid_refresh[kind] = time.monotonic()
+            for ep in self.get_publishers_info_by_topic(self._chunk_subs[kind].topic_name):
+                gids[bytes(ep.endpoint_gid)] = ep.node_name
+            name = gids.get(gid)
         return name
 
     @guarded()
-    def on_chunk(self, msg: JointTrajectory, info) -> None:
-        sender = self._publisher(info)
-        if sender != self.source:
-            self.reporter.count("chunks_refused_source",
-                                f"chunk from {sender or 'an unknown node'} refused: the source is {self.source}")
+    def on_chunk(self, msg: JointTrajectory, info, kind: str = "policy") -> None:
+        sender = self._publisher(info, kind)
+        if sender != self.senders[kind]:
+            self.reporter.count("chunks_refused_source", f"chunk on {TOPICS[kind]} from {sender or 'an unknown node'} "
+                                f"refused: that topic plays from {self.senders[kind]}")
+            return
+        if kind != self.source:
+            self.reporter.count(f"chunks_ignored_{kind}")  # the other source plays now: not an error
             return
         try:
             stamp, actions, dt = trajectory_to_chunk(msg)
@@ -303,11 +331,42 @@ class ControllerNode(Node):
             return resp
         now = now_s(self)
         with self._lock:
-            self.chunk_executor.start(now)
-            self.state, self.reason = "running", f"playing chunks from {self.source}"
+            self.chunk_executor.start(now, self._commit(self.source))
+            self.state, self.reason = "running", f"playing {self.source}"
         self._publish_state()
-        resp.success, resp.message = True, f"playing chunks stamped from {now:.3f} s"
+        resp.success, resp.message = True, f"playing {self.source} chunks stamped from {now:.3f} s"
         return resp
+
+    def _commit(self, source: str) -> int | None:
+        """Steps a chunk plays before the newest takes over: the policy's as trained (the rules'), a
+        teleoperator's none (each new target is the operator's latest intent)."""
+        return 0 if source == "teleop" else None
+
+    def on_select(self, source: str, resp):
+        """bac/take_over (teleop) and bac/hand_back (policy): switch the source that plays. While running,
+        only chunks planned from now on play, starting from the arm's last target."""
+        now = now_s(self)
+        with self._lock:
+            if source == self.source:
+                resp.success, resp.message = True, f"{source} plays already"
+                return resp
+            if source == "teleop" and self.state == "running":
+                self.interventions.append(now)  # a person took over from a running policy
+            self.source, self._source_since = source, now
+            if self.state == "running":
+                self.chunk_executor.start(now, self._commit(source))
+                self.reason = f"playing {source}"
+        self.reporter.count(f"switches_to_{source}")
+        self.get_logger().info(f"source: {source} from {now:.3f} s (interventions so far: {len(self.interventions)})")
+        self._publish_source()
+        self._publish_state()
+        resp.success, resp.message = True, f"{source} plays chunks planned from {now:.3f} s"
+        return resp
+
+    def _publish_source(self) -> None:
+        self.source_pub.publish(String(data=json.dumps({
+            "source": self.source, "since": round(self._source_since, 4), "interventions": len(self.interventions),
+            "intervention_stamps": [round(t, 4) for t in self.interventions[-20:]]})))
 
     # ---- reporting -----------------------------------------------------------------------------------
     def _publish_state(self) -> None:
@@ -315,7 +374,8 @@ class ControllerNode(Node):
 
     @guarded()
     def publish_diagnostics(self) -> None:
-        values = {"state": self.state, "reason": self.reason, "chunk_source": self.source,
+        values = {"state": self.state, "reason": self.reason, "source": self.source,
+                  "interventions": len(self.interventions),
                   **{f"chunks_{k}": v for k, v in sorted(self.chunk_executor.counts.items())},
                   **dict(sorted(self.reporter.counts.items()))}
         arm = self.arm

@@ -6,6 +6,7 @@ from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from ..core.images import decode_rgb
 from ..robot.model import JOINT_NAMES
 
 
@@ -29,22 +30,9 @@ def to_duration(seconds: float) -> Duration:
     return Duration(sec=sec, nanosec=nanosec)
 
 
-MAX_IMAGE_SIDE = 4096  # px: a camera frame larger than this is not one we can use
-
-
 def image_to_array(msg: Image) -> np.ndarray:
-    """rgb8 / bgr8 / rgba8 / bgra8 -> (H, W, 3) uint8 RGB. ValueError for anything else (other encodings,
-    sides outside 8..MAX_IMAGE_SIDE px, data shorter than its header says)."""
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f"unsupported image encoding '{msg.encoding}' (rgb8, bgr8, rgba8, bgra8)")
-    if not (8 <= msg.width <= MAX_IMAGE_SIDE and 8 <= msg.height <= MAX_IMAGE_SIDE):
-        raise ValueError(f"image size {msg.width}x{msg.height} outside 8..{MAX_IMAGE_SIDE} px")
-    if msg.step < msg.width * channels or len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"image data too short for {msg.width}x{msg.height} {msg.encoding}")
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    arr = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)[:, :, :3]
-    return np.ascontiguousarray(arr[:, :, ::-1] if msg.encoding.startswith("bgr") else arr)
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB (`core.images.decode_rgb`: ValueError for what it cannot use)."""
+    return decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
 
 
 def array_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "camera_color_optical_frame") -> Image:

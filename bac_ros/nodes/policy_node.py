@@ -16,11 +16,12 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
-from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node
+from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node, steady_timer
 
 
 class PolicyNode(Node):
@@ -32,7 +33,8 @@ class PolicyNode(Node):
         schedule = d("schedule", "", "caching schedule: a name in schedules/<model>/ (e.g. bac_s7), a path, or "
                      "full (no caching); config/grasp.yaml names the default")
         if not schedule:
-            raise ValueError("parameter schedule is not set: pass config/grasp.yaml (--params-file) or -p schedule:=...")
+            raise ValueError("parameter schedule is not set: pass config/grasp.yaml (--params-file) or "
+                             "-p schedule:=...")
         image_topic = d("image_topic", "camera/color/image_raw", "camera topic (sensor_msgs/Image)")
         joint_topic = d("joint_states_topic", "joint_states", "joint state topic (sensor_msgs/JointState)")
         rate_hz = d("rate_hz", 30.0, "at most this many inferences a second (Hz)", 0.1, 1000.0)
@@ -77,7 +79,7 @@ class PolicyNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "bac/markers", 2)
         # absolute, as everywhere in ROS: diagnostic_aggregator listens there
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self.publish_diagnostics)
+        steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
         self.create_service(Trigger, "bac/policy/reset", self.on_reset)
         # Inference runs on its own thread (the executor keeps taking messages and the clock meanwhile):
         # it starts as soon as a new observation is in, at most rate_hz times a second.
@@ -126,10 +128,7 @@ class PolicyNode(Node):
         stamp = to_sec(msg.header.stamp)
         if self._refuse_stamp("images", stamp):
             return
-        if rgb.shape[0] != self.image_size or rgb.shape[1] != self.image_size:
-            import cv2
-
-            rgb = cv2.resize(rgb, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
+        rgb = to_policy_size(rgb, self.image_size)
         with self._obs_lock:
             self.aligner.add_image(stamp, rgb)
         self._new_obs.set()

@@ -37,6 +37,24 @@ def steady_timer(node: Node, period_s: float, callback):
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
+class Pace:
+    """A loop that must run at a rate of the graph's clock (the simulator's with use_sim_time, slower than the
+    wall clock on a loaded machine) polls `due(now)` from a faster steady timer: True at most once per
+    `period_s` of that clock, without a burst after a stall."""
+
+    def __init__(self, period_s: float):
+        self.period, self._next = period_s, None
+
+    def due(self, now: float) -> bool:
+        if self._next is not None and now < self._next - 2 * self.period:
+            self._next = None  # the clock went back (a restarted simulator)
+        if self._next is not None and now < self._next - 1e-9:
+            return False
+        late = self._next is None or now - self._next > self.period
+        self._next = (now if late else self._next) + self.period
+        return True
+
+
 def diagnostics(node: Node, name: str, message: str, values: dict, level=DiagnosticStatus.OK,
                 hardware_id: str = "") -> DiagnosticArray:
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)

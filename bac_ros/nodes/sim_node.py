@@ -38,6 +38,7 @@ class SimNode(Node):
         self.world = GraspWorld(WorldConfig(hostname=hostname, image_size=image_size)).start()
         self.add_on_set_parameters_callback(self._on_params)
         self.seed = None
+        self.cube_start: list[float] = []
         self.episode = 0  # counts resets: outcomes of an earlier episode on the same seed are told apart
         self.t_episode = None
         self.image_pub = self.create_publisher(Image, "camera/color/image_raw", 5)
@@ -104,6 +105,7 @@ class SimNode(Node):
         # Every episode starts from the same state: the arm exactly at home, at rest, fingers open.
         self.world.place_arm(Q_HOME)
         self.world.place_cube(pose)
+        self.cube_start = [round(pose.x, 5), round(pose.y, 5), round(pose.yaw, 5)]  # x, y (m), yaw (rad)
         self.t_episode = self.world.time
         resp.success, resp.message = True, json.dumps({"episode": self.episode, "seed": self.seed,
                                                        "cube": [pose.x, pose.y, pose.yaw]})
@@ -120,6 +122,7 @@ class SimNode(Node):
                                                          "elapsed_s": round(elapsed, 3), "done": done,
                                                          "cube": [round(float(v), 4) for v in
                                                                   self.world.cube_position()],
+                                                         "cube_start": self.cube_start,
                                                          "fingers_m": round(self.world.finger_width(), 4),
                                                          "link": self.world.link.summary()})))
 

@@ -77,7 +77,7 @@ class FR3Arm:
         self.velocity_stops = 0  # damped stops because a joint moved faster than the limits allow
         self.errors: list[str] = []
 
-    def start(self) -> "Arm":
+    def start(self) -> "FR3Arm":
         """Connect (franky.Robot + Gripper) and start the torque loop holding the measured pose. Raises
         what franky raises (e.g. "Connection to FCI refused" while nothing listens at `hostname`)."""
         import franky

@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ..core.policy import DiffusionPolicy
@@ -40,7 +39,8 @@ class PolicyEpisode:
     inference_ms: list[float] = field(default_factory=list)
     chunks: int = 0
     dropped_points: int = 0
-    pause_timeouts: int = 0  # sync, or realtime with latency_s: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
+    # sync, or realtime with latency_s: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
+    pause_timeouts: int = 0
     late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
     velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see FR3Arm.check)
     workspace_refusals: int = 0  # targets refused at the TCP workspace box (see ArmLimits.workspace)

@@ -62,7 +62,7 @@ def _progress(n: int, ramp: float) -> np.ndarray:
     return (dist / dist[-1])[20::20]
 
 
-def _wrap_yaw(yaw: float) -> float:
+def wrap_yaw(yaw: float) -> float:
     """Cube yaw folded into [-pi/4, pi/4): the cube looks the same every 90 degrees."""
     return (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
 
@@ -71,7 +71,7 @@ def plan_grasp(cube: CubePose, q_start: np.ndarray, dt: float, kin: Kinematics |
                cfg: ExpertConfig = ExpertConfig()) -> ExpertPlan:
     kin = kin or Kinematics.fr3()
     p0, _ = kin.fk(q_start)
-    yaw = _wrap_yaw(cube.yaw)
+    yaw = wrap_yaw(cube.yaw)
     centre = np.array([cube.x, cube.y, TABLE_TOP + CUBE_HALF])
     above = centre + [0, 0, CUBE_HALF + cfg.approach_height]
     grasp = centre - [0, 0, cfg.grasp_depth]

@@ -1,16 +1,28 @@
-"""The whole graph over real ROS 2 (slow)."""
+"""The whole graph over real ROS 2 (slow): the scripted operator teleoperating, the policy, the policy with
+the operator intervening, and the expert's stream, each episode recorded; then the lab loop on the
+recordings: bags read back, a dataset that reproduces the commands exactly, training on it, the comparison."""
+import json
+
 import numpy as np
 import pytest
 
 
 @pytest.mark.slow
-def test_end_to_end_graph(tmp_path):
-    """sim + controller + policy + metrics over real ROS 2: chunks flow, the arm moves, the CSVs fill."""
+def test_end_to_end_graph_and_the_lab_loop(tmp_path):
+    from bac_ros.cli import main
+    from bac_ros.data.bags import read_index, read_messages
+    from bac_ros.data.demos import Demos
+    from bac_ros.data.episodes import load_episode
     from bac_ros.graph import demo
 
-    rows = demo.run(1, [("bac", "bac_s7"), (demo.EXPERT, demo.EXPERT)], tmp_path,
-                    hostname="127.0.0.7", episode_time=9.0)
-    r, expert = rows
+    methods = [("teleop", demo.TELEOP), ("bac", "bac_s7"), ("shared", demo.SHARED), ("expert", demo.EXPERT)]
+    # the operator takes over as soon as the policy's TCP leaves the expert's path by 5 mm: an intervention
+    rows = demo.run(1, methods, tmp_path, hostname="127.0.0.7", episode_time=12.0,
+                    overrides={"operator_node": {"stray_m": 0.005, "stray_s": 0.1}})
+    teleop, r, shared, expert = rows
+    # a simulated person at the teleop input grasps the cube through teleop_node and the controller
+    assert teleop["success_rate"] == 1.0, teleop["controller"]
+    assert teleop["controller"].get("switches_to_teleop", 0) >= 1 and teleop["control_hz"] > 20
     # the scripted expert's plan, streamed as chunks through the same controller, still grasps, smoothly
     assert expert["success_rate"] == 1.0
     # joint-velocity reversals per second of motion: the expert measured 4.4 before the acceleration limit,
@@ -20,8 +32,7 @@ def test_end_to_end_graph(tmp_path):
     assert r["control_hz"] > 20  # commands per second while the episode ran
     assert r["arm_travel_rad"] > 0.05  # the arm followed the chunks away from home
     assert np.isfinite(r["latency_ms"]["p50"]) and r["latency_ms"]["p50"] > 0
-    lat = (tmp_path / "latency.csv").read_text().splitlines()
-    assert len(lat) > 20  # one row per chunk that reached the robot
+    assert shared["controller"].get("switches_to_teleop", 0) >= 1  # the operator took over
     log = (tmp_path / "controller_node.log").read_text()
     assert "connected to the FR3 at 127.0.0.7" in log
     # the simulated FR3 waited for late torque commands instead of stepping on stale ones
@@ -29,7 +40,38 @@ def test_end_to_end_graph(tmp_path):
     # where the time went: CPU share per process over the episodes, printed in the demo's table
     assert r["cpu_percent"]["sim_node"] > 10 and r["cpu_percent"]["policy_node"] > 5, r["cpu_percent"]
     assert "policy_node" not in expert["cpu_percent"] and "CPU % of one core" in demo.format_rows(rows)
-    for name in ("sim_node", "controller_node", "metrics_node"):  # every node stopped cleanly
+    for name in ("sim_node", "controller_node", "metrics_node", "recorder_node"):  # every node stopped cleanly
         log = (tmp_path / f"{name}.log").read_text()
         # rclpy's Future.__del__ at interpreter exit prints an "Exception ignored" traceback: not ours
         assert log.count("Traceback") == log.count("Exception ignored in"), (name, log[-2000:])
+
+    # ---- every episode recorded: one MCAP bag each, read back with rosbags' own reader, and the index ----
+    index = read_index(tmp_path / "episodes")
+    assert [x["label"] for x in index] == ["teleop", "bac", "shared", "expert"]
+    assert [x["success"] for x in index] == [bool(x["success_rate"]) for x in rows]
+    assert index[0]["source"] == "teleop" and index[1]["schedule"] == "bac(S=7)" and index[0]["seed"] == 0
+    assert index[2]["interventions"] >= 1 and index[1]["interventions"] == 0
+    bag = read_messages(index[0]["bag_path"])
+    assert {"/camera/color/image_raw", "/joint_states", "/bac/teleop_chunk", "/bac/command", "/bac/source",
+            "/teleop/twist", "/bac/episode"} <= set(bag)
+    assert json.loads(bag["/bac/source"][0][1].data)["source"] == "teleop"  # each bag starts with the source
+    assert len(bag["/camera/color/image_raw"]) > 100 and len(bag["/bac/command"]) > 100
+
+    # ---- recordings -> training data: the commands exactly, then a few training iterations -------------
+    assert main(["dataset", str(tmp_path / "episodes"), "--out-dir", str(tmp_path / "data")]) == 0
+    demos = Demos(tmp_path / "data" / "demos.zarr")
+    ep = load_episode(index[0])
+    sent = ep.commands[ep.commands_t >= ep.images_t.min()] if len(ep.images_t) else ep.commands
+    np.testing.assert_array_equal(demos.action, sent.astype(np.float32))
+    assert demos.image.shape[1:] == (96, 96, 3) and demos.num_episodes == 1
+    assert main(["train", "--data", str(tmp_path / "data" / "demos.zarr"), "--iterations", "3", "--batch-size", "4",
+                 "--out-dir", str(tmp_path / "ck")]) == 0
+    assert (tmp_path / "ck" / "model.safetensors").is_file()
+
+    # ---- the comparison, from the recordings alone ------------------------------------------------------
+    assert main(["compare", str(tmp_path / "episodes"), "--out-dir", str(tmp_path / "cmp")]) == 0
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert all(f"| {label} |" in md for label in ("teleop", "bac", "shared", "expert"))
+    summary = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert next(s for s in summary if s["label"] == "shared")["interventions_per_episode"] >= 1
+    assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"

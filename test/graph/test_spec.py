@@ -25,7 +25,8 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
 
     launch = (ROOT / "launch" / "grasp.launch.py").read_text()
     assert "grasp_graph(" in launch and "OpaqueFunction" in launch  # the launch file's nodes are the spec's
-    for arg in ("use_sim", "robot_ip", "config", "schedule", "namespace", "rviz"):
+    for arg in ("use_sim", "robot_ip", "config", "schedule", "checkpoint", "namespace", "rviz", "mode", "input",
+                "operator"):
         assert f'DeclareLaunchArgument("{arg}"' in launch
     assert (ROOT / "config" / "grasp.rviz").exists() and "grasp.rviz" in launch
     demo = (ROOT / "bac_ros" / "graph" / "demo.py").read_text()
@@ -33,14 +34,23 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
     scripts = _setup_scripts()
     sim = {s.name: s.parameters for s in grasp_graph(use_sim=True, sim_hostname="127.0.0.9")}
     real = {s.name: s.parameters for s in grasp_graph(use_sim=False, robot_ip="172.16.0.5", schedule="full")}
-    assert set(sim) == {"controller_node", "sim_node", "metrics_node", "policy_node"}
-    assert set(real) == {"controller_node", "camera_node", "metrics_node", "policy_node"}
+    assert set(sim) == {"controller_node", "sim_node", "metrics_node", "recorder_node", "policy_node"}
+    assert set(real) == {"controller_node", "camera_node", "metrics_node", "recorder_node", "policy_node"}
     assert sim["controller_node"]["robot_ip"] == sim["sim_node"]["hostname"] == "127.0.0.9"
     assert sim["controller_node"]["realtime_mode"] == "ignore" and real["controller_node"]["realtime_mode"] == "enforce"
     assert real["controller_node"]["robot_ip"] == "172.16.0.5" and real["policy_node"]["schedule"] == "full"
     assert "schedule" not in sim["policy_node"]  # the parameter file's, unless given
     assert all(p.get("use_sim_time") is True for n, p in sim.items() if n != "sim_node")
-    for exe in set(sim) | set(real):
+    teleop = {s.name: s.parameters for s in grasp_graph(use_sim=False, mode="teleop", teleop_input="joy")}
+    shared = {s.name: s.parameters for s in grasp_graph(use_sim=True, mode="shared", operator="intervene")}
+    assert "policy_node" not in teleop and teleop["teleop_node"]["input"] == "joy"
+    assert teleop["controller_node"]["source"] == "teleop" and shared["controller_node"]["source"] == "policy"
+    assert {"policy_node", "teleop_node", "operator_node"} <= set(shared) and shared["teleop_node"]["input"] == "twist"
+    with pytest.raises(ValueError, match="simulated world"):
+        grasp_graph(use_sim=False, mode="teleop", operator="drive")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        grasp_graph(use_sim=True, mode="autopilot")
+    for exe in set(sim) | set(real) | set(shared):
         module, func = scripts[exe].split(":")
         assert importlib.util.find_spec(module) is not None, module
         assert callable(getattr(importlib.import_module(module), func))  # imports: no syntax or import error

@@ -60,6 +60,7 @@ class Graph:
         n.create_subscription(JointState, "bac/command", self._on_command, 100)
         n.create_subscription(JointState, "joint_states", self._on_joints, 100)
         self.chunk_pub = n.create_publisher(JointTrajectory, "bac/action_chunk", 100)
+        self.teleop_pub = n.create_publisher(JointTrajectory, "bac/teleop_chunk", 10)
         self.intruder_pub = self.intruder.create_publisher(JointTrajectory, "bac/action_chunk", 10)
         self.image_pub = n.create_publisher(Image, "camera/color/image_raw", 10)
         self.js_pub = n.create_publisher(JointState, "joint_states", 10)
@@ -77,8 +78,6 @@ class Graph:
             self.commands.append((time.monotonic(), to_sec(msg.header.stamp), np.asarray(msg.position[:7])))
 
     def _on_joints(self, msg):
-        from bac_ros.nodes.messages import to_sec
-
         if len(msg.velocity) >= 7 and msg.name and msg.name[0] == "fr3_joint1":
             with self.lock:
                 self.joints.append((time.monotonic(), np.asarray(msg.position[:7]), np.asarray(msg.velocity[:7])))
@@ -387,6 +386,40 @@ def test_foreign_publisher(graph):
     out = _inject(graph, lambda now: (_step_plan(0.3, 16), now, 1 / 30), "chunks_refused_source",
                   pub=graph.intruder_pub, times=10)
     return out
+
+
+@pytest.mark.slow
+@case("teleop chunks while the policy plays; take over; hand back")
+def test_source_switching(graph):
+    graph.client.set_param("/controller_node", "teleop_source", "fault_injector")
+    ignored, switches = graph.count("chunks_ignored_teleop"), graph.count("switches_to_teleop")
+    since = graph.mark()
+    far = _plan(2)
+    far[:, 0] += 0.8  # a teleop target 0.8 rad away: played only after the take-over, at the limits
+    for _ in range(5):  # the policy's source plays: teleop chunks are ignored, not played
+        graph.publish(far, graph.now(), 1 / 30, pub=graph.teleop_pub)
+        time.sleep(0.05)
+    graph.wait_counter("chunks_ignored_teleop", ignored)
+    graph.client.call("bac/take_over")
+    graph.wait_for(lambda: json.loads(graph.client.source or "{}").get("source") == "teleop", 10, "no bac/source")
+    t_over = graph.now()
+    with graph.lock:
+        before = len(graph.commands)
+    for _ in range(30):  # 1 s of the operator holding the far target
+        graph.publish(far, graph.now(), 1 / 30, pub=graph.teleop_pub)
+        time.sleep(1 / 30)
+    with graph.lock:
+        q1 = max(q[0] for _, t, q in graph.commands[before:])
+    assert q1 > Q_HOME[0] + 0.3, q1  # the teleop target played, approached at the limits
+    graph.client.call("bac/hand_back")
+    stale = graph.count("chunks_refused_before_start")
+    graph.publish(_plan(n=120), t_over, 1 / 30)  # planned before the hand-back (4 s long, still due): refused
+    graph.wait_counter("chunks_refused_before_start", stale)
+    graph.stream(1.5)  # the policy's stream plays again, from where the arm is
+    m = graph.check_motion(since)
+    assert graph.count("switches_to_teleop") == switches + 1 and graph.count("interventions") >= 1
+    return (f"ignored while the policy played, played after the take-over (joint 1 to {q1 - Q_HOME[0]:.2f} rad), "
+            f"a chunk planned before the hand-back refused; no jump ({_motion(m)})")
 
 
 @pytest.mark.slow

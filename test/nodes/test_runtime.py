@@ -37,3 +37,14 @@ def test_spin_in_background_serves_while_the_caller_blocks():
         caller.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_pace_fires_once_per_period_of_the_graph_clock_without_bursts():
+    from bac_ros.nodes.runtime import Pace
+
+    pace = Pace(0.1)
+    fired = [t for t in [i * 0.01 for i in range(100)] if pace.due(t)]  # polled at 100 Hz for 1 s
+    assert len(fired) == 10 and fired[0] == 0.0
+    assert all(abs(b - a - 0.1) < 0.011 for a, b in zip(fired, fired[1:]))
+    assert pace.due(5.0) and not pace.due(5.05) and pace.due(5.1)  # after a stall: no burst to catch up
+    assert pace.due(1.0)  # a clock that went back (a restarted simulator) starts again

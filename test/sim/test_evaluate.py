@@ -1,5 +1,4 @@
 """The evaluation harness: homing with the simulator's help, and (slow) one short episode per mode."""
-import numpy as np
 import pytest
 import torch
 

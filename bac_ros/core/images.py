@@ -1,0 +1,31 @@
+"""Camera frames as the policy takes them: raw image buffers (a sensor_msgs/Image's fields) to RGB arrays."""
+from __future__ import annotations
+
+import numpy as np
+
+MAX_IMAGE_SIDE = 4096  # px: a camera frame larger than this is not one we can use
+
+
+def decode_rgb(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+    """rgb8 / bgr8 / rgba8 / bgra8 -> (H, W, 3) uint8 RGB. ValueError for anything else (other encodings,
+    sides outside 8..MAX_IMAGE_SIDE px, data shorter than its header says)."""
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(encoding)
+    if channels is None:
+        raise ValueError(f"unsupported image encoding '{encoding}' (rgb8, bgr8, rgba8, bgra8)")
+    if not (8 <= width <= MAX_IMAGE_SIDE and 8 <= height <= MAX_IMAGE_SIDE):
+        raise ValueError(f"image size {width}x{height} outside 8..{MAX_IMAGE_SIDE} px")
+    if step < width * channels or len(data) < step * height:
+        raise ValueError(f"image data too short for {width}x{height} {encoding}")
+    rows = np.frombuffer(bytes(data), np.uint8).reshape(height, step)
+    arr = rows[:, : width * channels].reshape(height, width, channels)[:, :, :3]
+    return np.ascontiguousarray(arr[:, :, ::-1] if encoding.startswith("bgr") else arr)
+
+
+def to_policy_size(rgb: np.ndarray, size: int) -> np.ndarray:
+    """A frame resized to the policy's `size` x `size` (area averaging, as a camera's full frame shrinks
+    best); unchanged when it has that size already. The same for policy_node and `bac dataset`."""
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    import cv2
+
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,105 @@
+"""Episodes as rosbag2 bags with MCAP storage (written and read with `rosbags`), and the index beside them.
+
+One bag per episode: a folder `<name>/` with `metadata.yaml` and `<name>_0.mcap`, which `ros2 bag info`,
+Foxglove and rosbags open. `index.jsonl` beside the bags holds one JSON line per episode (label, source,
+schedule, seed, success, duration, interventions, bag). `bac dataset` and `bac compare` read only these,
+so a lab's real recordings work the same as simulated ones.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+INDEX = "index.jsonl"
+
+# topic (relative, as the nodes publish them) -> message type: what an episode bag holds
+RECORDED = {
+    "camera/color/image_raw": "sensor_msgs/msg/Image",
+    "joint_states": "sensor_msgs/msg/JointState",
+    "bac/action_chunk": "trajectory_msgs/msg/JointTrajectory",
+    "bac/teleop_chunk": "trajectory_msgs/msg/JointTrajectory",
+    "bac/command": "sensor_msgs/msg/JointState",
+    "bac/first_command": "sensor_msgs/msg/TimeReference",
+    "bac/source": "std_msgs/msg/String",
+    "bac/controller_state": "std_msgs/msg/String",
+    "bac/episode": "std_msgs/msg/String",
+    "teleop/twist": "geometry_msgs/msg/TwistStamped",
+    "teleop/joy": "sensor_msgs/msg/Joy",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+}
+LATCHED = ("bac/source", "bac/controller_state")  # transient local: each bag starts with their latest
+
+
+def typestore():
+    """rosbags' message definitions of the ROS 2 in use: the sourced install's (ROS_DISTRO), else those of
+    the PyPI wheels this package installs (Kilted)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    distro = os.environ.get("ROS_DISTRO", "kilted").upper()
+    return get_typestore(getattr(Stores, f"ROS2_{distro}", Stores.ROS2_KILTED))
+
+
+class BagWriter:
+    """A rosbag2 bag (MCAP storage) taking messages already serialised as CDR, e.g. from an rclpy raw
+    subscription: nothing is deserialised on the recording path."""
+
+    def __init__(self, path: str | Path, store=None):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        self._store = store or typestore()
+        self._writer = Writer(self.path, version=8, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._connections: dict[str, object] = {}
+        self.count = 0
+
+    def write(self, topic: str, msgtype: str, t_ns: int, cdr: bytes) -> None:
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+        self._writer.write(conn, int(t_ns), bytes(cdr))
+        self.count += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def read_messages(path: str | Path, topics: list[str] | None = None) -> dict[str, list[tuple[int, object]]]:
+    """{topic: [(receive time ns, message), ...]} of a bag, in time order, for `topics` (all when None),
+    read with rosbags' own reader (message definitions from the bag)."""
+    from rosbags.highlevel import AnyReader
+
+    out: dict[str, list] = {}
+    with AnyReader([Path(path)], default_typestore=typestore()) as reader:
+        conns = [c for c in reader.connections if topics is None or c.topic in topics]
+        for conn, t_ns, raw in reader.messages(connections=conns):
+            out.setdefault(conn.topic, []).append((t_ns, reader.deserialize(raw, conn.msgtype)))
+    return out
+
+
+def append_index(folder: str | Path, row: dict) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / INDEX).open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_index(folder: str | Path) -> list[dict]:
+    """The episodes recorded in `folder` (its index.jsonl), each with `bag_path` (absolute). ValueError
+    naming the line for a line that is not JSON; FileNotFoundError without an index."""
+    folder = Path(folder)
+    path = folder / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {INDEX} (record episodes with recorder_node or `bac demo`)")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not a JSON line ({e})") from None
+        row["bag_path"] = str((folder / row["bag"]).resolve())
+        rows.append(row)
+    return rows

@@ -1,0 +1,206 @@
+"""teleop_node: a person drives the arm. A 3Dconnexion SpaceMouse (pyspacemouse), any joystick
+(sensor_msgs/Joy on teleop/joy) or a twist (geometry_msgs/TwistStamped on teleop/twist, moveit_servo's
+convention: keyboards and scripts publish that) becomes a TCP velocity; at the action rate damped
+differential IK turns it into the next joint target (`robot.servo`), which goes to the controller as a
+two-point chunk on bac/teleop_chunk, through the same executor, limits and acceleration shaping as the
+policy's chunks. Buttons: gripper close / open, take over / hand back (the controller's bac/take_over and
+bac/hand_back). With `input: twist` the gripper follows teleop/gripper (std_msgs/Bool, true = closed).
+
+While the policy plays, the target follows what the controller last sent (so a take-over starts where the
+arm is going, without a jump); while teleop plays it is integrated from the previous target, and re-synced
+when the arm has fallen behind it by more than `resync_rad` (the controller's limits held it back)."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+import numpy as np
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ..robot.kinematics import Kinematics
+from ..robot.limits import ArmLimits
+from ..robot.model import GRIPPER_MAX_WIDTH
+from ..robot.servo import ServoSettings, servo_step, shape_input
+from .messages import chunk_to_trajectory, joint_state_to_vector
+from .runtime import Pace, Reporter, declare, declare_settings, guarded, now_s, run_node, steady_timer
+
+INPUTS = ("twist", "joy", "spacemouse")
+
+
+class SpaceMouse:
+    """pyspacemouse (hidapi) in ROS axis convention: x forward, y left, z up; read from one thread."""
+
+    def __init__(self):
+        try:
+            import pyspacemouse
+        except (ImportError, OSError) as e:  # OSError: the hidapi library is missing
+            raise DeviceError(f"pyspacemouse is not usable ({e}); install it (pip install pyspacemouse) and the "
+                              "hidapi library (Debian: libhidapi-hidraw0)") from None
+        try:
+            self.device = pyspacemouse.open(axis_convention=pyspacemouse.AxisConvention.ROS)
+        except Exception as e:  # noqa: BLE001 - RuntimeError when none is found; hid errors otherwise
+            raise DeviceError(f"no SpaceMouse attached ({e}); check the USB cable and the udev rule for "
+                              "/dev/hidraw* (read access for this user)") from None
+
+    def read(self) -> tuple[np.ndarray, list[int]]:
+        s = self.device.read()
+        return np.array([s.x, s.y, s.z, s.roll, s.pitch, s.yaw], float), list(s.buttons)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class DeviceError(RuntimeError):
+    """The input device cannot be opened: the node exits 2 with this one line."""
+
+
+class TeleopNode(Node):
+    def __init__(self):
+        super().__init__("teleop_node")
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self.input = d("input", "twist", "input device: twist (teleop/twist), joy (teleop/joy) or spacemouse")
+        if self.input not in INPUTS:
+            raise ValueError(f"parameter input: {self.input!r} is not one of {INPUTS}")
+        rate = d("rate_hz", 30.0, "targets per second (the action rate)", 1.0, 500.0)
+        self.timeout = d("input_timeout_s", 0.2, "an input older than this (s) counts as released", 0.01, 5.0)
+        self.resync = d("resync_rad", 0.2, "the target is re-synced to the measured joints when one lags it by "
+                        "more than this (rad)", 0.01, 3.0)
+        self.joy_axes = d("joy_axes", (1, 0, 4, 3, 5, 2), "Joy axes for linear x y z, angular x y z (-1: unused)")
+        self.joy_signs = d("joy_signs", (1.0, 1.0, 1.0, 1.0, 1.0, 1.0), "sign of each of those axes")
+        self.buttons = {name: d(f"button_{name}", default, f"Joy / SpaceMouse button index that {what} (-1: none)")
+                        for name, default, what in (("close", 0, "closes the gripper"), ("open", 1, "opens it"),
+                                                    ("take_over", 2, "takes over from the policy"),
+                                                    ("hand_back", 3, "hands back to the policy"))}
+        if len(self.joy_axes) != 6 or len(self.joy_signs) != 6:
+            raise ValueError("joy_axes and joy_signs need 6 values each")
+        self.servo = declare_settings(self, ServoSettings)
+        self.limits = declare_settings(self, ArmLimits)  # the controller's box and margins (share them via /**)
+        self.kin = Kinematics.fr3()
+        self.reporter = Reporter(self)
+        self.dt = 1.0 / rate
+        self.device = SpaceMouse() if self.input == "spacemouse" else None  # DeviceError: exit 2
+
+        self._lock = threading.Lock()
+        self.axes, self._axes_t = np.zeros(6), -1e9  # the latest input, scaled to [-1, 1], and when it came
+        self.twist, self._twist_t = np.zeros(6), -1e9  # a twist input (m/s, rad/s)
+        self._buttons: list[int] = []
+        self.closed = False  # the gripper decision
+        self.q_measured: np.ndarray | None = None
+        self.q_commanded: np.ndarray | None = None  # what the controller last sent
+        self.q_target: np.ndarray | None = None
+        self.active = False  # teleop plays (bac/source)
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, 20)
+        self.create_subscription(JointState, "bac/command", self.on_command, 20)
+        self.create_subscription(String, "bac/source", self.on_source,
+                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.create_subscription(TwistStamped, "teleop/twist", self.on_twist, 10)
+        self.create_subscription(Joy, "teleop/joy", self.on_joy, 10)
+        self.create_subscription(Bool, "teleop/gripper", self.on_gripper, 10)
+        self.chunk_pub = self.create_publisher(JointTrajectory, "bac/teleop_chunk", 5)
+        self.switches = {k: self.create_client(Trigger, f"bac/{k}") for k in ("take_over", "hand_back")}
+        self.pace = Pace(self.dt)  # the action rate on the graph's clock
+        steady_timer(self, self.dt / 4, self.tick)
+        self.get_logger().info(f"teleop from {self.input} at {rate:.0f} Hz ({self.servo.frame} frame, "
+                               f"{self.servo.max_linear_speed} m/s, {self.servo.max_angular_speed} rad/s at full "
+                               "input)")
+
+    # ---- inputs ----------------------------------------------------------------------------------------
+    @guarded()
+    def on_joint_state(self, msg: JointState) -> None:
+        self.q_measured = joint_state_to_vector(msg)[:7].astype(float)
+
+    @guarded()
+    def on_command(self, msg: JointState) -> None:
+        self.q_commanded = np.asarray(msg.position[:7], float)
+
+    @guarded()
+    def on_source(self, msg: String) -> None:
+        self.active = json.loads(msg.data)["source"] == "teleop"
+
+    @guarded()
+    def on_twist(self, msg: TwistStamped) -> None:
+        t = msg.twist
+        v = np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z], float)
+        if not np.all(np.isfinite(v)):
+            self.reporter.count("twists_refused", "twist with non-finite values refused")
+            return
+        with self._lock:
+            self.twist, self._twist_t = v, now_s(self)
+
+    @guarded()
+    def on_joy(self, msg: Joy) -> None:
+        axes = np.array([msg.axes[i] * s if 0 <= i < len(msg.axes) else 0.0
+                         for i, s in zip(self.joy_axes, self.joy_signs)], float)
+        with self._lock:
+            self.axes, self._axes_t = np.nan_to_num(axes), now_s(self)
+        self._press(list(msg.buttons))
+
+    @guarded()
+    def on_gripper(self, msg: Bool) -> None:
+        self.closed = bool(msg.data)
+
+    def _press(self, buttons: list[int]) -> None:
+        """Act on buttons that went down since the last reading."""
+        down = [i for i, b in enumerate(buttons) if b and (i >= len(self._buttons) or not self._buttons[i])]
+        self._buttons = buttons
+        b = self.buttons
+        if b["close"] in down:
+            self.closed = True
+        if b["open"] in down:
+            self.closed = False
+        for name in ("take_over", "hand_back"):
+            if b[name] in down:
+                self.switches[name].call_async(Trigger.Request())  # the answer shows on bac/source
+                self.get_logger().info(f"button: {name.replace('_', ' ')}")
+
+    # ---- the action-rate loop --------------------------------------------------------------------------
+    def current_twist(self, now: float) -> np.ndarray:
+        """The TCP velocity asked for now (zero when the input went quiet)."""
+        if self.device is not None:
+            axes, buttons = self.device.read()
+            self._press(buttons)
+            return shape_input(axes, self.servo)
+        with self._lock:
+            if self.input == "joy":
+                return shape_input(self.axes, self.servo) if now - self._axes_t < self.timeout else np.zeros(6)
+            return self.twist.copy() if now - self._twist_t < self.timeout else np.zeros(6)
+
+    @guarded()
+    def tick(self) -> None:
+        now = now_s(self)
+        if self.q_measured is None or not self.pace.due(now):
+            return
+        twist = self.current_twist(now)
+        if not self.active or self.q_target is None:
+            # follow the arm: what the controller last sent, else where the arm is
+            self.q_target = (self.q_commanded if self.q_commanded is not None else self.q_measured).copy()
+            if not self.active:
+                return
+        if np.max(np.abs(self.q_target - self.q_measured)) > self.resync:
+            self.reporter.count("resyncs", "the arm fell behind the teleop target: re-synced to the arm")
+            self.q_target = self.q_measured.copy()
+        q_next = servo_step(self.q_target, twist, self.dt, self.kin, self.limits, self.servo)
+        after = servo_step(q_next, twist, self.dt, self.kin, self.limits, self.servo)  # the velocity to feed forward
+        width = 0.0 if self.closed else GRIPPER_MAX_WIDTH
+        plan = np.array([np.r_[q_next, width], np.r_[after, width]])
+        self.chunk_pub.publish(chunk_to_trajectory(plan, now, self.dt))
+        self.q_target = q_next
+
+    def shutdown(self) -> None:
+        if self.device is not None:
+            self.device.close()
+
+
+def main(args=None) -> int:
+    return run_node(TeleopNode, "teleop_node", args=args, startup_errors=(ValueError, DeviceError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Tables and figures render for any number of rows and seeds."""
+import numpy as np
+
+from bac_ros.report import COMPARE_COLUMNS, markdown, plot_comparison
+
+
+def test_markdown_marks_missing_values():
+    table = markdown([{"a": 1.23456, "b": None}, {"a": float("nan")}], [("a", lambda r: r["a"], ".2f"),
+                                                                          ("b", lambda r: r["b"], "")])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.23 | - |", "| - | - |"]
+
+
+def test_comparison_figure_for_one_seed_and_several(tmp_path):
+    t = np.linspace(0, 5, 100)
+    path = np.c_[0.3 + 0.05 * t, 0.02 * t, 0.4 - 0.05 * t]
+    summary = [{"label": "teleop", "episodes": 1, "successes": 1, "success_rate": 1.0, "success_ci": [0.2, 1.0],
+                "time_s": 5.0, "path_m": 0.4, "reversals_per_s": 3.0, "jerk_rms": 10.0,
+                "interventions_per_episode": 0.0, "latency_ms_p50": 30.0, "latency_ms_p95": 40.0}]
+    for seeds in ([0], [0, 1, 2]):
+        paths = {"teleop": {s: (t, path, (0.5, 0.1), True) for s in seeds},
+                 "bac": {s: (t, path * 1.01, (0.5, 0.1), False) for s in seeds}}
+        out = plot_comparison(summary + [{**summary[0], "label": "bac"}], paths, tmp_path / f"c{len(seeds)}.png")
+        assert out.read_bytes()[:4] == b"\x89PNG"
+    assert "| teleop | 1 | 100% [20%, 100%] | 5.0 |" in markdown(summary, COMPARE_COLUMNS)
