@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
                    help=f"bac: the Bubbling Union's n (schedule files _n<N>; default {DEFAULT_TOP_N})")
     e.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
                    help="which calibrated ACS schedules to use (files ending _l1 for l1)")
+    e.add_argument("--reuse", choices=["copy", "forecast"], default="copy",
+                   help="which schedules: those whose skipped blocks copy their last output, or forecast it (_forecast)")
     e.add_argument("--commit-steps", type=int, default=None,
                    help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once; "
                         "default: the policy's n_action_steps, as sync mode and the demonstrations)")
@@ -96,7 +98,7 @@ def _schedules(args, cfg) -> list[tuple[str, int, Schedule | None]]:
             entries.append(("full", cfg.num_steps, None))
             continue
         for s in args.num_updates:
-            path = directory / schedule_file_name(method, s, args.similarity, top_n=args.top_n)
+            path = directory / schedule_file_name(method, s, args.similarity, top_n=args.top_n, reuse=args.reuse)
             if not path.is_file():
                 raise SystemExit(f"no schedule {path}: make it with `bac schedule --config {args.config} --data "
                                  f"<demos> --method {method} --num-updates {s} --similarity {args.similarity}` "
@@ -177,6 +179,7 @@ def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, or
             "seeds": [seeds[0], seeds[-1]],
             "similarity": args.similarity if method in ACS_METHODS else "cosine",
             "top_n": args.top_n if method == "bac" else None,
+            "reuse": sched.reuse if sched is not None else None,
             # per episode, in seed order: which seeds each method solves (paired comparisons)
             "succeeded": [int(e.success) for e in eps],
             "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,

@@ -19,6 +19,9 @@ def add_parser(sub) -> None:
     s.add_argument("--force-last", action="store_true", help="every block also updates at the final step")
     s.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
                    help="what the ACS dynamic program maximises: cosine (the paper's) or 1 - relative L1 error")
+    s.add_argument("--reuse", choices=["copy", "forecast"], default="copy",
+                   help="what a skipped block adds: its last output (copy, the paper's) or that extrapolated from its "
+                        "last two (forecast); files end _forecast")
     s.add_argument("--observations", type=int, default=64, help="calibration observations")
     s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
     s.add_argument("--out", help="output file (one schedule)")
@@ -53,9 +56,9 @@ def run(args) -> int:
         sched = calibrate.make_schedule(policy, method, s, stats, top_n=top_n, force_last=args.force_last,
                                         image=image[: args.teacache_observations],
                                         state=state[: args.teacache_observations], seed=args.seed,
-                                        similarity=args.similarity)
+                                        similarity=args.similarity, reuse=args.reuse)
         out = Path(args.out) if args.out else out_dir / schedule_file_name(
-            method, sched.num_updates, args.similarity, args.force_last, top_n)
+            method, sched.num_updates, args.similarity, args.force_last, top_n, sched.reuse)
         sched.save(out)
         extra = "" if sched.is_dynamic else f", map {plot_update_map(sched, out.with_suffix('.png'))}"
         print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")

@@ -5,7 +5,10 @@
 
 `CachedDenoiser` runs a static `Schedule`: at step k each block either recomputes its residual branch
 (and stores it) or adds its stored output to the residual stream. The per-step plan is a precomputed
-tuple of bools, so a reused block costs one tensor add.
+tuple of bools, so a reused block costs one tensor add. With the schedule's `reuse: forecast` a reused
+block adds its output extrapolated linearly in the step index from its last two computed outputs
+(y1 + (y1 - y0) (k - c1) / (c1 - c0), the first-order term of TaylorSeer's forecast): one multiply-add
+more, and the same copy as before while a block has computed only once.
 
 Exact work hoisting (same ops on the same inputs, so results are bit-identical to the plain model):
 - once per runtime: the time token of every step and its cross-attention key/value row in every layer
@@ -72,20 +75,24 @@ class CachedDenoiser:
         self.plan: list[tuple[bool, ...]] = [tuple(bool(u) for u in row) for row in mask]
         self.updates_per_step = [sum(row) for row in self.plan]
         self.updates = 0
+        self.forecast = schedule.reuse == "forecast"
         self._cache: list[torch.Tensor | None] = [None] * len(cfg.block_ids)
+        self._slope: list[torch.Tensor | None] = [None] * len(cfg.block_ids)  # forecast: change per step
+        self._when = [0] * len(cfg.block_ids)  # forecast: the step each block last computed at
         self._cond = self._obs_tok = None
         self._obs_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def begin(self, cond: torch.Tensor) -> None:
         self._cond = cond
         self._cache = [None] * len(self._cache)
+        self._slope = [None] * len(self._cache)
         self.updates = 0
         if self.hoist:
             self._obs_tok = self.model.obs_tokens(cond)
             self._obs_kv = [layer.ca.memory_kv(self._obs_tok) for layer in self.model.layers]
 
     def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        m, plan, cache, rec = self.model, self.plan[k], self._cache, self.recorder
+        m, plan = self.model, self.plan[k]
         self.updates += self.updates_per_step[k]
         if self.hoist:
             time_kv = self._time_kv[k]
@@ -102,28 +109,40 @@ class CachedDenoiser:
         j = 0
         for li, layer in enumerate(m.layers):
             if plan[j]:
-                cache[j] = layer.sa(x, self_mask)
-                if rec is not None:
-                    rec(k, j, cache[j])
-            x = x + cache[j]
+                self._store(k, j, layer.sa(x, self_mask))
+            x = x + self._reused(k, j)
             if plan[j + 1]:
                 if self.hoist:
                     kt, vt = time_kv[li]
                     ko, vo = self._obs_kv[li]
-                    cache[j + 1] = layer.ca.attend(x, torch.cat([kt, ko], dim=2), torch.cat([vt, vo], dim=2),
-                                                   memory_mask)
+                    self._store(k, j + 1, layer.ca.attend(x, torch.cat([kt, ko], dim=2), torch.cat([vt, vo], dim=2),
+                                                          memory_mask))
                 else:
-                    cache[j + 1] = layer.ca(x, time_tok, obs_tok, memory_mask)
-                if rec is not None:
-                    rec(k, j + 1, cache[j + 1])
-            x = x + cache[j + 1]
+                    self._store(k, j + 1, layer.ca(x, time_tok, obs_tok, memory_mask))
+            x = x + self._reused(k, j + 1)
             if plan[j + 2]:
-                cache[j + 2] = layer.ffn(x)
-                if rec is not None:
-                    rec(k, j + 2, cache[j + 2])
-            x = x + cache[j + 2]
+                self._store(k, j + 2, layer.ffn(x))
+            x = x + self._reused(k, j + 2)
             j += 3
         return m.output(x)
+
+
+    def _store(self, k: int, j: int, out: torch.Tensor) -> None:
+        """Block j computed `out` at step k."""
+        if self.forecast:
+            if self._cache[j] is not None:
+                self._slope[j] = (out - self._cache[j]) / (k - self._when[j])
+            self._when[j] = k
+        self._cache[j] = out
+        if self.recorder is not None:
+            self.recorder(k, j, out)
+
+    def _reused(self, k: int, j: int) -> torch.Tensor:
+        """What block j adds to the residual stream at step k: its output there if it computed, else its
+        last output (copy) or that extrapolated to step k (forecast)."""
+        if self._slope[j] is None or k == self._when[j]:
+            return self._cache[j]
+        return torch.add(self._cache[j], self._slope[j], alpha=k - self._when[j])
 
 
 class TeaCacheDenoiser:

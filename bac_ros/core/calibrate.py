@@ -147,7 +147,10 @@ def teacache_threshold(policy: DiffusionPolicy, image: torch.Tensor, state: torc
 
 def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None, stats: CalibrationStats | None,
                   top_n: int = 0, force_last: bool = False, image: torch.Tensor | None = None,
-                  state: torch.Tensor | None = None, seed: int = 0, similarity: str = "cosine") -> Schedule:
+                  state: torch.Tensor | None = None, seed: int = 0, similarity: str = "cosine",
+                  reuse: str = "copy") -> Schedule:
+    """A schedule of `method` with `num_updates` per block from the calibration statistics; `reuse`: what a
+    skipped block adds (copy, or forecast: see caching.py; static methods only)."""
     cfg = policy.cfg
     num_updates = cfg.num_steps if method == "full" else num_updates
     if num_updates is None:
@@ -167,4 +170,4 @@ def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None,
     blocks, bua = static_blocks(method, stats, cfg.num_steps, cfg.block_ids, num_updates, top_n, force_last,
                                 similarity)
     return Schedule.create(cfg, method, blocks, num_updates=num_updates, bua=bua,
-                           calibration=calibration if method != "full" else None)
+                           calibration=calibration if method != "full" else None, reuse=reuse)

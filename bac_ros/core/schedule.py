@@ -12,6 +12,7 @@ from .acs import DEFAULT_TOP_N
 from .config import PolicyConfig, package_data_dir
 
 FORMAT = "bac-schedule/1"
+REUSE = ("copy", "forecast")  # a skipped block adds its last output, or extrapolates its last two
 STATIC_METHODS = ("full", "uniform", "acs-unified", "acs-blockwise", "bac")
 METHODS = STATIC_METHODS + ("teacache",)
 ACS_METHODS = ("acs-unified", "acs-blockwise", "bac")  # calibrated by the ACS dynamic program
@@ -37,17 +38,19 @@ class Schedule:
     bua: dict | None = None  # top_n, blocks
     teacache: dict | None = None  # threshold, mean_updates
     calibration: dict | None = None
+    reuse: str = "copy"  # copy: the block's last output; forecast: extrapolated from its last two (caching.py)
     source: str = field(default="", compare=False)  # file it came from, for messages
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, cfg: PolicyConfig, method: str, blocks: dict[str, list[int]], num_updates: int | None = None,
-               bua: dict | None = None, teacache: dict | None = None, calibration: dict | None = None) -> "Schedule":
+               bua: dict | None = None, teacache: dict | None = None, calibration: dict | None = None,
+               reuse: str = "copy") -> "Schedule":
         s = cls(method=method, num_steps=cfg.num_steps,
                 blocks={b: sorted(int(x) for x in blocks[b]) for b in cfg.block_ids} if blocks else {},
                 model={"name": cfg.name, "config_hash": cfg.config_hash, "n_layer": cfg.n_layer},
                 sampler={"type": cfg.sampler.type, "num_inference_steps": cfg.num_steps},
-                num_updates=num_updates, bua=bua, teacache=teacache, calibration=calibration)
+                num_updates=num_updates, bua=bua, teacache=teacache, calibration=calibration, reuse=reuse)
         s.validate(cfg)
         return s
 
@@ -76,13 +79,15 @@ class Schedule:
     @property
     def label(self) -> str:
         s = self.num_updates if self.num_updates is not None else "-"
-        return f"{self.method}(S={s})"
+        return f"{self.method}{'+forecast' if self.reuse == 'forecast' else ''}(S={s})"
 
     # ---- validation ---------------------------------------------------------------------------
     def validate(self, cfg: PolicyConfig | None = None) -> None:
         """Internal consistency; with `cfg`, also that the schedule fits that model."""
         if self.method not in METHODS:
             _fail("method", f"'{self.method}' is not one of {list(METHODS)}")
+        if self.reuse not in REUSE or (self.reuse != "copy" and self.is_dynamic):
+            _fail("reuse", f"must be one of {list(REUSE)} (static schedules only), got {self.reuse!r}")
         k = self.num_steps
         if not isinstance(k, int) or k < 1:
             _fail("sampler.num_inference_steps", f"must be a positive integer, got {k!r}")
@@ -142,6 +147,8 @@ class Schedule:
             d["bua"] = self.bua
         if self.teacache is not None:
             d["teacache"] = self.teacache
+        if self.reuse != "copy":
+            d["reuse"] = self.reuse
         d["blocks"] = self.blocks
         if self.calibration is not None:
             d["calibration"] = self.calibration
@@ -172,7 +179,8 @@ class Schedule:
             _fail("blocks", "must be an object mapping block id -> steps")
         s = cls(method=d["method"], num_steps=d["sampler"].get("num_inference_steps"), blocks=blocks,
                 model=d["model"], sampler=d["sampler"], num_updates=d.get("num_updates"), bua=d.get("bua"),
-                teacache=d.get("teacache"), calibration=d.get("calibration"), source=source)
+                teacache=d.get("teacache"), calibration=d.get("calibration"), reuse=d.get("reuse", "copy"),
+                source=source)
         try:
             s.validate(cfg)
         except ScheduleError as e:
@@ -198,14 +206,16 @@ def schedule_dir(cfg: PolicyConfig) -> Path:
 
 
 def schedule_file_name(method: str, num_updates: int, similarity: str = "cosine", force_last: bool = False,
-                       top_n: int = DEFAULT_TOP_N) -> str:
+                       top_n: int = DEFAULT_TOP_N, reuse: str = "copy") -> str:
     """The file name `bac schedule` writes a schedule under and `bac eval` looks for it by:
-    `<method>_s<S>[_last][_l1][_n<N>].json`."""
+    `<method>_s<S>[_last][_l1][_n<N>][_forecast].json`."""
     suffix = "_last" if force_last and method != "full" else ""
     if similarity != "cosine" and method in ACS_METHODS:
         suffix += f"_{similarity}"
     if method == "bac" and top_n != DEFAULT_TOP_N:
         suffix += f"_n{top_n}"
+    if reuse != "copy" and method != "teacache":
+        suffix += f"_{reuse}"
     return f"{method}_s{num_updates}{suffix}.json"
 
 

@@ -37,6 +37,16 @@ def test_full_schedule_is_bit_exact(sampler, hoist):
         assert torch.equal(plain, cached)
 
 
+def test_forecast_with_nothing_reused_is_the_plain_model_bit_for_bit(tiny_policy, tiny_obs):
+    import dataclasses
+
+    img, st = tiny_obs[0][:1], tiny_obs[1][:1]
+    plain = _predict(tiny_policy, img, st, tiny_policy.denoiser(None))
+    full = dataclasses.replace(Schedule.full(tiny_policy.cfg), reuse="forecast")
+    assert torch.equal(plain, _predict(tiny_policy, img, st, tiny_policy.denoiser(full)))
+    assert full.label == "full+forecast(S=8)"
+
+
 def test_full_schedule_batched_matches(tiny_policy, tiny_obs):
     img, st = tiny_obs
     plain = _predict(tiny_policy, img, st, tiny_policy.denoiser(None))
@@ -45,7 +55,8 @@ def test_full_schedule_batched_matches(tiny_policy, tiny_obs):
 
 
 def _reference_cached(policy, img, st, schedule, seed=0):
-    """Straightforward re-implementation of reuse: dict cache, nothing hoisted."""
+    """Straightforward re-implementation of reuse: dict cache, nothing hoisted; forecast: the last two
+    computed outputs extrapolated linearly in the step index."""
     m, cfg = policy.model, policy.cfg
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(img.shape[0], cfg.horizon, cfg.action_dim, generator=g)
@@ -62,15 +73,23 @@ def _reference_cached(policy, img, st, schedule, seed=0):
                                  ("ffn", lambda h: layer.ffn(h))):
                     b = f"L{li}.{kind}"
                     if k in schedule.blocks[b]:
-                        store[b] = fn(h)
-                    h = h + store[b]
+                        store[b] = store.get(b, [])[-1:] + [(k, fn(h))]
+                    (k1, y1) = store[b][-1]
+                    if schedule.reuse == "forecast" and len(store[b]) == 2 and k != k1:
+                        (k0, y0) = store[b][0]
+                        h = h + (y1 + (y1 - y0) / (k1 - k0) * (k - k1))
+                    else:
+                        h = h + y1
             x = policy.scheduler.step(m.output(h), t, x, generator=gen).prev_sample
         return policy.action_norm.unnormalize(x)
 
 
+@pytest.mark.parametrize("reuse", ["copy", "forecast"])
 @pytest.mark.parametrize("seed", range(4))
-def test_reuse_matches_reference(tiny_policy, tiny_obs, seed):
-    sched = _random_schedule(tiny_policy.cfg, seed)
+def test_reuse_matches_reference(tiny_policy, tiny_obs, seed, reuse):
+    import dataclasses
+
+    sched = dataclasses.replace(_random_schedule(tiny_policy.cfg, seed), reuse=reuse)
     img, st = tiny_obs[0][:1], tiny_obs[1][:1]
     ref = _reference_cached(tiny_policy, img, st, sched, seed)
     got = _predict(tiny_policy, img, st, tiny_policy.denoiser(sched), seed)

@@ -48,6 +48,7 @@ def _write(tmp_path, d):
     (lambda d: d.update(num_updates=0), "num_updates"),
     (lambda d: d.pop("sampler"), "sampler"),
     (lambda d: d["bua"].update(blocks=["L7.ca"]), "bua.blocks"),
+    (lambda d: d.update(reuse="taylor"), "reuse"),
 ])
 def test_validation_names_the_field(tmp_path, tiny_cfg, mutate, field):
     d = _bac(tiny_cfg).to_dict()
@@ -82,6 +83,19 @@ def test_teacache_schedule(tmp_path, tiny_cfg):
     d = s.to_dict()
     d["teacache"] = {}
     with pytest.raises(ScheduleError, match="teacache.threshold"):
+        Schedule.from_dict(d, tiny_cfg)
+
+
+def test_forecast_reuse_round_trips_and_is_static_only(tmp_path, tiny_cfg):
+    s = _bac(tiny_cfg)
+    s.reuse = "forecast"
+    back = Schedule.load(s.save(tmp_path / "f.json"), tiny_cfg)
+    assert back.reuse == "forecast" and back.label == "bac+forecast(S=3)"
+    assert "reuse" not in _bac(tiny_cfg).to_dict()  # copy, the paper's reuse, is the default and not written
+    d = Schedule.create(tiny_cfg, "teacache", {}, num_updates=3,
+                        teacache={"threshold": 0.2, "mean_updates": 3.0}).to_dict()
+    d["reuse"] = "forecast"
+    with pytest.raises(ScheduleError, match="static schedules only"):
         Schedule.from_dict(d, tiny_cfg)
 
 
