@@ -77,13 +77,14 @@ def test_readme_names_every_node_parameter():
     import dataclasses
     import re
 
+    from bac_ros.core.drift import DriftSettings
     from bac_ros.core.streaming import ChunkRules
     from bac_ros.robot.limits import ArmLimits
     from bac_ros.robot.servo import ServoSettings
     from bac_ros.sim.operator import OperatorSettings
 
     readme = (ROOT / "README.md").read_text()
-    names = {f.name for cls in (ArmLimits, ChunkRules, ServoSettings, OperatorSettings)
+    names = {f.name for cls in (ArmLimits, ChunkRules, ServoSettings, OperatorSettings, DriftSettings)
              for f in dataclasses.fields(cls)}
     for node in ("controller_node", "policy_node", "sim_node", "camera_node", "metrics_node", "teleop_node",
                  "operator_node", "recorder_node"):

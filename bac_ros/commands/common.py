@@ -24,6 +24,7 @@ def add_policy_options(sp: argparse.ArgumentParser) -> None:
                          "for this config if any; 'none': untrained weights from --seed")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=int, default=0, help="torch threads (default: the config's)")
+    sp.add_argument("--device", default="cpu", help="where the policy runs: cpu (default) or cuda[:N]")
     sp.add_argument("--data", help="demonstrations (zarr; several: comma-separated) to draw observations from "
                     "(default: synthetic)")
 
@@ -45,14 +46,19 @@ def output_dir(args, command: str, default_name: str) -> Path:
 def load_policy(args):
     import torch
 
-    from ..core.policy import DiffusionPolicy, resolve_checkpoint
+    from ..core.policy import DiffusionPolicy, resolve_checkpoint, resolve_device
 
     cfg = PolicyConfig.load(args.config)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    return DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, args.checkpoint), seed=args.seed)
+    policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, args.checkpoint), seed=args.seed)
+    try:
+        return policy.to(resolve_device(getattr(args, "device", "cpu")))
+    except ValueError as e:
+        raise SystemExit(f"--device: {e}") from None
+
 
 
 def observations(policy, n: int, seed: int, data: str | None = None):

@@ -48,6 +48,12 @@ def add_parser(sub) -> None:
                         "default: this machine's own compute time, the world running on)")
     e.add_argument("--fixed-noise", action="store_true",
                    help="every inference of an episode starts from the same noise (default: fresh noise each time)")
+    e.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the world (repeatable): camera_pos=1.0,0.1,0.65, camera_target=..., camera_fovy=52, "
+                        "cube_rgba=0.1,0.3,0.9,1 (a shifted world for the drift guard)")
+    e.add_argument("--drift", choices=["off", "watch", "guard"], default="off",
+                   help="cached schedules: measure the drift guard's signal (watch), or also let the guard switch to "
+                        "the dense schedule (guard; policy_node's dense_schedule and drift_* in --params)")
     e.add_argument("--bench-observations", type=int, default=16)
     e.add_argument("--hostname", default="127.0.0.1", help="loopback address of the simulated FR3 (127.0.0.x)")
     e.add_argument("--merge", type=comma_list(str), default=None,
@@ -116,7 +122,7 @@ def run(args) -> int:
     from ..report import EVAL_COLUMNS, markdown
     from ..robot.limits import ArmLimits
     from ..sim.evaluate import run_realtime, run_sync
-    from ..sim.world import WorldConfig
+    from ..sim.world import WorldConfig, world_overrides
 
     if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
         rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
@@ -135,7 +141,11 @@ def run(args) -> int:
     by_key = {(r["method"], r["num_updates"]): r for r in brows}
     modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    sim = _FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1]), limits)
+    try:
+        world_kw = world_overrides(args.world)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    sim = _FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1], **world_kw), limits)
     commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
     rows = []
@@ -145,14 +155,18 @@ def run(args) -> int:
                     functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise, rules=rules,
                                       latency_s=None if args.latency_ms is None else args.latency_ms / 1e3))
             for method, s, sched in entries:
-                den = policy.denoiser(sched)
-                eps, restarts = [], sim.restarts
+                den = _denoiser(policy, sched, args)
+                eps, restarts, drift = [], sim.restarts, []
                 sim.restart()  # every method starts on a fresh world
                 bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
                 for seed in bar:
                     for attempt in range(1, WORLD_RESTARTS + 2):
                         try:
+                            n0 = len(getattr(den, "history", ()))
                             eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
+                            if hasattr(den, "history"):
+                                den.settle()
+                                drift.append(den.history[n0:])
                             break
                         except RuntimeError as e:  # the world could not be reset, or its link broke (a starved
                             if attempt > WORLD_RESTARTS:  # machine): a fresh world, the same seed again
@@ -161,7 +175,7 @@ def run(args) -> int:
                             sim.restart(count=True)
                     bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
                 rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
-                                 sim.restarts - restarts, origin))
+                                 sim.restarts - restarts, origin, world_kw, drift))
                 _warn(rows[-1])
                 print(markdown(rows[-1:], EVAL_COLUMNS).splitlines()[-1], flush=True)
     finally:
@@ -170,7 +184,41 @@ def run(args) -> int:
     return 0
 
 
-def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, origin) -> dict:
+def _denoiser(policy, sched, args):
+    """The runtime of one row: with --drift, a cached schedule's runtime behind the drift guard (watching,
+    or switching to policy_node's dense_schedule)."""
+    if args.drift == "off" or sched is None or sched.is_dynamic:
+        return policy.denoiser(sched)
+    from ..core.drift import DriftGuard, DriftSettings, GuardedDenoiser
+    from ..core.schedule import ScheduleError, find_schedule
+    from ..core.settings import from_mapping, node_parameters
+
+    params = node_parameters("policy_node", args.params)
+    try:
+        dense = find_schedule(params.get("dense_schedule", ""), policy.cfg) if args.drift == "guard" else None
+        if args.drift == "guard" and dense is None:
+            raise ValueError("policy_node's dense_schedule must name a cached schedule (not full)")
+        return GuardedDenoiser(policy.denoiser(sched, monitor=True),
+                               None if dense is None else policy.denoiser(dense, monitor=True),
+                               DriftGuard(from_mapping(DriftSettings, params)))
+    except (ScheduleError, ValueError) as e:
+        raise SystemExit(f"--drift {args.drift}: {e}") from None
+
+
+def _drift_fields(drift: list[list[tuple[bool, float, str]]]) -> dict:
+    """Per row: the drift guard's signal (median ratio per episode and overall) and the dense share."""
+    if not drift:
+        return {}
+    flat = [x for ep in drift for x in ep]
+    median = lambda xs: float(statistics.median(xs)) if xs else float("nan")  # noqa: E731
+    return {"drift_ratio_median": median([r for _, r, _ in flat]),
+            "drift_ratio_per_episode": [round(median([r for _, r, _ in ep]), 3) for ep in drift],
+            "dense_share": sum(d for d, _, _ in flat) / max(1, len(flat)),
+            "drift_warned_share": sum(s != "ok" for _, _, s in flat) / max(1, len(flat))}
+
+
+def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, origin, world=None,
+         drift=None) -> dict:
     ms = [m for e in eps for m in e.inference_ms]
     return {"mode": mode, "method": method, "num_updates": s, "episodes": len(eps),
             "success_rate": sum(e.success for e in eps) / len(eps), "speedup": b["speedup"],
@@ -192,7 +240,8 @@ def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, or
             "world_restarts": world_restarts,
             "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0),
             "schedule_hash": content_hash(sched.source) if sched is not None and sched.source else None,
-            "params": args.params or "config/grasp.yaml", **origin}
+            "params": args.params or "config/grasp.yaml", "world": world or {}, "drift": args.drift,
+            **_drift_fields(drift or []), **origin}
 
 
 def _warn(row: dict) -> None:

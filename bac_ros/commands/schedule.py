@@ -5,8 +5,12 @@ import sys
 from pathlib import Path
 
 from ..core.acs import DEFAULT_TOP_N
+from ..core.drift import measure_reuse_error
 from ..core.schedule import METHODS, schedule_file_name
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
+
+
+REFERENCE_OBS = 32  # observations the drift guard's reference is measured on
 
 
 def add_parser(sub) -> None:
@@ -25,6 +29,9 @@ def add_parser(sub) -> None:
     s.add_argument("--observations", type=int, default=64, help="calibration observations")
     s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
     s.add_argument("--out", help="output file (one schedule)")
+    s.add_argument("--reference", nargs="+", metavar="FILE",
+                   help="instead of calibrating: measure these schedules' reuse error on the observations (the "
+                        "drift guard's reference) and write it into each file")
     add_output_options(s, "schedules (to ship one: copy it into schedules/<model>/)")
     s.set_defaults(func=run)
 
@@ -35,6 +42,8 @@ def run(args) -> int:
     from ..core import calibrate
     from ..report import plot_update_map
 
+    if args.reference:
+        return add_reference(args)
     methods, sizes = args.method, args.num_updates or [None]
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -57,9 +66,30 @@ def run(args) -> int:
                                         image=image[: args.teacache_observations],
                                         state=state[: args.teacache_observations], seed=args.seed,
                                         similarity=args.similarity, reuse=args.reuse)
+        if sched.calibration is not None and not sched.is_dynamic:
+            sched.calibration["reuse_error"] = measure_reuse_error(policy, sched, image[:REFERENCE_OBS],
+                                                                   state[:REFERENCE_OBS], args.seed)
         out = Path(args.out) if args.out else out_dir / schedule_file_name(
             method, sched.num_updates, args.similarity, args.force_last, top_n, sched.reuse)
         sched.save(out)
         extra = "" if sched.is_dynamic else f", map {plot_update_map(sched, out.with_suffix('.png'))}"
         print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")
+    return 0
+
+
+def add_reference(args) -> int:
+    """`--reference FILE...`: each schedule's calibration.reuse_error measured and written back in place."""
+    from ..core.schedule import Schedule
+
+    policy = load_policy(args)
+    image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
+    for path in args.reference:
+        sched = Schedule.load(path, policy.cfg)
+        if sched.is_dynamic or sched.method == "full":
+            raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
+        sched.calibration = dict(sched.calibration or {})
+        sched.calibration["reuse_error"] = ref = measure_reuse_error(policy, sched, image, state, args.seed)
+        sched.save(path)
+        print(f"{sched.label}: reuse error mean {ref['mean']:.4f}, p95 {ref['p95']:.4f} over {ref['observations']} "
+              f"observations -> {path}")
     return 0

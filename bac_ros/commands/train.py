@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--shift", type=int, default=None, help="random-shift augmentation, pixels (default: TrainConfig's)")
+    t.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda[:N]; under torchrun, cuda means each process's LOCAL_RANK device")
     t.add_argument("--init", default=None,
                    help="start from this checkpoint directory (fine-tune; tensors whose shape changed start fresh)")
     t.add_argument("--threads", type=int, default=0, help="torch threads (default 2)")
@@ -31,15 +33,22 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..core.policy import DiffusionPolicy
-    from ..core.train import TrainConfig, train
+    from ..core.policy import DiffusionPolicy, resolve_device
+    from ..core.train import TrainConfig, distributed, train
     from ..data.demos import Demos, WindowSampler
 
+    rank, local_rank, world = distributed()
+    try:
+        device = resolve_device(f"cuda:{local_rank}" if args.device == "cuda" and world > 1 else args.device)
+    except ValueError as e:
+        raise SystemExit(f"--device: {e}") from None
     cfg = PolicyConfig.load(args.config)
     torch.set_num_threads(args.threads or 2)
     demos = Demos(args.data)
     if demos.num_episodes == 0:
         raise SystemExit(f"{args.data}: no successful episodes to train on")
+    if world > 1 and not args.out_dir:
+        raise SystemExit("under torchrun, name the checkpoint folder with --out-dir (every process must agree)")
     out = output_dir(args, "train", cfg.name)
     tcfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        time_budget_s=args.time_budget * 60,
@@ -54,15 +63,19 @@ def run(args) -> int:
     else:
         policy = DiffusionPolicy(cfg)
         policy.fit_normalizers(demos.state, *windows.states_and_actions())
+    policy.to(device)
+    print(f"[rank {rank}/{world}, {device}] " if world > 1 else "", end="")
     print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
           f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
           f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
-    with tqdm(total=tcfg.iterations, desc="train", unit="it", file=sys.stderr) as bar:
+    with tqdm(total=tcfg.iterations, desc="train", unit="it", file=sys.stderr, disable=rank != 0) as bar:
         def progress(i, loss):
             bar.update(1)
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
         log = train(policy, windows, tcfg, out, progress)
+    if rank != 0:
+        return 0
     note = " (iterations cut to fit the time budget)" if log["cut_to_time_budget"] else ""
     print(f"{log['iterations_done']} iterations in {log['seconds'] / 60:.1f} min{note}; final loss "
           f"{log['final_loss_mean_100']:.4f}; EMA checkpoint -> {out}")

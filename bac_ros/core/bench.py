@@ -66,7 +66,10 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
     def infer(i: int, den) -> torch.Tensor:
         # Same initial noise and (for DDPM) the same per-step noise for every method.
         gen = torch.Generator().manual_seed(seed + 1000 + i)
-        return policy.executable(policy.predict(image[i:i + 1], state[i:i + 1], den, noises[i].clone(), gen))
+        a = policy.executable(policy.predict(image[i:i + 1], state[i:i + 1], den, noises[i].clone(), gen))
+        if a.is_cuda:  # kernels run asynchronously: the time is the finished action's
+            torch.cuda.synchronize(a.device)
+        return a
 
     times: dict[int, list[float]] = {e: [] for e in range(len(entries))}
     actions: dict[int, list[torch.Tensor]] = {e: [] for e in range(len(entries))}

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from .drift import ReuseErrorMeter
 from .model import TransformerForDiffusion
 from .schedule import Schedule
 
@@ -60,7 +61,7 @@ class CachedDenoiser:
     """Step k must be called with `timesteps[k]` (the scheduler's sequence the runtime was built for)."""
 
     def __init__(self, model: TransformerForDiffusion, schedule: Schedule, timesteps: torch.Tensor,
-                 hoist: bool = True, recorder: Recorder | None = None):
+                 hoist: bool = True, recorder: Recorder | None = None, monitor: bool = False):
         cfg = model.cfg
         schedule.validate(cfg)
         if schedule.is_dynamic:
@@ -81,9 +82,13 @@ class CachedDenoiser:
         self._when = [0] * len(cfg.block_ids)  # forecast: the step each block last computed at
         self._cond = self._obs_tok = None
         self._obs_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # monitor: the drift guard's signal, each recompute's distance from what was reused (drift.py)
+        self.meter = ReuseErrorMeter() if monitor else None
 
     def begin(self, cond: torch.Tensor) -> None:
         self._cond = cond
+        if self.meter is not None:
+            self.meter.reset()
         self._cache = [None] * len(self._cache)
         self._slope = [None] * len(self._cache)
         self.updates = 0
@@ -126,9 +131,10 @@ class CachedDenoiser:
             j += 3
         return m.output(x)
 
-
     def _store(self, k: int, j: int, out: torch.Tensor) -> None:
         """Block j computed `out` at step k."""
+        if self.meter is not None and self._cache[j] is not None:
+            self.meter.add(out, self._reused(k, j))
         if self.forecast:
             if self._cache[j] is not None:
                 self._slope[j] = (out - self._cache[j]) / (k - self._when[j])

@@ -57,7 +57,7 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
     feats: list[list[torch.Tensor | None]] = [[None] * k for _ in ids]
 
     def record(step: int, j: int, out: torch.Tensor) -> None:
-        feats[j][step] = out.reshape(out.shape[0], -1).double()
+        feats[j][step] = out.reshape(out.shape[0], -1).double().cpu()
 
     g = torch.Generator().manual_seed(seed)
     for start in range(0, n, batch_size):

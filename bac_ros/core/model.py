@@ -27,7 +27,7 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        arg = t.float()[:, None] * self.freqs[None, :]
+        arg = t.to(self.freqs.device).float()[:, None] * self.freqs[None, :]
         return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 

@@ -85,16 +85,26 @@ class DiffusionPolicy(nn.Module):
         self.weights_id = "init"
         self.eval()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (`policy.to("cuda")`); inputs are moved there, outputs of `act` come back."""
+        return self.action_norm.low.device
+
     # ---- runtimes ------------------------------------------------------------------------------
-    def denoiser(self, schedule: Schedule | None = None, hoist: bool = True):
-        """The runtime for a schedule: None or `full` -> the plain model; teacache -> TeaCacheDenoiser."""
+    def denoiser(self, schedule: Schedule | None = None, hoist: bool = True, monitor: bool = False):
+        """The runtime for a schedule: None -> the plain model; teacache -> TeaCacheDenoiser; `monitor`: a
+        static schedule's runtime also measures its reuse error (the drift guard's signal; None -> the full
+        schedule through the caching runtime, where the signal is the step-to-step change)."""
         if schedule is None:
-            return PlainDenoiser(self.model)
+            return CachedDenoiser(self.model, Schedule.full(self.cfg), self.scheduler.timesteps, monitor=True) \
+                if monitor else PlainDenoiser(self.model)
         schedule.validate(self.cfg)
         schedule.check_weights(self.weights_id)
+        if monitor and schedule.is_dynamic:
+            raise ValueError("the drift guard's signal needs a static schedule")
         if schedule.is_dynamic:
             return TeaCacheDenoiser(self.model, schedule.teacache["threshold"], self.scheduler.timesteps)
-        return CachedDenoiser(self.model, schedule, self.scheduler.timesteps, hoist=hoist)
+        return CachedDenoiser(self.model, schedule, self.scheduler.timesteps, hoist=hoist, monitor=monitor)
 
     # ---- inference -----------------------------------------------------------------------------
     def encode_obs(self, image: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -124,6 +134,7 @@ class DiffusionPolicy(nn.Module):
         b = cond.shape[0]
         x = noise if noise is not None else torch.randn(b, self.cfg.horizon, self.cfg.action_dim,
                                                         generator=generator)
+        x = x.to(cond.device)  # drawn on the CPU: the same noise for a seed whatever the device
         denoiser.begin(cond)
         for k, t in enumerate(self.scheduler.timesteps):
             out = denoiser.step(k, x, t)
@@ -154,6 +165,7 @@ class DiffusionPolicy(nn.Module):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Raw observations -> unnormalised action trajectory (B, horizon, action_dim)."""
         self.check_obs(image, state)
+        image, state = image.to(self.device), state.to(self.device)
         cond = self.encode_obs(image, state)
         return self.from_model_actions(self.action_norm.unnormalize(self.sample(cond, denoiser, noise, generator)),
                                        state)
@@ -168,7 +180,7 @@ class DiffusionPolicy(nn.Module):
         img = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).unsqueeze(0)
         st = torch.from_numpy(np.asarray(states, np.float32)).unsqueeze(0)
         traj = self.predict(img, st, denoiser, generator=generator)
-        return self.future(traj)[0].numpy()
+        return self.future(traj)[0].cpu().numpy()
 
     def executable(self, trajectory: torch.Tensor, lookahead: int = 0) -> torch.Tensor:
         """The part of a predicted trajectory that lies in the future: actions from the current step on;
@@ -200,6 +212,11 @@ class DiffusionPolicy(nn.Module):
         noisy = self.scheduler.add_noise(target, noise, t)
         pred = self.model(noisy, t, cond)
         return F.mse_loss(pred, noise if self.cfg.sampler.prediction_type == "epsilon" else target)
+
+    def forward(self, image: torch.Tensor, state: torch.Tensor, action: torch.Tensor,
+                noise_samples: int = 1) -> torch.Tensor:
+        """The training loss (what DistributedDataParallel wraps)."""
+        return self.loss(image, state, action, noise_samples)
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -282,6 +299,21 @@ def resolve_checkpoint(cfg: PolicyConfig, checkpoint: str | None) -> str | None:
         shipped = CHECKPOINT_DIR / cfg.weights_name
         return str(shipped) if (shipped / "model.safetensors").is_file() else None
     return checkpoint
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu' | 'cuda' | 'cuda:N' -> torch.device; ValueError (one line) where it is not there."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"{name!r} is not a device ({e})") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name!r}: cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}: this torch build or machine has no CUDA device (torch {torch.__version__})")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
 
 
 def synthetic_observations(cfg: PolicyConfig, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,14 @@
-"""Training loop: denoising loss, AdamW + cosine schedule, EMA weights, random-shift image augmentation."""
+"""Training loop: denoising loss, AdamW + cosine schedule, EMA weights, random-shift image augmentation.
+
+Several processes: start it under `torchrun --nproc_per_node N` (one process per GPU, or CPU processes with
+gloo). Each process draws its own batch_size / N windows, DistributedDataParallel averages the gradients,
+and rank 0 alone writes the checkpoint."""
 from __future__ import annotations
 
 import copy
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +59,12 @@ def random_shift(image: torch.Tensor, pad: int, generator: torch.Generator) -> t
     return out.reshape(b, to, c, h, w)
 
 
+def distributed() -> tuple[int, int, int]:
+    """(rank, local rank, world size) set by torchrun; (0, 0, 1) for one process."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)))
+
+
 def to_tensors(image: np.ndarray, state: np.ndarray, action: np.ndarray):
     """(B, To, H, W, 3) uint8 -> (B, To, 3, H, W) float in [0, 1]; state/action float32."""
     img = torch.from_numpy(image).permute(0, 1, 4, 2, 3).float().div_(255.0)
@@ -65,9 +76,21 @@ def train(policy: DiffusionPolicy, source: WindowSource, cfg: TrainConfig, out_d
     """Train in place; writes `out_dir/{model.safetensors, config.json, train_log.json, loss.png}`
     with the EMA weights. Returns the log."""
     out_dir = Path(out_dir)
+    device = policy.device
+    rank, _, world = distributed()
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed + rank)  # each process its own windows and augmentation
+    gen = torch.Generator().manual_seed(cfg.seed + rank)
+    model, own_group = policy, False
+    if world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            own_group = True
+        model = DistributedDataParallel(policy, device_ids=[device] if device.type == "cuda" else None)
+    per_rank = max(1, cfg.batch_size // world)
     ema = copy.deepcopy(policy).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -90,12 +113,13 @@ def train(policy: DiffusionPolicy, source: WindowSource, cfg: TrainConfig, out_d
     n = len(source)
     i = 0
     while i < total:
-        ids = rng.integers(0, n, cfg.batch_size)
+        ids = rng.integers(0, n, per_rank)
         image, state, action = to_tensors(*source.batch(ids))
-        image = random_shift(image, cfg.shift, gen)
+        image = random_shift(image, cfg.shift, gen).to(device)
+        state, action = state.to(device), action.to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(i)
-        loss = policy.loss(image, state, action, cfg.noise_samples)
+        loss = model(image, state, action, cfg.noise_samples)  # forward = loss: DDP's gradient hooks see it
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -112,14 +136,25 @@ def train(policy: DiffusionPolicy, source: WindowSource, cfg: TrainConfig, out_d
         i += 1
         if cfg.time_budget_s and i == 30:
             fits = int(cfg.time_budget_s / ((time.monotonic() - t0) / i))
+            if world > 1:  # every process stops at the same iteration: the slowest one's
+                t = torch.tensor([fits], device=device)
+                dist.all_reduce(t, op=dist.ReduceOp.MIN)
+                fits = int(t)
             if fits < total:  # the cosine schedule is stretched over what fits, so it still anneals
                 total, budget_cut = max(fits, 2 * cfg.warmup), True
     policy.eval()
-    ema.weights_id = "trained"
-    ema.save(out_dir)
     log = {"train": asdict(cfg), "iterations_done": len(losses), "cut_to_time_budget": budget_cut,
-           "seconds": time.monotonic() - t0, "loss": losses,
+           "seconds": time.monotonic() - t0, "loss": losses, "processes": world,
            "final_loss_mean_100": float(np.mean(losses[-100:]))}
+    if rank == 0:
+        ema.weights_id = "trained"
+        ema.save(out_dir)
+    if world > 1:
+        dist.barrier()  # the checkpoint is written before any process returns
+        if own_group:
+            dist.destroy_process_group()
+    if rank != 0:
+        return log
     (out_dir / "train_log.json").write_text(json.dumps(log))
     plot_loss(losses, out_dir / "loss.png")
     return log

@@ -16,12 +16,13 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ..core.drift import DriftGuard, DriftSettings, GuardedDenoiser
 from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
-from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node, steady_timer
+from .runtime import Reporter, declare, declare_settings, diagnostics, guarded, now_s, run_node, steady_timer
 
 
 class PolicyNode(Node):
@@ -41,26 +42,34 @@ class PolicyNode(Node):
         tolerance = d("obs_tolerance_s", 0.03, "a camera frame and the nearest joint state further apart than this "
                       "(s) are dropped", 0.0, 1.0)
         threads = d("num_threads", 1, "torch intra-op threads", 1, 256)
+        device = d("device", "cpu", "where the policy runs: cpu, or cuda[:N] (a CUDA build of torch)")
         self.base_frame = d("base_frame", "fr3_link0", "frame of the chunk markers")
         self._seed = d("seed", 0, "seed of the initial noise", 0, 2**31 - 1)
         self._fixed_noise = d("fixed_noise", False, "every inference starts from the noise of seed (the policy "
                               "becomes a function of its observation)")
         self.max_future = d("max_future_s", 0.25, "joint states and images stamped further ahead of the node's "
                             "clock (s) are refused", 0.0, 10.0)
+        drift_guard = d("drift_guard", "watch", "the drift guard: off; watch (signal on /diagnostics, a warning "
+                        "when it rises); guard (also runs dense_schedule while the signal stays high)")
+        dense = d("dense_schedule", "", "the guard's dense schedule (a cached schedule with a reuse_error "
+                  "reference, e.g. bac_s12)")
+        drift_settings = declare_settings(self, DriftSettings)
+        if drift_guard not in ("off", "watch", "guard"):
+            raise ValueError(f"parameter drift_guard must be off, watch or guard, got {drift_guard!r}")
         self.reporter = Reporter(self)
 
         import torch
 
         from ..core.config import PolicyConfig
-        from ..core.policy import DiffusionPolicy, resolve_checkpoint
+        from ..core.policy import DiffusionPolicy, resolve_checkpoint, resolve_device
         from ..core.schedule import find_schedule
 
         torch.set_num_threads(threads)
         cfg = PolicyConfig.load(config)
-        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint))
+        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint)).to(resolve_device(device))
         self.schedule = find_schedule(schedule, cfg)  # ScheduleError stops the node
-        self.denoiser = self.policy.denoiser(self.schedule)
         self.method = self.schedule.label if self.schedule else "full"
+        self.denoiser = self._runtime(drift_guard, dense, drift_settings)
         self._generator = torch.Generator().manual_seed(self._seed)
         self.image_size = cfg.encoder.image_shape[1]
         self.aligner = ObservationAligner(cfg.n_obs_steps, tolerance)
@@ -86,8 +95,42 @@ class PolicyNode(Node):
         self._period = 1.0 / rate_hz
         self._worker = threading.Thread(target=self._infer_loop, daemon=True, name="inference")
         self._worker.start()
-        self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}), schedule {self.method}, "
-                               f"{rate_hz:.0f} Hz")
+        self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}) on {self.policy.device}, schedule "
+                               f"{self.method}, {rate_hz:.0f} Hz, drift guard {drift_guard}")
+
+    def _runtime(self, mode: str, dense: str, settings: DriftSettings):
+        """The schedule's runtime; behind the drift guard unless it is off or there is no cache to watch."""
+        from ..core.schedule import find_schedule
+
+        if mode == "off" or self.schedule is None or self.schedule.is_dynamic:
+            return self.policy.denoiser(self.schedule)
+        if mode == "watch" and not (self.schedule.calibration or {}).get("reuse_error"):
+            self.get_logger().warning(f"schedule {self.method} has no calibration.reuse_error: drift guard off "
+                                      "(`bac schedule --reference` adds one)")
+            return self.policy.denoiser(self.schedule)
+        dense_schedule = find_schedule(dense, self.policy.cfg) if mode == "guard" else None
+        if mode == "guard" and dense_schedule is None:
+            raise ValueError("drift_guard guard needs dense_schedule: a cached schedule (not full)")
+        self._drift_state = "ok"
+        return GuardedDenoiser(self.policy.denoiser(self.schedule, monitor=True),
+                               None if dense_schedule is None else self.policy.denoiser(dense_schedule, monitor=True),
+                               DriftGuard(settings))
+
+    def _watch_drift(self) -> None:
+        """Log the guard's state changes (each inference's ratio is in its history)."""
+        den = self.denoiser
+        den.settle()
+        state = den.guard.state
+        if state != self._drift_state:
+            ratio = den.guard.ratio if state != "dense" else den.guard.last_ratio
+            level = "info" if state == "ok" else "warn"
+            action = {"ok": "back on the fast schedule" if den.dense is not None else "back in range",
+                      "warn": "observations drive the cached features further than in calibration",
+                      "dense": f"running {den.dense.schedule.label}" if den.dense is not None else
+                      "would switch to a dense schedule (watch only)"}[state]
+            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (reuse error "
+                                f"{ratio:.2f}x calibration): {action}", level)
+            self._drift_state = state
 
     # ---- inputs ----------------------------------------------------------------------------------
     def _refuse_stamp(self, kind: str, stamp: float) -> bool:
@@ -168,6 +211,8 @@ class PolicyNode(Node):
             self._generator.manual_seed(self._seed)
         actions = self.policy.act(images, states, self.denoiser, self._generator)  # the controller plays
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)  # n_action_steps from the first still due
+        if isinstance(self.denoiser, GuardedDenoiser):
+            self._watch_drift()
         self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
         self.published += 1
         self.publish_markers(actions, stamp)
@@ -198,8 +243,16 @@ class PolicyNode(Node):
                   "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
                   "inference_ms_p95": f"{np.nanpercentile(ms, 95):.2f}", "obs_age_ms": f"{age:.1f}",
                   "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published),
-                  **{k: str(v) for k, v in sorted(self.reporter.counts.items())}}
+                  **self._drift_values(), **{k: str(v) for k, v in sorted(self.reporter.counts.items())}}
         self.diag_pub.publish(diagnostics(self, "bac: policy_node", f"{hz:.1f} Hz", values, hardware_id=self.method))
+
+    def _drift_values(self) -> dict:
+        den = self.denoiser
+        if not isinstance(den, GuardedDenoiser):
+            return {}
+        g = den.guard
+        return {"drift_state": g.state, "drift_ratio": f"{g.ratio:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
+                "drift_switches": str(g.switches), "schedule_active": den.active.schedule.label}
 
     def shutdown(self) -> None:
         self._stop.set()

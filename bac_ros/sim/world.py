@@ -37,6 +37,7 @@ class WorldConfig:
     camera_pos: tuple[float, float, float] = (1.0, 0.0, 0.6)
     camera_target: tuple[float, float, float] = (0.5, 0.0, 0.06)
     camera_fovy: float = 48.0
+    cube_rgba: tuple[float, float, float, float] = (0.85, 0.1, 0.1, 1.0)
     episode_time: float = 12.0  # sim seconds
     # franky-sim applies the last torque again when the client's command is late. A real FR3's real-time
     # loop makes that rare (and a long gap stops it with communication_constraints_violation); on a shared
@@ -47,6 +48,34 @@ class WorldConfig:
     # pause() stops the physics (sync evaluation: the world waits for the policy). libfranka's UDP receive
     # times out after 1 s without a state, so a pause ends by itself after this long (counted in `status`).
     max_pause_s: float = 0.5
+
+
+def world_overrides(items: list[str]) -> dict:
+    """`--world` options (`camera_pos=1.0,0.1,0.65`, `cube_rgba=0.1,0.3,0.9,1`, `camera_fovy=52`) -> WorldConfig
+    keyword arguments; ValueError naming the key for an unknown field or a value of the wrong length."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(WorldConfig)}
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields or key == "hostname":
+            raise ValueError(f"--world {item!r}: expected KEY=VALUE with KEY one of "
+                             f"{sorted(k for k in fields if k != 'hostname')}")
+        default = fields[key].default
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--world {key}: {text!r} is not a comma list of numbers") from None
+        if isinstance(default, tuple):
+            if len(values) != len(default):
+                raise ValueError(f"--world {key}: {len(default)} numbers expected, got {len(values)}")
+            out[key] = values
+        else:
+            if len(values) != 1:
+                raise ValueError(f"--world {key}: one number expected, got {len(values)}")
+            out[key] = type(default)(values[0])
+    return out
 
 
 @dataclass
@@ -189,7 +218,7 @@ class GraspWorld:
         cube = ET.SubElement(wb, "body", name="cube", pos=f"0.5 0 {CUBE_HALF}")
         ET.SubElement(cube, "freejoint", name="cube_joint")
         ET.SubElement(cube, "geom", name="cube_geom", type="box", size=f"{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}",
-                      rgba="0.85 0.1 0.1 1", mass="0.05", friction="1.5 0.01 0.001", condim="4")
+                      rgba=" ".join(map(str, cfg.cube_rgba)), mass="0.05", friction="1.5 0.01 0.001", condim="4")
         ET.SubElement(wb, "camera", name="scene_cam", pos=" ".join(map(str, cfg.camera_pos)),
                       quat=_look_at_quat(cfg.camera_pos, cfg.camera_target), fovy=str(cfg.camera_fovy))
 

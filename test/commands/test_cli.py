@@ -49,6 +49,17 @@ def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
     assert all(r["gflops"] < full["gflops"] for r in rows[2:])
     text = capsys.readouterr().out
     assert "speedup" in text and "fixed share" in text
+    # the drift guard's reference: in every calibrated static schedule, and added to an existing one
+    assert json.loads((out / "bac_s3.json").read_text())["calibration"]["reuse_error"]["observations"] == 4
+    older = json.loads((out / "uniform_s3.json").read_text())
+    del older["calibration"]["reuse_error"]
+    (out / "uniform_s3.json").write_text(json.dumps(older))
+    assert main(["schedule", "--config", str(tiny_yaml), "--reference", str(out / "uniform_s3.json"),
+                 "--observations", "3"]) == 0
+    again = json.loads((out / "uniform_s3.json").read_text())
+    assert again["blocks"] == older["blocks"] and again["calibration"]["reuse_error"]["mean"] > 0
+    with pytest.raises(SystemExit, match="not teacache"):
+        main(["schedule", "--config", str(tiny_yaml), "--reference", str(out / "teacache_s3.json")])
 
 
 def test_bad_schedule_is_a_clear_error(tmp_path, tiny_yaml, capsys):

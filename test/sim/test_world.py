@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from bac_ros.sim.world import CommandLink, LiftScore, WorldConfig, sample_cube_pose
+from bac_ros.sim.world import CommandLink, LiftScore, WorldConfig, sample_cube_pose, world_overrides
 
 
 def test_cube_poses_are_seeded_and_in_range():
@@ -15,6 +15,16 @@ def test_cube_poses_are_seeded_and_in_range():
         p = sample_cube_pose(cfg, seed)
         assert cfg.x_range[0] <= p.x <= cfg.x_range[1] and cfg.y_range[0] <= p.y <= cfg.y_range[1]
         assert cfg.yaw_range[0] <= p.yaw <= cfg.yaw_range[1]
+
+
+def test_world_overrides_parse_or_name_the_key():
+    kw = world_overrides(["camera_pos=1.0,0.1,0.65", "camera_fovy=52", "cube_rgba=0.1,0.3,0.9,1"])
+    assert kw == {"camera_pos": (1.0, 0.1, 0.65), "camera_fovy": 52.0, "cube_rgba": (0.1, 0.3, 0.9, 1.0)}
+    assert WorldConfig(**kw).camera_pos == (1.0, 0.1, 0.65)
+    for bad, msg in [("camera_pos=1,2", "3 numbers"), ("colour=1", "KEY=VALUE"), ("camera_fovy", "KEY=VALUE"),
+                     ("camera_fovy=wide", "comma list"), ("hostname=1", "KEY=VALUE")]:
+        with pytest.raises(ValueError, match=msg):
+            world_overrides([bad])
 
 
 def test_lift_score():
