@@ -32,6 +32,8 @@ def method_label(row: dict) -> str:
     the paper's cosine, bench variants (+last, @1obs)."""
     sim, top_n = row.get("similarity", "cosine"), row.get("top_n")
     name = row["method"] + row.get("variant", "")
+    if row.get("reuse") == "forecast" and "+forecast" not in name:
+        name += "+forecast"
     if top_n not in (None, DEFAULT_TOP_N) and "n=" not in name:
         name += f" n={top_n}"
     return name if sim in (None, "cosine") else f"{name} ({sim})"
@@ -42,14 +44,15 @@ BENCH_COLUMNS: list[Column] = [
     ("upd/block", lambda r: r["mean_updates"], ".1f"), ("ms", lambda r: r["ms_median"], ".2f"),
     ("Hz", lambda r: r["hz"], ".1f"), ("speedup", lambda r: r["speedup"], ".2f"),
     ("GFLOPs", lambda r: r["gflops"], ".3f"), ("action MSE", lambda r: r["action_mse"], ".2e"),
-    ("action max", lambda r: r["action_max_abs"], ".2e")]
+    ("action max", lambda r: r["action_max_abs"], ".2e"), ("drift ratio", lambda r: r["drift_ratio"], ".2f")]
 
 EVAL_COLUMNS: list[Column] = [
     ("mode", lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else ""), ""),
     ("method", method_label, ""), ("S", lambda r: r["num_updates"], ""), ("episodes", lambda r: r["episodes"], "d"),
     ("success", lambda r: r["success_rate"], ".0%"), ("speedup", lambda r: r["speedup"], ".2f"),
     ("GFLOPs", lambda r: r["gflops"], ".3f"), ("inference Hz (closed loop)", lambda r: r["inference_hz"], ".1f"),
-    ("action MSE vs full", lambda r: r["action_mse"], ".2e")]
+    ("action MSE vs full", lambda r: r["action_mse"], ".2e"),
+    ("drift ratio", lambda r: r["drift_ratio_median"], ".2f"), ("dense share", lambda r: r["dense_share"], ".0%")]
 
 GRAPH_COLUMNS: list[Column] = [
     ("method", lambda r: r["method"], ""), ("episodes", lambda r: r["episodes"], "d"),

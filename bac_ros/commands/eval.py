@@ -14,8 +14,6 @@ from ..runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
-WORLD_RESTARTS = 3  # fresh worlds one seed may need before the run gives up
-
 
 def add_parser(sub) -> None:
     e = sub.add_parser("eval", help="closed-loop success per method on seeded grasp episodes")
@@ -72,30 +70,6 @@ def write(rows: list[dict], out: Path) -> None:
     print(f"wrote {out / 'eval.md'}, {out / 'eval.json'}, {plot_success_vs_speedup(rows, out / 'eval.png')}")
 
 
-class _FreshWorld:
-    """A grasp world and its arm client, restartable: a world that cannot reset its arm any more is
-    replaced (counted in the rows as world_restarts)."""
-
-    def __init__(self, cfg, limits):
-        self.cfg, self.limits, self.world, self.arm, self.restarts = cfg, limits, None, None, 0
-
-    def restart(self, count: bool = False) -> None:
-        from ..robot.fr3_arm import FR3Arm
-        from ..sim.world import WorldProcess
-
-        self.close()
-        self.world = WorldProcess(self.cfg).start()
-        self.arm = FR3Arm(self.cfg.hostname, self.limits).start()  # the controller's envelope: as the robot runs
-        self.restarts += count
-
-    def close(self) -> None:
-        if self.arm is not None:
-            self.arm.stop()
-        if self.world is not None:
-            self.world.stop()
-        self.world = self.arm = None
-
-
 def _schedules(args, cfg) -> list[tuple[str, int, Schedule | None]]:
     directory = Path(args.schedule_dir) if args.schedule_dir else schedule_dir(cfg)
     entries = []
@@ -121,6 +95,7 @@ def run(args) -> int:
     from ..core.streaming import ChunkRules
     from ..report import EVAL_COLUMNS, markdown
     from ..robot.limits import ArmLimits
+    from ..sim.episode import FreshWorld
     from ..sim.evaluate import run_realtime, run_sync
     from ..sim.world import WorldConfig, world_overrides
 
@@ -145,7 +120,7 @@ def run(args) -> int:
         world_kw = world_overrides(args.world)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    sim = _FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1], **world_kw), limits)
+    sim = FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1], **world_kw), limits)
     commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
     rows = []
@@ -160,19 +135,12 @@ def run(args) -> int:
                 sim.restart()  # every method starts on a fresh world
                 bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
                 for seed in bar:
-                    for attempt in range(1, WORLD_RESTARTS + 2):
-                        try:
-                            n0 = len(getattr(den, "history", ()))
-                            eps.append(play(sim.world, sim.arm, policy, den, seed, max_time=args.max_time))
-                            if hasattr(den, "history"):
-                                den.settle()
-                                drift.append(den.history[n0:])
-                            break
-                        except RuntimeError as e:  # the world could not be reset, or its link broke (a starved
-                            if attempt > WORLD_RESTARTS:  # machine): a fresh world, the same seed again
-                                raise
-                            print(f"\nseed {seed}: {e}; restarting the world", file=sys.stderr)
-                            sim.restart(count=True)
+                    n0 = len(getattr(den, "history", ()))
+                    eps.append(sim.run(lambda world, arm: play(world, arm, policy, den, seed, max_time=args.max_time),
+                                       f"seed {seed}"))
+                    if hasattr(den, "history"):
+                        den.settle()
+                        drift.append(den.history[n0:])
                     bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
                 rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
                                  sim.restarts - restarts, origin, world_kw, drift))

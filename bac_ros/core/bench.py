@@ -35,7 +35,8 @@ def variant(s: Schedule) -> str:
     Bubbling Union's n."""
     cal = s.calibration or {}
     top_n = (s.bua or {}).get("top_n")
-    return ("+last" if cal.get("force_last") else "") + ("+l1" if cal.get("similarity") == "l1" else "") + \
+    return ("+forecast" if s.reuse == "forecast" else "") + \
+        ("+last" if cal.get("force_last") else "") + ("+l1" if cal.get("similarity") == "l1" else "") + \
         ("@1obs" if cal.get("observations") == 1 else "") + \
         (f" n={top_n}" if top_n not in (None, DEFAULT_TOP_N) else "")
 
@@ -43,9 +44,10 @@ def variant(s: Schedule) -> str:
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
         repeats: int = 3, seed: int = 0, with_runtime_full: bool = True,
         progress: Callable[[], None] | None = None) -> list[dict]:
-    """Rows of ROW_KEYS (+ `variant`, `schedule_file`, `mean_updates`, `hz`), the `full` row first. `full` is
-    the plain model; `full-runtime` (if asked) is the full schedule through the caching runtime: it isolates
-    what the once-per-inference work alone buys."""
+    """Rows of ROW_KEYS (+ `variant`, `schedule_file`, `mean_updates`, `hz`, `drift_ratio`), the `full` row
+    first. `full` is the plain model; `full-runtime` (if asked) is the full schedule through the caching
+    runtime: it isolates what the once-per-inference work alone buys. `drift_ratio`: a schedule's reuse error
+    on these observations over its calibration reference (the drift guard's signal; None without one)."""
     cfg = policy.cfg
     n = image.shape[0]
     entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]
@@ -100,8 +102,18 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
                      "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
                      "action_mse": float(((a - ref) ** 2).mean()), "action_max_abs": float((a - ref).abs().max()),
                      "mean_updates": sum(mean_upd.values()) / (3 * cfg.n_layer),
-                     "hz": 1e3 / ms})
+                     "hz": 1e3 / ms, "drift_ratio": _drift_ratio(policy, den, image, state, seed)})
     return rows
+
+
+def _drift_ratio(policy: DiffusionPolicy, den, image: torch.Tensor, state: torch.Tensor, seed: int) -> float | None:
+    from .drift import measure_reuse_error
+
+    sched = getattr(den, "schedule", None)
+    ref = ((sched.calibration or {}).get("reuse_error") or {}).get("mean") if sched is not None else None
+    if not ref:
+        return None
+    return measure_reuse_error(policy, sched, image, state, seed)["mean"] / ref
 
 
 def _median_ms(fn: Callable[[], object], n: int) -> float:

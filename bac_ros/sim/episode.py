@@ -10,9 +10,55 @@ import numpy as np
 
 from ..robot.fr3_arm import FR3Arm, HomingError
 from ..robot.kinematics import Kinematics
+from ..robot.limits import ArmLimits
 from ..robot.model import Q_HOME
 from .expert import ExpertConfig, plan_grasp
-from .world import CubePose, WorldProcess
+from .world import CubePose, WorldConfig, WorldProcess
+
+WORLD_RESTARTS = 3  # fresh worlds one episode may need before a run gives up
+
+
+class FreshWorld:
+    """A grasp world and its arm client, restartable: an episode that breaks the world (an arm it cannot
+    reset any more, a torque link a starved machine let time out) runs again on a fresh one."""
+
+    def __init__(self, cfg: WorldConfig, limits: ArmLimits = ArmLimits()):
+        self.cfg, self.limits, self.world, self.arm, self.restarts = cfg, limits, None, None, 0
+
+    def restart(self, count: bool = False) -> None:
+        self.close()
+        self.world = WorldProcess(self.cfg).start()
+        self.arm = FR3Arm(self.cfg.hostname, self.limits).start()  # the controller's envelope: as the robot runs
+        self.restarts += count
+
+    def run(self, episode: Callable, what: str):
+        """`episode(world, arm)`, on a fresh world again after a RuntimeError, at most WORLD_RESTARTS times."""
+        import sys
+
+        if self.world is None:
+            self.restart()
+        for attempt in range(1, WORLD_RESTARTS + 2):
+            try:
+                return episode(self.world, self.arm)
+            except RuntimeError as e:
+                if attempt > WORLD_RESTARTS:
+                    raise
+                print(f"\n{what}: {e}; restarting the world", file=sys.stderr)
+                self.restart(count=True)
+
+    def close(self) -> None:
+        if self.arm is not None:
+            self.arm.stop()
+        if self.world is not None:
+            self.world.stop()
+        self.world = self.arm = None
+
+    def __enter__(self) -> "FreshWorld":
+        self.restart()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
