@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ScheduleError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, ScheduleError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"bac {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,8 @@ class DemoWriter:
         import zarr
 
         self.path = Path(path)
+        if self.path.exists():  # a lab's recorded demonstrations are not overwritten by a second run
+            raise FileExistsError(f"{self.path} exists: choose another --out-dir (or remove it)")
         self.root = zarr.open_group(str(self.path), mode="w")
         h, w, c = image_shape
         data = self.root.create_group("data")

@@ -34,6 +34,8 @@ def test_dataset_round_trip_and_windows(tmp_path):
     all_ = Demos(tmp_path / "d.zarr", successful_only=False)
     assert all_.num_episodes == 3 and len(all_) == 12
     # several data sets: episodes appended in order, episode ends offset
+    with pytest.raises(FileExistsError, match="exists"):
+        DemoWriter(tmp_path / "d.zarr", (8, 8, 3), dt=0.033)
     w2 = DemoWriter(tmp_path / "e.zarr", (8, 8, 3), dt=0.033)
     w2.add_episode(20, True, *_fake_episode(6, rng))
     both = Demos(f"{tmp_path / 'd.zarr'},{tmp_path / 'e.zarr'}")
