@@ -166,23 +166,25 @@ def _denoiser(policy, sched, args):
         dense = find_schedule(params.get("dense_schedule", ""), policy.cfg) if args.drift == "guard" else None
         if args.drift == "guard" and dense is None:
             raise ValueError("policy_node's dense_schedule must name a cached schedule (not full)")
-        return GuardedDenoiser(policy.denoiser(sched, monitor=True),
+        return GuardedDenoiser(policy, policy.denoiser(sched, monitor=True),
                                None if dense is None else policy.denoiser(dense, monitor=True),
                                DriftGuard(from_mapping(DriftSettings, params)))
     except (ScheduleError, ValueError) as e:
         raise SystemExit(f"--drift {args.drift}: {e}") from None
 
 
-def _drift_fields(drift: list[list[tuple[bool, float, str]]]) -> dict:
-    """Per row: the drift guard's signal (median ratio per episode and overall) and the dense share."""
+def _drift_fields(drift: list[list[tuple[bool, float, float, str]]]) -> dict:
+    """Per row, over the shadow checks: the drift guard's signal (median ratio per episode and overall),
+    the reuse-error ratio, the share of checks on the dense schedule and in a warned state."""
     if not drift:
         return {}
     flat = [x for ep in drift for x in ep]
     median = lambda xs: float(statistics.median(xs)) if xs else float("nan")  # noqa: E731
-    return {"drift_ratio_median": median([r for _, r, _ in flat]),
-            "drift_ratio_per_episode": [round(median([r for _, r, _ in ep]), 3) for ep in drift],
-            "dense_share": sum(d for d, _, _ in flat) / max(1, len(flat)),
-            "drift_warned_share": sum(s != "ok" for _, _, s in flat) / max(1, len(flat))}
+    return {"drift_ratio_median": median([r for _, r, _, _ in flat]),
+            "drift_ratio_per_episode": [round(median([r for _, r, _, _ in ep]), 3) for ep in drift],
+            "reuse_ratio_median": median([u for _, _, u, _ in flat]), "drift_checks": len(flat),
+            "dense_share": sum(d for d, _, _, _ in flat) / max(1, len(flat)),
+            "drift_warned_share": sum(s != "ok" for _, _, _, s in flat) / max(1, len(flat))}
 
 
 def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, origin, world=None,

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..core.acs import DEFAULT_TOP_N
-from ..core.drift import measure_reuse_error
+from ..core.drift import measure_reference
 from ..core.schedule import METHODS, schedule_file_name
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
@@ -67,8 +67,8 @@ def run(args) -> int:
                                         state=state[: args.teacache_observations], seed=args.seed,
                                         similarity=args.similarity, reuse=args.reuse)
         if sched.calibration is not None and not sched.is_dynamic:
-            sched.calibration["reuse_error"] = measure_reuse_error(policy, sched, image[:REFERENCE_OBS],
-                                                                   state[:REFERENCE_OBS], args.seed)
+            sched.calibration.update(measure_reference(policy, sched, image[:REFERENCE_OBS], state[:REFERENCE_OBS],
+                                                       args.seed))
         out = Path(args.out) if args.out else out_dir / schedule_file_name(
             method, sched.num_updates, args.similarity, args.force_last, top_n, sched.reuse)
         sched.save(out)
@@ -78,7 +78,8 @@ def run(args) -> int:
 
 
 def add_reference(args) -> int:
-    """`--reference FILE...`: each schedule's calibration.reuse_error measured and written back in place."""
+    """`--reference FILE...`: each schedule's drift references (calibration.shadow_deviation, .reuse_error)
+    measured and written back in place."""
     from ..core.schedule import Schedule
 
     policy = load_policy(args)
@@ -88,8 +89,10 @@ def add_reference(args) -> int:
         if sched.is_dynamic or sched.method == "full":
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
         sched.calibration = dict(sched.calibration or {})
-        sched.calibration["reuse_error"] = ref = measure_reuse_error(policy, sched, image, state, args.seed)
+        ref = measure_reference(policy, sched, image, state, args.seed)
+        sched.calibration.update(ref)
         sched.save(path)
-        print(f"{sched.label}: reuse error mean {ref['mean']:.4f}, p95 {ref['p95']:.4f} over {ref['observations']} "
-              f"observations -> {path}")
+        dev, reuse = ref["shadow_deviation"], ref["reuse_error"]
+        print(f"{sched.label}: shadow deviation median {dev['median']:.3e} (p95 {dev['p95']:.3e}), reuse error mean "
+              f"{reuse['mean']:.4f} over {dev['observations']} observations -> {path}")
     return 0

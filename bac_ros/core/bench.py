@@ -46,8 +46,9 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
         progress: Callable[[], None] | None = None) -> list[dict]:
     """Rows of ROW_KEYS (+ `variant`, `schedule_file`, `mean_updates`, `hz`, `drift_ratio`), the `full` row
     first. `full` is the plain model; `full-runtime` (if asked) is the full schedule through the caching
-    runtime: it isolates what the once-per-inference work alone buys. `drift_ratio`: a schedule's reuse error
-    on these observations over its calibration reference (the drift guard's signal; None without one)."""
+    runtime: it isolates what the once-per-inference work alone buys. `drift_ratio`: a schedule's median
+    shadow deviation on these observations over its calibration median (the drift guard's signal; None
+    without a reference)."""
     cfg = policy.cfg
     n = image.shape[0]
     entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]
@@ -107,13 +108,13 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
 
 
 def _drift_ratio(policy: DiffusionPolicy, den, image: torch.Tensor, state: torch.Tensor, seed: int) -> float | None:
-    from .drift import measure_reuse_error
+    from .drift import measure_reference
 
     sched = getattr(den, "schedule", None)
-    ref = ((sched.calibration or {}).get("reuse_error") or {}).get("mean") if sched is not None else None
+    ref = ((sched.calibration or {}).get("shadow_deviation") or {}).get("median") if sched is not None else None
     if not ref:
         return None
-    return measure_reuse_error(policy, sched, image, state, seed)["mean"] / ref
+    return measure_reference(policy, sched, image, state, seed)["shadow_deviation"]["median"] / ref
 
 
 def _median_ms(fn: Callable[[], object], n: int) -> float:

@@ -1,16 +1,21 @@
 """Drift guard: a precomputed schedule assumes live observations drive the cached features the way the
 calibration observations did (the BAC paper's stated limitation). The guard watches that at run time.
 
-Signal (free: both tensors are at hand): whenever a block recomputes, how far its new output lies from
-what the cache had been adding in its place (the copy, or the forecast), relative to the new output:
-`|y_k - reused_k| / |y_k|`, averaged over every recompute of one inference (`reuse_error`). Divided by
-the same quantity measured on the calibration observations (stored in the schedule as
-`calibration.reuse_error`), it reads 1 on data like the calibration's and rises when the features move
-faster than the schedule expected.
+Two signals, each divided by its value on the calibration observations (stored in the schedule's
+`calibration`, so each reads ~1 on data like the calibration's):
 
-Policy (`DriftGuard`): the median ratio over the last `window` inferences at or above `drift_warn_ratio`
--> warn; at or above `drift_switch_ratio` -> run the dense schedule; back to the fast one after
-`settle` inferences in a row whose dense ratio stays under `drift_warn_ratio`.
+- `shadow_deviation` (the guard's): every `drift_check_every`-th inference is re-run at full precision
+  from the same initial noise, and the mean squared difference of the two denoised action sequences
+  (normalised units) is what caching cost on this observation. It needs a deterministic sampler (DDIM)
+  and costs one full inference per check, run after the cached one has been handed on.
+- `reuse_error` (free, published): whenever a block recomputes, `|y_k - reused_k| / |y_k|` between its
+  new output and what the cache had been adding in its place (copy or forecast), averaged over one
+  inference. Measured on shifted worlds it barely moved (docs/drift.md), so it does not drive the guard.
+
+Policy (`DriftGuard`): the median ratio over the last `drift_window` checks at or above
+`drift_warn_ratio` -> warn; at or above `drift_switch_ratio` -> run the dense schedule; back to the fast
+one after `drift_settle` checks in a row under `drift_warn_ratio` on the dense schedule (against the
+dense schedule's own reference).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .schedule import Schedule
 from .settings import check_ranges, setting
 
 STATES = ("ok", "warn", "dense")
@@ -29,11 +35,13 @@ STATES = ("ok", "warn", "dense")
 @dataclass
 class DriftSettings:
     """The guard's thresholds (ROS parameters of policy_node under the same names)."""
-    drift_warn_ratio: float = setting(2.0, "reuse error / its calibration value at which the guard warns",
-                                      1.0, 100.0)
-    drift_switch_ratio: float = setting(3.0, "ratio at which the guard runs the dense schedule", 1.0, 100.0)
-    drift_window: int = setting(5, "inferences the median ratio is taken over", 1, 1000)
-    drift_settle: int = setting(30, "inferences in a row under the warn ratio before the fast schedule returns",
+    drift_check_every: int = setting(10, "every this many inferences, one is re-run at full precision (the "
+                                     "shadow check)", 1, 100000)
+    drift_warn_ratio: float = setting(2.0, "shadow deviation / its calibration median at which the guard warns",
+                                      1.0, 1000.0)
+    drift_switch_ratio: float = setting(3.0, "ratio at which the guard runs the dense schedule", 1.0, 1000.0)
+    drift_window: int = setting(5, "checks the median ratio is taken over", 1, 1000)
+    drift_settle: int = setting(5, "checks in a row under the warn ratio before the fast schedule returns",
                                 1, 100000)
 
     def __post_init__(self):
@@ -43,12 +51,14 @@ class DriftSettings:
                              f"({self.drift_warn_ratio})")
 
 
-def reference(schedule) -> float:
-    """The schedule's calibration reuse error (mean over calibration inferences); ValueError if it has none."""
-    ref = ((schedule.calibration or {}).get("reuse_error") or {}).get("mean") if schedule is not None else None
+def reference(schedule, key: str = "shadow_deviation") -> float:
+    """The schedule's calibration value of a signal (`shadow_deviation`: the median; `reuse_error`: the
+    mean); ValueError if it has none."""
+    stats = ((schedule.calibration or {}).get(key) or {}) if schedule is not None else {}
+    ref = stats.get("median" if key == "shadow_deviation" else "mean")
     if not ref or ref <= 0:
-        name = schedule.source or schedule.label if schedule is not None else "full"
-        raise ValueError(f"schedule {name} has no calibration.reuse_error: the drift guard needs one "
+        name = (schedule.source or schedule.label) if schedule is not None else "full"
+        raise ValueError(f"schedule {name} has no calibration.{key}: the drift guard needs one "
                          "(`bac schedule --reference FILE --data demos.zarr` adds it)")
     return float(ref)
 
@@ -91,7 +101,7 @@ class DriftGuard:
         return statistics.median(self._ratios) if self._ratios else float("nan")
 
     def observe(self, ratio: float) -> str:
-        """One inference's reuse error / its schedule's reference -> the state for the next inference."""
+        """One check's shadow deviation / its schedule's reference -> the state from here on."""
         if not np.isfinite(ratio):
             return self.state
         s = self.settings
@@ -116,23 +126,30 @@ class DriftGuard:
 
 
 class GuardedDenoiser:
-    """A fast and a dense cached runtime behind one denoiser interface: each inference runs on the one the
-    guard chose after the previous inference. Both measure their reuse error (built with `monitor=True`);
-    `dense=None` watches only (the signal and the guard's state are kept, the schedule never changes)."""
+    """A fast and a dense cached runtime behind one denoiser interface, with the shadow check: each
+    inference runs on the one the guard chose; every `drift_check_every`-th is re-run at full precision
+    when the next begins (or at `settle()`). Both runtimes are built with `monitor=True` (their reuse
+    error is kept too). `dense=None` watches only: the signal and the state are kept, the schedule stays."""
 
-    def __init__(self, fast, dense=None, guard: DriftGuard | None = None):
+    def __init__(self, policy, fast, dense=None, guard: DriftGuard | None = None):
+        if policy.cfg.sampler.type != "ddim":
+            raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
+                             f"{policy.cfg.sampler.type}")
         for den in (fast, dense):
             if den is not None and getattr(den, "meter", None) is None:
                 raise ValueError("the guarded runtimes must be built with monitor=True")
-        self.fast, self.dense = fast, dense
-        self.refs = {id(fast): reference(fast.schedule)}
-        if dense is not None:
-            self.refs[id(dense)] = reference(dense.schedule)
+        self.policy, self.fast, self.dense = policy, fast, dense
+        self.refs = {id(d): (reference(d.schedule), reference(d.schedule, "reuse_error"))
+                     for d in (fast, dense) if d is not None}
         self.guard = guard or DriftGuard()
+        self.full = policy.denoiser(Schedule.full(policy.cfg))
         self.active = fast
         self.method = fast.method
         self.hoist = True
-        self.history: list[tuple[bool, float, str]] = []  # per inference: ran dense?, ratio, guard state after
+        self.inferences = 0
+        self._cond = self._x0 = self._last = None
+        # per check: ran dense?, shadow ratio, reuse ratio (of that inference), guard state after
+        self.history: list[tuple[bool, float, float, str]] = []
 
     @property
     def schedule(self):
@@ -142,38 +159,62 @@ class GuardedDenoiser:
     def updates(self) -> int:
         return self.active.updates
 
+    def _checking(self) -> bool:
+        return self.inferences % self.guard.settings.drift_check_every == 0
+
     def begin(self, cond: torch.Tensor) -> None:
         self.settle()
+        self.inferences += 1
+        self._cond, self._x0, self._last = cond, None, None
         self.active.begin(cond)
 
     def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        return self.active.step(k, sample, timestep)
+        check = self._checking()
+        if check and k == 0:
+            self._x0 = sample.clone()
+        out = self.active.step(k, sample, timestep)
+        if check and k == len(self.policy.scheduler.timesteps) - 1:
+            self._last = (sample, timestep, out)
+        return out
 
+    @torch.inference_mode()
     def settle(self) -> None:
-        """Feed the finished inference's ratio to the guard and pick the runtime for the next one (called by
-        `begin`; call it after a run's last inference to count that one too)."""
-        meter = self.active.meter
-        if not meter.count:
+        """Run the pending shadow check (if the last inference was one), feed the guard, and pick the runtime
+        for the next inference."""
+        if self._last is None or self._x0 is None:
             return
-        ratio = meter.value / self.refs[id(self.active)]
+        sched = self.policy.scheduler
+        x, t, out = self._last
+        cached = sched.step(out, t, x).prev_sample
+        full = self.policy.sample(self._cond, self.full, noise=self._x0.clone())
+        self._last = None
+        shadow_ref, reuse_ref = self.refs[id(self.active)]
+        ratio = float(((cached - full) ** 2).mean()) / shadow_ref
+        reuse = self.active.meter.value / reuse_ref
         state = self.guard.observe(ratio)
-        self.history.append((self.active is self.dense, ratio, state))
-        meter.reset()
+        self.history.append((self.active is self.dense, ratio, reuse, state))
         if self.dense is not None:
             self.active = self.dense if state == "dense" else self.fast
 
 
 @torch.inference_mode()
-def measure_reuse_error(policy, schedule, image: torch.Tensor, state: torch.Tensor, seed: int = 0) -> dict:
-    """The schedule's reuse error over observations (one at a time, as deployed): mean, p95, count."""
+def measure_reference(policy, schedule, image: torch.Tensor, state: torch.Tensor, seed: int = 0) -> dict:
+    """The schedule's two signals over observations (one at a time, as deployed), against full precision
+    from the same noise: {"shadow_deviation": {median, mean, p95, observations}, "reuse_error": {mean, p95,
+    observations}}."""
     cfg = policy.cfg
-    den = policy.denoiser(schedule, monitor=True)
+    den, full = policy.denoiser(schedule, monitor=True), policy.denoiser(Schedule.full(cfg))
     g = torch.Generator().manual_seed(seed)
-    errors = []
+    dev, reuse = [], []
     for i in range(image.shape[0]):
         noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
-        den.meter.reset()
-        policy.predict(image[i:i + 1], state[i:i + 1], den, noise, torch.Generator().manual_seed(seed + i))
-        errors.append(den.meter.value)
-    e = np.asarray(errors)
-    return {"mean": float(e.mean()), "p95": float(np.percentile(e, 95)), "observations": int(e.size)}
+        cond = policy.encode_obs(image[i:i + 1].to(policy.device), state[i:i + 1].to(policy.device))
+        gen = lambda: torch.Generator().manual_seed(seed + i)  # noqa: E731 - the same per-step noise for both
+        cached = policy.sample(cond, den, noise.clone(), gen())
+        reuse.append(den.meter.value)
+        dev.append(float(((cached - policy.sample(cond, full, noise.clone(), gen())) ** 2).mean()))
+    d, r = np.asarray(dev), np.asarray(reuse)
+    n = int(d.size)
+    return {"shadow_deviation": {"median": float(np.median(d)), "mean": float(d.mean()),
+                                 "p95": float(np.percentile(d, 95)), "observations": n},
+            "reuse_error": {"mean": float(r.mean()), "p95": float(np.percentile(r, 95)), "observations": n}}

@@ -104,22 +104,25 @@ class PolicyNode(Node):
 
         if mode == "off" or self.schedule is None or self.schedule.is_dynamic:
             return self.policy.denoiser(self.schedule)
-        if mode == "watch" and not (self.schedule.calibration or {}).get("reuse_error"):
-            self.get_logger().warning(f"schedule {self.method} has no calibration.reuse_error: drift guard off "
-                                      "(`bac schedule --reference` adds one)")
+        if mode == "watch" and (not (self.schedule.calibration or {}).get("shadow_deviation")
+                                or self.policy.cfg.sampler.type != "ddim"):
+            self.get_logger().warning(f"drift guard off: schedule {self.method} has no calibration.shadow_deviation "
+                                      "(`bac schedule --reference` adds one) or the sampler is not ddim")
             return self.policy.denoiser(self.schedule)
         dense_schedule = find_schedule(dense, self.policy.cfg) if mode == "guard" else None
         if mode == "guard" and dense_schedule is None:
             raise ValueError("drift_guard guard needs dense_schedule: a cached schedule (not full)")
         self._drift_state = "ok"
-        return GuardedDenoiser(self.policy.denoiser(self.schedule, monitor=True),
+        return GuardedDenoiser(self.policy, self.policy.denoiser(self.schedule, monitor=True),
                                None if dense_schedule is None else self.policy.denoiser(dense_schedule, monitor=True),
                                DriftGuard(settings))
 
     def _watch_drift(self) -> None:
-        """Log the guard's state changes (each inference's ratio is in its history)."""
+        """After a chunk is published: the pending shadow check (one full inference every
+        drift_check_every), and the guard's state changes logged."""
         den = self.denoiser
         den.settle()
+        del den.history[:-100]  # the last checks are enough for /diagnostics
         state = den.guard.state
         if state != self._drift_state:
             ratio = den.guard.ratio if state != "dense" else den.guard.last_ratio
@@ -251,7 +254,9 @@ class PolicyNode(Node):
         if not isinstance(den, GuardedDenoiser):
             return {}
         g = den.guard
+        reuse = den.history[-1][2] if den.history else float("nan")
         return {"drift_state": g.state, "drift_ratio": f"{g.ratio:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
+                "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(den.history)),
                 "drift_switches": str(g.switches), "schedule_active": den.active.schedule.label}
 
     def shutdown(self) -> None:

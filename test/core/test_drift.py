@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.core.drift import DriftGuard, DriftSettings, GuardedDenoiser, measure_reuse_error, reference
+from bac_ros.core.drift import DriftGuard, DriftSettings, GuardedDenoiser, measure_reference, reference
 from bac_ros.core.schedule import Schedule
 
 
@@ -18,7 +18,8 @@ def _schedule(cfg, steps, ref=None):
     s = Schedule.create(cfg, "acs-blockwise", {b: steps for b in cfg.block_ids}, num_updates=len(steps),
                         calibration={"observations": 2})
     if ref is not None:
-        s.calibration["reuse_error"] = {"mean": ref, "p95": ref, "observations": 2}
+        s.calibration["reuse_error"] = {"mean": 0.1, "p95": 0.1, "observations": 2}
+        s.calibration["shadow_deviation"] = {"median": ref, "mean": ref, "p95": ref, "observations": 2}
     return s
 
 
@@ -71,46 +72,64 @@ def test_guard_settings_are_validated():
         DriftSettings(drift_window=0)
 
 
-def test_guarded_denoiser_runs_dense_while_the_ratio_is_high(tiny_policy, tiny_obs):
+def test_guarded_denoiser_runs_dense_while_the_shadow_check_deviates(tiny_policy, tiny_obs):
     cfg = tiny_policy.cfg
     img, st = tiny_obs[0][:1], tiny_obs[1][:1]
-    # references far below what the tiny random model shows: every ratio is high -> dense after `window`
-    fast_s, dense_s = _schedule(cfg, [0, 4, 7], ref=1e-6), _schedule(cfg, list(range(8)), ref=1e-6)
+    # references far below what the tiny random model shows: every check's ratio is high -> dense after 2 checks
+    fast_s, dense_s = _schedule(cfg, [0, 4, 7], ref=1e-12), _schedule(cfg, list(range(8)), ref=1e-12)
     fast, dense = tiny_policy.denoiser(fast_s, monitor=True), tiny_policy.denoiser(dense_s, monitor=True)
-    guarded = GuardedDenoiser(fast, dense, DriftGuard(DriftSettings(drift_window=2, drift_settle=2)))
+    settings = DriftSettings(drift_check_every=1, drift_window=2, drift_settle=2)
+    guarded = GuardedDenoiser(tiny_policy, fast, dense, DriftGuard(settings))
     outs = [_predict(tiny_policy, img, st, guarded) for _ in range(4)]
     guarded.settle()
-    assert [d for d, _, _ in guarded.history] == [False, False, True, True]
+    assert [d for d, _, _, _ in guarded.history] == [False, False, True, True]
+    ratios = [r for _, r, _, _ in guarded.history]
+    assert min(ratios[:2]) > 1e3 and guarded.guard.switches == 1
+    assert ratios[2:] == [0.0, 0.0]  # the dense schedule here updates every block every step: exact
+    # the guard changes which runtime runs, never what a runtime computes
     assert torch.equal(outs[0], _predict(tiny_policy, img, st, tiny_policy.denoiser(fast_s)))
     assert torch.equal(outs[3], _predict(tiny_policy, img, st, tiny_policy.denoiser(dense_s)))
-    # watch only: the state changes, the schedule never does
-    watch = GuardedDenoiser(tiny_policy.denoiser(fast_s, monitor=True), None,
-                            DriftGuard(DriftSettings(drift_window=2)))
+    # watch only, a check every 2nd inference: the state changes, the schedule never does
+    watch = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(fast_s, monitor=True), None,
+                            DriftGuard(DriftSettings(drift_check_every=2, drift_window=2)))
     for _ in range(4):
         _predict(tiny_policy, img, st, watch)
     watch.settle()
-    assert [d for d, _, _ in watch.history] == [False] * 4 and watch.guard.state == "dense"
+    assert [d for d, _, _, _ in watch.history] == [False, False] and watch.guard.state == "dense"
 
 
-def test_guard_needs_monitored_runtimes_and_references(tiny_policy):
+def test_guard_needs_monitored_runtimes_references_and_ddim(tiny_policy):
     cfg = tiny_policy.cfg
     with pytest.raises(ValueError, match="monitor=True"):
-        GuardedDenoiser(tiny_policy.denoiser(_schedule(cfg, [0, 4], ref=0.1)))
-    with pytest.raises(ValueError, match="reuse_error"):
+        GuardedDenoiser(tiny_policy, tiny_policy.denoiser(_schedule(cfg, [0, 4], ref=0.1)))
+    with pytest.raises(ValueError, match="shadow_deviation"):
         reference(_schedule(cfg, [0, 4]))
     with pytest.raises(ValueError, match="static schedule"):
         tiny_policy.denoiser(Schedule.create(cfg, "teacache", {}, num_updates=3,
                                              teacache={"threshold": 0.2, "mean_updates": 3.0}), monitor=True)
+    from bac_ros.core.policy import DiffusionPolicy
+
+    from support import tiny_config
+    ddpm = DiffusionPolicy.build(tiny_config(sampler=dict(type="ddpm", num_train_timesteps=50,
+                                                          num_inference_steps=8)), seed=1)
+    s = _schedule(ddpm.cfg, [0, 4], ref=0.1)
+    with pytest.raises(ValueError, match="deterministic sampler"):
+        GuardedDenoiser(ddpm, ddpm.denoiser(s, monitor=True))
 
 
-def test_measured_reference_reads_one_on_its_own_observations(tiny_policy, tiny_obs):
+def test_shadow_check_measures_what_the_reference_measures(tiny_policy, tiny_obs):
+    """The run-time check and the calibration reference are one measurement: on the reference's own
+    observation and noise the ratio is 1."""
     s = _schedule(tiny_policy.cfg, [0, 3, 5, 7])
-    img, st = tiny_obs
-    ref = measure_reuse_error(tiny_policy, s, img, st)
-    assert ref["observations"] == img.shape[0] and 0 < ref["mean"] <= ref["p95"]
-    s.calibration["reuse_error"] = ref
-    watch = GuardedDenoiser(tiny_policy.denoiser(s, monitor=True))
-    for i in range(img.shape[0]):
-        _predict(tiny_policy, img[i:i + 1], st[i:i + 1], watch, seed=i)
+    img, st = tiny_obs[0][:1], tiny_obs[1][:1]
+    ref = measure_reference(tiny_policy, s, img, st, seed=3)
+    assert ref["shadow_deviation"]["observations"] == 1 and ref["shadow_deviation"]["median"] > 0
+    assert ref["reuse_error"]["mean"] > 0
+    s.calibration.update(ref)
+    watch = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(s, monitor=True), None,
+                            DriftGuard(DriftSettings(drift_check_every=1)))
+    noise = torch.randn(1, tiny_policy.cfg.horizon, tiny_policy.cfg.action_dim, generator=torch.Generator().manual_seed(3))
+    tiny_policy.predict(img, st, watch, noise)
     watch.settle()
-    assert np.mean([r for _, r, _ in watch.history]) == pytest.approx(1.0, abs=0.25)
+    (_, ratio, reuse, _), = watch.history
+    assert ratio == pytest.approx(1.0, rel=1e-5) and reuse == pytest.approx(1.0, rel=1e-5)
