@@ -116,7 +116,7 @@ def test_find_schedule_by_name_path_or_full(tmp_path):
     assert by_name.method == "bac" and by_name.num_updates == 7
     assert find_schedule("bac_s7.json", cpu).blocks == by_name.blocks
     assert find_schedule(str(schedule_dir(cpu) / "bac_s7.json"), cpu).blocks == by_name.blocks
-    with pytest.raises(ScheduleError, match="there: bac_s7"):
+    with pytest.raises(ScheduleError, match="there: bac_s12, bac_s7"):
         find_schedule("bac_s99", cpu)
     with pytest.raises(ScheduleError, match="not a file"):
         find_schedule(str(tmp_path / "missing.json"), cpu)
