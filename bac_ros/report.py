@@ -95,6 +95,54 @@ def plot_success_vs_speedup(rows: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
+def world_label(row: dict) -> str:
+    """`calibration` for the default world, else the changed world settings."""
+    world = row.get("world") or {}
+    return ", ".join(f"{k}={','.join(f'{x:g}' for x in v) if isinstance(v, (list, tuple)) else v}"
+                     for k, v in world.items()) or "calibration"
+
+
+def plot_drift(rows: list[dict], path: str | Path) -> Path:
+    """The drift guard's figure from eval rows: per world, each row's per-episode median shadow ratio
+    (filled: success, open: failure; log scale, the guard's thresholds dashed) and every row's success."""
+    import numpy as np
+
+    from .core.drift import DriftSettings
+
+    plt = _pyplot()
+    worlds = list(dict.fromkeys(world_label(r) for r in rows))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    watched = [r for r in rows if r.get("drift_ratio_per_episode")]
+    for i, r in enumerate(watched):
+        y = np.asarray(r["drift_ratio_per_episode"], float)
+        ok = np.asarray(r["succeeded"][:len(y)], bool)
+        x = np.full(len(y), i) + np.linspace(-0.2, 0.2, len(y))
+        color = f"C{worlds.index(world_label(r))}"
+        ax.scatter(x[ok], y[ok], color=color, s=18)
+        ax.scatter(x[~ok], y[~ok], facecolors="none", edgecolors=color, s=18)
+    s = DriftSettings()
+    for v, name in ((s.drift_warn_ratio, "warn"), (s.drift_switch_ratio, "dense")):
+        ax.axhline(v, ls="--", lw=0.8, color="grey")
+        ax.text(len(watched) - 0.5, v, f" {name}", va="bottom", ha="right", fontsize=7, color="grey")
+    ax.set_xticks(range(len(watched)), [f"{world_label(r)}\n{method_label(r)} S={r['num_updates']} {r['drift']}"
+                                        for r in watched], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("shadow deviation / calibration median\n(per-episode median)")
+    ax.set_title("drift signal (filled: success, open: failure)", fontsize=9)
+    labels = [f"{world_label(r)}\n{method_label(r)}{' ' + r['drift'] if r.get('drift') not in (None, 'off') else ''}"
+              for r in rows]
+    bx.bar(range(len(rows)), [r["success_rate"] for r in rows],
+           color=[f"C{worlds.index(world_label(r))}" for r in rows])
+    bx.set_xticks(range(len(rows)), labels, fontsize=6, rotation=30, ha="right")
+    bx.set_ylim(0, 1.02)
+    bx.set_ylabel("success")
+    bx.set_title("success per row", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_update_map(schedule, path: str | Path) -> Path:
     """PNG of a static schedule's per-block update steps: rows = blocks in forward order, columns = steps."""
     import matplotlib.ticker

@@ -22,3 +22,16 @@ def test_comparison_figure_for_one_seed_and_several(tmp_path):
         out = plot_comparison(summary + [{**summary[0], "label": "bac"}], paths, tmp_path / f"c{len(seeds)}.png")
         assert out.read_bytes()[:4] == b"\x89PNG"
     assert "| teleop | 1 | 100% [20%, 100%] | 5.0 |" in markdown(summary, COMPARE_COLUMNS)
+
+
+def test_drift_figure_and_world_labels(tmp_path):
+    from bac_ros.report import plot_drift, world_label
+
+    base = {"mode": "sync", "method": "bac", "num_updates": 7, "success_rate": 0.5, "succeeded": [1, 0]}
+    rows = [{**base, "world": {}, "drift": "watch", "drift_ratio_per_episode": [1.1, 0.8]},
+            {**base, "world": {"cube_rgba": [0.1, 0.35, 0.9, 1.0]}, "drift": "guard",
+             "drift_ratio_per_episode": [40.0, 90.0]},
+            {**base, "method": "full", "num_updates": 20, "world": {"cube_rgba": [0.1, 0.35, 0.9, 1.0]},
+             "drift": "off"}]
+    assert [world_label(r) for r in rows] == ["calibration", "cube_rgba=0.1,0.35,0.9,1"] + ["cube_rgba=0.1,0.35,0.9,1"]
+    assert plot_drift(rows, tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"

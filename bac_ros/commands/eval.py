@@ -61,13 +61,15 @@ def add_parser(sub) -> None:
 
 
 def write(rows: list[dict], out: Path) -> None:
-    from ..report import EVAL_COLUMNS, markdown, plot_success_vs_speedup
+    from ..report import EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_speedup
 
     table = markdown(rows, EVAL_COLUMNS)
     print(table)
     (out / "eval.md").write_text(table + "\n")
     write_json(out / "eval.json", rows)
     print(f"wrote {out / 'eval.md'}, {out / 'eval.json'}, {plot_success_vs_speedup(rows, out / 'eval.png')}")
+    if any(r.get("drift_ratio_per_episode") for r in rows):
+        print(f"wrote {plot_drift(rows, out / 'drift.png')}")
 
 
 def _schedules(args, cfg) -> list[tuple[str, int, Schedule | None]]:
