@@ -25,7 +25,8 @@ def test_policy_node_refuses_a_wrong_schedule(tmp_path):
 @pytest.mark.slow
 def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
     """policy_node as a process: an observation in -> a chunk out stamped with it; a reset clears the
-    history and the next observation still gets its chunk; Ctrl-C ends it without a traceback."""
+    history and the next observation still gets its chunk; the drift guard's shadow checks show in
+    /diagnostics; Ctrl-C ends it without a traceback."""
     import os
     import signal
     import subprocess
@@ -34,6 +35,7 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, JointState
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
@@ -42,7 +44,7 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
 
     domain = 205
     proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
-                             "schedule:=bac_s7"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "schedule:=bac_s7", "-p", "drift_check_every:=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
@@ -52,6 +54,9 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         ex.add_node(node)
         chunks = []
         node.create_subscription(JointTrajectory, "/bac/action_chunk", chunks.append, 10)
+        diags = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
+            {kv.key: kv.value for kv in st.values} for st in m.status if "policy_node" in st.name), 10)
         img_pub = node.create_publisher(Image, "/camera/color/image_raw", 5)
         js_pub = node.create_publisher(JointState, "/joint_states", 5)
         reset = node.create_client(Trigger, "/bac/policy/reset")
@@ -75,6 +80,13 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         ex.spin_until_future_complete(fut, timeout_sec=10.0)
         assert fut.result().success
         observe(101.0)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not any(int(d.get("drift_checks", 0)) >= 1 for d in diags):
+            ex.spin_once(timeout_sec=0.1)
+        checked = [d for d in diags if int(d.get("drift_checks", 0)) >= 1]
+        assert checked, diags[-1:]
+        assert checked[-1]["drift_state"] in ("ok", "warn", "dense") and float(checked[-1]["drift_ratio_last"]) > 0
+        assert checked[-1]["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
