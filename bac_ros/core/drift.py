@@ -87,7 +87,7 @@ class ReuseErrorMeter:
 
 
 class DriftGuard:
-    """Turns per-inference ratios into a state: ok | warn | dense (see module docstring)."""
+    """Turns the shadow checks' ratios into a state: ok | warn | dense (see module docstring)."""
 
     def __init__(self, settings: DriftSettings | None = None):
         self.settings = settings or DriftSettings()
