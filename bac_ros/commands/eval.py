@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     e.add_argument("--similarity", choices=["cosine", "l1"], default="cosine",
                    help="which calibrated ACS schedules to use (files ending _l1 for l1)")
     e.add_argument("--reuse", choices=["copy", "forecast"], default="copy",
-                   help="which schedules: those whose skipped blocks copy their last output, or forecast it (_forecast)")
+                   help="which schedules: those whose skipped blocks copy their last output, or forecast it "
+                        "(_forecast)")
     e.add_argument("--commit-steps", type=int, default=None,
                    help="real-time mode: a chunk plays this many steps before the newest takes over (0: at once; "
                         "default: the policy's n_action_steps, as sync mode and the demonstrations)")

@@ -125,14 +125,14 @@ class PolicyNode(Node):
         del den.history[:-100]  # the last checks are enough for /diagnostics
         state = den.guard.state
         if state != self._drift_state:
-            ratio = den.guard.ratio if state != "dense" else den.guard.last_ratio
+            ratio = den.guard.ratio if state != "dense" and den.guard.ratio == den.guard.ratio else den.guard.last_ratio
             level = "info" if state == "ok" else "warn"
             action = {"ok": "back on the fast schedule" if den.dense is not None else "back in range",
                       "warn": "observations drive the cached features further than in calibration",
                       "dense": f"running {den.dense.schedule.label}" if den.dense is not None else
                       "would switch to a dense schedule (watch only)"}[state]
-            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (reuse error "
-                                f"{ratio:.2f}x calibration): {action}", level)
+            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (shadow check "
+                                f"{ratio:.2f}x its calibration median): {action}", level)
             self._drift_state = state
 
     # ---- inputs ----------------------------------------------------------------------------------

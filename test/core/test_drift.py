@@ -128,7 +128,8 @@ def test_shadow_check_measures_what_the_reference_measures(tiny_policy, tiny_obs
     s.calibration.update(ref)
     watch = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(s, monitor=True), None,
                             DriftGuard(DriftSettings(drift_check_every=1)))
-    noise = torch.randn(1, tiny_policy.cfg.horizon, tiny_policy.cfg.action_dim, generator=torch.Generator().manual_seed(3))
+    cfg = tiny_policy.cfg
+    noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=torch.Generator().manual_seed(3))
     tiny_policy.predict(img, st, watch, noise)
     watch.settle()
     (_, ratio, reuse, _), = watch.history

@@ -44,8 +44,8 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
 
     domain = 205
     proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
-                             "schedule:=bac_s7", "-p", "drift_check_every:=1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
+                             "schedule:=bac_s7", "-p", "drift_check_every:=1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     try:
