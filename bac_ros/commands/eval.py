@@ -119,10 +119,7 @@ def run(args) -> int:
     by_key = {(r["method"], r["num_updates"]): r for r in brows}
     modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    try:
-        world_kw = world_overrides(args.world)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    world_kw = world_overrides(args.world)  # ValueError: one line from cli.main, exit 2
     sim = FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1], **world_kw), limits)
     commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
@@ -160,19 +157,14 @@ def _denoiser(policy, sched, args):
     or switching to policy_node's dense_schedule)."""
     if args.drift == "off" or sched is None or sched.is_dynamic:
         return policy.denoiser(sched)
-    from ..core.drift import DriftGuard, DriftSettings, GuardedDenoiser
-    from ..core.schedule import ScheduleError, find_schedule
+    from ..core.drift import DriftSettings, guarded_runtime
     from ..core.settings import from_mapping, node_parameters
 
     params = node_parameters("policy_node", args.params)
     try:
-        dense = find_schedule(params.get("dense_schedule", ""), policy.cfg) if args.drift == "guard" else None
-        if args.drift == "guard" and dense is None:
-            raise ValueError("policy_node's dense_schedule must name a cached schedule (not full)")
-        return GuardedDenoiser(policy, policy.denoiser(sched, monitor=True),
-                               None if dense is None else policy.denoiser(dense, monitor=True),
-                               DriftGuard(from_mapping(DriftSettings, params)))
-    except (ScheduleError, ValueError) as e:
+        return guarded_runtime(policy, sched, args.drift, params.get("dense_schedule", ""),
+                       from_mapping(DriftSettings, params))
+    except ValueError as e:
         raise SystemExit(f"--drift {args.drift}: {e}") from None
 
 

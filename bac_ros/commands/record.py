@@ -28,10 +28,7 @@ def run(args) -> int:
     from ..sim.episode import FreshWorld, run_expert
     from ..sim.world import WorldConfig, world_overrides
 
-    try:
-        world_kw = world_overrides(args.world)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    world_kw = world_overrides(args.world)  # ValueError: one line from cli.main, exit 2
     cfg = PolicyConfig.load(args.config)
     size, dt = cfg.encoder.image_shape[1], cfg.action_dt
     out = output_dir(args, "record", f"expert_{args.seed_start}") / "demos.zarr"

@@ -30,8 +30,8 @@ def add_parser(sub) -> None:
     s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
     s.add_argument("--out", help="output file (one schedule)")
     s.add_argument("--reference", nargs="+", metavar="FILE",
-                   help="instead of calibrating: measure these schedules' reuse error on the observations (the "
-                        "drift guard's reference) and write it into each file")
+                   help="instead of calibrating: measure these schedules' drift-guard references (shadow deviation, "
+                        "reuse error) on the observations and write them into each file")
     add_output_options(s, "schedules (to ship one: copy it into schedules/<model>/)")
     s.set_defaults(func=run)
 
@@ -58,6 +58,7 @@ def run(args) -> int:
         with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
             stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update)
     out_dir = None if args.out else output_dir(args, "schedule", cfg.name)
+    made = []
     for method, s, top_n in [(m, s, n) for m in methods for s in sizes
                              for n in (args.top_n if m == "bac" else [DEFAULT_TOP_N])]:
         if method != "full" and s is None:
@@ -66,11 +67,14 @@ def run(args) -> int:
                                         image=image[: args.teacache_observations],
                                         state=state[: args.teacache_observations], seed=args.seed,
                                         similarity=args.similarity, reuse=args.reuse)
-        if sched.calibration is not None and not sched.is_dynamic:
-            sched.calibration.update(measure_reference(policy, sched, image[:REFERENCE_OBS], state[:REFERENCE_OBS],
-                                                       args.seed))
-        out = Path(args.out) if args.out else out_dir / schedule_file_name(
-            method, sched.num_updates, args.similarity, args.force_last, top_n, sched.reuse)
+        made.append((sched, Path(args.out) if args.out else out_dir / schedule_file_name(
+            method, sched.num_updates, args.similarity, args.force_last, top_n, sched.reuse)))
+    # the drift guard's references, for every calibrated static schedule at once (one full run per observation)
+    referenced = [s for s, _ in made if s.calibration is not None and not s.is_dynamic]
+    for sched, ref in zip(referenced, measure_reference(policy, referenced, image[:REFERENCE_OBS],
+                                                        state[:REFERENCE_OBS], args.seed)):
+        sched.calibration.update(ref)
+    for sched, out in made:
         sched.save(out)
         extra = "" if sched.is_dynamic else f", map {plot_update_map(sched, out.with_suffix('.png'))}"
         print(f"{sched.label}: mean updates per block {sched.mean_updates():.2f} of {cfg.num_steps} -> {out}{extra}")
@@ -83,14 +87,14 @@ def add_reference(args) -> int:
     from ..core.schedule import Schedule
 
     policy = load_policy(args)
-    image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
-    for path in args.reference:
-        sched = Schedule.load(path, policy.cfg)
+    schedules = [Schedule.load(path, policy.cfg) for path in args.reference]
+    for path, sched in zip(args.reference, schedules):
         if sched.is_dynamic or sched.method == "full":
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
-        sched.calibration = dict(sched.calibration or {})
-        ref = measure_reference(policy, sched, image, state, args.seed)
-        sched.calibration.update(ref)
+    image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
+    for path, sched, ref in zip(args.reference, schedules, measure_reference(policy, schedules, image, state,
+                                                                             args.seed)):
+        sched.calibration = {**(sched.calibration or {}), **ref}
         sched.save(path)
         dev, reuse = ref["shadow_deviation"], ref["reuse_error"]
         print(f"{sched.label}: shadow deviation median {dev['median']:.3e} (p95 {dev['p95']:.3e}), reuse error mean "

@@ -93,6 +93,7 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
     enc = flops.encoder_flops(policy.obs_encoder.image, cfg.encoder.image_shape, cfg.n_obs_steps)
     ref = torch.cat(actions[0])
     full_ms = statistics.median(times[0]) * 1e3
+    drift = _drift_ratios(policy, [getattr(den, "schedule", None) for _, _, den in entries], image, state, seed)
     rows = []
     for e, (method, s, den) in enumerate(entries):
         a = torch.cat(actions[e])
@@ -103,18 +104,19 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
                      "ms_median": ms, "speedup": full_ms / ms, "gflops": gfl,
                      "action_mse": float(((a - ref) ** 2).mean()), "action_max_abs": float((a - ref).abs().max()),
                      "mean_updates": sum(mean_upd.values()) / (3 * cfg.n_layer),
-                     "hz": 1e3 / ms, "drift_ratio": _drift_ratio(policy, den, image, state, seed)})
+                     "hz": 1e3 / ms, "drift_ratio": drift[e]})
     return rows
 
 
-def _drift_ratio(policy: DiffusionPolicy, den, image: torch.Tensor, state: torch.Tensor, seed: int) -> float | None:
+def _drift_ratios(policy: DiffusionPolicy, schedules: list[Schedule | None], image: torch.Tensor,
+                  state: torch.Tensor, seed: int) -> list[float | None]:
+    """Per entry: its schedule's median shadow deviation here over its calibration median (None without one)."""
     from .drift import measure_reference
 
-    sched = getattr(den, "schedule", None)
-    ref = ((sched.calibration or {}).get("shadow_deviation") or {}).get("median") if sched is not None else None
-    if not ref:
-        return None
-    return measure_reference(policy, sched, image, state, seed)["shadow_deviation"]["median"] / ref
+    refs = [((s.calibration or {}).get("shadow_deviation") or {}).get("median") if s is not None else None
+            for s in schedules]
+    measured = iter(measure_reference(policy, [s for s, r in zip(schedules, refs) if r], image, state, seed))
+    return [next(measured)["shadow_deviation"]["median"] / r if r else None for r in refs]
 
 
 def _median_ms(fn: Callable[[], object], n: int) -> float:

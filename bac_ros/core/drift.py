@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .schedule import Schedule
+from .schedule import Schedule, find_schedule
 from .settings import check_ranges, setting
 
 STATES = ("ok", "warn", "dense")
@@ -191,7 +191,7 @@ class GuardedDenoiser:
         full = self.policy.sample(self._cond, self.full, noise=self._x0.clone())
         self._last = None
         shadow_ref, reuse_ref = self.refs[id(self.active)]
-        ratio = float(((cached - full) ** 2).mean()) / shadow_ref
+        ratio = shadow_deviation(cached, full) / shadow_ref
         reuse = self.active.meter.value / reuse_ref
         state = self.guard.observe(ratio)
         self.history.append((self.active is self.dense, ratio, reuse, state))
@@ -199,24 +199,50 @@ class GuardedDenoiser:
             self.active = self.dense if state == "dense" else self.fast
 
 
+def shadow_deviation(cached: torch.Tensor, full: torch.Tensor) -> float:
+    """What caching cost on one inference: the mean squared difference of the two denoised action
+    sequences (normalised units)."""
+    return float(((cached - full) ** 2).mean())
+
+
+def guarded_runtime(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None):
+    """`schedule`'s runtime behind the drift guard: `watch` (the dense schedule never runs) or `guard`
+    (`dense`: a cached schedule's name or path, as `find_schedule` reads it). ValueError (ScheduleError
+    included) naming what is missing."""
+    if mode not in ("watch", "guard"):
+        raise ValueError(f"the drift guard's mode must be watch or guard, got {mode!r}")
+    dense_schedule = find_schedule(dense, policy.cfg) if mode == "guard" else None
+    if mode == "guard" and dense_schedule is None:
+        raise ValueError("the guard's dense_schedule must name a cached schedule (not full)")
+    return GuardedDenoiser(policy, policy.denoiser(schedule, monitor=True),
+                           None if dense_schedule is None else policy.denoiser(dense_schedule, monitor=True),
+                           DriftGuard(settings))
+
+
 @torch.inference_mode()
-def measure_reference(policy, schedule, image: torch.Tensor, state: torch.Tensor, seed: int = 0) -> dict:
-    """The schedule's two signals over observations (one at a time, as deployed), against full precision
-    from the same noise: {"shadow_deviation": {median, mean, p95, observations}, "reuse_error": {mean, p95,
-    observations}}."""
+def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+                      seed: int = 0) -> list[dict]:
+    """Each schedule's two signals over observations (one at a time, as deployed), against full precision
+    from the same noise (run once per observation for all of them): per schedule {"shadow_deviation":
+    {median, mean, p95, observations}, "reuse_error": {mean, p95, observations}}."""
+    if not schedules:
+        return []
     cfg = policy.cfg
-    den, full = policy.denoiser(schedule, monitor=True), policy.denoiser(Schedule.full(cfg))
+    dens, full = [policy.denoiser(s, monitor=True) for s in schedules], policy.denoiser(Schedule.full(cfg))
     g = torch.Generator().manual_seed(seed)
-    dev, reuse = [], []
+    dev, reuse = [[] for _ in dens], [[] for _ in dens]
     for i in range(image.shape[0]):
         noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
         cond = policy.encode_obs(image[i:i + 1].to(policy.device), state[i:i + 1].to(policy.device))
-        gen = lambda: torch.Generator().manual_seed(seed + i)  # noqa: E731 - the same per-step noise for both
-        cached = policy.sample(cond, den, noise.clone(), gen())
-        reuse.append(den.meter.value)
-        dev.append(float(((cached - policy.sample(cond, full, noise.clone(), gen())) ** 2).mean()))
-    d, r = np.asarray(dev), np.asarray(reuse)
-    n = int(d.size)
-    return {"shadow_deviation": {"median": float(np.median(d)), "mean": float(d.mean()),
-                                 "p95": float(np.percentile(d, 95)), "observations": n},
-            "reuse_error": {"mean": float(r.mean()), "p95": float(np.percentile(r, 95)), "observations": n}}
+        gen = lambda: torch.Generator().manual_seed(seed + i)  # noqa: E731 - the same per-step noise for all
+        reference_run = policy.sample(cond, full, noise.clone(), gen())
+        for j, den in enumerate(dens):
+            dev[j].append(shadow_deviation(policy.sample(cond, den, noise.clone(), gen()), reference_run))
+            reuse[j].append(den.meter.value)
+    out = []
+    for d, r in zip(map(np.asarray, dev), map(np.asarray, reuse)):
+        n = int(d.size)
+        out.append({"shadow_deviation": {"median": float(np.median(d)), "mean": float(d.mean()),
+                                         "p95": float(np.percentile(d, 95)), "observations": n},
+                    "reuse_error": {"mean": float(r.mean()), "p95": float(np.percentile(r, 95)), "observations": n}})
+    return out

@@ -93,11 +93,9 @@ class DiffusionPolicy(nn.Module):
     # ---- runtimes ------------------------------------------------------------------------------
     def denoiser(self, schedule: Schedule | None = None, hoist: bool = True, monitor: bool = False):
         """The runtime for a schedule: None -> the plain model; teacache -> TeaCacheDenoiser; `monitor`: a
-        static schedule's runtime also measures its reuse error (the drift guard's signal; None -> the full
-        schedule through the caching runtime, where the signal is the step-to-step change)."""
+        static schedule's runtime also measures its reuse error (the drift guard's second signal)."""
         if schedule is None:
-            return CachedDenoiser(self.model, Schedule.full(self.cfg), self.scheduler.timesteps, monitor=True) \
-                if monitor else PlainDenoiser(self.model)
+            return PlainDenoiser(self.model)
         schedule.validate(self.cfg)
         schedule.check_weights(self.weights_id)
         if monitor and schedule.is_dynamic:

@@ -16,7 +16,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..core.drift import DriftGuard, DriftSettings, GuardedDenoiser
+from ..core.drift import DriftSettings, GuardedDenoiser, guarded_runtime
 from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
@@ -51,8 +51,8 @@ class PolicyNode(Node):
                             "clock (s) are refused", 0.0, 10.0)
         drift_guard = d("drift_guard", "watch", "the drift guard: off; watch (signal on /diagnostics, a warning "
                         "when it rises); guard (also runs dense_schedule while the signal stays high)")
-        dense = d("dense_schedule", "", "the guard's dense schedule (a cached schedule with a reuse_error "
-                  "reference, e.g. bac_s12)")
+        dense = d("dense_schedule", "", "the guard's dense schedule (a cached schedule with drift references, "
+                  "e.g. bac_s12)")
         drift_settings = declare_settings(self, DriftSettings)
         if drift_guard not in ("off", "watch", "guard"):
             raise ValueError(f"parameter drift_guard must be off, watch or guard, got {drift_guard!r}")
@@ -99,23 +99,19 @@ class PolicyNode(Node):
                                f"{self.method}, {rate_hz:.0f} Hz, drift guard {drift_guard}")
 
     def _runtime(self, mode: str, dense: str, settings: DriftSettings):
-        """The schedule's runtime; behind the drift guard unless it is off or there is no cache to watch."""
-        from ..core.schedule import find_schedule
-
+        """The schedule's runtime; behind the drift guard unless it is off or there is no cache to watch.
+        What the guard lacks stops the node in `guard` mode; in `watch` (the default) it is a warning."""
         if mode == "off" or self.schedule is None or self.schedule.is_dynamic:
             return self.policy.denoiser(self.schedule)
-        if mode == "watch" and (not (self.schedule.calibration or {}).get("shadow_deviation")
-                                or self.policy.cfg.sampler.type != "ddim"):
-            self.get_logger().warning(f"drift guard off: schedule {self.method} has no calibration.shadow_deviation "
-                                      "(`bac schedule --reference` adds one) or the sampler is not ddim")
+        try:
+            runtime = guarded_runtime(self.policy, self.schedule, mode, dense, settings)
+        except ValueError as e:
+            if mode != "watch":
+                raise ValueError(f"parameter drift_guard {mode!r}: {e}") from None
+            self.get_logger().warning(f"drift guard off: {e}")
             return self.policy.denoiser(self.schedule)
-        dense_schedule = find_schedule(dense, self.policy.cfg) if mode == "guard" else None
-        if mode == "guard" and dense_schedule is None:
-            raise ValueError("drift_guard guard needs dense_schedule: a cached schedule (not full)")
         self._drift_state = "ok"
-        return GuardedDenoiser(self.policy, self.policy.denoiser(self.schedule, monitor=True),
-                               None if dense_schedule is None else self.policy.denoiser(dense_schedule, monitor=True),
-                               DriftGuard(settings))
+        return runtime
 
     def _watch_drift(self) -> None:
         """After a chunk is published: the pending shadow check (one full inference every
@@ -125,7 +121,8 @@ class PolicyNode(Node):
         del den.history[:-100]  # the last checks are enough for /diagnostics
         state = den.guard.state
         if state != self._drift_state:
-            ratio = den.guard.ratio if state != "dense" and den.guard.ratio == den.guard.ratio else den.guard.last_ratio
+            # the window is emptied on a switch: then the check that made it
+            ratio = den.guard.ratio if np.isfinite(den.guard.ratio) else den.guard.last_ratio
             level = "info" if state == "ok" else "warn"
             action = {"ok": "back on the fast schedule" if den.dense is not None else "back in range",
                       "warn": "observations drive the cached features further than in calibration",
@@ -214,11 +211,11 @@ class PolicyNode(Node):
             self._generator.manual_seed(self._seed)
         actions = self.policy.act(images, states, self.denoiser, self._generator)  # the controller plays
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)  # n_action_steps from the first still due
-        if isinstance(self.denoiser, GuardedDenoiser):
-            self._watch_drift()
         self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
         self.published += 1
         self.publish_markers(actions, stamp)
+        if isinstance(self.denoiser, GuardedDenoiser):  # after publishing: the shadow check delays the next
+            self._watch_drift()                          # inference, not this chunk
 
     def publish_markers(self, actions: np.ndarray, stamp: float) -> None:
         path = self.kin.fk_path(actions[:, :7])

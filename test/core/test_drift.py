@@ -117,12 +117,26 @@ def test_guard_needs_monitored_runtimes_references_and_ddim(tiny_policy):
         GuardedDenoiser(ddpm, ddpm.denoiser(s, monitor=True))
 
 
+def test_guarded_runtime_builds_the_guard_or_names_what_is_missing(tiny_policy):
+    from bac_ros.core.drift import guarded_runtime
+
+    s = _schedule(tiny_policy.cfg, [0, 4], ref=0.1)
+    watch = guarded_runtime(tiny_policy, s, "watch")
+    assert isinstance(watch, GuardedDenoiser) and watch.dense is None and watch.fast.schedule is s
+    with pytest.raises(ValueError, match="watch or guard"):
+        guarded_runtime(tiny_policy, s, "sometimes")
+    with pytest.raises(ValueError, match="not full"):
+        guarded_runtime(tiny_policy, s, "guard", "full")
+    with pytest.raises(ValueError, match="no schedule"):
+        guarded_runtime(tiny_policy, s, "guard", "bac_s99")
+
+
 def test_shadow_check_measures_what_the_reference_measures(tiny_policy, tiny_obs):
     """The run-time check and the calibration reference are one measurement: on the reference's own
     observation and noise the ratio is 1."""
     s = _schedule(tiny_policy.cfg, [0, 3, 5, 7])
     img, st = tiny_obs[0][:1], tiny_obs[1][:1]
-    ref = measure_reference(tiny_policy, s, img, st, seed=3)
+    ref, = measure_reference(tiny_policy, [s], img, st, seed=3)
     assert ref["shadow_deviation"]["observations"] == 1 and ref["shadow_deviation"]["median"] > 0
     assert ref["reuse_error"]["mean"] > 0
     s.calibration.update(ref)
