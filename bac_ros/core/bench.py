@@ -138,7 +138,8 @@ def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Ten
     img, st = image[:1], state[:1]
     cond = policy.encode_obs(img, st)
     x = torch.randn(1, cfg.horizon, cfg.action_dim)
-    t = policy.scheduler.timesteps[cfg.num_steps // 2]
+    mid = cfg.num_steps // 2
+    t = policy.sampler.timesteps[mid]
     h = m.embed_sample(x)
     time_tok, obs_tok = m.time_token(t, 1), m.obs_tokens(cond)
     eps = m(x, t, cond)
@@ -147,7 +148,7 @@ def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Ten
 
     def fixed():
         m.output(m.embed_sample(x) + h)
-        policy.scheduler.step(eps, t, x)
+        policy.sampler.step(mid, eps, x)
         y = h
         for _ in range(3 * cfg.n_layer):
             y = y + h

@@ -175,8 +175,8 @@ class GuardedDenoiser:
         if check and k == 0:
             self._x0 = sample.clone()
         out = self.active.step(k, sample, timestep)
-        if check and k == len(self.policy.scheduler.timesteps) - 1:
-            self._last = (sample, timestep, out)
+        if check and k == len(self.policy.sampler.timesteps) - 1:
+            self._last = (sample, out)
         return out
 
     @torch.inference_mode()
@@ -185,9 +185,8 @@ class GuardedDenoiser:
         for the next inference."""
         if self._last is None or self._x0 is None:
             return
-        sched = self.policy.scheduler
-        x, t, out = self._last
-        cached = sched.step(out, t, x).prev_sample
+        x, out = self._last
+        cached = self.policy.sampler.step(len(self.policy.sampler.timesteps) - 1, out, x)
         full = self.policy.sample(self._cond, self.full, noise=self._x0.clone())
         self._last = None
         shadow_ref, reuse_ref = self.refs[id(self.active)]

@@ -16,6 +16,7 @@ from .caching import CachedDenoiser, PlainDenoiser, TeaCacheDenoiser
 from .config import PolicyConfig
 from .encoders import ObservationEncoder
 from .model import TransformerForDiffusion
+from .sampler import Sampler
 from .schedule import Schedule
 
 
@@ -81,7 +82,8 @@ class DiffusionPolicy(nn.Module):
         self.model = TransformerForDiffusion(cfg)
         self.action_norm = RangeNormalizer(cfg.action_dim)
         self.state_norm = RangeNormalizer(cfg.encoder.state_dim)
-        self.scheduler = make_scheduler(cfg)
+        self.scheduler = make_scheduler(cfg)  # training's noising; its step, precomputed, is `sampler`
+        self.sampler = Sampler(self.scheduler)
         self.weights_id = "init"
         self.eval()
 
@@ -134,9 +136,8 @@ class DiffusionPolicy(nn.Module):
                                                         generator=generator)
         x = x.to(cond.device)  # drawn on the CPU: the same noise for a seed whatever the device
         denoiser.begin(cond)
-        for k, t in enumerate(self.scheduler.timesteps):
-            out = denoiser.step(k, x, t)
-            x = self.scheduler.step(out, t, x, generator=generator).prev_sample
+        for k, t in enumerate(self.sampler.timesteps):
+            x = self.sampler.step(k, denoiser.step(k, x, t), x, generator)
         return x
 
     def to_model_actions(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
