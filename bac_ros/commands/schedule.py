@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                    help="what the ACS dynamic program maximises: cosine (the paper's) or 1 - relative L1 error")
     s.add_argument("--reuse", choices=["copy", "forecast"], default="copy",
                    help="what a skipped block adds: its last output (copy, the paper's) or that extrapolated from its "
-                        "last two (forecast); files end _forecast")
+                        "last two (forecast: per-block ACS then scores the forecast, not the copy); files end _forecast")
     s.add_argument("--observations", type=int, default=64, help="calibration observations")
     s.add_argument("--teacache-observations", type=int, default=8, help="observations for the threshold search")
     s.add_argument("--out", help="output file (one schedule)")

@@ -55,6 +55,69 @@ def optimal_update_steps(similarity: np.ndarray, num_updates: int, force_last: b
     return steps[::-1]
 
 
+def forecast_similarity(gram: np.ndarray) -> np.ndarray:
+    """sim[p, c, t]: mean over observations of cos(F, X_t), F = X_c + (X_c - X_p)(t - c)/(c - p) the linear
+    forecast from updates p < c to a reused step t >= c (what `reuse: forecast` adds); -inf elsewhere.
+    `gram` (N, K, K): each observation's inner products <X_i, X_j> of one block's outputs."""
+    g = np.asarray(gram, dtype=np.float64)
+    if g.ndim != 3 or g.shape[1] != g.shape[2]:
+        raise ValueError(f"gram must be (N, K, K), got shape {g.shape}")
+    k = g.shape[1]
+    p, c, t = np.meshgrid(np.arange(k), np.arange(k), np.arange(k), indexing="ij")
+    valid = (p < c) & (c <= t)
+    r = np.where(valid, (t - c) / np.maximum(c - p, 1), 0.0)  # F = (1 + r) X_c - r X_p
+    total = np.zeros((k, k, k))
+    for gi in g:
+        diag = np.diagonal(gi)
+        dot = (1 + r) * gi[None, :, :] - r * gi[:, None, :]
+        norm2 = (1 + r) ** 2 * diag[None, :, None] - 2 * r * (1 + r) * gi[:, :, None] + r ** 2 * diag[:, None, None]
+        total += dot / np.sqrt(np.clip(norm2, 1e-24, None) * np.clip(diag, 1e-24, None)[None, None, :])
+    return np.where(valid, total / len(g), -np.inf)
+
+
+def optimal_forecast_steps(similarity: np.ndarray, forecast: np.ndarray, num_updates: int,
+                           force_last: bool = False) -> list[int]:
+    """ACS with the forecast scored: the update steps maximising the summed similarity of what each step
+    uses — the copy of the first update until the second (a forecast needs two outputs), then the forecast
+    from the last two updates. Exact DP over (previous update, update) pairs, O(M K^3)."""
+    sim = np.asarray(similarity, dtype=np.float64)
+    k = sim.shape[0]
+    if forecast.shape != (k, k, k):
+        raise ValueError(f"forecast similarity must be ({k}, {k}, {k}), got {forecast.shape}")
+    if isinstance(num_updates, bool) or not isinstance(num_updates, (int, np.integer)) or not 1 <= num_updates <= k:
+        raise ValueError(f"num_updates must be an integer in 1..{k}, got {num_updates!r}")
+    if force_last and k > 1 and num_updates < 2:
+        raise ValueError("force_last needs num_updates >= 2")
+    copy_gain = _segment_gains(sim)  # (K, K+1): update at i, copied through j-1
+    if num_updates == 1:
+        return [0]
+    prefix = np.zeros((k, k, k + 1))
+    np.cumsum(np.where(np.isfinite(forecast), forecast, 0.0), axis=2, out=prefix[:, :, 1:])
+    cc = np.arange(k)
+    gain = prefix - prefix[:, cc, cc][:, :, None]  # gain[p, c, j]: forecast from (p, c) used on steps c..j-1
+    ok = (cc[:, None, None] < cc[None, :, None]) & (cc[None, :, None] < np.arange(k + 1)[None, None, :])
+    gain = np.where(ok, gain, -np.inf)
+    # best[p, c]: best score of the steps before c, with updates ... p, c (c the newest)
+    best = np.full((k, k), -np.inf)
+    best[0, 1:] = copy_gain[0, 1:k]
+    args = []
+    for _ in range(num_updates - 2):
+        cand = best[:, :, None] + gain[:, :, :k]  # (p, c, j)
+        arg = np.argmax(cand, axis=0)  # best p for each (c, j)
+        best = np.take_along_axis(cand, arg[None], axis=0)[0]
+        args.append(arg)
+    final = best + gain[:, :, k]  # (p, c): the last update c forecast through the end
+    if force_last:
+        final[:, :k - 1] = -np.inf
+    p, c = np.unravel_index(int(np.argmax(final)), final.shape)
+    if not np.isfinite(final[p, c]):
+        raise ValueError("no feasible schedule")
+    steps = [int(c), int(p)]
+    for arg in reversed(args):
+        steps.append(int(arg[steps[-1], steps[-2]]))
+    return steps[::-1]
+
+
 def uniform_steps(num_steps: int, num_updates: int) -> list[int]:
     """`num_updates` evenly spaced steps starting at 0 (every k-th step when S divides K)."""
     if not 1 <= num_updates <= num_steps:

@@ -31,11 +31,12 @@ def updates_by_kind(policy: DiffusionPolicy, denoiser) -> dict[str, float]:
 
 
 def variant(s: Schedule) -> str:
-    """How a schedule differs from the default recipe: forced last step, L1 similarity, one observation,
-    Bubbling Union's n."""
+    """How a schedule differs from the default recipe: forecast reuse (-acs: its steps chosen for the
+    forecast), forced last step, L1 similarity, one observation, Bubbling Union's n."""
     cal = s.calibration or {}
     top_n = (s.bua or {}).get("top_n")
-    return ("+forecast" if s.reuse == "forecast" else "") + \
+    forecast = "+forecast-acs" if cal.get("objective") == "forecast" else "+forecast"
+    return (forecast if s.reuse == "forecast" else "") + \
         ("+last" if cal.get("force_last") else "") + ("+l1" if cal.get("similarity") == "l1" else "") + \
         ("@1obs" if cal.get("observations") == 1 else "") + \
         (f" n={top_n}" if top_n not in (None, DEFAULT_TOP_N) else "")

@@ -7,7 +7,7 @@ sees a block whose output keeps its direction but changes its size, which a resi
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -28,6 +28,16 @@ class CalibrationStats:
     l1_error: dict[str, float]  # block -> mean over step pairs of mean |X_t - X_u|
     num_observations: int
     l1_similarity: dict[str, np.ndarray] | None = None  # block -> (K, K) 1 - mean|X_i - X_t| / mean|X_t|
+    gram: dict[str, np.ndarray] | None = None  # block -> (N, K, K) each observation's <X_i, X_t> (forecast ACS)
+    _forecast: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def forecast_matrix(self, block: str) -> np.ndarray:
+        """(K, K, K) similarity of the linear forecast (acs.forecast_similarity), computed on first use."""
+        if self.gram is None:
+            raise ValueError("these statistics have no per-observation Gram matrices")
+        if block not in self._forecast:
+            self._forecast[block] = acs.forecast_similarity(self.gram[block])
+        return self._forecast[block]
 
     def matrix(self, block: str, kind: str = "cosine") -> np.ndarray:
         """The (K, K) similarity of `kind` (cosine | l1) for one block."""
@@ -54,6 +64,7 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
     l1_sum = torch.zeros(len(ids), dtype=torch.float64)
     l1_pair_sum = torch.zeros(len(ids), k, k, dtype=torch.float64)  # mean |X_i - X_t| per step pair
     l1_size_sum = torch.zeros(len(ids), k, dtype=torch.float64)  # mean |X_t| per step
+    grams: list[list[torch.Tensor]] = [[] for _ in ids]
     feats: list[list[torch.Tensor | None]] = [[None] * k for _ in ids]
 
     def record(step: int, j: int, out: torch.Tensor) -> None:
@@ -70,6 +81,7 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
         policy.sample(cond, runtime, noise=noise, generator=g)
         for j in range(len(ids)):
             x = torch.stack(feats[j])  # (K, B, D)
+            grams[j].append(torch.einsum("kbd,jbd->bkj", x, x))
             xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             sim_sum[j] += torch.einsum("kbd,jbd->kj", xn, xn)
             xb = x.transpose(0, 1)  # (B, K, D)
@@ -84,13 +96,15 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
                             similarity={b: (sim_sum[j] / n).numpy() for j, b in enumerate(ids)},
                             l1_error={b: float(l1_sum[j] / n) for j, b in enumerate(ids)},
                             num_observations=n,
-                            l1_similarity={b: (1.0 - rel[j]).numpy() for j, b in enumerate(ids)})
+                            l1_similarity={b: (1.0 - rel[j]).numpy() for j, b in enumerate(ids)},
+                            gram={b: torch.cat(grams[j]).numpy() for j, b in enumerate(ids)})
 
 
 def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, block_ids: list[str],
                   num_updates: int, top_n: int = 0, force_last: bool = False,
-                  similarity: str = "cosine") -> tuple[dict, dict | None]:
-    """(blocks -> update steps, bua section or None) for a static method."""
+                  similarity: str = "cosine", reuse: str = "copy") -> tuple[dict, dict | None]:
+    """(blocks -> update steps, bua section or None) for a static method. Per-block ACS (acs-blockwise, bac)
+    with `reuse` forecast scores the forecast a skipped step will use (cosine only), not the copy."""
     if method == "full":
         return {b: list(range(num_steps)) for b in block_ids}, None
     if method == "uniform":
@@ -103,8 +117,14 @@ def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, b
     if method == "acs-unified":
         steps = acs.optimal_update_steps(stats.matrix(block_ids[0], similarity), num_updates, force_last)
         return {b: steps for b in block_ids}, None
-    per_block = {b: acs.optimal_update_steps(stats.matrix(b, similarity), num_updates, force_last)
-                 for b in block_ids}
+    if reuse == "forecast" and method in ("acs-blockwise", "bac"):
+        if similarity != "cosine":
+            raise ValueError("the forecast-aware ACS scores cosine similarity only")
+        per_block = {b: acs.optimal_forecast_steps(stats.matrix(b), stats.forecast_matrix(b), num_updates, force_last)
+                     for b in block_ids}
+    else:
+        per_block = {b: acs.optimal_update_steps(stats.matrix(b, similarity), num_updates, force_last)
+                     for b in block_ids}
     if method == "acs-blockwise":
         return per_block, None
     if method == "bac":
@@ -158,6 +178,7 @@ def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None,
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     calibration = {"observations": stats.num_observations if stats else 0, "similarity": similarity,
+                   "objective": "forecast" if reuse == "forecast" and method in ("acs-blockwise", "bac") else "copy",
                    "force_last": force_last, "weights": policy.weights_id,
                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if method == "teacache":
@@ -168,6 +189,6 @@ def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None,
         return Schedule.create(cfg, "teacache", {}, num_updates=num_updates,
                                teacache={"threshold": thr, "mean_updates": mean}, calibration=calibration)
     blocks, bua = static_blocks(method, stats, cfg.num_steps, cfg.block_ids, num_updates, top_n, force_last,
-                                similarity)
+                                similarity, reuse)
     return Schedule.create(cfg, method, blocks, num_updates=num_updates, bua=bua,
                            calibration=calibration if method != "full" else None, reuse=reuse)

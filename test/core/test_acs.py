@@ -3,7 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from bac_ros.core.acs import bubbling_union, optimal_update_steps, top_error_blocks, uniform_steps
+from bac_ros.core.acs import (bubbling_union, forecast_similarity, optimal_forecast_steps, optimal_update_steps,
+                              top_error_blocks, uniform_steps)
 
 
 def objective(sim, steps):
@@ -117,3 +118,60 @@ def test_bubbling_union_top_n_zero_and_errors():
         bubbling_union(steps, {"L0.sa": 1.0}, 2)
     with pytest.raises(ValueError):
         bubbling_union(steps, errors, -1)
+
+
+def forecast_objective(feats, steps):
+    """Summed cosine of what each step uses under `reuse: forecast`, computed from the features directly
+    (the runtime's rule: copy until a block has two outputs, then extrapolate from its last two)."""
+    n, k, _ = feats.shape
+    total = 0.0
+    for t in range(k):
+        done = [c for c in steps if c <= t]
+        c = done[-1]
+        if len(done) == 1:
+            f = feats[:, c]
+        else:
+            p = done[-2]
+            f = feats[:, c] + (feats[:, c] - feats[:, p]) * (t - c) / (c - p)
+        cos = (f * feats[:, t]).sum(-1) / (np.linalg.norm(f, axis=-1) * np.linalg.norm(feats[:, t], axis=-1))
+        total += cos.mean()
+    return total
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forecast_dp_matches_brute_force_on_features(seed):
+    """The forecast-aware ACS from Gram matrices against every step set scored on the features themselves."""
+    rng = np.random.default_rng(200 + seed)
+    n, k, d = 3, int(rng.integers(3, 8)), 5
+    # smooth trajectories with curvature, so that forecasting and copying score differently
+    t = np.arange(k)[None, :, None]
+    feats = rng.normal(size=(n, 1, d)) + rng.normal(size=(n, 1, d)) * t + rng.normal(size=(n, 1, d)) * t ** 2 / k \
+        + 0.3 * rng.normal(size=(n, k, d))
+    gram = np.einsum("nid,njd->nij", feats, feats)
+    sim = np.einsum("nid,njd->ij", feats / np.linalg.norm(feats, axis=-1, keepdims=True),
+                    feats / np.linalg.norm(feats, axis=-1, keepdims=True)) / n
+    fsim = forecast_similarity(gram)
+    for force_last in (False, True):
+        for m in range(2 if force_last else 1, k + 1):
+            steps = optimal_forecast_steps(sim, fsim, m, force_last)
+            cands = [(0, *r) for r in itertools.combinations(range(1, k), m - 1)
+                     if not force_last or (m > 1 and r[-1] == k - 1)]
+            best = max(forecast_objective(feats, c) for c in cands)
+            assert len(steps) == m and steps[0] == 0 and steps == sorted(set(steps))
+            assert not force_last or steps[-1] == k - 1
+            assert forecast_objective(feats, steps) == pytest.approx(best), (k, m, force_last)
+
+
+def test_forecast_scoring_finds_the_exact_forecast_where_features_move_linearly():
+    # A block whose output moves along a straight line: a forecast from any two updates is exact there, and
+    # the copy of any update is not (the copy-scored objective stays below k).
+    k, d = 12, 4
+    direction, start = np.ones(d), np.array([5.0, -3.0, 2.0, 1.0])
+    feats = (start + np.arange(k)[:, None] * direction)[None]
+    gram = np.einsum("nid,njd->nij", feats, feats)
+    xn = feats / np.linalg.norm(feats, axis=-1, keepdims=True)
+    sim = np.einsum("nid,njd->ij", xn, xn)
+    steps = optimal_forecast_steps(sim, forecast_similarity(gram), 3)
+    assert forecast_objective(feats, steps) == pytest.approx(k)  # every step's forecast is exact
+    copy_steps = optimal_update_steps(sim, 3)
+    assert sum(sim[c, c:e].sum() for c, e in zip(copy_steps, copy_steps[1:] + [k])) < k - 1e-6

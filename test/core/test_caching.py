@@ -204,6 +204,30 @@ def test_make_schedules(tiny_policy, tiny_obs):
     assert 2 <= tc.teacache["mean_updates"] <= 4
 
 
+def test_forecast_schedules_are_chosen_for_the_forecast(tiny_policy, tiny_obs):
+    """`reuse: forecast` per-block schedules come from the forecast-scored ACS on the observations' Gram
+    matrices (one per observation and block), and say so in their calibration."""
+    from bac_ros.core import acs
+
+    img, st = tiny_obs
+    stats = calibrate.collect(tiny_policy, img, st, batch_size=4)
+    cfg = tiny_policy.cfg
+    k = cfg.num_steps
+    for b in cfg.block_ids:
+        g = stats.gram[b]
+        assert g.shape == (6, k, k)
+        # its diagonal-normalised mean is the cosine similarity the copy-scored ACS uses
+        d = np.sqrt(np.einsum("nii->ni", g))
+        np.testing.assert_allclose((g / d[:, :, None] / d[:, None, :]).mean(0), stats.similarity[b], atol=1e-6)
+    fc = calibrate.make_schedule(tiny_policy, "acs-blockwise", 3, stats, reuse="forecast")
+    assert fc.reuse == "forecast" and fc.calibration["objective"] == "forecast"
+    for b in cfg.block_ids:
+        assert fc.blocks[b] == acs.optimal_forecast_steps(stats.similarity[b], stats.forecast_matrix(b), 3)
+    assert calibrate.make_schedule(tiny_policy, "bac", 3, stats).calibration["objective"] == "copy"
+    with pytest.raises(ValueError, match="cosine"):
+        calibrate.make_schedule(tiny_policy, "bac", 3, stats, reuse="forecast", similarity="l1")
+
+
 def test_flops_counts(tiny_policy):
     cfg = tiny_policy.cfg
     per = flops.block_flops(cfg)
