@@ -81,6 +81,14 @@ def _infer(policy: DiffusionPolicy, denoiser, hist: ObservationWindow, generator
     return plan, (time.perf_counter() - t0) * 1e3, stamp
 
 
+def _settle(denoiser) -> None:
+    """The drift guard's pending shadow check, after the chunk went out (as policy_node runs it): its full
+    inference is not counted in the chunk's inference time, and it delays the next one."""
+    settle = getattr(denoiser, "settle", None)
+    if settle is not None:
+        settle()
+
+
 def run_sync(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser, seed: int,
              max_time: float = 12.0, fixed_noise: bool = False, rules: ChunkRules | None = None) -> PolicyEpisode:
     """The world waits for every inference: the physics is paused from the observation until the chunk's
@@ -106,6 +114,7 @@ def run_sync(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser
             ep.chunks += 1
             # stamped with the step's nominal time, so that point i falls due exactly at step k + i
             executor.offer(Chunk(t0 + k * dt, plan, dt), t0 + k * dt)
+            _settle(denoiser)  # still paused: sync mode stays a measure of the policy alone
             for i in range(n):
                 now = t0 + k * dt
                 if i > 0:
@@ -207,6 +216,7 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, deno
             ep.inference_ms.append(ms)
             ep.chunks += 1
             player.submit(Chunk(stamp, actions, cfg.action_dt))
+            _settle(denoiser)
             if world.status()["success"]:
                 ep.success, ep.time_to_success = True, world.time() - t_start
                 break

@@ -148,3 +148,28 @@ def test_shadow_check_measures_what_the_reference_measures(tiny_policy, tiny_obs
     watch.settle()
     (_, ratio, reuse, _), = watch.history
     assert ratio == pytest.approx(1.0, rel=1e-5) and reuse == pytest.approx(1.0, rel=1e-5)
+
+
+def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_inference(tiny_policy, tiny_cfg):
+    """bac eval times `_infer`; the check's full inference belongs to no chunk (policy_node runs it after
+    publishing), so `_infer` leaves it pending and `_settle` runs it."""
+    import numpy as np
+
+    from bac_ros.core.streaming import ObservationWindow
+    from bac_ros.sim.evaluate import _infer, _settle
+
+    cfg = tiny_policy.cfg
+    s = _schedule(cfg, [0, 4, 7], ref=1e-3)
+    guarded = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(s, monitor=True), None,
+                              DriftGuard(DriftSettings(drift_check_every=1, drift_window=2)))
+    hist = ObservationWindow(cfg.n_obs_steps)
+    size = cfg.encoder.image_shape[1]
+    hist.push(0.0, np.zeros((size, size, 3), np.uint8), np.zeros(cfg.encoder.state_dim, np.float32))
+    plan, ms, _ = _infer(tiny_policy, guarded, hist, torch.Generator().manual_seed(0))
+    assert plan.shape[1] == cfg.action_dim and ms > 0
+    assert guarded.history == [] and guarded._last is not None  # checked inference, check still pending
+    _settle(guarded)
+    assert len(guarded.history) == 1 and guarded._last is None
+    _infer(tiny_policy, guarded, hist, torch.Generator().manual_seed(1))  # its own check waits for _settle again
+    assert len(guarded.history) == 1 and guarded._last is not None
+    _settle(tiny_policy.denoiser(None))  # runtimes without a guard: nothing to run
