@@ -138,8 +138,7 @@ def run(args) -> int:
                     n0 = len(getattr(den, "history", ()))
                     eps.append(sim.run(lambda world, arm: play(world, arm, policy, den, seed, max_time=args.max_time),
                                        f"seed {seed}"))
-                    if hasattr(den, "history"):
-                        den.settle()
+                    if hasattr(den, "history"):  # the episode ran each shadow check after its chunk
                         drift.append(den.history[n0:])
                     bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
                 rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
@@ -163,7 +162,7 @@ def _denoiser(policy, sched, args):
     params = node_parameters("policy_node", args.params)
     try:
         return guarded_runtime(policy, sched, args.drift, params.get("dense_schedule", ""),
-                       from_mapping(DriftSettings, params))
+                               from_mapping(DriftSettings, params))
     except ValueError as e:
         raise SystemExit(f"--drift {args.drift}: {e}") from None
 

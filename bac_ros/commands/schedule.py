@@ -56,7 +56,8 @@ def run(args) -> int:
     stats = None
     if any(m in ("acs-unified", "acs-blockwise", "bac") for m in methods):
         with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
-            stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update)
+            stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update,
+                                      gram=args.reuse == "forecast")
     out_dir = None if args.out else output_dir(args, "schedule", cfg.name)
     made = []
     for method, s, top_n in [(m, s, n) for m in methods for s in sizes

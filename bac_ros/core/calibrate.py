@@ -34,7 +34,7 @@ class CalibrationStats:
     def forecast_matrix(self, block: str) -> np.ndarray:
         """(K, K, K) similarity of the linear forecast (acs.forecast_similarity), computed on first use."""
         if self.gram is None:
-            raise ValueError("these statistics have no per-observation Gram matrices")
+            raise ValueError("these statistics have no per-observation Gram matrices (collect(..., gram=True))")
         if block not in self._forecast:
             self._forecast[block] = acs.forecast_similarity(self.gram[block])
         return self._forecast[block]
@@ -56,8 +56,9 @@ class CalibrationStats:
 
 @torch.inference_mode()
 def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, batch_size: int = 16,
-            seed: int = 0, progress: Callable[[int], None] | None = None) -> CalibrationStats:
-    """Run full precision on every observation (N, To, ...) and accumulate the statistics per block."""
+            seed: int = 0, progress: Callable[[int], None] | None = None, gram: bool = False) -> CalibrationStats:
+    """Run full precision on every observation (N, To, ...) and accumulate the statistics per block; `gram`:
+    also keep each observation's Gram matrices (N x K x K per block; the forecast-aware ACS needs them)."""
     cfg = policy.cfg
     n, k, ids = image.shape[0], cfg.num_steps, cfg.block_ids
     sim_sum = torch.zeros(len(ids), k, k, dtype=torch.float64)
@@ -81,7 +82,8 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
         policy.sample(cond, runtime, noise=noise, generator=g)
         for j in range(len(ids)):
             x = torch.stack(feats[j])  # (K, B, D)
-            grams[j].append(torch.einsum("kbd,jbd->bkj", x, x))
+            if gram:
+                grams[j].append(torch.einsum("kbd,jbd->bkj", x, x))
             xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             sim_sum[j] += torch.einsum("kbd,jbd->kj", xn, xn)
             xb = x.transpose(0, 1)  # (B, K, D)
@@ -97,7 +99,7 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
                             l1_error={b: float(l1_sum[j] / n) for j, b in enumerate(ids)},
                             num_observations=n,
                             l1_similarity={b: (1.0 - rel[j]).numpy() for j, b in enumerate(ids)},
-                            gram={b: torch.cat(grams[j]).numpy() for j, b in enumerate(ids)})
+                            gram={b: torch.cat(grams[j]).numpy() for j, b in enumerate(ids)} if gram else None)
 
 
 def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, block_ids: list[str],

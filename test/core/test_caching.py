@@ -167,6 +167,9 @@ def test_calibration_statistics(tiny_policy, tiny_obs):
         np.testing.assert_allclose(np.diag(l1), 1.0, atol=1e-9)
     with pytest.raises(ValueError, match="similarity"):
         stats.matrix(stats.block_ids[0], "l2")
+    assert stats.gram is None  # kept only when asked (the forecast-aware ACS)
+    with pytest.raises(ValueError, match="Gram"):
+        calibrate.make_schedule(tiny_policy, "bac", 3, stats, reuse="forecast")
 
 
 def test_l1_similarity_sees_a_change_of_size_that_cosine_misses():
@@ -210,7 +213,7 @@ def test_forecast_schedules_are_chosen_for_the_forecast(tiny_policy, tiny_obs):
     from bac_ros.core import acs
 
     img, st = tiny_obs
-    stats = calibrate.collect(tiny_policy, img, st, batch_size=4)
+    stats = calibrate.collect(tiny_policy, img, st, batch_size=4, gram=True)
     cfg = tiny_policy.cfg
     k = cfg.num_steps
     for b in cfg.block_ids:
