@@ -1,4 +1,6 @@
-"""`bac dataset`: recorded episodes (bags + index) -> the training zarr `bac train --data` reads."""
+"""`bac dataset`: recorded episodes (bags + index) -> the training zarr `bac train --data` reads, one row per
+`dt` of robot time (`data.episodes.to_steps`); optionally the person's corrections only, or a LeRobot
+dataset."""
 from __future__ import annotations
 
 import sys
@@ -8,37 +10,64 @@ from .common import add_output_options, comma_list, output_dir
 
 
 def add_parser(sub) -> None:
-    d = sub.add_parser("dataset", help="turn recorded teleop episodes into a training data set (zarr)")
+    d = sub.add_parser("dataset", help="turn recorded episodes into a training data set (zarr, or LeRobot's format)")
     d.add_argument("episodes", nargs="+", help="folder(s) with recorded bags and their index.jsonl")
-    d.add_argument("--config", default="cpu", help="policy config: its image size and action rate")
+    d.add_argument("--config", default="cpu", help="policy config: its image size and action rate (dt)")
     d.add_argument("--labels", type=comma_list(str), default=["teleop"],
                    help="episodes with these labels (comma list; default: teleop)")
     d.add_argument("--all", action="store_true", help="failed episodes too (default: successful ones)")
-    add_output_options(d, "data set (demos.zarr)")
+    d.add_argument("--corrections", action="store_true",
+                   help="only the person's corrections (rows after a take-over from the policy), each run of them "
+                        "an episode, for a DAgger round; failed episodes' corrections too")
+    d.add_argument("--context", type=int, default=None,
+                   help="with --corrections: rows before each correction kept as observation history, not trained "
+                        "on (default: the config's n_obs_steps - 1)")
+    d.add_argument("--lerobot", action="store_true",
+                   help="write a LeRobot dataset (v3.0: parquet, images inside) instead of the zarr")
+    add_output_options(d, "data set (demos.zarr, or the LeRobot dataset's folders)")
     d.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from ..data.bags import read_index
     from ..data.demos import DemoWriter
-    from ..data.episodes import load_episode, to_steps
+    from ..data.episodes import corrections, load_episode, to_steps
 
     cfg = PolicyConfig.load(args.config)
-    size = cfg.encoder.image_shape[1]
+    size, dt = cfg.encoder.image_shape[1], cfg.action_dt
+    keep_failed = args.all or args.corrections
     rows = [r for folder in args.episodes for r in read_index(folder)
-            if r["label"] in args.labels and (args.all or r["success"])]
+            if r["label"] in args.labels and (keep_failed or r["success"])]
     if not rows:
-        raise SystemExit(f"no {'' if args.all else 'successful '}episodes labelled {args.labels} in "
+        raise SystemExit(f"no {'' if keep_failed else 'successful '}episodes labelled {args.labels} in "
                          f"{', '.join(args.episodes)}")
-    out = output_dir(args, "dataset", "_".join(args.labels)) / "demos.zarr"
-    writer = DemoWriter(out, (size, size, 3), cfg.action_dt)
-    steps = 0
+    context = cfg.n_obs_steps - 1 if args.context is None else args.context
+    out = output_dir(args, "dataset", "_".join(args.labels) + ("_corrections" if args.corrections else ""))
+    if args.lerobot:
+        from ..data.lerobot import LeRobotWriter
+
+        writer = LeRobotWriter(out, (size, size, 3), dt, task="grasp the cube and lift it")
+    else:
+        out = out / "demos.zarr"
+        writer = DemoWriter(out, (size, size, 3), dt)
+    episodes = steps = repeated = 0
     for r in tqdm(rows, desc="episodes", unit="ep", file=sys.stderr):
-        images, states, actions, times = to_steps(load_episode(r, images=True), size)
-        writer.add_episode(r.get("seed") if r.get("seed") is not None else -1, r["success"], images, states,
-                           actions, times)
-        steps += len(actions)
-    print(f"{len(rows)} episodes, {steps} steps -> {out}")
+        s = to_steps(load_episode(r, images=True), size, dt)
+        parts = corrections(s, context) if args.corrections else [(s, np.ones(len(s), bool))] if len(s) else []
+        for part, train in parts:
+            writer.add_episode(r.get("seed") if r.get("seed") is not None else -1, r["success"], part.images,
+                               part.states, part.actions, part.times, part.source, part.intervention, train)
+            episodes += 1
+            steps += int(train.sum())
+        repeated += s.repeated_frames
+    if not episodes:
+        raise SystemExit("no rows to write: " + ("no correction (take-over from the policy) in these episodes"
+                                                 if args.corrections else "the episodes hold no commanded ticks"))
+    if hasattr(writer, "close"):
+        writer.close()
+    print(f"{len(rows)} recorded episodes -> {episodes} episodes, {steps} training rows at dt {dt:.4f} s "
+          f"({repeated} ticks whose camera frame repeated the previous one) -> {out}")
     return 0

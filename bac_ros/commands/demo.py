@@ -4,32 +4,38 @@ recorded; success, control Hz, inference Hz, latency, smoothness, then the compa
 from __future__ import annotations
 
 from ..runs import provenance, write_json
-from .common import add_output_options, output_dir
+from .common import add_output_options, comma_list, output_dir
+
+METHODS = ("teleop", "bac", "full", "shared", "expert")
 
 
 def add_parser(sub) -> None:
     d = sub.add_parser("demo", help="the ROS 2 graph on the franky-sim world: teleop vs BAC vs full, recorded")
-    d.add_argument("--episodes", type=int, default=3)
+    d.add_argument("--episodes", type=int, default=5, help="episodes per method, on the same seeds")
+    d.add_argument("--methods", type=comma_list(str), default=["teleop", "bac", "full"],
+                   help=f"comma list of {', '.join(METHODS)}: teleop = the scripted operator teleoperating; bac = "
+                        "policy_node with --schedule; full = without caching; shared = bac with the scripted "
+                        "operator taking over when the arm strays (interventions); expert = the scripted expert's "
+                        "plan streamed as chunks (the smoothness reference)")
     d.add_argument("--schedule", default=None,
                    help="policy_node's schedule for the bac run (default: the one config/grasp.yaml names)")
-    d.add_argument("--no-teleop", action="store_true", help="skip the scripted operator's teleoperated run")
-    d.add_argument("--no-full", action="store_true", help="skip the full-precision run")
-    d.add_argument("--shared", action="store_true",
-                   help="also the policy with the scripted operator ready to take over (interventions)")
-    d.add_argument("--expert", action="store_true",
-                   help="also the scripted expert's plan streamed as chunks (the smoothness reference)")
+    d.add_argument("--checkpoint", default=None,
+                   help="policy_node's checkpoint folder (default: config/grasp.yaml's, the shipped policy)")
     d.add_argument("--seed-start", type=int, default=0)
     d.add_argument("--hostname", default="127.0.0.1", help="loopback address of the simulated FR3")
     add_output_options(d, "node logs, metrics CSVs, recorded episodes, rows (demo.json) and the comparison")
     d.set_defaults(func=run)
 
 
-def methods(args, schedule: str) -> list[tuple[str, str]]:
+def methods(names: list[str], schedule: str) -> list[tuple[str, str]]:
+    """(label, what demo.run starts) for each method name."""
     from ..graph import demo
 
-    return ([("teleop", demo.TELEOP)] if not args.no_teleop else []) + [("bac", schedule)] \
-        + ([("full", "full")] if not args.no_full else []) + ([("shared", demo.SHARED)] if args.shared else []) \
-        + ([("expert", demo.EXPERT)] if args.expert else [])
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"--methods: {unknown or 'none given'}; choose from {', '.join(METHODS)}")
+    what = {"teleop": demo.TELEOP, "bac": schedule, "full": "full", "shared": demo.SHARED, "expert": demo.EXPERT}
+    return [(m, what[m]) for m in names]
 
 
 def run(args) -> int:
@@ -38,10 +44,13 @@ def run(args) -> int:
     from . import compare
 
     schedule = args.schedule or node_parameters("policy_node")["schedule"]
+    todo = methods(args.methods, schedule)
+    overrides = {"policy_node": {"checkpoint": args.checkpoint}} if args.checkpoint else {}
     out = output_dir(args, "demo", "graph")
     print(f"demo: {args.episodes} episode(s) per method on the franky-sim grasp world, over ROS 2; logs in {out}",
           flush=True)
-    rows = demo.run(args.episodes, methods(args, schedule), out, seed_start=args.seed_start, hostname=args.hostname)
+    rows = demo.run(args.episodes, todo, out, seed_start=args.seed_start, hostname=args.hostname,
+                    overrides=overrides, shared_schedule=args.schedule)
     origin = provenance()
     for r in rows:
         r.update(origin)

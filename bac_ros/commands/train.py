@@ -22,11 +22,26 @@ def add_parser(sub) -> None:
                    help="cpu (default) or cuda[:N]; under torchrun, cuda means each process's LOCAL_RANK device")
     t.add_argument("--init", default=None,
                    help="start from this checkpoint directory (fine-tune; tensors whose shape changed start fresh)")
+    t.add_argument("--keep-normalizers", action="store_true",
+                   help="with --init: keep the checkpoint's normalisers (e.g. a fine-tune on a few corrections); "
+                        "default: fit them on the data trained on")
     t.add_argument("--threads", type=int, default=0, help="torch threads (default 2)")
     t.add_argument("--time-budget", type=float, default=0,
                    help="minutes: fewer iterations (measured after 30) if --iterations would take longer")
     add_output_options(t, "checkpoint (model.safetensors, config.json, train_log.json, loss.png)")
     t.set_defaults(func=run)
+
+
+def check_data(demos, cfg: PolicyConfig, name: str) -> None:
+    """SystemExit unless the data set was recorded at the config's action rate and image size: rows one
+    `dt` apart are the time base the policy learns."""
+    if abs(demos.dt - cfg.action_dt) > 1e-4 * cfg.action_dt:
+        raise SystemExit(f"{name}: rows {demos.dt:.6f} s apart, but config {cfg.name} acts every {cfg.action_dt:.6f} s "
+                         "(make the data set with this config: bac dataset --config ...)")
+    size = tuple(demos.image.shape[1:3])
+    if size != tuple(cfg.encoder.image_shape[1:]):
+        raise SystemExit(f"{name}: images of {size[0]}x{size[1]} px, but config {cfg.name} takes "
+                         f"{cfg.encoder.image_shape[1]}x{cfg.encoder.image_shape[2]}")
 
 
 def run(args) -> int:
@@ -47,6 +62,9 @@ def run(args) -> int:
     demos = Demos(args.data)
     if demos.num_episodes == 0:
         raise SystemExit(f"{args.data}: no successful episodes to train on")
+    check_data(demos, cfg, args.data)
+    if args.keep_normalizers and not args.init:
+        raise SystemExit("--keep-normalizers keeps a checkpoint's normalisers: it needs --init")
     if world > 1 and not args.out_dir:
         raise SystemExit("under torchrun, name the checkpoint folder with --out-dir (every process must agree)")
     out = output_dir(args, "train", cfg.name)
@@ -56,17 +74,18 @@ def run(args) -> int:
                        **({"noise_samples": args.noise_samples} if args.noise_samples is not None else {}))
     torch.manual_seed(args.seed)
     windows = WindowSampler(demos, cfg.horizon, cfg.n_obs_steps)
-    if args.init:  # fine-tune: the checkpoint's weights and normalisers (warm start across n_obs_steps)
+    if args.init:  # fine-tune: the checkpoint's weights (warm start across n_obs_steps)
         policy, fresh = DiffusionPolicy.warm_start(args.init, cfg)
         if fresh:
             print(f"warm start from {args.init}: freshly initialised {', '.join(fresh)}")
     else:
         policy = DiffusionPolicy(cfg)
+    if not args.keep_normalizers:
         policy.fit_normalizers(demos.state, *windows.states_and_actions())
     policy.to(device)
     print(f"[rank {rank}/{world}, {device}] " if world > 1 else "", end="")
     print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
-          f"({len(demos)} steps), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
+          f"({len(windows)} of {len(demos)} rows start windows), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
           f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
     with tqdm(total=tcfg.iterations, desc="train", unit="it", file=sys.stderr, disable=rank != 0) as bar:
         def progress(i, loss):

@@ -29,3 +29,33 @@ def to_policy_size(rgb: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+
+
+IMAGE_FORMATS = ("jpeg", "png", "raw")  # how a recorder stores camera frames
+
+
+def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> tuple[str, bytes]:
+    """(H, W, 3) uint8 RGB -> (sensor_msgs/CompressedImage format, data), as ROS's compressed_image_transport
+    writes them ('rgb8; jpeg compressed bgr8'). `quality`: JPEG quality 1..100 (png is lossless)."""
+    import cv2
+
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"compressed image format must be jpeg or png, got {fmt!r}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:
+        raise ValueError(f"{fmt} encoding failed for an image of shape {rgb.shape}")
+    return f"rgb8; {fmt} compressed bgr8", buf.tobytes()
+
+
+def decode_compressed(fmt: str, data) -> np.ndarray:
+    """A sensor_msgs/CompressedImage's format and data -> (H, W, 3) uint8 RGB. ValueError when it is not a
+    colour jpeg/png image."""
+    import cv2
+
+    if "jpeg" not in fmt and "png" not in fmt and fmt not in ("jpg", "png", "jpeg"):
+        raise ValueError(f"unsupported compressed image format '{fmt}' (jpeg or png)")
+    bgr = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded")
+    return np.ascontiguousarray(bgr[:, :, ::-1])

@@ -29,6 +29,20 @@ RECORDED = {
     "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
 }
 LATCHED = ("bac/source", "bac/controller_state")  # transient local: each bag starts with their latest
+CAMERA = "camera/color/image_raw"
+COMPRESSED = CAMERA + "/compressed"  # the camera's frames in a bag, as sensor_msgs/CompressedImage (jpeg, png)
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+
+
+def offered_qos(latched: bool) -> list:
+    """The QoS a topic is offered with, as a bag stores it (`ros2 bag play` offers it again): latched
+    topics are transient local with depth 1, so a player's late subscribers get their last message."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(0, 0)
+    return [Qos(QosHistory.KEEP_LAST, 1 if latched else 10, QosReliability.RELIABLE,
+                QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE, never, never,
+                QosLiveliness.AUTOMATIC, never, False)]
 
 
 def typestore():
@@ -54,10 +68,12 @@ class BagWriter:
         self._connections: dict[str, object] = {}
         self.count = 0
 
-    def write(self, topic: str, msgtype: str, t_ns: int, cdr: bytes) -> None:
+    def write(self, topic: str, msgtype: str, t_ns: int, cdr: bytes, latched: bool = False) -> None:
+        """Append one message (`t_ns`: receive time, ns); the topic's first message fixes its type and QoS."""
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+            conn = self._connections[topic] = self._writer.add_connection(
+                topic, msgtype, typestore=self._store, offered_qos_profiles=offered_qos(latched))
         self._writer.write(conn, int(t_ns), bytes(cdr))
         self.count += 1
 
@@ -83,6 +99,21 @@ def append_index(folder: str | Path, row: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / INDEX).open("a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def remove_episode(folder: str | Path, bag: str) -> bool:
+    """Delete episode `bag` (its folder, its index line); False when the index has no such episode."""
+    import shutil
+
+    folder = Path(folder)
+    path = folder / INDEX
+    lines = path.read_text().splitlines() if path.is_file() else []
+    keep = [line for line in lines if not line.strip() or json.loads(line).get("bag") != bag]
+    if len(keep) == len(lines):
+        return False
+    path.write_text("".join(line + "\n" for line in keep))
+    shutil.rmtree(folder / bag, ignore_errors=True)
+    return True
 
 
 def read_index(folder: str | Path) -> list[dict]:

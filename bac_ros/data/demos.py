@@ -3,7 +3,13 @@ train` reads, whether `bac record` (the scripted expert) or `bac dataset` (recor
 
     data/image   (N, H, W, 3) uint8     data/state  (N, 8) float32   q1..q7, gripper width
     data/action  (N, 8) float32         data/time   (N,) float64     the robot clock of the observation
+    data/source  (N,) uint8             who commanded the row: index into `episodes.SOURCES` (expert, policy,
+                                        teleop)
+    data/intervention (N,) bool         a person had taken over from the policy (DAgger corrections)
+    data/train   (N,) bool              training windows start only at these rows (the rest is observation
+                                        history, e.g. the policy's steps before a correction)
     meta/episode_ends (E,) int64        attrs: seeds, success, dt, format
+Rows are one `dt` of robot time apart. Format /1 (no source, intervention, train) still reads: all rows train.
 """
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "bac-grasp-demos/1"
+FORMAT = "bac-grasp-demos/2"
+READABLE = ("bac-grasp-demos/1", FORMAT)
 
 
 class DemoWriter:
@@ -29,21 +36,38 @@ class DemoWriter:
         self.state = data.create_array("state", shape=(0, 8), chunks=(4096, 8), dtype="float32")
         self.action = data.create_array("action", shape=(0, 8), chunks=(4096, 8), dtype="float32")
         self.time = data.create_array("time", shape=(0,), chunks=(4096,), dtype="float64")
+        self.source = data.create_array("source", shape=(0,), chunks=(4096,), dtype="uint8")
+        self.intervention = data.create_array("intervention", shape=(0,), chunks=(4096,), dtype="bool")
+        self.train = data.create_array("train", shape=(0,), chunks=(4096,), dtype="bool")
         self.ends = self.root.create_group("meta").create_array("episode_ends", shape=(0,), chunks=(4096,),
                                                                  dtype="int64")
         self.root.attrs.update({"format": FORMAT, "dt": dt, "seeds": [], "success": []})
         self._n = 0
 
-    def add_episode(self, seed: int, success: bool, images, states, actions, times) -> None:
+    def add_episode(self, seed: int, success: bool, images, states, actions, times, source=None,
+                    intervention=None, train=None) -> None:
+        """One episode's rows; `source` (index into SOURCES, default expert), `intervention` (default none) and
+        `train` (default all) per row."""
+        from .episodes import SOURCES
+
         images, states = np.asarray(images, np.uint8), np.asarray(states, np.float32)
         actions, times = np.asarray(actions, np.float32), np.asarray(times, np.float64)
         n = len(images)
-        if not (len(states) == len(actions) == len(times) == n) or n == 0:
-            raise ValueError("an episode needs equally many (>0) images, states, actions and times")
+        source = np.full(n, SOURCES.index("expert"), np.uint8) if source is None else np.asarray(source, np.uint8)
+        intervention = np.zeros(n, bool) if intervention is None else np.asarray(intervention, bool)
+        train = np.ones(n, bool) if train is None else np.asarray(train, bool)
+        if not (len(states) == len(actions) == len(times) == len(source) == len(intervention) == len(train) == n) \
+                or n == 0:
+            raise ValueError("an episode needs equally many (>0) images, states, actions, times and flags")
+        if not train.any():
+            raise ValueError("an episode needs at least one training row")
         self.image.append(images)
         self.state.append(states)
         self.action.append(actions)
         self.time.append(times)
+        self.source.append(source)
+        self.intervention.append(intervention)
+        self.train.append(train)
         self._n += n
         self.ends.append(np.array([self._n], np.int64))
         attrs = dict(self.root.attrs)
@@ -67,6 +91,9 @@ class Demos:
         self.image = np.concatenate([p["image"] for p in parts])
         self.state = np.concatenate([p["state"] for p in parts])
         self.action = np.concatenate([p["action"] for p in parts])
+        self.source = np.concatenate([p["source"] for p in parts])
+        self.intervention = np.concatenate([p["intervention"] for p in parts])
+        self.train = np.concatenate([p["train"] for p in parts])
         self.episode_ends = np.cumsum(np.concatenate([p["lengths"] for p in parts])).astype(np.int64)
         self.num_episodes = sum(p["kept"] for p in parts)
         self.total_episodes = sum(p["total"] for p in parts)
@@ -79,28 +106,35 @@ def _read(path: str | Path, successful_only: bool) -> dict:
     import zarr
 
     root = zarr.open_group(str(path), mode="r")
-    if root.attrs.get("format") != FORMAT:
+    if root.attrs.get("format") not in READABLE:
         raise ValueError(f"{path}: not a {FORMAT} data set (format {root.attrs.get('format')!r})")
     ends = np.asarray(root["meta/episode_ends"][:])
     starts = np.concatenate([[0], ends[:-1]])
     keep = np.asarray(root.attrs["success"], bool) if successful_only else np.ones(len(ends), bool)
     idx = np.concatenate([np.arange(s, e) for s, e, k in zip(starts, ends, keep) if k] or [np.zeros(0, int)])
+    data = root["data"]
+    optional = lambda name, default: np.asarray(data[name][:])[idx] if name in data else np.full(len(idx), default)  # noqa: E731
+    from .episodes import SOURCES
+
     return {"dt": float(root.attrs["dt"]), "seeds": [s for s, k in zip(root.attrs["seeds"], keep) if k],
-            "image": np.asarray(root["data/image"][:])[idx], "state": np.asarray(root["data/state"][:])[idx],
-            "action": np.asarray(root["data/action"][:])[idx], "lengths": (ends - starts)[keep],
-            "kept": int(keep.sum()), "total": len(ends)}
+            "image": np.asarray(data["image"][:])[idx], "state": np.asarray(data["state"][:])[idx],
+            "action": np.asarray(data["action"][:])[idx], "lengths": (ends - starts)[keep],
+            "source": optional("source", SOURCES.index("expert")).astype(np.uint8),
+            "intervention": optional("intervention", False).astype(bool),
+            "train": optional("train", True).astype(bool), "kept": int(keep.sum()), "total": len(ends)}
 
 
 class WindowSampler:
     """Training windows: observations at steps t-To+1..t, actions at t-To+1..t-To+horizon, padded by
-    repeating the first/last step of the episode (diffusion_policy's convention)."""
+    repeating the first/last step of the episode (diffusion_policy's convention); t runs over the rows marked
+    `train`."""
 
     def __init__(self, demos: Demos, horizon: int, n_obs_steps: int):
         self.d, self.horizon, self.to = demos, horizon, n_obs_steps
         starts = np.concatenate([[0], demos.episode_ends[:-1]])
         self._index = []  # (t, episode start, episode end)
         for s, e in zip(starts, demos.episode_ends):
-            self._index.extend((t, s, e) for t in range(s, e))
+            self._index.extend((t, s, e) for t in range(s, e) if demos.train[t])
         self._index = np.array(self._index)
 
     def __len__(self) -> int:

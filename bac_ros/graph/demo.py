@@ -56,8 +56,10 @@ class Demo:
     """One graph on the simulated FR3 at `hostname`, episodes per method on the same seeds."""
 
     def __init__(self, log_dir: Path, params_file: Path | None = None, seed_start: int = 0,
-                 episode_time: float = 12.0, hostname: str = "127.0.0.1", overrides: dict | None = None):
+                 episode_time: float = 12.0, hostname: str = "127.0.0.1", overrides: dict | None = None,
+                 shared_schedule: str | None = None):
         self.log_dir, self.params = Path(log_dir), params_file or CONFIG_DIR / "grasp.yaml"
+        self.shared_schedule = shared_schedule  # the shared row's policy schedule (None: the parameter file's)
         self.seed_start, self.episode_time, self.hostname = seed_start, episode_time, hostname
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for f in self.log_dir.glob("*.log"):
@@ -110,7 +112,8 @@ class Demo:
         g.diagnostics.pop(POLICY, None)
         started = []
         if schedule not in (EXPERT, TELEOP):
-            started.append(self._start("policy_node", {"schedule": schedule} if schedule != SHARED else {}))
+            own = schedule if schedule != SHARED else self.shared_schedule
+            started.append(self._start("policy_node", {"schedule": own} if own else {}))
             g.wait_for(lambda: POLICY in g.diagnostics, 120, "policy_node did not report")
         if schedule in (TELEOP, SHARED):
             started.append(self._start("teleop_node", {}))
@@ -226,11 +229,11 @@ class Demo:
 
 def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_file: Path | None = None,
         seed_start: int = 0, episode_time: float = 12.0, hostname: str = "127.0.0.1",
-        overrides: dict | None = None) -> list[dict]:
+        overrides: dict | None = None, shared_schedule: str | None = None) -> list[dict]:
     """`methods`: (label, method) pairs, e.g. [("bac", "bac_s7"), ("full", "full"), ("teleop", TELEOP)].
     Rows as `Demo.run_method`'s, with control Hz and latency from the metrics logs; every episode is
     recorded under `log_dir/episodes/`."""
-    demo = Demo(log_dir, params_file, seed_start, episode_time, hostname, overrides)
+    demo = Demo(log_dir, params_file, seed_start, episode_time, hostname, overrides, shared_schedule)
     rows = []
     try:
         demo.start()

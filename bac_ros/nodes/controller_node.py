@@ -38,6 +38,7 @@ from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
+from .senders import Pending, SenderIdentity
 from .runtime import (Reporter, declare, declare_settings, diagnostics, guarded, now_s, run_node, spin_in_background,
                       steady_timer)
 
@@ -89,8 +90,6 @@ class ControllerNode(Node):
         self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
         self._played = None  # the chunk whose first command was reported
-        self._gids: dict[str, dict[bytes, str]] = {k: {} for k in SOURCES}  # publisher gid -> node, per topic
-        self._gid_refresh = {k: -1.0 for k in SOURCES}
         self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
         self._source_since = 0.0
         self._closing = threading.Event()
@@ -107,6 +106,12 @@ class ControllerNode(Node):
         self._chunk_subs = {k: self.create_subscription(JointTrajectory, TOPICS[k],
                                                         lambda m, info, k=k: self.on_chunk(m, info, k), 5)
                             for k in SOURCES}
+        # publisher gid -> node, per topic; a chunk from a publisher discovery has not named yet waits
+        self._identity = {k: SenderIdentity(lambda k=k: [
+            (bytes(ep.endpoint_gid), ep.node_name, ep.node_namespace)
+            for ep in self.get_publishers_info_by_topic(self._chunk_subs[k].topic_name)]) for k in SOURCES}
+        self._pending = Pending()
+        steady_timer(self, 0.05, self.settle_pending)
         steady_timer(self, 1.0 / js_rate, self.publish_joint_state)
         steady_timer(self, 1.0 / control_rate, self.control_tick)
         steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
@@ -204,24 +209,32 @@ class ControllerNode(Node):
                 return SetParametersResult(successful=False, reason=f"{prm.name} is read at start-up only")
         return SetParametersResult(successful=True)
 
-    def _publisher(self, info, kind: str) -> str | None:
-        """The node that published a message on `kind`'s topic (from its publisher gid), None if not known yet."""
-        gid = bytes(info["publisher_gid"]["data"])
-        gids = self._gids[kind]
-        name = gids.get(gid)
-        if name is None and time.monotonic() - self._gid_refresh[kind] > 0.5:
-            self._gid_refresh[kind] = time.monotonic()
-            for ep in self.get_publishers_info_by_topic(self._chunk_subs[kind].topic_name):
-                gids[bytes(ep.endpoint_gid)] = ep.node_name
-            name = gids.get(gid)
-        return name
-
     @guarded()
     def on_chunk(self, msg: JointTrajectory, info, kind: str = "policy") -> None:
-        sender = self._publisher(info, kind)
-        if sender != self.senders[kind]:
-            self.reporter.count("chunks_refused_source", f"chunk on {TOPICS[kind]} from {sender or 'an unknown node'} "
-                                f"refused: that topic plays from {self.senders[kind]}")
+        gid = bytes(info["publisher_gid"]["data"])
+        sender = self._identity[kind].name(gid)
+        if sender is None:  # discovery has not named its node yet: it waits (`settle_pending`)
+            self._pending.hold(kind, gid, msg)
+            self.reporter.count("chunks_pending_identity")
+            return
+        self._pending.discard(kind, gid)  # superseded by this newer one
+        self._play(sender, msg, kind)
+
+    @guarded()
+    def settle_pending(self) -> None:
+        """Chunks that waited for discovery to name their publisher: played or refused once it has, refused
+        after `Pending.timeout_s` if it never does."""
+        for kind, sender, msg in self._pending.take(self._identity):
+            if sender is None:
+                self.reporter.count("chunks_refused_unidentified", f"chunk on {TOPICS[kind]} refused: discovery "
+                                    f"did not name its publisher within {self._pending.timeout_s:.0f} s")
+            else:
+                self._play(sender, msg, kind)
+
+    def _play(self, sender: tuple[str, str], msg: JointTrajectory, kind: str) -> None:
+        if not SenderIdentity.matches(sender, self.senders[kind]):
+            self.reporter.count("chunks_refused_source", f"chunk on {TOPICS[kind]} from {sender[0]} refused: that "
+                                f"topic plays from {self.senders[kind]}")
             return
         if kind != self.source:
             self.reporter.count(f"chunks_ignored_{kind}")  # the other source plays now: not an error

@@ -1,19 +1,29 @@
-"""recorder_node: one rosbag2 MCAP bag per episode with the graph's topics, and a line in index.jsonl beside
-the bags (`data.bags`). Messages are recorded as they arrive on the wire (raw CDR, stamped with this
-node's clock: the simulator's with use_sim_time), so recording costs no deserialisation.
+"""recorder_node: episodes as rosbag2 MCAP bags with the graph's topics, and a line per episode in index.jsonl
+beside them (`data.bags`). Messages are recorded as they arrive on the wire (raw CDR, stamped with this node's
+clock: the simulator's with use_sim_time), each topic with the QoS it is offered with (latched topics replay
+latched). Camera frames are stored compressed (`image_format`: jpeg by default, png, or raw) on
+`camera/color/image_raw/compressed`, as ROS's compressed image transport names them.
 
-bac/record/start  std_srvs/Trigger: open a bag (its folder name comes back in the message)
-bac/record/stop   std_srvs/SetBool: close it; `data` = whether the episode succeeded (a person says so on a
-                  real arm; `bac demo` passes the simulator's verdict)
+An episode session, as a person records one (LeRobot's and diffusion_policy's recording scripts work alike):
+    idle --start--> recording --stop(success) / time limit--> reset --reset_time_s--> idle (or the next episode
+    with `auto_start`); discard while recording deletes the bag being recorded (record that episode again);
+    discard while idle or resetting deletes the last episode saved.
+Services (the teleop device's buttons and `bac session`'s keys call them):
+    bac/record/start    std_srvs/Trigger  open a bag (its name comes back in the message)
+    bac/record/stop     std_srvs/SetBool  close it; `data` = whether the episode succeeded (a person says so on
+                        a real arm; `bac demo` passes the simulator's verdict)
+    bac/record/discard  std_srvs/Trigger  see above
+bac/record/state (std_msgs/String, latched, JSON): state, bag, elapsed_s, episode_time_s, reset_left_s, saved.
 The index line: label (the `label` parameter, else the source: teleop, or the policy's schedule), source,
-schedule, seed and cube (from sim_node when there is one), success, duration, interventions (take-overs
-during the bag), bag, when."""
+schedule, seed and cube (from sim_node when there is one), success, how it ended (stop, time_limit), duration,
+interventions (take-overs during the bag), bag, when."""
 from __future__ import annotations
 
 import datetime as _dt
 import importlib
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,11 +31,17 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.serialization import serialize_message
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from ..data.bags import LATCHED, RECORDED, BagWriter, append_index
-from .runtime import Reporter, declare, guarded, now_s, run_node
+from ..core.images import IMAGE_FORMATS, encode_compressed
+from ..data.bags import CAMERA, COMPRESSED, COMPRESSED_TYPE, LATCHED, RECORDED, BagWriter, append_index, remove_episode
+from .messages import image_to_array
+from .runtime import Reporter, declare, guarded, now_s, run_node, steady_timer
+
+OUTCOMES = ("failure", "success")
 
 
 def message_class(msgtype: str):
@@ -37,46 +53,84 @@ def message_class(msgtype: str):
 class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder_node")
-        self.out = Path(declare(self, "out_dir", "runs/episodes", "folder of the bags and their index.jsonl"))
-        declare(self, "label", "", "who or what drives the recorded episodes (an operator's name, a method; read "
-                "at each bac/record/start); empty: the source (teleop) or the policy's schedule")
-        topics = declare(self, "topics", tuple(RECORDED), "topics recorded (message types as data.bags.RECORDED)")
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self.out = Path(d("out_dir", "runs/episodes", "folder of the bags and their index.jsonl"))
+        d("label", "", "who or what drives the recorded episodes (an operator's name, a method; read at each "
+          "bac/record/start); empty: the source (teleop) or the policy's schedule")
+        topics = d("topics", tuple(RECORDED), "topics recorded (message types as data.bags.RECORDED)")
+        self.image_format = d("image_format", "jpeg", "how camera frames are stored: jpeg (compressed, lossy), png "
+                              "(compressed, lossless) or raw (sensor_msgs/Image)")
+        self.quality = d("jpeg_quality", 95, "JPEG quality of stored camera frames", 1, 100)
+        self.episode_time = d("episode_time_s", 0.0, "an episode ends by itself after this long (s of the node's "
+                              "clock); 0: only bac/record/stop ends it", 0.0, 86400.0)
+        self.reset_time = d("reset_time_s", 0.0, "after an episode, this long (s) to reset the scene before the "
+                            "next can start", 0.0, 3600.0)
+        self.time_limit_outcome = d("time_limit_outcome", "failure", "what an episode that reached its time limit "
+                                    "is recorded as: failure or success")
+        self.auto_start = d("auto_start", False, "start the next episode by itself when the reset time is over")
         unknown = [t for t in topics if t not in RECORDED]
         if unknown:
             raise ValueError(f"parameter topics: no known message type for {unknown} (known: {sorted(RECORDED)})")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"parameter image_format: {self.image_format!r} is not one of {IMAGE_FORMATS}")
+        if self.time_limit_outcome not in OUTCOMES:
+            raise ValueError(f"parameter time_limit_outcome: {self.time_limit_outcome!r} is not one of {OUTCOMES}")
         self.reporter = Reporter(self)
         self.bag: BagWriter | None = None
         self.meta: dict = {}
+        self.state, self._reset_until, self._last_saved = "idle", None, None
         self._latest: dict[str, tuple[int, bytes]] = {}  # latched topics: their last message, for each bag's start
         self.source, self.interventions, self.episode = None, 0, {}
         self._schedule: tuple[str, float] | None = None  # policy_node's schedule and when it said so (wall s)
-        for topic in topics:
-            latched = topic in LATCHED
-            qos = QoSProfile(depth=1 if latched else 50,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-            sub = self.create_subscription(message_class(RECORDED[topic]), topic,
-                                           lambda raw, t=topic: self.on_message(t, raw), qos, raw=True)
-            self.get_logger().debug(f"recording {sub.topic_name}")
-        self._names = {t: self.resolve_topic_name(t) for t in topics}  # absolute names in the bag
-        # what the index says, from the messages it understands
-        self.create_subscription(String, "bac/source", self.on_source,
-                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.create_subscription(String, "bac/episode", self.on_episode, 10)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
+        self._subscribe(topics)
+        self.state_pub = self.create_publisher(String, "bac/record/state", QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.create_service(Trigger, "bac/record/start", self.on_start)
         self.create_service(SetBool, "bac/record/stop", self.on_stop)
-        self.get_logger().info(f"recording episodes to {self.out} on bac/record/start")
+        self.create_service(Trigger, "bac/record/discard", self.on_discard)
+        steady_timer(self, 0.1, self.tick)
+        self._publish_state()
+        self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
+
+    def _subscribe(self, topics) -> None:
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        for topic in topics:
+            if topic == CAMERA and self.image_format != "raw":  # compressed here: the one topic deserialised
+                self.create_subscription(Image, topic, self.on_camera, 10)
+                continue
+            qos = latched if topic in LATCHED else QoSProfile(depth=50, durability=DurabilityPolicy.VOLATILE)
+            self.create_subscription(message_class(RECORDED[topic]), topic,
+                                     lambda raw, t=topic: self.on_message(t, raw), qos, raw=True)
+        self._names = {t: self.resolve_topic_name(t) for t in (*topics, COMPRESSED)}  # absolute names in the bag
+        # what the index says, from the messages it understands
+        self.create_subscription(String, "bac/source", self.on_source, latched)
+        self.create_subscription(String, "bac/episode", self.on_episode, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
 
     # ---- recording ---------------------------------------------------------------------------------------
     def on_message(self, topic: str, raw: bytes) -> None:
         t_ns = self.get_clock().now().nanoseconds
         if topic in LATCHED:
             self._latest[topic] = (t_ns, raw)
-        if self.bag is not None:
-            try:
-                self.bag.write(self._names[topic], RECORDED[topic], t_ns, raw)
-            except Exception as e:  # noqa: BLE001 - a full disk, a closed bag: counted, the node goes on
-                self.reporter.count("write_failed", f"writing {topic} failed: {e!r}", "error")
+        self._write(topic, RECORDED[topic], t_ns, raw)
+
+    @guarded()
+    def on_camera(self, msg: Image) -> None:
+        if self.bag is None:
+            return
+        t_ns = self.get_clock().now().nanoseconds
+        fmt, data = encode_compressed(image_to_array(msg), self.image_format, self.quality)
+        out = CompressedImage(header=msg.header, format=fmt)
+        out.data = data
+        self._write(COMPRESSED, COMPRESSED_TYPE, t_ns, serialize_message(out))
+
+    def _write(self, topic: str, msgtype: str, t_ns: int, cdr: bytes) -> None:
+        if self.bag is None:
+            return
+        try:
+            self.bag.write(self._names[topic], msgtype, t_ns, cdr, latched=topic in LATCHED)
+        except Exception as e:  # noqa: BLE001 - a full disk, a closed bag: counted, the node goes on
+            self.reporter.count("write_failed", f"writing {topic} failed: {e!r}", "error")
 
     @guarded()
     def on_source(self, msg: String) -> None:
@@ -93,11 +147,28 @@ class RecorderNode(Node):
             if s.name == "bac: policy_node":
                 self._schedule = ({kv.key: kv.value for kv in s.values}.get("method"), time.monotonic())
 
-    # ---- services ----------------------------------------------------------------------------------------
-    def on_start(self, _req, resp):
-        if self.bag is not None:
-            resp.success, resp.message = False, f"recording {self.bag.path.name} already: stop it first"
-            return resp
+    # ---- the session ---------------------------------------------------------------------------------------
+    @guarded()
+    def tick(self) -> None:
+        """The time limit and the reset phase, on the node's clock."""
+        now = now_s(self)
+        if self.state == "recording" and self.episode_time > 0 and now - self.meta["t_start"] >= self.episode_time:
+            row = self._save(self.time_limit_outcome == "success", "time_limit")
+            self.get_logger().info(f"episode {row['bag']} reached its time limit ({self.episode_time:.0f} s): saved "
+                                   f"as {self.time_limit_outcome}")
+        elif self.state == "reset" and now >= self._reset_until:
+            self.state = "idle"
+            if self.auto_start:
+                ok, message = self._open()
+                if not ok:
+                    self.reporter.count("start_failed", message, "error")
+            self._publish_state()
+
+    def _open(self) -> tuple[bool, str]:
+        if self.state == "recording":
+            return False, f"recording {self.bag.path.name} already: stop or discard it first"
+        if self.state == "reset":
+            return False, f"resetting the scene for {self._reset_until - now_s(self):.1f} s more"
         # the policy's schedule, if a policy_node reported in the last few seconds (it reports every second)
         fresh = self._schedule is not None and time.monotonic() - self._schedule[1] < 5.0
         schedule = self._schedule[0] if fresh and self.source == "policy" else None
@@ -107,33 +178,70 @@ class RecorderNode(Node):
         try:
             self.bag = BagWriter(self.out / name)
         except Exception as e:  # noqa: BLE001 - the folder exists, no permission, ...
-            resp.success, resp.message = False, f"cannot open a bag at {self.out / name}: {e}"
-            return resp
+            return False, f"cannot open a bag at {self.out / name}: {e}"
         now_ns = self.get_clock().now().nanoseconds
         for topic, (_, raw) in self._latest.items():  # every bag starts with the latched state
-            self.bag.write(self._names[topic], RECORDED[topic], now_ns, raw)
+            self.bag.write(self._names[topic], RECORDED[topic], now_ns, raw, latched=True)
         self.meta = {"bag": name, "label": label, "source": self.source, "schedule": schedule,
                      "started": _dt.datetime.now().isoformat(timespec="seconds"), "t_start": now_s(self),
                      "interventions_at_start": self.interventions}
-        resp.success, resp.message = True, name
-        return resp
+        self.state = "recording"
+        self._publish_state()
+        return True, name
 
-    def on_stop(self, req, resp):
-        if self.bag is None:
-            resp.success, resp.message = False, "not recording"
-            return resp
+    def _close(self) -> BagWriter:
         bag, self.bag = self.bag, None
         bag.close()
+        self.state, self._reset_until = ("reset" if self.reset_time > 0 else "idle"), now_s(self) + self.reset_time
+        return bag
+
+    def _save(self, success: bool, ended: str) -> dict:
+        bag = self._close()
         m = self.meta
         ep = self.episode if self.episode.get("episode") is not None else {}
         row = {"bag": m["bag"], "label": m["label"], "source": m["source"], "schedule": m["schedule"],
-               "seed": ep.get("seed"), "cube": ep.get("cube_start"), "success": bool(req.data),
+               "seed": ep.get("seed"), "cube": ep.get("cube_start"), "success": bool(success), "ended": ended,
                "duration_s": round(now_s(self) - m["t_start"], 3),
                "interventions": self.interventions - m["interventions_at_start"], "messages": bag.count,
                "started": m["started"]}
         append_index(self.out, row)
-        resp.success, resp.message = True, json.dumps(row)
+        self._last_saved = m["bag"]
+        self._publish_state()
+        return row
+
+    def on_start(self, _req, resp):
+        resp.success, resp.message = self._open()
         return resp
+
+    def on_stop(self, req, resp):
+        if self.state != "recording":
+            resp.success, resp.message = False, "not recording"
+            return resp
+        resp.success, resp.message = True, json.dumps(self._save(bool(req.data), "stop"))
+        return resp
+
+    def on_discard(self, _req, resp):
+        if self.state == "recording":
+            name = self._close().path
+            shutil.rmtree(name, ignore_errors=True)
+            resp.success, resp.message = True, f"discarded {name.name} while recording: record that episode again"
+        elif self._last_saved is not None and remove_episode(self.out, self._last_saved):
+            resp.success, resp.message = True, f"discarded the last saved episode {self._last_saved}"
+            self._last_saved = None
+        else:
+            resp.success, resp.message = False, "nothing to discard"
+        self.get_logger().info(resp.message)
+        self._publish_state()
+        return resp
+
+    def _publish_state(self) -> None:
+        now = now_s(self)
+        self.state_pub.publish(String(data=json.dumps({
+            "state": self.state, "bag": self.meta.get("bag") if self.state == "recording" else None,
+            "elapsed_s": round(now - self.meta["t_start"], 2) if self.state == "recording" else None,
+            "episode_time_s": self.episode_time,
+            "reset_left_s": round(max(0.0, self._reset_until - now), 2) if self.state == "reset" else None,
+            "last_saved": self._last_saved})))
 
     def shutdown(self) -> None:
         if self.bag is not None:  # an episode cut short: its bag closed, not indexed

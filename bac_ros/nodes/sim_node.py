@@ -7,6 +7,7 @@ demonstrations were recorded."""
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import threading
 import time
@@ -45,8 +46,10 @@ class SimNode(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)  # absolute: ROS time is graph-wide
         self._clock_period = 1.0 / clock_rate
         self.outcome_pub = self.create_publisher(String, "bac/episode", 10)
-        # The GL context belongs to the thread that made it: render from one dedicated thread.
-        self._camera_period = 1.0 / camera_rate
+        # Frames are rendered by the physics thread at every camera period of sim time (`trigger_camera`) and
+        # published from a thread of their own.
+        self._frames: queue.Queue = queue.Queue(maxsize=8)
+        self.world.trigger_camera(1.0 / camera_rate, self._on_frame)
         self._running = True
         self._camera = threading.Thread(target=self._camera_loop, daemon=True, name="camera")
         self._camera.start()
@@ -66,21 +69,25 @@ class SimNode(Node):
             if self.context.ok():
                 raise
 
+    def _on_frame(self, stamp: float, image) -> None:
+        """The physics thread's frame (it must not wait): queued; the oldest is dropped if publishing lags."""
+        try:
+            self._frames.put_nowait((stamp, image))
+        except queue.Full:
+            self.reporter.count("frames_dropped")
+
     def _camera_loop(self) -> None:
-        """A frame every camera period of sim time, stamped with the sim time it shows."""
-        next_t = self.world.time
+        """Publishes each rendered frame, stamped with the sim time it shows."""
         try:
             while self._running and self.context.ok():
-                stamp, image = self.world.render_stamped()
+                try:
+                    stamp, image = self._frames.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 self.image_pub.publish(array_to_image(image, stamp))
-                next_t = max(next_t + self._camera_period, stamp)  # fell behind: no burst
-                while self._running and self.world.time < next_t:
-                    time.sleep(0.002)
         except Exception:  # noqa: BLE001 - Ctrl-C invalidates the context between the check and publish
             if self.context.ok():
                 raise
-        finally:
-            self.world.close_renderer()
 
     def _on_params(self, params):
         from rcl_interfaces.msg import SetParametersResult

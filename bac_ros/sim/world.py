@@ -194,7 +194,8 @@ class GraspWorld:
                     world._pace()
 
         self.server = _LockedServer(self.sim, hostname_candidates=[cfg.hostname])
-        self._renderer = None
+        self._gl = threading.local()  # a renderer per thread: an EGL context belongs to the thread that made it
+        self._frames = None  # (period s, callback, next frame's sim time): the camera triggered by the sim clock
         self._cube_rest_z = CUBE_HALF + TABLE_TOP
         self.score = LiftScore(self._cube_rest_z)
         self.link = CommandLink()
@@ -243,10 +244,18 @@ class GraspWorld:
         self.sim.cleanup()
 
     def close_renderer(self) -> None:
-        """Free the offscreen GL context; call it from the thread that rendered (EGL contexts are per thread)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        """Free this thread's offscreen GL context (EGL contexts are per thread)."""
+        renderer = getattr(self._gl, "renderer", None)
+        if renderer is not None:
+            renderer.close()
+            self._gl.renderer = None
+
+    def trigger_camera(self, period_s: float, callback) -> None:
+        """Render a frame every `period_s` of sim time, in the physics thread right after the tick that reaches
+        it, and hand `callback(stamp, rgb)` each one: a camera triggered by the simulator's clock, so frames
+        are exactly one period of robot time apart however slowly the machine runs the simulation (a camera
+        thread polling the clock dropped frames under load). The callback must return quickly."""
+        self._frames = (period_s, callback, self.time)
 
     def __enter__(self):
         return self.start()
@@ -341,9 +350,17 @@ class GraspWorld:
         return bool(rs._FrankaRobotServer__has_new_command)
 
     def _after_tick(self, fresh: bool | None) -> None:
-        self.score.update(self.sim.data.time, self.sim.data.xpos[self._cube_body][2])
+        t = float(self.sim.data.time)
+        self.score.update(t, self.sim.data.xpos[self._cube_body][2])
         if fresh is not None:
-            self.link.update(fresh, float(self.sim.data.time))
+            self.link.update(fresh, t)
+        if self._frames is not None:
+            period, callback, due = self._frames
+            if t < due - period:  # the clock went back (a reset): start again from now
+                due = t
+            if t >= due - 1e-9:
+                callback(*self.render_stamped())
+                self._frames = (period, callback, max(due + period, t - period))
 
     @property
     def success(self) -> bool:
@@ -357,14 +374,15 @@ class GraspWorld:
     def render_stamped(self) -> tuple[float, np.ndarray]:
         """(sim time the frame shows, (H, W, 3) uint8 RGB): the time is read with the scene, under the
         lock the physics steps under, not before the call (a busy process can step on in between)."""
-        if self._renderer is None:
+        renderer = getattr(self._gl, "renderer", None)
+        if renderer is None:
             n = self.cfg.image_size
-            self._renderer = mujoco.Renderer(self.sim.model, n, n)
-            self._scene_opt = mujoco.MjvOption()
+            renderer = self._gl.renderer = mujoco.Renderer(self.sim.model, n, n)
+            self._gl.option = mujoco.MjvOption()
         with self.lock:
-            self._renderer.update_scene(self.sim.data, camera="scene_cam", scene_option=self._scene_opt)
+            renderer.update_scene(self.sim.data, camera="scene_cam", scene_option=self._gl.option)
             t = float(self.sim.data.time)
-        return t, self._renderer.render().copy()
+        return t, renderer.render().copy()
 
 
 # ---- the world in its own process --------------------------------------------------------------------

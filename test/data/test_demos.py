@@ -44,3 +44,55 @@ def test_dataset_round_trip_and_windows(tmp_path):
     DemoWriter(tmp_path / "f.zarr", (8, 8, 3), dt=0.1).add_episode(30, True, *_fake_episode(2, rng))
     with pytest.raises(ValueError, match="different dt"):
         Demos([tmp_path / "d.zarr", tmp_path / "f.zarr"])
+
+
+def test_rows_carry_their_source_and_windows_start_only_at_training_rows(tmp_path):
+    from bac_ros.data.episodes import SOURCES
+
+    rng = np.random.default_rng(1)
+    w = DemoWriter(tmp_path / "c.zarr", (8, 8, 3), dt=0.033)
+    images, states, actions, times = _fake_episode(6, rng)
+    source = np.array([1, 1, 2, 2, 2, 2], np.uint8)
+    train = source == 2
+    w.add_episode(5, True, images, states, actions, times, source, train, train)
+    w.add_episode(6, True, *_fake_episode(3, rng))  # an expert's: every row trains
+    with pytest.raises(ValueError, match="training row"):
+        w.add_episode(7, True, images, states, actions, times, source, train, np.zeros(6, bool))
+    d = Demos(tmp_path / "c.zarr")
+    np.testing.assert_array_equal(d.source, np.r_[source, [SOURCES.index("expert")] * 3])
+    np.testing.assert_array_equal(d.intervention, np.r_[train, [False] * 3])
+    s = WindowSampler(d, horizon=3, n_obs_steps=2)
+    assert len(s) == 4 + 3
+    img, st, act = s.batch(np.array([0]))  # the first training row: its history is the policy's row before it
+    np.testing.assert_array_equal(img[0, 0], images[1])
+    np.testing.assert_allclose(act[0, 0], actions[1].astype(np.float32))
+
+
+def test_a_format_1_data_set_still_reads(tmp_path):
+    import zarr
+
+    rng = np.random.default_rng(2)
+    DemoWriter(tmp_path / "old.zarr", (8, 8, 3), dt=0.033).add_episode(1, True, *_fake_episode(4, rng))
+    root = zarr.open_group(str(tmp_path / "old.zarr"), mode="r+")
+    for name in ("source", "intervention", "train"):
+        del root["data"][name]
+    root.attrs["format"] = "bac-grasp-demos/1"
+    d = Demos(tmp_path / "old.zarr")
+    assert len(WindowSampler(d, 4, 1)) == 4 and not d.intervention.any()
+
+
+def test_training_refuses_data_of_another_rate_or_image_size(tmp_path):
+    from bac_ros.commands.train import check_data
+    from support import tiny_config
+
+    rng = np.random.default_rng(3)
+    cfg = tiny_config(action_dt=0.1)  # 32 x 32 images
+    w = DemoWriter(tmp_path / "a.zarr", (32, 32, 3), dt=1 / 30)
+    w.add_episode(1, True, rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8), *_fake_episode(3, rng)[1:])
+    with pytest.raises(SystemExit, match="0.033333 s apart.*0.100000 s"):
+        check_data(Demos(tmp_path / "a.zarr"), cfg, "a.zarr")
+    check_data(Demos(tmp_path / "a.zarr"), tiny_config(action_dt=1 / 30), "a.zarr")
+    w = DemoWriter(tmp_path / "b.zarr", (8, 8, 3), dt=0.1)
+    w.add_episode(1, True, *_fake_episode(3, rng))
+    with pytest.raises(SystemExit, match="8x8 px.*32x32"):
+        check_data(Demos(tmp_path / "b.zarr"), cfg, "b.zarr")
