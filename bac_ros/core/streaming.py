@@ -111,10 +111,17 @@ class RecedingHorizon:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A planned stretch of targets: point i (joints + gripper) is due at `stamp + i * dt` (s)."""
+    """A planned stretch of targets: point i (joints + gripper) is due at `stamp + i * dt` (s). `origin`: when
+    what it was planned from was seen (the policy's observation, a teleoperator's input; None: `stamp`), the
+    start of its latency."""
     stamp: float
     actions: np.ndarray  # (n, 8)
     dt: float
+    origin: float | None = None
+
+    @property
+    def planned_from(self) -> float:
+        return self.stamp if self.origin is None else self.origin
 
     @property
     def end(self) -> float:

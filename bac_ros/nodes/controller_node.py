@@ -33,7 +33,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import Chunk, ChunkExecutor, ChunkRules
+from ..core.streaming import ChunkExecutor, ChunkRules
 from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
@@ -240,16 +240,16 @@ class ControllerNode(Node):
             self.reporter.count(f"chunks_ignored_{kind}")  # the other source plays now: not an error
             return
         try:
-            stamp, actions, dt = trajectory_to_chunk(msg)
+            chunk = trajectory_to_chunk(msg)
         except ValueError as e:
             self.reporter.count("chunks_refused_malformed", f"chunk refused: {e}")
             return
         now = now_s(self)
         with self._lock:
-            reason = self.chunk_executor.offer(Chunk(stamp, actions, dt), now)
+            reason = self.chunk_executor.offer(chunk, now)
         if reason is not None:  # counted by the executor (chunks_refused_<reason>)
-            self.reporter.warn(f"chunks_refused_{reason}", f"chunk stamped {stamp:.3f} s refused at {now:.3f} s: "
-                                f"{reason} (dt {dt:.4f} s, {len(actions)} points)")
+            self.reporter.warn(f"chunks_refused_{reason}", f"chunk stamped {chunk.stamp:.3f} s refused at {now:.3f} "
+                                f"s: {reason} (dt {chunk.dt:.4f} s, {len(chunk.actions)} points)")
 
     # ---- control -------------------------------------------------------------------------------------
     @guarded()
@@ -275,7 +275,7 @@ class ControllerNode(Node):
         if cmd.kind == "point" and chunk is not self._played:
             self._played = chunk
             ref = TimeReference(source="controller_node")
-            ref.header.stamp, ref.time_ref = to_time(now), to_time(chunk.stamp)
+            ref.header.stamp, ref.time_ref = to_time(now), to_time(chunk.planned_from)
             self.first_pub.publish(ref)
 
     @guarded()

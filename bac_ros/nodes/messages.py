@@ -7,6 +7,7 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..core.images import decode_rgb
+from ..core.streaming import Chunk
 from ..robot.model import JOINT_NAMES
 
 
@@ -65,20 +66,23 @@ def vector_to_joint_state(q: np.ndarray, dq: np.ndarray | None, width: float, st
     return msg
 
 
-def chunk_to_trajectory(actions: np.ndarray, stamp: float, dt: float) -> JointTrajectory:
-    """(n, 8) actions -> JointTrajectory: header.stamp = newest observation used, point i at i*dt."""
+def chunk_to_trajectory(actions: np.ndarray, stamp: float, dt: float, origin: float | None = None) -> JointTrajectory:
+    """(n, 8) actions, point i due at stamp + i*dt -> JointTrajectory: header.stamp = `origin` (the newest
+    observation used, a teleoperator's input; default `stamp`), point i at time_from_start stamp - origin + i*dt."""
+    origin = stamp if origin is None else origin
     msg = JointTrajectory(joint_names=list(JOINT_NAMES))
-    msg.header.stamp = to_time(stamp)
+    msg.header.stamp = to_time(origin)
     for i, a in enumerate(np.asarray(actions, float)):
-        msg.points.append(JointTrajectoryPoint(positions=[float(x) for x in a], time_from_start=to_duration(i * dt)))
+        msg.points.append(JointTrajectoryPoint(positions=[float(x) for x in a],
+                                               time_from_start=to_duration(stamp - origin + i * dt)))
     return msg
 
 
-def trajectory_to_chunk(msg: JointTrajectory) -> tuple[float, np.ndarray, float]:
-    """-> (stamp of its first point = header.stamp + the first time_from_start, actions (n, 8) in
-    JOINT_NAMES order, dt). ValueError on a malformed chunk: names other than exactly JOINT_NAMES (any
-    order), a point without one finite position per name, fewer than 2 points, uneven spacing.
-    The executor's rules (dt range, point count, stamps) are checked by `ChunkExecutor.offer`."""
+def trajectory_to_chunk(msg: JointTrajectory) -> Chunk:
+    """-> Chunk: its first point due at header.stamp + the first time_from_start, actions (n, 8) in
+    JOINT_NAMES order, dt, origin = header.stamp. ValueError on a malformed chunk: names other than exactly
+    JOINT_NAMES (any order), a point without one finite position per name, fewer than 2 points, uneven
+    spacing. The executor's rules (dt range, point count, stamps) are checked by `ChunkExecutor.offer`."""
     names = list(msg.joint_names)
     if sorted(names) != sorted(JOINT_NAMES):
         unknown = sorted(set(names) - set(JOINT_NAMES))
@@ -95,4 +99,5 @@ def trajectory_to_chunk(msg: JointTrajectory) -> tuple[float, np.ndarray, float]
     dt = float(times[1] - times[0])
     if not np.allclose(np.diff(times), dt, atol=1e-6):
         raise ValueError("chunk points must be evenly spaced in time")
-    return to_sec(msg.header.stamp) + float(times[0]), actions, dt
+    origin = to_sec(msg.header.stamp)
+    return Chunk(origin + float(times[0]), actions, dt, origin)

@@ -5,7 +5,8 @@ teleop_node, at the action rate on the graph's clock.
 
 mode drive      it teleoperates the episode (the controller's source is teleop).
 mode intervene  it watches the policy; when the TCP strays from the expert's path it calls bac/take_over
-                and finishes the grasp itself.
+                and finishes the grasp itself from where the arm, the gripper and the cube are then (a grasp
+                in hand stays closed and is lifted; `ScriptedOperator.take_over`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from ..robot.kinematics import Kinematics
+from ..robot.model import GRIPPER_MAX_WIDTH
 from ..sim.expert import plan_grasp
 from ..sim.operator import OperatorSettings, ScriptedOperator, StrayWatch
 from ..sim.world import CubePose
@@ -48,7 +50,10 @@ class OperatorNode(Node):
         self.watch: StrayWatch | None = None
         self.driving = self.mode == "drive"
         self.active = False  # the controller plays teleop (bac/source)
+        self.closed = False  # the gripper decision the controller last sent
+        self.cube: dict = {}  # the latest bac/episode (the cube where it is now)
         self.create_subscription(JointState, "joint_states", self.on_joint_state, 20)
+        self.create_subscription(JointState, "bac/command", self.on_command, 20)
         self.create_subscription(String, "bac/episode", self.on_episode, 10)
         self.create_subscription(String, "bac/source", self.on_source,
                                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -63,12 +68,18 @@ class OperatorNode(Node):
         self.q = joint_state_to_vector(msg)[:7].astype(float)
 
     @guarded()
+    def on_command(self, msg: JointState) -> None:
+        if len(msg.position) > 7:
+            self.closed = float(msg.position[7]) < GRIPPER_MAX_WIDTH / 2
+
+    @guarded()
     def on_source(self, msg: String) -> None:
         self.active = json.loads(msg.data)["source"] == "teleop"
 
     @guarded()
     def on_episode(self, msg: String) -> None:
         ep = json.loads(msg.data)
+        self.cube = ep
         if ep["episode"] == self.episode or ep["done"] or len(ep.get("cube_start", [])) != 3 or self.q is None:
             return
         self.episode = ep["episode"]  # a new episode: look at the cube, plan where to go
@@ -86,6 +97,8 @@ class OperatorNode(Node):
         if not self.driving:
             if self.watch.strayed(now, p):
                 self.driving = True
+                x, y, z = self.cube.get("cube", self.cube.get("cube_start", [0.0, 0.0, 0.0]))
+                self.operator.take_over(p, self.closed, CubePose(x, y, self.cube.get("cube_yaw", 0.0)), z)
                 self.take_over.call_async(Trigger.Request())
                 self.reporter.count("take_overs", f"episode {self.episode}: the TCP strayed "
                                     f"{self.watch.distance(p) * 100:.0f} cm from the expert's path: taking over",

@@ -129,6 +129,7 @@ class SimNode(Node):
                                                          "elapsed_s": round(elapsed, 3), "done": done,
                                                          "cube": [round(float(v), 4) for v in
                                                                   self.world.cube_position()],
+                                                         "cube_yaw": round(self.world.cube_yaw(), 4),
                                                          "cube_start": self.cube_start,
                                                          "fingers_m": round(self.world.finger_width(), 4),
                                                          "link": self.world.link.summary()})))

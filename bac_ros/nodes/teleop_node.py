@@ -21,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, String
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..robot.kinematics import Kinematics
@@ -32,6 +32,14 @@ from .messages import chunk_to_trajectory, joint_state_to_vector
 from .runtime import Pace, Reporter, declare, declare_settings, guarded, now_s, run_node, steady_timer
 
 INPUTS = ("twist", "joy", "spacemouse")
+# (name, default index, what it does); the episode buttons call the recorder's services (a gamepad's LB, RB,
+# back, start)
+BUTTONS = (("close", 0, "closes the gripper"), ("open", 1, "opens it"),
+           ("take_over", 2, "takes over from the policy"), ("hand_back", 3, "hands back to the policy"),
+           ("episode_failure", 4, "ends the recorded episode as a failure"),
+           ("episode_success", 5, "ends the recorded episode as a success"),
+           ("episode_discard", 6, "discards the episode being recorded (or the last one saved)"),
+           ("episode_start", 7, "starts recording an episode"))
 
 
 class SpaceMouse:
@@ -75,9 +83,7 @@ class TeleopNode(Node):
         self.joy_axes = d("joy_axes", (1, 0, 4, 3, 5, 2), "Joy axes for linear x y z, angular x y z (-1: unused)")
         self.joy_signs = d("joy_signs", (1.0, 1.0, 1.0, 1.0, 1.0, 1.0), "sign of each of those axes")
         self.buttons = {name: d(f"button_{name}", default, f"Joy / SpaceMouse button index that {what} (-1: none)")
-                        for name, default, what in (("close", 0, "closes the gripper"), ("open", 1, "opens it"),
-                                                    ("take_over", 2, "takes over from the policy"),
-                                                    ("hand_back", 3, "hands back to the policy"))}
+                        for name, default, what in BUTTONS}
         if len(self.joy_axes) != 6 or len(self.joy_signs) != 6:
             raise ValueError("joy_axes and joy_signs need 6 values each")
         self.servo = declare_settings(self, ServoSettings)
@@ -90,6 +96,7 @@ class TeleopNode(Node):
         self._lock = threading.Lock()
         self.axes, self._axes_t = np.zeros(6), -1e9  # the latest input, scaled to [-1, 1], and when it came
         self.twist, self._twist_t = np.zeros(6), -1e9  # a twist input (m/s, rad/s)
+        self._input_t: float | None = None  # when the input the next target comes from was taken (node clock)
         self._buttons: list[int] = []
         self.closed = False  # the gripper decision
         self.q_measured: np.ndarray | None = None
@@ -105,6 +112,10 @@ class TeleopNode(Node):
         self.create_subscription(Bool, "teleop/gripper", self.on_gripper, 10)
         self.chunk_pub = self.create_publisher(JointTrajectory, "bac/teleop_chunk", 5)
         self.switches = {k: self.create_client(Trigger, f"bac/{k}") for k in ("take_over", "hand_back")}
+        self.record = {"episode_start": self.create_client(Trigger, "bac/record/start"),
+                       "episode_success": self.create_client(SetBool, "bac/record/stop"),
+                       "episode_failure": self.create_client(SetBool, "bac/record/stop"),
+                       "episode_discard": self.create_client(Trigger, "bac/record/discard")}
         self.pace = Pace(self.dt)  # the action rate on the graph's clock
         steady_timer(self, self.dt / 4, self.tick)
         self.get_logger().info(f"teleop from {self.input} at {rate:.0f} Hz ({self.servo.frame} frame, "
@@ -118,7 +129,11 @@ class TeleopNode(Node):
 
     @guarded()
     def on_command(self, msg: JointState) -> None:
+        """What the controller sent; while another source plays, the gripper decision follows it too, so a
+        take-over keeps the gripper as it is (a grasp in progress stays closed)."""
         self.q_commanded = np.asarray(msg.position[:7], float)
+        if not self.active and len(msg.position) > 7:
+            self.closed = float(msg.position[7]) < GRIPPER_MAX_WIDTH / 2
 
     @guarded()
     def on_source(self, msg: String) -> None:
@@ -159,25 +174,33 @@ class TeleopNode(Node):
             if b[name] in down:
                 self.switches[name].call_async(Trigger.Request())  # the answer shows on bac/source
                 self.get_logger().info(f"button: {name.replace('_', ' ')}")
+        for name, client in self.record.items():
+            if b[name] in down:  # the answer shows on bac/record/state
+                client.call_async(SetBool.Request(data=name == "episode_success") if client.srv_type is SetBool
+                                  else Trigger.Request())
+                self.get_logger().info(f"button: {name.replace('_', ' ')}")
 
     # ---- the action-rate loop --------------------------------------------------------------------------
-    def current_twist(self, now: float) -> np.ndarray:
-        """The TCP velocity asked for now (zero when the input went quiet)."""
+    def current_twist(self, now: float) -> tuple[np.ndarray, float]:
+        """(the TCP velocity asked for now, when that input was taken): zero, taken now, when the input went
+        quiet."""
         if self.device is not None:
             axes, buttons = self.device.read()
             self._press(buttons)
-            return shape_input(axes, self.servo)
+            return shape_input(axes, self.servo), now
         with self._lock:
             if self.input == "joy":
-                return shape_input(self.axes, self.servo) if now - self._axes_t < self.timeout else np.zeros(6)
-            return self.twist.copy() if now - self._twist_t < self.timeout else np.zeros(6)
+                fresh = now - self._axes_t < self.timeout
+                return (shape_input(self.axes, self.servo), self._axes_t) if fresh else (np.zeros(6), now)
+            fresh = now - self._twist_t < self.timeout
+            return (self.twist.copy(), self._twist_t) if fresh else (np.zeros(6), now)
 
     @guarded()
     def tick(self) -> None:
         now = now_s(self)
         if self.q_measured is None or not self.pace.due(now):
             return
-        twist = self.current_twist(now)
+        twist, taken = self.current_twist(now)
         if not self.active or self.q_target is None:
             # follow the arm: what the controller last sent, else where the arm is
             self.q_target = (self.q_commanded if self.q_commanded is not None else self.q_measured).copy()
@@ -190,7 +213,9 @@ class TeleopNode(Node):
         after = servo_step(q_next, twist, self.dt, self.kin, self.limits, self.servo)  # the velocity to feed forward
         width = 0.0 if self.closed else GRIPPER_MAX_WIDTH
         plan = np.array([np.r_[q_next, width], np.r_[after, width]])
-        self.chunk_pub.publish(chunk_to_trajectory(plan, now, self.dt))
+        # stamped with the input it comes from: the controller's latency is input -> command, as the policy's
+        # is observation -> command
+        self.chunk_pub.publish(chunk_to_trajectory(plan, now, self.dt, origin=min(taken, now)))
         self.q_target = q_next
 
     def shutdown(self) -> None:

@@ -46,18 +46,37 @@ class ScriptedOperator:
 
     def __init__(self, cube: CubePose, settings: OperatorSettings = OperatorSettings(), seed: int = 0,
                  expert: ExpertConfig = ExpertConfig()):
-        self.s = settings
-        self.yaw = wrap_yaw(cube.yaw)
-        centre = np.array([cube.x, cube.y, TABLE_TOP + CUBE_HALF])
-        above = centre + [0, 0, CUBE_HALF + expert.approach_height]
-        grasp = centre - [0, 0, expert.grasp_depth]
-        self.waypoints = {"approach": above, "descend": grasp, "close": grasp,
-                          "lift": grasp + [0, 0, expert.lift], "hold": grasp + [0, 0, expert.lift]}
+        self.s, self.expert = settings, expert
+        self._aim(cube)
         self.phase, self._phase_t = "approach", None
         self.closed = False
         self._seen: deque = deque()  # (t, p, r): what the operator saw, for the reaction delay
         self._rng = np.random.default_rng(seed)
         self._tremor = np.zeros(6)
+
+    def _aim(self, cube: CubePose, z: float | None = None) -> None:
+        """The waypoints for a cube at (x, y, yaw), its centre at height `z` (default: resting on the table)."""
+        e = self.expert
+        self.yaw = wrap_yaw(cube.yaw)
+        centre = np.array([cube.x, cube.y, TABLE_TOP + CUBE_HALF if z is None else z])
+        above = centre + [0, 0, CUBE_HALF + e.approach_height]
+        grasp = centre - [0, 0, e.grasp_depth]
+        self.waypoints = {"approach": above, "descend": grasp, "close": grasp,
+                          "lift": grasp + [0, 0, e.lift], "hold": grasp + [0, 0, e.lift]}
+
+    def take_over(self, tcp: np.ndarray, closed: bool, cube: CubePose, cube_z: float) -> None:
+        """A person takes the arm over from the policy, seeing the arm and the cube where they are now: with the
+        gripper closed on the cube (its centre within 2.5 cm of the TCP) they keep it closed and lift; closed
+        on nothing, they open it and grasp again; open, they grasp the cube where it lies now."""
+        holding = closed and np.linalg.norm(np.asarray(tcp, float) - [cube.x, cube.y, cube_z]) < 0.025
+        self._seen.clear()
+        self._phase_t = None
+        if holding:
+            self._aim(cube, cube_z)
+            self.phase, self.closed = "lift", True
+        else:
+            self._aim(cube)
+            self.phase, self.closed = "approach", False
 
     def _delayed(self, t: float, p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._seen.append((t, p, r))

@@ -43,9 +43,14 @@ def test_joint_state_by_name():
 def test_chunk_round_trip_and_validation():
     actions = np.random.default_rng(1).normal(size=(8, 8))
     m = msgs.chunk_to_trajectory(actions, 100.25, 1 / 30)
-    stamp, back, dt = msgs.trajectory_to_chunk(m)
-    assert stamp == pytest.approx(100.25) and dt == pytest.approx(1 / 30, abs=1e-9)
-    np.testing.assert_allclose(back, actions)
+    c = msgs.trajectory_to_chunk(m)
+    assert c.stamp == pytest.approx(100.25) and c.dt == pytest.approx(1 / 30, abs=1e-9)
+    assert c.planned_from == pytest.approx(100.25)
+    np.testing.assert_allclose(c.actions, actions)
+    # a teleoperator's chunk: planned from an input 20 ms before its first point falls due
+    c = msgs.trajectory_to_chunk(msgs.chunk_to_trajectory(actions, 100.25, 1 / 30, origin=100.23))
+    assert c.stamp == pytest.approx(100.25) and c.planned_from == pytest.approx(100.23)
+    assert c.dt == pytest.approx(1 / 30, abs=1e-9)
     m.points[2].positions[0] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         msgs.trajectory_to_chunk(m)
@@ -67,4 +72,4 @@ def test_chunk_round_trip_and_validation():
     m = msgs.chunk_to_trajectory(actions, 1.0, 0.1)  # points starting 0.5 s after the header stamp
     for i, p in enumerate(m.points):
         p.time_from_start = msgs.to_duration(0.5 + 0.1 * i)
-    assert msgs.trajectory_to_chunk(m)[0] == pytest.approx(1.5)
+    assert msgs.trajectory_to_chunk(m).stamp == pytest.approx(1.5)

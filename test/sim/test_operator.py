@@ -60,3 +60,22 @@ def test_stray_watch_takes_over_only_after_a_sustained_stray():
     assert not watch.strayed(1.0, off) and not watch.strayed(1.4, off)
     assert not watch.strayed(1.45, on_path)  # back on the path: the clock restarts
     assert not watch.strayed(2.0, off) and watch.strayed(2.6, off)
+
+
+def test_a_take_over_mid_grasp_keeps_the_cube_in_hand():
+    """The policy closed the gripper on the cube and strays: the operator keeps it closed and lifts; closed
+    on nothing, it opens and grasps again; open, it grasps the cube where it lies now."""
+    op = ScriptedOperator(CubePose(0.5, 0.0, 0.0), OperatorSettings(tremor=0.0, reaction_s=0.0))
+    q = Q_HOME
+    p, r = KIN.fk(q)
+    cube = CubePose(p[0], p[1], 0.3)
+    op.take_over(p, True, cube, p[2] + 0.01)  # the cube between the fingers
+    assert op.phase == "lift" and op.closed
+    twist, closed = op.act(0.0, p, r)
+    assert closed and twist[2] > 0.05  # up, gripper closed from the first command on
+    op.take_over(p, True, CubePose(0.6, 0.2, 0.0), 0.042)  # closed on nothing: open, grasp again
+    assert op.phase == "approach" and not op.act(1.0, p, r)[1]
+    np.testing.assert_allclose(op.waypoints["descend"][:2], [0.6, 0.2])
+    op.take_over(p, False, CubePose(0.45, -0.1, 0.2), 0.042)  # pushed aside: grasp it there
+    assert op.phase == "approach" and not op.closed and abs(op.yaw - 0.2) < 1e-9
+    np.testing.assert_allclose(op.waypoints["approach"][:2], [0.45, -0.1])
