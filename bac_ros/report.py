@@ -191,25 +191,39 @@ def plot_metrics(control, latency, path: str | Path) -> Path:
 
 COMPARE_COLUMNS: list[Column] = [
     ("operator / method", lambda r: r["label"], ""), ("episodes", lambda r: r["episodes"], "d"),
-    ("success", lambda r: f"{r['success_rate']:.0%} [{r['success_ci'][0]:.0%}, {r['success_ci'][1]:.0%}]", ""),
-    ("time to success s (median)", lambda r: r["time_s"], ".1f"), ("TCP path m (median)", lambda r: r["path_m"], ".2f"),
-    ("vel. reversals/s", lambda r: r["reversals_per_s"], ".2f"), ("jerk rms", lambda r: r["jerk_rms"], ".1f"),
+    ("success [95 % CI]", lambda r: f"{r['success_rate']:.0%} [{r['success_ci'][0]:.0%}, {r['success_ci'][1]:.0%}]",
+     ""),
+    ("median time to success s", lambda r: r["time_s"], ".1f"),
+    ("success within T", lambda r: f"{r['success_within']:.0%} (T {r['within_s']:g} s)", ""),
+    ("TCP path m (successes)", lambda r: r["path_m"], ".2f"), ("(all)", lambda r: r["path_m_all"], ".2f"),
+    ("vel. reversals/s", lambda r: r["reversals_per_s"], ".2f"), ("jerk rms (successes)", lambda r: r["jerk_rms"], ".1f"),
+    ("(all)", lambda r: r["jerk_rms_all"], ".1f"),
     ("interventions/episode", lambda r: r["interventions_per_episode"], ".2f"),
+    ("steps by a person after a take-over", lambda r: r["intervention_share"], ".0%"),
     ("latency ms p50", lambda r: r["latency_ms_p50"], ".0f"), ("p95", lambda r: r["latency_ms_p95"], ".0f")]
+
+PAIRWISE_COLUMNS: list[Column] = [
+    ("B vs A", lambda r: f"{r['b']} vs {r['a']}", ""),
+    ("episodes", lambda r: f"{r['n_a']} paired" if r["paired"] else f"{r['n_b']} / {r['n_a']}", ""),
+    ("both / only A / only B / neither", lambda r: " / ".join(map(str, r["table"])) if r["table"] else "-", ""),
+    ("success B − A [95 % CI]", lambda r: f"{r['difference']:+.1%} [{r['ci'][0]:+.1%}, {r['ci'][1]:+.1%}]", ""),
+    ("test", lambda r: r["test"], ""), ("p", lambda r: r["p_value"], ".3g"),
+    ("verdict at margin", lambda r: f"{r['verdict']} (−{r['margin']:.0%})", "")]
 
 
 def plot_comparison(summary: list[dict], paths: dict[str, dict], path: str | Path) -> Path:
-    """What a person reads at a glance: success with 95 % intervals; the TCP's top-view path per seed, one
-    line per operator, the cube where it started; TCP speed over each episode. `paths`: label -> {seed:
-    (times (N,), TCP positions (N, 3), cube (x, y) or None, success)}."""
+    """What a person reads at a glance: success with 95 % intervals; time to success (Kaplan-Meier: the share
+    succeeded by each time, failures censored); TCP speed over each episode; the TCP's top-view path per seed,
+    one line per operator, the cube where it started, an x where a person took over. `paths`: label ->
+    {seed: (times (N,), TCP positions (N, 3), cube (x, y) or None, success, take-over TCP positions (k, 3))}."""
     from .compare import tcp_speed
 
     plt = _pyplot()
     seeds = sorted({s for by_seed in paths.values() for s in by_seed})[:8]
     cols = max(1, len(seeds))
-    fig = plt.figure(figsize=(max(9, 2.6 * cols), 7.5))
+    fig = plt.figure(figsize=(max(11, 2.6 * cols), 7.5))
     rows = fig.add_gridspec(2, 1, height_ratios=[1, 1.1])
-    top, bottom = rows[0].subgridspec(1, 2, width_ratios=[1, 2]), rows[1].subgridspec(1, cols)
+    top, bottom = rows[0].subgridspec(1, 3, width_ratios=[1, 1.3, 1.7]), rows[1].subgridspec(1, cols)
     colours = {label: f"C{i}" for i, label in enumerate(paths)}
     ax = fig.add_subplot(top[0, 0])
     for i, r in enumerate(summary):
@@ -220,24 +234,35 @@ def plot_comparison(summary: list[dict], paths: dict[str, dict], path: str | Pat
     ax.set_xticks(range(len(summary)), [r["label"] for r in summary], fontsize=8)
     ax.set(ylim=(0, 1.05), ylabel="success (95 % Wilson)", title="success")
     ax = fig.add_subplot(top[0, 1])
+    for r in summary:
+        if r.get("survival"):
+            t, p = [0.0] + r["survival"]["t"], [0.0] + r["survival"]["success"]
+            ax.step(t, p, where="post", color=colours.get(r["label"], "grey"), label=r["label"])
+    ax.set(ylim=(0, 1.05), xlabel="time in the episode (s)", ylabel="succeeded by then (Kaplan-Meier)",
+           title="time to success")
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(top[0, 2])
     for label, by_seed in paths.items():
-        for k, (t, p, _, _) in enumerate(by_seed.values()):
+        for k, (t, p, *_) in enumerate(by_seed.values()):
             ts, speed = tcp_speed(t, p)
             ax.plot(ts, speed, color=colours[label], lw=0.8, alpha=0.6, label=label if k == 0 else None)
-    ax.set(xlabel="time in the episode (s)", ylabel="TCP speed (m/s)", title="speed profiles")
+    ax.set(xlabel="time in the episode (s)", ylabel="TCP speed (m/s)", title="speed profiles (resampled)")
     ax.legend(fontsize=8)
     for j, seed in enumerate(seeds):
         ax = fig.add_subplot(bottom[0, j])
         for label, by_seed in paths.items():
             if seed in by_seed:
-                _, p, cube, success = by_seed[seed]
+                _, p, cube, success, taken = by_seed[seed]
                 ax.plot(p[:, 1], p[:, 0], color=colours[label], lw=1.2, ls="-" if success else ":")
+                if len(taken):
+                    ax.plot(taken[:, 1], taken[:, 0], "x", color=colours[label], ms=9, mew=2)
                 if cube is not None:
                     ax.plot(cube[1], cube[0], "s", color="firebrick", ms=7)
         ax.set(title=f"seed {seed}", xlabel="y (m)", ylabel="x (m)" if j == 0 else None)
         ax.set_aspect("equal", adjustable="datalim")
         ax.invert_xaxis()  # seen from above with the robot at the bottom: +y to the left
-    fig.suptitle("top view of the TCP per seed (solid: success, dotted: failure); the square is the cube", fontsize=9)
+    fig.suptitle("top view of the TCP per seed (solid: success, dotted: failure; x: a person took over); the square "
+                 "is the cube", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,5 +1,5 @@
-"""`bac compare`: operators and methods compared from recorded episodes (bags + index only): a Markdown
-table and a figure."""
+"""`bac compare`: operators and methods compared from recorded episodes (bags + index only): a Markdown table,
+each label against a reference with an exact test and a non-inferiority verdict, and a figure."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,30 +11,56 @@ from .common import add_output_options, comma_list, output_dir
 def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="compare operators / methods from recorded episodes (table + figure)")
     c.add_argument("episodes", nargs="+", help="folder(s) with recorded bags and their index.jsonl")
-    c.add_argument("--labels", type=comma_list(str), default=None, help="only these labels (comma list)")
+    c.add_argument("--labels", type=comma_list(str), default=None, help="only these labels (comma list), in this order")
     c.add_argument("--all-seeds", action="store_true",
                    help="keep every episode (default: only the seeds every label ran, for a paired comparison)")
+    c.add_argument("--reference", default=None, help="the label the others are compared with (default: the first)")
+    c.add_argument("--margin", type=float, default=0.05,
+                   help="non-inferiority margin: how much lower a success rate may be and still count as as good "
+                        "(default 0.05: 5 points)")
+    c.add_argument("--within", type=float, default=8.0,
+                   help="T (s) for the share of episodes that succeeded within T (default 8)")
     add_output_options(c, "table (compare.md), rows (compare.json) and figure (compare.png)")
     c.set_defaults(func=run)
 
 
-def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: bool = False) -> str:
-    """Compare the recordings in `folders`, print the table, write compare.md / .json / .png into `out`."""
-    from ..compare import compare_recordings
-    from ..report import COMPARE_COLUMNS, markdown, plot_comparison
+def conclusion(pairs: list[dict]) -> str:
+    """One line per comparison the episodes cannot settle, with what would."""
+    lines = []
+    for p in pairs:
+        if p["verdict"] == "too few episodes to tell":
+            n = f"{p['n_a']} paired episodes" if p["paired"] else f"{p['n_b']} and {p['n_a']} episodes"
+            lines.append(f"{p['b']} vs {p['a']}: {n} cannot separate the two at a {p['margin']:.0%} margin (95 % "
+                         f"interval {p['ci'][0]:+.0%} to {p['ci'][1]:+.0%}); more episodes on the same seeds can "
+                         "(`bac eval --episodes 200` in simulation)")
+    return "\n".join(lines)
 
-    summary, paths, seeds = compare_recordings(folders, labels, all_seeds)
-    table = markdown(summary, COMPARE_COLUMNS)
+
+def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: bool = False,
+          reference: str | None = None, margin: float = 0.05, within: float = 8.0) -> str:
+    """Compare the recordings in `folders`, print the tables, write compare.md / .json / .png into `out`."""
+    from ..compare import compare_recordings, pairwise, summarise
+    from ..report import COMPARE_COLUMNS, PAIRWISE_COLUMNS, markdown, plot_comparison
+
+    metrics, paths, seeds = compare_recordings(folders, labels, all_seeds)
+    summary = summarise(metrics, within)
+    pairs = pairwise(metrics, reference, margin)
     scope = f"seeds {sorted(seeds)}" if seeds is not None else "all episodes"
     n = sum(r["episodes"] for r in summary)
-    print(f"{n} recorded episodes ({scope}):\n{table}")
-    (out / "compare.md").write_text(f"{n} recorded episodes ({scope})\n\n{table}\n")
-    write_json(out / "compare.json", [{**s, **provenance(), "recordings": [str(f) for f in folders]} for s in summary])
+    text = f"{n} recorded episodes ({scope}):\n{markdown(summary, COMPARE_COLUMNS)}"
+    if pairs:
+        text += f"\n\n{markdown(pairs, PAIRWISE_COLUMNS)}"
+        note = conclusion(pairs)
+        text += f"\n\n{note}" if note else ""
+    print(text)
+    (out / "compare.md").write_text(text + "\n")
+    write_json(out / "compare.json", {"labels": summary, "pairs": pairs, **provenance(),
+                                      "recordings": [str(f) for f in folders]})
     print(f"wrote {out / 'compare.md'}, {out / 'compare.json'}, {plot_comparison(summary, paths, out / 'compare.png')}")
-    return table
+    return text
 
 
 def run(args) -> int:
     out = output_dir(args, "compare", "_".join(args.labels) if args.labels else "recordings")
-    write(args.episodes, out, args.labels, args.all_seeds)
+    write(args.episodes, out, args.labels, args.all_seeds, args.reference, args.margin, args.within)
     return 0
