@@ -1,0 +1,104 @@
+"""`bac session`: record teleoperated episodes from this terminal's keyboard, through recorder_node's services
+(the same ones the teleop device's buttons call): Enter or space starts an episode, s ends it as a success,
+f as a failure, d discards it (while recording: record that episode again; between episodes: the last one
+saved), q quits. It prints the recorder's state (bac/record/state) as it changes."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+KEYS = {"\n": "start", "\r": "start", " ": "start", "s": "success", "f": "failure", "d": "discard", "q": "quit"}
+HELP = "keys: Enter/space start | s success | f failure | d discard | q quit"
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("session", help="record episodes from this terminal's keyboard (recorder_node's services)")
+    s.add_argument("--namespace", default="", help="the graph's namespace (as the launch file's namespace:=)")
+    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a service's answer")
+    s.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import select
+    import termios
+    import tty
+
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
+    from std_srvs.srv import SetBool, Trigger
+
+    from ..nodes.runtime import spin_in_background
+
+    rclpy.init()
+    node = rclpy.create_node("bac_session", namespace=args.namespace or None)
+    clients = {"start": node.create_client(Trigger, "bac/record/start"),
+               "stop": node.create_client(SetBool, "bac/record/stop"),
+               "discard": node.create_client(Trigger, "bac/record/discard")}
+    state = {"text": None}
+    node.create_subscription(String, "bac/record/state", lambda m: state.update(text=m.data),
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    stop_spin = spin_in_background(node, "session-spin")
+
+    def call(name: str, request) -> str:
+        client = clients[name]
+        if not client.wait_for_service(timeout_sec=args.timeout):
+            return f"{client.srv_name}: no recorder_node answers (is the graph up, in this namespace?)"
+        fut = client.call_async(request)
+        deadline = time.monotonic() + args.timeout
+        while not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not fut.done():
+            return f"{client.srv_name}: no answer within {args.timeout:.0f} s"
+        r = fut.result()
+        return ("ok: " if r.success else "refused: ") + r.message
+
+    def act(key: str) -> str | None:
+        what = KEYS.get(key)
+        if what == "start":
+            return call("start", Trigger.Request())
+        if what in ("success", "failure"):
+            return call("stop", SetBool.Request(data=what == "success"))
+        if what == "discard":
+            return call("discard", Trigger.Request())
+        return None
+
+    interactive = sys.stdin.isatty()
+    saved = termios.tcgetattr(sys.stdin) if interactive else None
+    print(HELP, flush=True)
+    shown = None
+    try:
+        if interactive:
+            tty.setcbreak(sys.stdin.fileno())
+        while True:
+            if state["text"] != shown:
+                shown = state["text"]
+                print(f"recorder: {_describe(shown)}", flush=True)
+            ready, _, _ = select.select([sys.stdin], [], [], 0.2)
+            if not ready:
+                continue
+            key = sys.stdin.read(1)
+            if key in ("", "q"):  # end of input, or quit
+                break
+            answer = act(key.lower() if key not in ("\n", "\r", " ") else key)
+            print(answer if answer is not None else HELP, flush=True)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+        stop_spin()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _describe(text: str | None) -> str:
+    if text is None:
+        return "not heard from yet"
+    s = json.loads(text)
+    if s["state"] == "recording":
+        limit = f" of {s['episode_time_s']:.0f}" if s.get("episode_time_s") else ""
+        return f"recording {s['bag']} ({s['elapsed_s']:.0f}{limit} s)"
+    if s["state"] == "reset":
+        return f"resetting the scene ({s['reset_left_s']:.0f} s left)"
+    return "idle" + (f"; last saved {s['last_saved']}" if s.get("last_saved") else "")

@@ -1,0 +1,122 @@
+"""recorder_node as a process, driven from `bac session` in a terminal (a pty): episodes started, ended as
+success or failure, discarded while recording and after saving, ended by the time limit; the bag keeps the
+camera compressed and the latched topics' QoS."""
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+msgs = pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+
+
+class Terminal:
+    """`bac session` on a pseudo-terminal: keys in, screen out."""
+
+    def __init__(self, env):
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen([sys.executable, "-m", "bac_ros.cli", "session", "--timeout", "20"],
+                                     stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        os.close(slave)
+        self.screen = ""
+
+    def read(self, seconds: float) -> str:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                try:
+                    self.screen += os.read(self.master, 4096).decode(errors="replace")
+                except OSError:
+                    break
+        return self.screen
+
+    def key(self, k: str, expect: str, timeout: float = 30.0) -> None:
+        mark = len(self.screen)
+        os.write(self.master, k.encode())
+        end = time.monotonic() + timeout
+        while expect not in self.screen[mark:] and time.monotonic() < end:
+            self.read(0.1)
+        assert expect in self.screen[mark:], self.screen[mark:]
+
+
+@pytest.mark.slow
+def test_a_recording_session_from_the_keyboard(tmp_path):
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
+
+    from bac_ros.data.bags import read_index, read_messages
+    from bac_ros.robot.model import Q_HOME
+
+    env = {**os.environ, "ROS_DOMAIN_ID": "217", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONUNBUFFERED": "1"}
+    out = tmp_path / "episodes"
+    rec = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.recorder_node", "--ros-args", "-p", f"out_dir:={out}",
+                            "-p", "episode_time_s:=2.0", "-p", "reset_time_s:=0.5", "-p", "label:=alice"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=217)
+    term = None
+    try:
+        node = rclpy.create_node("camera_and_arm", context=ctx)
+        img_pub = node.create_publisher(Image, "camera/color/image_raw", 10)
+        js_pub = node.create_publisher(JointState, "joint_states", 10)
+        src_pub = node.create_publisher(String, "bac/source", QoSProfile(depth=1,
+                                                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        src_pub.publish(String(data=json.dumps({"source": "teleop", "since": 0.0, "interventions": 0})))
+        rgb = (np.arange(96 * 96 * 3).reshape(96, 96, 3) % 200).astype(np.uint8)
+        timer = node.create_timer(1 / 30, lambda: (img_pub.publish(msgs.array_to_image(rgb, time.time())),
+                                                   js_pub.publish(msgs.vector_to_joint_state(Q_HOME, np.zeros(7), 0.08,
+                                                                                             time.time()))))
+        from bac_ros.nodes.runtime import spin_in_background
+
+        stop_spin = spin_in_background(node, "feeder")
+        term = Terminal(env)
+        deadline = time.monotonic() + 60
+        while "recorder: idle" not in term.screen and time.monotonic() < deadline:
+            term.read(0.2)
+        assert "keys:" in term.screen and "recorder: idle" in term.screen, term.screen
+        term.key("\n", "ok:", 60)  # start
+        time.sleep(0.6)
+        term.key("s", "ok:")  # success
+        rows = read_index(out)
+        assert len(rows) == 1 and rows[0]["success"] and rows[0]["label"] == "alice" and rows[0]["ended"] == "stop"
+        time.sleep(0.7)  # the reset phase
+        term.key("\n", "ok:")  # start ...
+        time.sleep(0.3)
+        term.key("d", "discarded")  # ... discard while recording: nothing saved
+        assert len(read_index(out)) == 1 and len([p for p in out.iterdir() if p.is_dir()]) == 1
+        time.sleep(0.7)
+        term.key(" ", "ok:")  # start, then let the 2 s time limit end it: saved as a failure
+        time.sleep(3.5)
+        rows = read_index(out)
+        assert len(rows) == 2 and not rows[1]["success"] and rows[1]["ended"] == "time_limit"
+        time.sleep(0.5)
+        term.key("d", "discarded the last saved")  # between episodes: the last one saved goes
+        assert len(read_index(out)) == 1 and not (out / rows[1]["bag"]).exists()
+        term.key("q", "")
+        term.proc.wait(20)
+        assert term.proc.returncode == 0
+        timer.cancel()
+        stop_spin()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        if term is not None and term.proc.poll() is None:
+            os.killpg(term.proc.pid, 9)
+        os.killpg(rec.pid, 2)
+        rec.wait(15)
+    bag = read_index(out)[0]["bag_path"]
+    got = read_messages(bag)
+    frames = got["/camera/color/image_raw/compressed"]
+    assert len(frames) >= 5 and "/camera/color/image_raw" not in got
+    from bac_ros.core.images import decode_compressed
+
+    back = decode_compressed(frames[0][1].format, frames[0][1].data)
+    assert frames[0][1].format.startswith("rgb8; jpeg") and np.abs(back.astype(int) - rgb).mean() < 3.0
+    meta = (out / read_index(out)[0]["bag"] / "metadata.yaml").read_text()
+    assert "durability: 1" in meta or "transient_local" in meta.lower()  # bac/source replays latched
