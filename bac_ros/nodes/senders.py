@@ -47,28 +47,31 @@ class SenderIdentity:
 
 
 class Pending:
-    """The newest message per topic from a publisher discovery has not named yet, kept until it is named
-    (then played or refused) or until `timeout_s` has passed (then dropped)."""
+    """The newest message of each publisher (topic, gid) that discovery has not named yet, kept until it is
+    named (then played or refused) or until `timeout_s` has passed (then dropped); at most `limit` publishers
+    (the oldest waiting goes), so a flood of new publishers cannot grow it."""
 
-    def __init__(self, timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
-        self.timeout_s, self._clock = timeout_s, clock
-        self._items: dict[str, tuple[bytes, object, float]] = {}
+    def __init__(self, timeout_s: float = 2.0, limit: int = 16, clock: Callable[[], float] = time.monotonic):
+        self.timeout_s, self.limit, self._clock = timeout_s, limit, clock
+        self._items: dict[tuple[str, bytes], tuple[object, float]] = {}
 
     def hold(self, topic: str, gid: bytes, message) -> None:
-        self._items[topic] = (gid, message, self._clock())
+        self._items.pop((topic, gid), None)
+        self._items[(topic, gid)] = (message, self._clock())
+        while len(self._items) > self.limit:
+            del self._items[next(iter(self._items))]
 
     def discard(self, topic: str, gid: bytes) -> None:
-        """Forget the message held for `topic` from `gid` (a newer one from that publisher was named)."""
-        if topic in self._items and self._items[topic][0] == gid:
-            del self._items[topic]
+        """Forget the message held from `gid` on `topic` (a newer one from that publisher was named)."""
+        self._items.pop((topic, gid), None)
 
     def take(self, identity: dict[str, SenderIdentity]):
         """Yield (topic, sender or None, message) for each held message that was named (sender) or timed out
-        (None); the rest stay."""
-        for topic, (gid, message, since) in list(self._items.items()):
+        (None), oldest first; the rest stay."""
+        for (topic, gid), (message, since) in list(self._items.items()):
             sender = identity[topic].name(gid)
             if sender is not None or self._clock() - since > self.timeout_s:
-                del self._items[topic]
+                del self._items[(topic, gid)]
                 yield topic, sender, message
 
     def __len__(self) -> int:

@@ -46,12 +46,12 @@ def test_names_match_plainly_or_fully_qualified():
 
 def test_a_pending_message_is_released_when_named_and_dropped_after_the_timeout():
     clock = [0.0]
-    disc = FakeDiscovery(unknown_for=2)
+    disc = FakeDiscovery(unknown_for=1)
     ident = {"teleop": SenderIdentity(disc, refresh_s=0.0, clock=lambda: clock[0])}
     pending = Pending(timeout_s=2.0, clock=lambda: clock[0])
     pending.hold("teleop", b"gid-1", "first")
     pending.hold("teleop", b"gid-1", "second")  # the newest replaces it
-    assert list(pending.take(ident)) == [] and len(pending) == 1  # look-up 2: still unknown
+    assert list(pending.take(ident)) == [] and len(pending) == 1  # look-up 1: not named yet
     assert list(pending.take(ident)) == [("teleop", ("teleop_node", "/"), "second")] and len(pending) == 0
 
     never = {"teleop": SenderIdentity(lambda: [(b"gid-2", "_NODE_NAME_UNKNOWN_", "/")], clock=lambda: clock[0])}
@@ -65,6 +65,10 @@ def test_a_pending_message_is_released_when_named_and_dropped_after_the_timeout(
     assert len(pending) == 1
     pending.discard("teleop", b"gid-2")
     assert len(pending) == 0
+    small = Pending(limit=2, clock=lambda: clock[0])
+    for k in range(5):  # a flood of new publishers: bounded, the newest kept
+        small.hold("policy", bytes([k]), k)
+    assert len(small) == 2
 
 
 @pytest.mark.slow
@@ -119,8 +123,10 @@ def test_publishers_that_start_after_the_controller_are_never_locked_out():
         while time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.1)
         count = lambda key: int(diag.get(key, 0))  # noqa: E731
-        # every chunk of both right publishers reached the executor (refused there: nothing plays before start)
-        assert count("chunks_refused_before_start") >= 2 * (sent - 5), diag
+        # every chunk of both right publishers got past the identity check: the policy's reached the executor
+        # (refused there: nothing plays before start), the teleoperator's were set aside (the policy plays)
+        assert count("chunks_refused_before_start") >= sent - 5, diag
+        assert count("chunks_ignored_teleop") >= sent - 5, diag
         assert count("chunks_refused_unidentified") == 0, diag
         # the intruder's chunks: refused for their source, each one (those that waited for its name too)
         assert sent - 5 <= count("chunks_refused_source") <= sent, diag
@@ -131,3 +137,58 @@ def test_publishers_that_start_after_the_controller_are_never_locked_out():
             proc.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
+
+
+def test_the_controller_plays_a_chunk_that_came_before_discovery_named_its_sender(monkeypatch):
+    """controller_node in this process, its discovery look-up answering `_NODE_NAME_UNKNOWN_` for the first
+    look-ups (the start-up race that once refused a whole teleoperated run): the chunk waits, then plays;
+    the same publisher's later chunks play directly; an intruder's never do."""
+    pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from bac_ros.nodes.controller_node import ControllerNode
+    from bac_ros.nodes.messages import chunk_to_trajectory
+    from bac_ros.robot.model import Q_HOME
+
+    class Endpoint:
+        def __init__(self, gid, name):
+            self.endpoint_gid, self.node_name, self.node_namespace = gid, name, "/"
+
+    looked_up = {"n": 0}
+
+    def publishers(self, topic):
+        looked_up["n"] += 1
+        known = looked_up["n"] > 2
+        return [Endpoint(list(b"teleop-gid"), "teleop_node" if known else "_NODE_NAME_UNKNOWN_"),
+                Endpoint(list(b"intruder-gid"), "intruder" if known else "_NODE_NAME_UNKNOWN_")]
+
+    monkeypatch.setattr(ControllerNode, "get_publishers_info_by_topic", publishers)
+    rclpy.init(domain_id=218)
+    node = ControllerNode.__new__(ControllerNode)
+    try:
+        ControllerNode.__init__(node)
+        node.set_parameters([Parameter("use_sim_time", value=False)])
+        node.source = "teleop"  # the teleoperator plays: its chunks go to the executor
+        executor = node.chunk_executor
+        played = lambda: sum(v for k, v in executor.counts.items() if k.startswith("refused_"))  # noqa: E731
+        refused = lambda: node.reporter.counts["chunks_refused_source"]  # noqa: E731
+        chunk = chunk_to_trajectory(np.tile(np.r_[Q_HOME, 0.08], (2, 1)), 1.0, 1 / 30)
+        info = lambda gid: {"publisher_gid": {"data": list(gid)}}  # noqa: E731
+        node.on_chunk(chunk, info(b"teleop-gid"), "teleop")  # look-up 1: unknown -> waits
+        node.on_chunk(chunk, info(b"intruder-gid"), "teleop")  # unknown too -> waits beside it
+        assert played() == refused() == 0 and node.reporter.counts["chunks_pending_identity"] == 2
+        time.sleep(0.06)
+        node.settle_pending()  # look-up 2: still unknown; nothing is decided, nothing remembered
+        assert played() == refused() == 0 and len(node._pending) == 2
+        time.sleep(0.06)
+        # look-up 3: named. The teleoperator's chunk reaches the executor (which refuses it only because nothing
+        # plays before /bac/start and no robot is there); the intruder's is refused for its source
+        node.settle_pending()
+        assert played() == 1 and refused() == 1 and len(node._pending) == 0
+        node.on_chunk(chunk, info(b"teleop-gid"), "teleop")  # named now: straight on
+        assert played() == 2 and refused() == 1
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
