@@ -81,13 +81,28 @@ class Reporter:
             self.warn(key, message, level)
 
     def warn(self, key: str, message: str, level: str = "warn") -> None:
-        """Log `message` (rate-limited per key) without counting: for events counted elsewhere."""
+        """Log `message` (rate-limited per key) without counting: for events counted elsewhere. It never
+        raises: rclpy refuses a call site whose severity changes between calls, so each severity has its own
+        (a drift guard's info followed by an inference error through one call site killed a thread)."""
         now = time.monotonic()
-        if now - self._last.get(key, -float("inf")) >= self.period:
-            self._last[key] = now
-            log = self.node.get_logger()
-            n = self.counts.get(key, 0)
-            getattr(log, level)(message + (f" ({n} so far)" if n > 1 else ""))
+        if now - self._last.get(key, -float("inf")) < self.period:
+            return
+        self._last[key] = now
+        n = self.counts.get(key, 0)
+        log_at(self.node.get_logger(), level, message + (f" ({n} so far)" if n > 1 else ""))
+
+
+def log_at(logger, level: str, message: str) -> None:
+    """One rclpy call site per severity (see `Reporter.warn`); a logging failure is printed, never raised."""
+    try:
+        if level == "error":
+            logger.error(message)
+        elif level == "info":
+            logger.info(message)
+        else:
+            logger.warning(message)
+    except Exception as e:  # noqa: BLE001 - logging must not end a node
+        print(f"[{level}] {message} (rclpy logging failed: {e!r})", file=sys.stderr)
 
 
 def guarded(reporter_attr: str = "reporter"):

@@ -1,6 +1,8 @@
 """The whole graph over real ROS 2 (slow): the scripted operator teleoperating, the policy, the policy with
 the operator intervening, and the expert's stream, each episode recorded; then the lab loop on the
-recordings: bags read back, a dataset that reproduces the commands exactly, training on it, the comparison."""
+recordings: bags read back, training rows on the action clock checked against the bag's commands, the
+corrections of the shared episode, a LeRobot export, a checkpoint trained on the rows that loads and acts, a BAC
+schedule calibrated for it, and the comparison."""
 import json
 
 import numpy as np
@@ -57,22 +59,52 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
     assert json.loads(bag["/bac/source"][0][1].data)["source"] == "teleop"  # each bag starts with the source
     assert len(bag["/camera/color/image_raw"]) > 100 and len(bag["/bac/command"]) > 100
 
-    # ---- recordings -> training data: the commands exactly, then a few training iterations -------------
+    # ---- recordings -> training rows on the action clock, checked against the commands in the bag ---------
     assert main(["dataset", str(tmp_path / "episodes"), "--out-dir", str(tmp_path / "data")]) == 0
     demos = Demos(tmp_path / "data" / "demos.zarr")
-    ep = load_episode(index[0], images=True)  # the frames' stamps: commands before the first one are no step
-    assert len(ep.images_t) > 100
-    sent = ep.commands[ep.commands_t >= ep.images_t.min()]
-    np.testing.assert_array_equal(demos.action, sent.astype(np.float32))
-    assert demos.image.shape[1:] == (96, 96, 3) and demos.num_episodes == 1
+    ep = load_episode(index[0], images=True)
+    dt = 1 / 30
+    assert demos.image.shape[1:] == (96, 96, 3) and demos.num_episodes == 1 and len(demos) > 100
+    ticks = ep.images_t.min() + dt * np.arange(len(demos))  # the first frame is the first tick here
+    assert ep.commands_t.min() < ticks[0] + dt  # (a command was in effect by its end)
+    # one row per dt of robot time, each camera frame once (the simulator's camera is triggered by its clock)
+    frames = np.sort(ep.images_t)
+    assert np.all(np.abs(np.diff(frames) - dt) < 0.0011) and len(demos) <= len(frames)
+    # the action of a tick: the last target the controller sent before the tick ended (computed here, one by one)
+    expected = np.array([ep.commands[np.flatnonzero(ep.commands_t < t + dt - 1e-9)[-1]] for t in ticks])
+    np.testing.assert_array_equal(demos.action, expected.astype(np.float32))
+    assert np.all(demos.source == 2) and not demos.intervention.any()  # teleop, no take-over
+    # the person's corrections in the shared episode: only rows after the take-over, all of them trained on
+    assert main(["dataset", str(tmp_path / "episodes"), "--labels", "shared", "--corrections", "--out-dir",
+                 str(tmp_path / "corr")]) == 0
+    corr = Demos(tmp_path / "corr" / "demos.zarr", successful_only=False)
+    assert len(corr) > 10 and corr.intervention.all() and corr.train.all()
+    assert main(["dataset", str(tmp_path / "episodes"), "--lerobot", "--out-dir", str(tmp_path / "lerobot")]) == 0
+    info = json.loads((tmp_path / "lerobot" / "meta" / "info.json").read_text())
+    assert info["total_frames"] == len(demos) and info["fps"] == 30
+
+    # ---- a policy from those rows that loads and acts, and a BAC schedule calibrated for it -------------
     assert main(["train", "--data", str(tmp_path / "data" / "demos.zarr"), "--iterations", "3", "--batch-size", "4",
                  "--out-dir", str(tmp_path / "ck")]) == 0
-    assert (tmp_path / "ck" / "model.safetensors").is_file()
+    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.core.schedule import Schedule
+
+    policy = DiffusionPolicy.load(tmp_path / "ck")
+    assert policy.state_norm.low.numpy() == pytest.approx(demos.state.min(0), abs=1e-5)  # fitted on these rows
+    assert main(["schedule", "--checkpoint", str(tmp_path / "ck"), "--data", str(tmp_path / "data" / "demos.zarr"),
+                 "--method", "bac", "--num-updates", "7", "--observations", "8", "--out",
+                 str(tmp_path / "ck" / "bac_s7.json")]) == 0
+    schedule = Schedule.load(tmp_path / "ck" / "bac_s7.json", policy.cfg)
+    assert schedule.calibration["weights"] == policy.weights_id  # calibrated on these weights
+    chunk = policy.act(demos.image[:1], demos.state[:1], policy.denoiser(schedule))
+    assert chunk.shape == (policy.cfg.horizon - policy.cfg.n_obs_steps + 1, 8) and np.all(np.isfinite(chunk))
 
     # ---- the comparison, from the recordings alone ------------------------------------------------------
     assert main(["compare", str(tmp_path / "episodes"), "--out-dir", str(tmp_path / "cmp")]) == 0
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert all(f"| {label} |" in md for label in ("teleop", "bac", "shared", "expert"))
     summary = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert next(s for s in summary if s["label"] == "shared")["interventions_per_episode"] >= 1
+    assert next(s for s in summary["labels"] if s["label"] == "shared")["interventions_per_episode"] >= 1
+    assert {p["b"] for p in summary["pairs"]} == {"bac", "shared", "expert"}  # each against teleop, paired
+    assert all(p["paired"] and p["test"] == "McNemar exact" for p in summary["pairs"])
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"

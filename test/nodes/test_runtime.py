@@ -48,3 +48,24 @@ def test_pace_fires_once_per_period_of_the_graph_clock_without_bursts():
     assert all(abs(b - a - 0.1) < 0.011 for a, b in zip(fired, fired[1:]))
     assert pace.due(5.0) and not pace.due(5.05) and pace.due(5.1)  # after a stall: no burst to catch up
     assert pace.due(1.0)  # a clock that went back (a restarted simulator) starts again
+
+
+def test_a_reporter_key_may_change_severity_without_raising():
+    """rclpy refuses a call site whose severity changes ("Logger severity cannot be changed between calls"):
+    the drift guard's info "back in range" followed by an error through one call site killed policy_node's
+    inference thread. Every severity in turn, through one key and through one reporter, raises nothing."""
+    import rclpy
+
+    from bac_ros.nodes.runtime import Reporter
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=204)
+    try:
+        node = rclpy.create_node("reporter_test", context=ctx)
+        rep = Reporter(node, period_s=0.0)
+        for level in ("info", "error", "warn", "info", "error"):
+            rep.count("drift", f"message at {level}", level)
+        assert rep.counts["drift"] == 5
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
