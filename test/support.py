@@ -12,3 +12,92 @@ def tiny_config(**over) -> PolicyConfig:
 
 # Rows (fault, outcome, seconds) the fault-injection suite (nodes/test_faults.py) leaves for the closing table.
 FAULT_TABLE: list[tuple[str, str, float]] = []
+
+
+class FakeRobot:
+    """Stands in for franky's Robot and its JointImpedanceTracker where FR3Arm's own logic is under test: a
+    robot clock the test advances (`t`), a measured joint state that follows each target at once (`follow`)
+    or is set by the test, and every target sent recorded as (robot time, q, dq)."""
+
+    def __init__(self, q=None, follow: bool = True):
+        import numpy as np
+
+        from bac_ros.robot.model import Q_HOME
+
+        self.t = 0.0
+        self.q = np.array(Q_HOME if q is None else q, float)
+        self.dq = np.zeros(7)
+        self.follow = follow
+        self.sent: list = []
+        self.raise_next: list[Exception] = []  # poll_motion raises these, one per call
+        self.recovered = 0
+
+    @property
+    def state(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(time=SimpleNamespace(to_sec=lambda: self.t))
+
+    @property
+    def current_joint_state(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(position=self.q.copy(), velocity=self.dq.copy())
+
+    def poll_motion(self):
+        if self.raise_next:
+            raise self.raise_next.pop(0)
+
+    def recover_from_errors(self):
+        self.recovered += 1
+
+    def join_motion(self, timeout=None):
+        return True
+
+    def stop(self):
+        pass
+
+    def set_target(self, q, dq=None):
+        import numpy as np
+
+        q = np.array(q, float)
+        if self.follow and self.sent and self.t > self.sent[-1][0]:
+            self.dq = (q - self.q) / (self.t - self.sent[-1][0])
+        if self.follow:
+            self.q = q
+        self.sent.append((self.t, q, None if dq is None else np.array(dq, float)))
+
+
+def fake_arm(limits=None, q0=None, auto_recover: bool = False, follow: bool = True):
+    """An FR3Arm on a `FakeRobot` (its robot and its torque loop), holding `q0` (default home) at robot time 0."""
+    from types import SimpleNamespace
+
+    from bac_ros.robot.fr3_arm import FR3Arm
+    from bac_ros.robot.limits import ArmLimits
+
+    robot = FakeRobot(q0, follow)
+    arm = FR3Arm(limits=limits or ArmLimits(), auto_recover=auto_recover)
+    arm.robot, arm._franky = robot, SimpleNamespace(JointImpedanceTracker=lambda *a, **k: robot)
+    arm._start_tracker()
+    robot.sent.clear()
+    return arm, robot
+
+
+def assert_within_envelope(ts, qs, limits, tol: float = 1e-9) -> None:
+    """Every commanded position within the joint limits' margins or moving back in, and the speed and
+    acceleration between commands, over their real time gaps, within the envelope."""
+    import numpy as np
+
+    ts, qs = np.asarray(ts, float), np.asarray(qs, float)
+    out_hi, out_lo = qs > limits.high + tol, qs < limits.low - tol
+    if len(qs) > 1:  # outside the margins only while moving back in
+        d = np.diff(qs, axis=0)
+        assert not np.any(out_hi[1:] & (d > tol)) and not np.any(out_lo[1:] & (d < -tol)), "moved further out"
+    gaps = np.diff(ts)
+    assert np.all(gaps > 0), "two commands at one robot time"
+    u = np.diff(qs, axis=0) / gaps[:, None]
+    speed = np.abs(u) / limits.velocity
+    assert np.all(speed <= 1 + 1e-6), f"speed {speed.max():.3f} x the envelope"
+    if limits.acceleration_limit_enabled and len(u) > 1:
+        acc = np.abs(np.diff(u, axis=0)) / gaps[1:, None] / limits.acceleration
+        assert np.all(acc <= 1 + 1e-6), f"acceleration {acc.max():.3f} x the envelope"

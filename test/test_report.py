@@ -14,14 +14,16 @@ def test_comparison_figure_for_one_seed_and_several(tmp_path):
     t = np.linspace(0, 5, 100)
     path = np.c_[0.3 + 0.05 * t, 0.02 * t, 0.4 - 0.05 * t]
     summary = [{"label": "teleop", "episodes": 1, "successes": 1, "success_rate": 1.0, "success_ci": [0.2, 1.0],
-                "time_s": 5.0, "path_m": 0.4, "reversals_per_s": 3.0, "jerk_rms": 10.0,
-                "interventions_per_episode": 0.0, "latency_ms_p50": 30.0, "latency_ms_p95": 40.0}]
+                "time_s": 5.0, "within_s": 8.0, "success_within": 1.0, "survival": {"t": [5.0], "success": [1.0]},
+                "path_m": 0.4, "path_m_all": 0.4, "reversals_per_s": 3.0, "jerk_rms": 10.0, "jerk_rms_all": 10.0,
+                "interventions_per_episode": 0.0, "intervention_share": 0.0, "latency_ms_p50": 30.0,
+                "latency_ms_p95": 40.0}]
     for seeds in ([0], [0, 1, 2]):
-        paths = {"teleop": {s: (t, path, (0.5, 0.1), True) for s in seeds},
-                 "bac": {s: (t, path * 1.01, (0.5, 0.1), False) for s in seeds}}
+        paths = {"teleop": {s: (t, path, (0.5, 0.1), True, np.zeros((0, 3))) for s in seeds},
+                 "bac": {s: (t, path * 1.01, (0.5, 0.1), False, path[40:41]) for s in seeds}}
         out = plot_comparison(summary + [{**summary[0], "label": "bac"}], paths, tmp_path / f"c{len(seeds)}.png")
         assert out.read_bytes()[:4] == b"\x89PNG"
-    assert "| teleop | 1 | 100% [20%, 100%] | 5.0 |" in markdown(summary, COMPARE_COLUMNS)
+    assert "| teleop | 1 | 100% [20%, 100%] | 5.0 | 100% (T 8 s) |" in markdown(summary, COMPARE_COLUMNS)
 
 
 def test_drift_figure_and_world_labels(tmp_path):

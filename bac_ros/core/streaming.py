@@ -14,7 +14,7 @@
   the cube 1.5 cm off and missed, where sync mode grasped it.
 - `ChunkExecutor`: the one set of rules that turns a stream of chunks into commands for the arm, used by
   controller_node and the evaluation harness alike: which chunks are refused (and counted), which point
-  is due, when to hold, and the time base each command's limits use (never the chunk's declared dt).
+  is due, when to hold. The arm's `Envelope` shapes each command on the real time since the last one.
 - `RecedingHorizon`: which chunk of a stream to play. With commit k, a new chunk waits until the playing
   one has played its first k steps (k = n_action_steps is how the policy was trained and evaluated in
   sync mode), then the newest one takes over; k = 0 replaces the chunk at every inference. Measured in
@@ -29,6 +29,7 @@ import math
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
@@ -137,17 +138,13 @@ class ChunkRules:
                                 "it (the policy's n_action_steps; 0: every new chunk at once)", 0, 1000)
     chunk_playback: str = setting("hold", "hold: each point sent once when it falls due, as the demonstrations "
                                   "were streamed; interpolate: a target every tick, linear between points")
-    chunk_timeout_s: float = setting(0.5, "no chunk accepted for this long (s): hold the last target", 0.01, 10.0)
+    chunk_timeout_s: float = setting(0.5, "no chunk accepted for this long (s of the robot's clock): hold", 0.01, 10.0)
     chunk_max_future_s: float = setting(0.25, "a chunk stamped further ahead of now (s) is refused (another clock?)",
                                         0.0, 5.0)
     chunk_min_dt_s: float = setting(0.005, "a chunk whose points are spaced closer (s) is refused", 0.001, 1.0)
     chunk_max_dt_s: float = setting(0.2, "a chunk whose points are spaced wider (s) is refused", 0.001, 1.0)
     chunk_max_points: int = setting(512, "a chunk with more points is refused", 2, 100000)
     velocity_feedforward: bool = setting(True, "send the chunk's own velocity with each target")
-    # A point found later than this after its due time is timed as found now - chunk_max_lag_s: the time it
-    # waited is not owed to it (else a late point, then one due now, could both move in one tick).
-    chunk_max_lag_s: float = setting(0.015, "a point found this late (s) after its due time is timed as if due "
-                                     "then: waiting earns no larger step", 0.0, 0.1)
 
     def __post_init__(self):
         check_ranges(self)
@@ -157,16 +154,20 @@ class ChunkRules:
             raise ValueError(f"need chunk_min_dt_s <= chunk_max_dt_s, got {self.chunk_min_dt_s}, {self.chunk_max_dt_s}")
 
 
+class CommandKind(str, Enum):
+    POINT = "point"  # a chunk's point fell due
+    CATCH_UP = "catch-up"  # the limits held the last point back: towards it again
+    HOLD = "hold"  # stop where the arm can (after start, a switch, a timeout, a clock jump)
+
+
 @dataclass(frozen=True)
 class Command:
-    """What to send to the arm this tick. `dt`: seconds since the previous command on the chunks' clock,
-    the time base of the arm's velocity and acceleration limits."""
-    kind: str  # "point" (a point fell due), "catch-up" (the limits held the last one back), "hold"
-    q: np.ndarray  # (7,) joint target
+    """What to send to the arm this tick: for a point or catch-up, the joint target and its velocity
+    feed-forward; for a hold, nothing (the arm brakes to where it can stop, `Envelope.stop_point`)."""
+    kind: CommandKind
+    q: np.ndarray | None  # (7,) joint target (None: hold)
     dq: np.ndarray | None  # (7,) velocity feed-forward, None: at rest
     gripper: float | None  # commanded width (m), None: unchanged
-    dt: float
-    t: float  # the command's time: a point's due time (not the tick that found it), else now
     index: int = -1  # the chunk point, -1 for a hold
 
 
@@ -176,14 +177,16 @@ class ChunkExecutor:
     - refused and counted: malformed or non-finite actions, fewer than 2 or more than `chunk_max_points` points,
       a spacing outside [chunk_min_dt_s, chunk_max_dt_s], a stamp more than `chunk_max_future_s` ahead of now, a chunk
       whose last point is already past, one not newer than the newest offered, one planned before `start`;
-    - each command carries `dt` = the time since the previous command, timed at a point's due time (so
-      playback of a steady stream gets the chunk's spacing, not the jitter of the ticks that find it), but
-      never earlier than now - `chunk_max_lag_s` (a point found late is not owed the time it waited); the arm
-      caps it again per command (`ArmLimits.max_step_s`), so a chunk's dt never widens the limits;
-    - when the arm's limits held a point back, it is sent again every tick (catch-up) until reached or
-      replaced, so a far point is approached at the limits instead of jumped to;
-    - no chunk accepted for `chunk_timeout_s`: hold the last target.
+    - the point due now is sent once (`hold` playback) or interpolated each tick; when the arm's limits held it
+      back it is sent again every tick (catch-up) until reached or replaced, so a far point is approached at
+      the limits instead of jumped to (the arm's `Envelope` shapes every command on the real elapsed time);
+    - a hold every tick after `start` (also a switch of source) until a chunk plays, when no chunk was accepted
+      for `chunk_timeout_s` of robot time (a monotonic clock: the robot's, `tick`'s `robot_t`), and when the
+      chunks' clock jumps back (`use_sim_time` flipped, a bag played with --clock): then the queue is emptied
+      and chunks are taken from the new clock's now on.
     Not thread-safe: the caller serialises offer/tick/sent."""
+
+    CLOCK_JUMP_S = 1e-3  # the chunks' clock going back by more than this is a jump
 
     def __init__(self, rules: ChunkRules = ChunkRules()):
         self.rules = rules
@@ -192,30 +195,31 @@ class ChunkExecutor:
         self._horizon = RecedingHorizon(rules.commit_steps)
         self._start = math.inf  # nothing plays before `start`
         self._newest = -math.inf  # stamp of the newest chunk offered since the start
-        self._received: float | None = None
+        self._fresh = False  # a chunk was accepted since the last tick
+        self._received: float | None = None  # robot time of the first tick after the newest accepted chunk
         self._playing: Chunk | None = None
         self._sent_index = -1
         self._catch_up = False
-        self._t_prev: float | None = None
-        self._q_prev: np.ndarray | None = None
         self._holding = False
+        self._last_now: float | None = None
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self, now: float, commit_steps: int | None = None) -> None:
-        """Play chunks planned from now on (stamped at or after `now`); `commit_steps` for them (default the
-        rules'): a teleoperator's chunks take over at once (0), a policy's play what it was trained with."""
+        """Play chunks planned from now on (stamped at or after `now`), holding until one plays; `commit_steps`
+        for them (default the rules'): a teleoperator's chunks take over at once (0), a policy's play what it
+        was trained with."""
         self._clear()
         self._horizon = RecedingHorizon(self.rules.commit_steps if commit_steps is None else commit_steps)
-        self._start = now
+        self._start, self._last_now = now, None
 
     def stop(self) -> None:
-        """Play nothing until the next `start` (homing, a fault)."""
+        """Send nothing until the next `start` (homing, a fault)."""
         self._clear()
-        self._start = math.inf
+        self._start, self._last_now = math.inf, None
 
     def _clear(self) -> None:
         self._horizon.clear()
-        self._newest, self._received, self._playing = -math.inf, None, None
+        self._newest, self._received, self._playing, self._fresh = -math.inf, None, None, False
         self._sent_index, self._catch_up, self._holding = -1, False, False
 
     @property
@@ -237,7 +241,7 @@ class ChunkExecutor:
         if self._horizon.waiting is not None:
             self.counts["superseded"] += 1  # never played: a newer one came first
         self._horizon.offer(chunk)
-        self._newest, self._received = chunk.stamp, now
+        self._newest, self._fresh = chunk.stamp, True
         self.counts["accepted"] += 1
         return None
 
@@ -260,53 +264,49 @@ class ChunkExecutor:
         return None
 
     # ---- output --------------------------------------------------------------------------------------
-    def tick(self, now: float) -> Command | None:
-        """The command due at `now`, or None (nothing new to send)."""
+    def tick(self, now: float, robot_t: float) -> Command | None:
+        """The command due at `now` (the chunks' clock), or None (nothing new to send). `robot_t`: the robot's
+        clock (monotonic), which times the chunk timeout."""
         if not self.started:
             return None
+        if self._last_now is not None and now < self._last_now - self.CLOCK_JUMP_S:
+            self.counts["clock_jumps"] += 1  # the chunks' clock went back: what was queued belongs to another
+            self._clear()
+            self._start = now
+        self._last_now = now
+        if self._fresh:
+            self._received, self._fresh = robot_t, False
         chunk = self._horizon.current(now)
-        if chunk is None:
-            return None
+        if chunk is None or robot_t - self._received > self.rules.chunk_timeout_s:
+            return self._hold()
         if chunk is not self._playing:
             self._playing, self._sent_index, self._catch_up = chunk, -1, False
             self.counts["points_stale"] += self._horizon.first_index  # their time passed before it arrived
-        if now - self._received > self.rules.chunk_timeout_s:
-            if not self._holding:
-                self._holding = True
-                self.counts["holds"] += 1
-            self.counts["hold_ticks"] += 1
-            if self._q_prev is None:
-                return None
-            return self._command("hold", self._q_prev, None, None, now, now)
         self._holding = False
         a, n = chunk.actions, len(chunk.actions)
         i = min(current_index(chunk.stamp, chunk.dt, now), n - 1)
         if self.rules.chunk_playback == "hold":
             if i == self._sent_index and not self._catch_up:
                 return None  # this point is out; the arm keeps it until the next falls due
-            kind = "catch-up" if i == self._sent_index else "point"
-            t = now if kind == "catch-up" else chunk.stamp + i * chunk.dt
+            kind = CommandKind.CATCH_UP if i == self._sent_index else CommandKind.POINT
         else:
-            kind, t = "point", now
+            kind = CommandKind.POINT
         target = self._play(a, chunk.stamp, chunk.dt, now)
         dq = chunk_velocity(a[:, :7], chunk.stamp, chunk.dt, now) if self.rules.velocity_feedforward else None
-        return self._command(kind, target[:7], dq, float(target[7]), t, now, i, chunk.dt)
+        return Command(kind, np.asarray(target[:7], float), dq, float(target[7]), i)
 
-    def _command(self, kind, q, dq, gripper, t, now, index=-1, dt_first=None) -> Command | None:
-        # the time of the last command, unless the clock went back since (a restarted simulator starts at 0)
-        t_prev = self._t_prev if self._t_prev is not None and self._t_prev <= now else None
-        t = min(max(t, now - self.rules.chunk_max_lag_s, t_prev if t_prev is not None else -math.inf), now)
-        dt = (t - t_prev) if t_prev is not None else (dt_first or self.rules.chunk_min_dt_s)
-        if dt <= 1e-6:
-            return None  # no time has passed since the last command: send it on the next tick
-        return Command(kind, np.asarray(q, float), dq, gripper, dt, t, index)
+    def _hold(self) -> Command:
+        if not self._holding:
+            self._holding = True
+            self.counts["holds"] += 1
+        self.counts["hold_ticks"] += 1
+        return Command(CommandKind.HOLD, None, None, None)
 
-    def sent(self, command: Command, q_sent: np.ndarray, held_back: bool) -> None:
-        """Report what the arm sent for `command`; `held_back`: its limits stopped short of the target."""
-        self._t_prev, self._q_prev = command.t, np.asarray(q_sent, float)
-        if command.kind == "hold":
+    def sent(self, command: Command, held_back: bool) -> None:
+        """Report that the arm sent `command`; `held_back`: its limits stopped short of the target."""
+        if command.kind is CommandKind.HOLD:
             return
-        self.counts["points" if command.kind == "point" else "catch_ups"] += 1
+        self.counts["points" if command.kind is CommandKind.POINT else "catch_ups"] += 1
         self._sent_index, self._catch_up = command.index, held_back
 
 

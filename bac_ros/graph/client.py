@@ -56,7 +56,7 @@ class GraphClient:
                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         n.create_subscription(JointState, "joint_states", self._on_joints, 50)
         n.create_subscription(JointState, "bac/command", self._on_command, 50)
-        self._chunk_pub = n.create_publisher(JointTrajectory, "bac/action_chunk", 5)
+        self._chunk_node = self._chunk_pub = None  # `stream_as`
         self._clients = {name: n.create_client(Trigger, name) for name in SERVICES}
         self._clients.update({name: n.create_client(SetBool, name) for name in SET_BOOL_SERVICES})
         steady_timer(n, 0.01, self._on_tick)
@@ -159,7 +159,25 @@ class GraphClient:
         if not fut.result().results[0].successful:
             raise RuntimeError(f"setting {node_name} {name} failed: {fut.result().results[0].reason}")
 
+    def stream_as(self, node_name: str | None) -> None:
+        """Publish chunks on bac/action_chunk as a node named `node_name` from now on (the controller plays
+        only the node its `chunk_source` names, fixed at its start: the demo's expert streams as policy_node
+        while no policy_node runs); None: stop, and the node goes."""
+        from trajectory_msgs.msg import JointTrajectory
+
+        if self._chunk_node is not None:
+            self._chunk_node.destroy_node()
+            self._chunk_node = self._chunk_pub = None
+        if node_name is not None:
+            import rclpy
+
+            self._chunk_node = rclpy.create_node(node_name, context=self.node.context,
+                                                 use_global_arguments=False)
+            self._chunk_pub = self._chunk_node.create_publisher(JointTrajectory, "bac/action_chunk", 5)
+
     def publish_chunk(self, actions: np.ndarray, stamp: float, dt: float) -> None:
+        if self._chunk_pub is None:
+            raise RuntimeError("publish_chunk needs stream_as(node name) first")
         self._chunk_pub.publish(chunk_to_trajectory(actions, stamp, dt))
 
     def every_tick(self, fn: Callable[[float], None] | None) -> None:
@@ -172,5 +190,6 @@ class GraphClient:
             fn(self.now())
 
     def close(self) -> None:
+        self.stream_as(None)
         self._stop_spinning()
         self.node.destroy_node()

@@ -107,8 +107,7 @@ class Demo:
         g = self.graph
         g.set_param("/sim_node", "seed_start", self.seed_start)  # every method sees the same seeds
         g.set_param("/recorder_node", "label", label)
-        # the policy topic plays from this process for the expert, else from policy_node
-        g.set_param("/controller_node", "chunk_source", "bac_demo" if schedule == EXPERT else "policy_node")
+        g.stream_as("policy_node" if schedule == EXPERT else None)  # the expert's chunks: from this process
         g.diagnostics.pop(POLICY, None)
         started = []
         if schedule not in (EXPERT, TELEOP):
@@ -123,6 +122,7 @@ class Demo:
         for _ in range(episodes):
             self._episode(label, schedule, done)
         diag = g.diagnostics.get(POLICY, {})
+        g.stream_as(None)
         for name in started:
             self.procs.stop(name)
         return {"method": label, "schedule": schedule, "episodes": episodes,

@@ -33,14 +33,14 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import ChunkExecutor, ChunkRules
+from ..core.streaming import ChunkExecutor, ChunkRules, CommandKind
 from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 from .senders import Pending, SenderIdentity
-from .runtime import (Reporter, declare, declare_settings, diagnostics, guarded, now_s, run_node, spin_in_background,
-                      steady_timer)
+from .runtime import (Reporter, declare, declare_settings, diagnostics, guarded, guarded_service, now_s, run_node,
+                      spin_in_background, steady_timer)
 
 REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")
@@ -76,8 +76,10 @@ class ControllerNode(Node):
                   "franky set_collision_behavior force thresholds (N and Nm: x y z, rotations)")
         if len(torque) != 7 or len(force) != 6:
             raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
+        auto_recover = d("auto_recover", False, "clear robot errors (a reflex, a tracking error) by itself and hold; "
+                         "false: stay faulted until /bac/recover, as franka_ros2 (a person decides)")
         self._arm_args = dict(limits=self.limits, realtime=realtime == "enforce", collision=(torque, force),
-                              relative_dynamics_factor=rdf, auto_recover=False)
+                              relative_dynamics_factor=rdf, auto_recover=auto_recover)
         self.add_on_set_parameters_callback(self._on_params)
 
         self.reporter = Reporter(self)
@@ -89,6 +91,7 @@ class ControllerNode(Node):
         self.arm: FR3Arm | None = None
         self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
+        self._connector: threading.Thread | None = None
         self._played = None  # the chunk whose first command was reported
         self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
         self._source_since = 0.0
@@ -123,8 +126,8 @@ class ControllerNode(Node):
         self._side.create_service(Trigger, "bac/home", self.on_home)
         self._side.create_service(Trigger, "bac/recover", self.on_recover)
         self.create_service(Trigger, "bac/start", self.on_start)
-        self.create_service(Trigger, "bac/take_over", lambda q, r: self.on_select("teleop", r))
-        self.create_service(Trigger, "bac/hand_back", lambda q, r: self.on_select("policy", r))
+        self.create_service(Trigger, "bac/take_over", self.on_take_over)
+        self.create_service(Trigger, "bac/hand_back", self.on_hand_back)
         self._stop_side = spin_in_background(self._side, "controller-services")
         self._publish_state()
         self._publish_source()
@@ -180,7 +183,8 @@ class ControllerNode(Node):
             arm, self.arm = self.arm, None
             if arm is not None:  # its threads may block on the dead link: stop it aside
                 threading.Thread(target=arm.stop, daemon=True, name="drop-arm").start()
-            self._connector = self._connect_in_background(deadline=None)
+            if self._connector is None or not self._connector.is_alive():  # one reconnect thread at a time
+                self._connector = self._connect_in_background(deadline=None)
         self._publish_state()
 
     def _robot_call(self, where: str, fn):
@@ -198,14 +202,8 @@ class ControllerNode(Node):
     def _on_params(self, params):
         from rcl_interfaces.msg import SetParametersResult
 
-        for prm in params:
-            if prm.name in ("chunk_source", "teleop_source"):
-                if not prm.value:
-                    return SetParametersResult(successful=False, reason=f"{prm.name} must name a node")
-                kind = "policy" if prm.name == "chunk_source" else "teleop"
-                self.senders[kind] = str(prm.value)
-                self.get_logger().info(f"{TOPICS[kind]} plays from {prm.value}")
-            elif prm.name not in ("use_sim_time",):
+        for prm in params:  # who may drive the arm is fixed at start-up: nobody can redirect it at run time
+            if prm.name not in ("use_sim_time",):
                 return SetParametersResult(successful=False, reason=f"{prm.name} is read at start-up only")
         return SetParametersResult(successful=True)
 
@@ -272,7 +270,7 @@ class ControllerNode(Node):
         width = cmd.gripper if cmd.gripper is not None else (0.0 if arm.gripper_closed else GRIPPER_MAX_WIDTH)
         self.cmd_pub.publish(vector_to_joint_state(q, None, width, now))
         chunk = self.chunk_executor.playing
-        if cmd.kind == "point" and chunk is not self._played:
+        if cmd.kind is CommandKind.POINT and chunk is not self._played:
             self._played = chunk
             ref = TimeReference(source="controller_node")
             ref.header.stamp, ref.time_ref = to_time(now), to_time(chunk.planned_from)
@@ -293,6 +291,7 @@ class ControllerNode(Node):
         resp.message = f"{self.state}: {self.reason}" + ("; call /bac/recover" if self.state == "faulted" else "")
         return True
 
+    @guarded_service()
     def on_home(self, _req, resp):
         if self._refuse_unless_usable(resp):
             return resp
@@ -314,6 +313,7 @@ class ControllerNode(Node):
         self._publish_state()
         return resp
 
+    @guarded_service()
     def on_recover(self, _req, resp):
         """Clear a robot error: franky's recover_from_errors and a fresh torque loop at the measured pose;
         then hold (ready) until /bac/start."""
@@ -337,6 +337,7 @@ class ControllerNode(Node):
         self._publish_state()
         return resp
 
+    @guarded_service()
     def on_start(self, _req, resp):
         """Play chunks again, only those planned from observations made from now on (after /bac/home the
         controller holds home: the scene may change before the start, e.g. a new object placed)."""
@@ -355,7 +356,15 @@ class ControllerNode(Node):
         teleoperator's none (each new target is the operator's latest intent)."""
         return 0 if source == "teleop" else None
 
-    def on_select(self, source: str, resp):
+    @guarded_service()
+    def on_take_over(self, _req, resp):
+        return self._select("teleop", resp)
+
+    @guarded_service()
+    def on_hand_back(self, _req, resp):
+        return self._select("policy", resp)
+
+    def _select(self, source: str, resp):
         """bac/take_over (teleop) and bac/hand_back (policy): switch the source that plays. While running,
         only chunks planned from now on play, starting from the arm's last target."""
         now = now_s(self)

@@ -122,6 +122,25 @@ def guarded(reporter_attr: str = "reporter"):
     return wrap
 
 
+def guarded_service(reporter_attr: str = "reporter"):
+    """Decorator for a service callback `(self, request, response)`: an exception is counted and logged
+    (`callback_failed_<name>`) and answered as a failure with its message (a response with `success` and
+    `message`), never raised into the executor."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(self, request, response):
+            try:
+                return fn(self, request, response)
+            except Exception as e:  # noqa: BLE001 - a failed service must not stop the node
+                if self.context.ok():
+                    getattr(self, reporter_attr).count(f"callback_failed_{fn.__name__}", f"{fn.__name__}: {e!r}",
+                                                       "error")
+                response.success, response.message = False, f"{fn.__name__} failed: {e}"
+                return response
+        return call
+    return wrap
+
+
 def declare(node: Node, name: str, default, description: str, low: float | None = None, high: float | None = None):
     """Declare a parameter with a descriptor (description, and a range for numbers); returns its value.
     A value outside the range makes the node refuse to start."""

@@ -9,13 +9,14 @@ are watched every control tick (`check`).
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
 
 from .gripper import GripperWorker
 from .kinematics import Kinematics
-from .limits import ArmLimits, box_excess, checked_target, limit_acceleration, safe_target
+from .limits import ArmLimits, Envelope, box_excess, checked_target
 from .model import DDQ_MAX, DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 
 DEFAULT_STIFFNESS = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)  # Nm/rad, joint impedance
@@ -30,15 +31,19 @@ class RobotFault(RuntimeError):
 
 
 def drive(executor, arm: "FR3Arm", now: float):
-    """One control tick, the same for controller_node and the evaluation harness: the executor's command
-    for `now` through the arm's limits, or just the arm's checks when there is none. Returns (command,
-    target sent) or None."""
-    cmd = executor.tick(now)
+    """One control tick, the same for controller_node and the evaluation harness: the executor's command for
+    `now` (the chunks' clock) through the arm's envelope (a hold: brake to where the arm can stop), or just the
+    arm's checks when there is none. Returns (command, target sent) or None."""
+    from ..core.streaming import CommandKind
+
+    cmd = executor.tick(now, arm.robot_time())
     if cmd is None:
-        arm.check()  # the velocity stop watches the measured state every tick, not only when commanding
+        arm.check()  # the velocity stop and the robot's state are watched every tick, not only when commanding
         return None
-    q = arm.command(cmd.q, cmd.dq, dt=cmd.dt)
-    executor.sent(cmd, q, arm.held_back)
+    q = arm.brake() if cmd.kind is CommandKind.HOLD else arm.command(cmd.q, cmd.dq)
+    if q is None:  # no robot time since the last command, or the arm is being stopped: send it next tick
+        return None
+    executor.sent(cmd, arm.held_back)
     if cmd.gripper is not None:
         arm.gripper_command(cmd.gripper)
     return cmd, q
@@ -66,9 +71,11 @@ class FR3Arm:
         self.auto_recover = auto_recover
         self.robot = self.gripper = self._tracker = self._gripper_worker = None
         self._kin = kinematics or Kinematics.fr3()
-        self._last_target: np.ndarray | None = None
-        self._last_velocity = np.zeros(7)  # of the commanded target
+        self.envelope = Envelope(limits, self._leaves_workspace if limits.workspace is not None else None)
         self._closed = False
+        self.stopping = False  # a velocity stop is under way (on its own thread): nothing is sent meanwhile
+        self._stopper: threading.Thread | None = None
+        self._off_since: float | None = None  # robot time since which a joint is off its target (tracking)
         self.held_back = False  # the last command stopped short of its target (velocity limit)
         self.commands_sent = 0
         self.clamped = 0  # targets moved into the joint position / velocity limits
@@ -91,7 +98,8 @@ class FR3Arm:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
             except (PermissionError, AttributeError, OSError):
                 pass
-            self.robot.recover_from_errors()
+            if self.auto_recover:  # a robot error stays until someone asks for recovery (franka_ros2 alike)
+                self.robot.recover_from_errors()
             if self.collision is not None:
                 torque, force = self.collision
                 self.robot.set_collision_behavior([float(v) for v in torque], [float(v) for v in force])
@@ -106,29 +114,31 @@ class FR3Arm:
             raise
         return self
 
-    def restart_tracker(self) -> None:
-        """A fresh torque loop at the current position. Seen on franky-sim: after a policy threw the arm
-        around, the running tracker stayed unstable even with a still target (the arm flailed by radians
-        every 0.2 s); a new one holds."""
+    def restart_tracker(self, recover: bool = False) -> None:
+        """A fresh torque loop holding the measured pose (an unstable loop after the arm was thrown around
+        holds again with a new one: docs/control.md). Robot errors are cleared only with `recover` (or
+        `auto_recover`): on a real arm that is a person's decision (`bac/recover`)."""
         try:
             self._tracker.stop()
             self.robot.join_motion(2.0)
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
             self.errors.append(str(e))
-        self.robot.recover_from_errors()
+        if recover or self.auto_recover:
+            self.robot.recover_from_errors()
         self._start_tracker()
 
     def recover(self) -> None:
         """After a `RobotFault`: franky's error recovery, then a fresh torque loop holding the measured pose."""
-        self.restart_tracker()
+        self.restart_tracker(recover=True)
 
     def _start_tracker(self) -> None:
         franky = self._franky
         self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
                                                      lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
         q = self.joint_positions()
-        self._tracker.set_target(q)
-        self._last_target, self._last_velocity = q, np.zeros(7)
+        self._tracker.set_target(q, np.zeros(7))
+        self.envelope.reset(q, self.robot_time())
+        self._off_since = None
 
     def robot_time(self) -> float:
         """The robot's clock (s): the FR3's, or the simulator's (below real time on a slow machine)."""
@@ -165,61 +175,49 @@ class FR3Arm:
     @property
     def last_target(self) -> np.ndarray:
         """The joint target last sent."""
-        return self._last_target.copy()
+        return self.envelope.q.copy()
 
     # ---- commands --------------------------------------------------------------------------------
-    def command(self, q_target: np.ndarray, dq_target: np.ndarray | None = None, dt: float = 1 / 30,
-                workspace: bool = True) -> np.ndarray:
-        """Stream one joint target, made safe first; returns the target actually sent. `dt` (s): the time
-        since the previous command on the robot's clock, the time base of the limits (capped at
-        `max_step_s`). Sets `held_back` when the velocity limit stopped it short of the target. `workspace`:
-        keep the TCP in the workspace box (off only for homing, whose joint path may leave the box on its way
-        back from a posture outside it)."""
+    def command(self, q_target: np.ndarray, dq_target: np.ndarray | None = None, workspace: bool = True
+                ) -> np.ndarray | None:
+        """Stream one joint target through the envelope (`limits.Envelope`, on the robot's clock since the
+        last command); returns the target sent, or None when nothing was sent (no robot time has passed, or a
+        velocity stop is under way). Sets `held_back` when the limits stopped it short of the target.
+        `workspace=False` lifts the box (homing only: from a posture outside the box the joint path home may
+        first lead further out). Raises ValueError for a malformed or non-finite target (nothing changes) and
+        `RobotFault` from `check`."""
         checked_target(q_target)  # a bad target changes nothing
-        if not dt > 0:
-            raise ValueError(f"dt must be > 0 s, got {dt}")
-        self.check()  # may restart the torque loop where the arm came to rest
-        lim = self.limits
-        dt = min(float(dt), lim.max_step_s)
-        vmax = lim.max_velocity_factor * DQ_MAX
-        # Always an explicit velocity: a target set without one keeps the tracker's previous velocity
-        # feed-forward, and the arm then drifts on after a chunk's last point (seen: it never got home).
-        dq = np.zeros(7) if dq_target is None else np.clip(np.nan_to_num(np.asarray(dq_target, float)), -vmax, vmax)
-        q = safe_target(q_target, self._last_target, dt, lim)
-        self.held_back = not np.allclose(q, np.clip(np.asarray(q_target, float), lim.low, lim.high))
-        if not np.allclose(q, q_target):
-            self.clamped += 1
-        if lim.acceleration_limit_enabled:
-            a_max = lim.max_acceleration_factor * DDQ_MAX
-            q_limited = q
-            q = safe_target(limit_acceleration(q_target, dq, self._last_target, self._last_velocity, dt, a_max),
-                            self._last_target, dt, lim)
-            if not np.allclose(q, q_limited):
-                self.shaped += 1
-        if workspace and lim.workspace is not None:
-            # Refused when the TCP would leave the box where the arm comes to rest braking at the
-            # acceleration limit, so that braking starts in time; then brake along the last motion (an
-            # instant stop of the target kicks the torque loop: seen at 1.1x the velocity limit in sim).
-            a = (lim.max_acceleration_factor if lim.acceleration_limit_enabled else 1.0) * DDQ_MAX
-            v = (q - self._last_target) / dt
-            if self._leaves_workspace(q + v * np.abs(v) / (2 * a)):
-                self.workspace_refusals += 1
-                v = np.sign(self._last_velocity) * np.maximum(np.abs(self._last_velocity) - a * dt, 0.0)
-                q, self.held_back = np.clip(self._last_target + v * dt, lim.low, lim.high), False
-        v = (q - self._last_target) / dt
-        if not np.allclose(q, q_target):
-            dq = v  # on the way to the target: feed forward the limited motion
-        self._tracker.set_target(q, dq)
-        self._last_target, self._last_velocity = q, v
-        self.commands_sent += 1
-        return q
+        self.check()
+        if self.stopping:
+            return None
+        out = self.envelope.step(q_target, dq_target, self.robot_time(), box=workspace)
+        return self._send(out)
 
-    def _leaves_workspace(self, q: np.ndarray) -> bool:
-        """The TCP at `q` is outside the box and further out than at the last target (moving back in, e.g.
+    def brake(self) -> np.ndarray | None:
+        """A hold: brake at the envelope's acceleration to where the arm can stop, and stay there."""
+        self.check()
+        if self.stopping:
+            return None
+        stop = np.clip(self.envelope.stop_point(), self.limits.low, self.limits.high)
+        return self._send(self.envelope.step(stop, None, self.robot_time()))
+
+    def _send(self, out) -> np.ndarray | None:
+        if out is None:
+            return None
+        self._tracker.set_target(out.q, out.dq)
+        self.held_back = out.held_back
+        self.clamped += out.clamped
+        self.shaped += out.shaped
+        self.workspace_refusals += out.box_refused
+        self.commands_sent += 1
+        return out.q
+
+    def _leaves_workspace(self, q_from: np.ndarray, q_stop: np.ndarray) -> bool:
+        """The TCP at `q_stop` is outside the box and further out than at `q_from` (moving back in, e.g.
         homing from outside, is allowed)."""
         box = self.limits.workspace
-        out = box_excess(self._kin.fk(q)[0], box)
-        return out > 0 and out > box_excess(self._kin.fk(self._last_target)[0], box) - 1e-9
+        out = box_excess(self._kin.fk(q_stop)[0], box)
+        return out > 0 and out > box_excess(self._kin.fk(q_from)[0], box) - 1e-9
 
     def gripper_command(self, value: float) -> None:
         """`value`: commanded width-like signal in [0, 0.08] (0 = close). Hysteresis around the midpoint."""
@@ -239,39 +237,77 @@ class FR3Arm:
         self._gripper_worker.request(False)
 
     def hold(self, q: np.ndarray | None = None) -> None:
-        """Keep the current position (no new target arrived in time), or `q` (a simulator reset puts the
-        arm there next)."""
+        """Keep the arm still: brake to where it can stop (`brake`). With `q` (simulator only: a reset puts
+        the arm there next), the torque loop is told to hold `q` at once, outside the envelope."""
         if q is None:
-            self.check()
-        q = self.joint_positions() if q is None else np.asarray(q, float)
+            self.brake()
+            return
+        q = checked_target(q)
         self._tracker.set_target(q, np.zeros(7))
-        self._last_target, self._last_velocity = q, np.zeros(7)
+        self.envelope.reset(q, self.robot_time())
 
     def check(self) -> None:
-        """Call every control tick. Errors of franky's control thread surface here: with `auto_recover`,
-        recover and restart the tracker; otherwise `RobotFault`. A joint measured faster than
-        `stop_velocity_factor` x its limit gets the arm stopped (damped, as an FR3 reflex would) and a fresh
-        torque loop where it came to rest. Why: seen on franky-sim, a kick (contact, or a far target) can
-        saturate the torque loop into a swing of joints 2 and 4 that grows to ±1.8 rad at 10-17 rad/s and
-        never decays, whatever the target; the simulator has no reflex."""
+        """Call every control tick; raises `RobotFault` (with `auto_recover`: recovers and carries on) for
+        - an error of franky's control thread (a reflex, a control exception);
+        - a measured state that is not finite (nothing can be commanded from it);
+        - a joint further than `tracking_tolerance` from its target for `tracking_timeout_s` of robot time
+          (the joint trajectory controller's path tolerance: a stuck or pushed arm).
+        A joint measured faster than `stop_velocity_factor` x its limit starts a velocity stop on its own
+        thread (franky's damped stop, then a fresh torque loop where the arm rests; no command meanwhile):
+        franky-sim has no reflex, and a kick can saturate its torque loop into a swing that never decays."""
+        if self.stopping:
+            return
         try:
             self.robot.poll_motion()
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
-            self.errors.append(str(e))
-            if not self.auto_recover:
-                raise RobotFault(f"robot error: {e}") from e
-            self.robot.recover_from_errors()
-            self._start_tracker()
+            self._robot_error(f"robot error: {e}", e)
             return
-        if not self.limits.velocity_stop_enabled:
-            return
-        factor = self.limits.stop_velocity_factor
-        dq = np.abs(np.asarray(self.robot.current_joint_state.velocity, float))
-        if np.any(dq > factor * DQ_MAX):
+        js = self.robot.current_joint_state
+        q, dq = np.asarray(js.position, float), np.asarray(js.velocity, float)
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(dq))):
+            raise RobotFault(f"measured joint state is not finite: q {q.tolist()}, dq {dq.tolist()}")
+        lim = self.limits
+        if lim.velocity_stop_enabled and np.any(np.abs(dq) > lim.stop_velocity_factor * DQ_MAX):
             self.velocity_stops += 1
-            self.errors.append(f"joint velocity {np.round(dq, 2).tolist()} rad/s over {factor} x the limits: "
-                               "stopped the arm")
-            self.restart_tracker()
+            self.errors.append(f"joint velocity {np.round(np.abs(dq), 2).tolist()} rad/s over "
+                               f"{lim.stop_velocity_factor} x the limits: stopped the arm")
+            self._stop_in_background()
+            return
+        if lim.tracking_tolerance > 0 and self.envelope.q is not None:
+            off = np.abs(q - self.envelope.q)
+            now = self.robot_time()
+            if np.all(off <= lim.tracking_tolerance):
+                self._off_since = None
+            elif self._off_since is None:
+                self._off_since = now
+            elif now - self._off_since > lim.tracking_timeout_s:
+                j = int(np.argmax(off))
+                self._off_since = None
+                self._robot_error(f"tracking error: joint {j + 1} is {off[j]:.3f} rad from its target (tolerance "
+                                  f"{lim.tracking_tolerance} rad) for over {lim.tracking_timeout_s} s")
+
+    def _robot_error(self, message: str, cause: BaseException | None = None) -> None:
+        self.errors.append(message)
+        if not self.auto_recover:
+            raise RobotFault(message) from cause
+        self.robot.recover_from_errors()
+        self._start_tracker()
+
+    def _stop_in_background(self) -> None:
+        """The velocity stop: franky's damped stop and a bounded wait for it on a thread of its own, then a fresh
+        torque loop where the arm came to rest (robot errors cleared only with `auto_recover`)."""
+        self.stopping = True
+
+        def stop():
+            try:
+                self.restart_tracker()
+            except Exception as e:  # noqa: BLE001 - the next check reports a robot that went away
+                self.errors.append(f"velocity stop failed: {e}")
+            finally:
+                self.stopping = False
+
+        self._stopper = threading.Thread(target=stop, daemon=True, name="velocity-stop")
+        self._stopper.start()
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0, speed_factor: float = 0.25,
                   gripper_timeout: float = 6.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
@@ -289,22 +325,17 @@ class FR3Arm:
         self.open_gripper()
         q_home = checked_target(q_home)
         q_start, stops_start = self.joint_positions(), self.velocity_stops
-        t_prev = self.robot_time()
 
-        def step_to(q):  # one command, timed by the robot's clock since the last one
-            nonlocal t_prev
+        def step_to(q):  # one command; the envelope times it by the robot's clock since the last one
             time.sleep(1.0 / rate)
-            t = self.robot_time()
-            if t > t_prev:
-                self.command(q, dt=t - t_prev, workspace=False)
-                t_prev = t
+            self.command(q, workspace=False)
 
         for _ in range(3):
             stops = self.velocity_stops
             q0 = self.joint_positions()
             # min-jerk peaks at 1.875x the mean speed
             d = max(duration, float(np.max(1.875 * np.abs(q_home - q0) / (speed_factor * DQ_MAX))))
-            t0, s = t_prev, 0.0
+            t0, s = self.robot_time(), 0.0
             while s < 1.0 and self.velocity_stops == stops:
                 s = min(1.0, (self.robot_time() - t0) / d)
                 step_to(q0 + (q_home - q0) * (10 * s**3 - 15 * s**4 + 6 * s**5))
@@ -324,7 +355,9 @@ class FR3Arm:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Stop the gripper worker and the torque loop; best effort (the robot may be gone)."""
+        """Stop the gripper worker and the torque loop; best effort (the robot may be gone). Joins are bounded."""
+        if self._stopper is not None:
+            self._stopper.join(3.0)
         if self._gripper_worker is not None:
             self._gripper_worker.stop()
             self._gripper_worker.join(3)

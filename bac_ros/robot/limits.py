@@ -1,22 +1,31 @@
-"""The safety envelope a lab sets, and the pure functions that shape every joint target into it.
+"""The safety envelope a lab sets (`ArmLimits`), and `Envelope`: the one function every joint target passes
+last, whatever its source (a policy's point, a catch-up, a teleoperator's target, a hold, homing, the first
+command after a connect, recover, start or switch).
 
-Every target sent to the arm is made safe here first (`FR3Arm.command`): non-finite or malformed targets are
-refused; the target is clamped into the joint limits minus a margin; it moves at most velocity limit x
-min(dt, `max_step_s`) from the previous target (the torque loop takes a target at once, so a long gap never
-licenses a big step: a 1 rad step sent after 5 s of holding once flung a simulated arm at 9-12x its
-velocity limits); the commanded velocity changes by at most the acceleration limit (`limit_acceleration`:
-on franky-sim a 0.3 rad jump of joint 2's target sent the torque loop into an oscillation that never
-decayed; measurements in docs/control.md). The TCP workspace box needs kinematics and lives in
-`FR3Arm.command`.
+Each command is shaped on the **real** time since the previous one (the robot's clock), never on the time a
+point was due; the commanded motion u = Δq / Δt then obeys, per joint:
+- speed: |u| ≤ max_velocity_factor × the FR3 velocity limit, and no step larger than that × `max_step_s`
+  however long the gap (the torque loop takes a target at once);
+- acceleration: |u − u_prev| ≤ max_acceleration_factor × the FR3 acceleration limit × Δt (a jump of the
+  target sends franky's torque loop ringing: docs/control.md);
+- joint limits with braking in time: q + u Δt + u² / 2a stays inside the limits minus the margin, so the arm
+  can always stop before a limit at that acceleration (a clamp applied after the acceleration limit once
+  stopped joint 7 from 2.6 rad/s in one 10 ms command); outside the margins (a start there) only motion
+  back inside is allowed;
+- the workspace box (a callable, as it needs kinematics): a target whose TCP would leave the box where the arm
+  comes to rest braking is refused, and the arm brakes along its last motion.
+If the bands cannot all hold (a velocity beyond them left by an earlier envelope), the acceleration band wins:
+the arm brakes as hard as it may. Non-finite or malformed targets are refused (ValueError) and change nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..core.settings import check_ranges, setting
-from .model import DQ_MAX, Q_HIGH, Q_LOW
+from .model import DDQ_MAX, DQ_MAX, Q_HIGH, Q_LOW
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,8 @@ class ArmLimits:
     max_step_s: float = setting(0.05, "no target moves further than velocity limit x this (s) from the last one, "
                                 "however long ago that was", 0.001, 0.2)
     acceleration_limit_enabled: bool = setting(True, "limit the commanded acceleration (off: the torque loop can "
-                                               "ring; not advised)")
+                                               "ring; not advised; braking for the joint limits and the box still "
+                                               "uses the FR3's own acceleration limits)")
     max_acceleration_factor: float = setting(0.5, "the commanded velocity changes by at most this x the FR3 "
                                              "acceleration limits", 0.01, 1.0)
     velocity_stop_enabled: bool = setting(True, "stop the arm when a joint is measured faster than "
@@ -38,6 +48,9 @@ class ArmLimits:
     workspace_enabled: bool = setting(True, "refuse targets that take the TCP out of the workspace box")
     workspace_min: tuple = setting((0.25, -0.40, 0.03), "TCP box low corner (m, fr3_link0): x, y, z")
     workspace_max: tuple = setting((0.80, 0.40, 0.80), "TCP box high corner (m, fr3_link0): x, y, z")
+    tracking_tolerance: float = setting(0.25, "a joint measured further than this (rad) from its commanded target "
+                                        "for tracking_timeout_s faults the controller (0: off)", 0.0, 3.0)
+    tracking_timeout_s: float = setting(0.5, "how long (s of robot time) the tracking error may last", 0.01, 10.0)
 
     def __post_init__(self):
         check_ranges(self)
@@ -53,6 +66,16 @@ class ArmLimits:
     @property
     def high(self) -> np.ndarray:
         return Q_HIGH - self.joint_limit_margin
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """The speed limit (rad/s per joint)."""
+        return self.max_velocity_factor * DQ_MAX
+
+    @property
+    def acceleration(self) -> np.ndarray:
+        """The acceleration the envelope brakes with and limits to (rad/s² per joint)."""
+        return (self.max_acceleration_factor if self.acceleration_limit_enabled else 1.0) * DDQ_MAX
 
     @property
     def workspace(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -72,29 +95,89 @@ def checked_target(q_target) -> np.ndarray:
     return q
 
 
-def safe_target(q_target: np.ndarray, q_ref: np.ndarray, dt: float, limits: ArmLimits) -> np.ndarray:
-    """Clamp a joint target into the limits and to at most `max_velocity_factor * DQ_MAX * dt` from
-    `q_ref` (the previous target), dt capped at `max_step_s`. Raises ValueError on a malformed or
-    non-finite target."""
-    q = checked_target(q_target)
-    step = limits.max_velocity_factor * DQ_MAX * min(dt, limits.max_step_s)
-    q = np.clip(q, q_ref - step, q_ref + step)
-    return np.clip(q, limits.low, limits.high)
-
-
-def limit_acceleration(q_target: np.ndarray, dq_target: np.ndarray, q_ref: np.ndarray, v_ref: np.ndarray,
-                       dt: float, a_max: np.ndarray) -> np.ndarray:
-    """This tick's target on the way to `q_target` (moving at `dq_target`), from `q_ref` moving at `v_ref`:
-    the velocity changes by at most `a_max * dt`, and the approach brakes in time not to pass the target.
-    A target that moves within the limits is reached exactly."""
-    err = np.asarray(q_target, float) - q_ref
-    brake = np.sqrt(2.0 * a_max * np.abs(err))
-    v = np.clip(err / dt, dq_target - brake, dq_target + brake)
-    v = np.clip(v, v_ref - a_max * dt, v_ref + a_max * dt)
-    return q_ref + v * dt
-
-
 def box_excess(p: np.ndarray, box) -> float:
     """How far (m) point `p` lies outside the box ((low xyz), (high xyz)); 0 inside."""
     lo, hi = (np.asarray(v, float) for v in box)
     return float(np.linalg.norm(np.maximum(lo - p, 0.0) + np.maximum(p - hi, 0.0)))
+
+
+def braking_speed(distance: np.ndarray, a: np.ndarray, dt: float) -> np.ndarray:
+    """The largest speed toward a limit `distance` away (≤ 0: at or past it) such that moving one step of
+    `dt` and then braking at `a` stops at the limit: u dt + u² / 2a ≤ distance."""
+    return -a * dt + np.sqrt((a * dt) ** 2 + 2.0 * a * np.maximum(distance, 0.0))
+
+
+@dataclass
+class Shaped:
+    """One command out of the envelope."""
+    q: np.ndarray  # the target to send (rad)
+    dq: np.ndarray  # its velocity feed-forward (rad/s)
+    held_back: bool  # the limits stopped it short of the target
+    clamped: bool  # a safety bound (speed, step, joint limit, braking) moved it, not only the acceleration
+    shaped: bool  # the acceleration limit moved it
+    box_refused: bool  # the workspace box refused it: the arm brakes
+
+
+class Envelope:
+    """The envelope's state (the last target, its real velocity, when it was sent) and `step`, the one function
+    every command passes. `leaves_box(q_from, q_stop)`: whether the TCP at `q_stop` is outside the workspace box
+    and further out than at `q_from` (None: no box). Not thread-safe."""
+
+    def __init__(self, limits: ArmLimits, leaves_box: Callable[[np.ndarray, np.ndarray], bool] | None = None):
+        self.limits, self.leaves_box = limits, leaves_box
+        self.q: np.ndarray | None = None
+        self.u = np.zeros(7)
+        self.t: float | None = None
+
+    def reset(self, q: np.ndarray, t: float) -> None:
+        """At rest at `q` at robot time `t` (a fresh torque loop holding the measured pose)."""
+        self.q, self.u, self.t = checked_target(q).copy(), np.zeros(7), float(t)
+
+    def stop_point(self) -> np.ndarray:
+        """Where the arm comes to rest braking now at the envelope's acceleration (a hold's target)."""
+        a = self.limits.acceleration
+        return self.q + self.u * np.abs(self.u) / (2.0 * a)
+
+    def step(self, q_target, dq_target, t: float, box: bool = True) -> Shaped | None:
+        """The command for robot time `t` on the way to `q_target` (arriving with velocity `dq_target`, None:
+        at rest); None when no time has passed since the last one (send nothing). `box=False`: without the
+        workspace box (homing)."""
+        q_target = checked_target(q_target)
+        dq_target = np.zeros(7) if dq_target is None else np.asarray(dq_target, float)
+        if dq_target.shape != (7,) or not np.all(np.isfinite(dq_target)):
+            raise ValueError(f"velocity feed-forward must be 7 finite values, got {dq_target}")
+        if self.q is None:
+            raise RuntimeError("the envelope has no state: reset it at the measured pose first")
+        dt = float(t) - self.t
+        if not dt > 1e-6:
+            return None
+        lim, a, q, u_prev = self.limits, self.limits.acceleration, self.q, self.u
+        # the motion that reaches the target (inside the margins) arriving at its velocity, braking in time
+        q_target = np.clip(q_target, lim.low, lim.high)
+        err = q_target - q
+        brake = braking_speed(np.abs(err), a, dt)  # this step, then braking, ends at the target
+        want = np.clip(err / dt, dq_target - brake, dq_target + brake)
+        # safety bands: speed (and the step a long gap may never license), joint limits braking in time
+        vmax = lim.velocity * min(1.0, lim.max_step_s / dt)
+        hi = np.minimum(vmax, braking_speed(lim.high - q, a, dt))
+        lo = np.maximum(-vmax, -braking_speed(q - lim.low, a, dt))
+        u = np.clip(want, lo, hi)
+        clamped = not np.allclose(u, want, rtol=0.0, atol=1e-12)
+        shaped = False
+        if lim.acceleration_limit_enabled:  # the acceleration band wins where the two cannot both hold
+            limited = np.clip(u, u_prev - a * dt, u_prev + a * dt)
+            shaped = not np.allclose(limited, u, rtol=0.0, atol=1e-12)
+            u = limited
+        box_refused = False
+        if box and self.leaves_box is not None:
+            q_next = q + u * dt
+            if self.leaves_box(q, q_next + u * np.abs(u) / (2.0 * a)):
+                box_refused, clamped = True, True
+                u = np.sign(u_prev) * np.maximum(np.abs(u_prev) - a * dt, 0.0)  # brake along the last motion
+        q_new = q + u * dt
+        reached = np.allclose(q_new, q_target, rtol=0.0, atol=1e-9)
+        # on target: the plan's own velocity as feed-forward (within the bands); on the way: the limited motion
+        dq = np.clip(dq_target, lo, hi) if reached and not box_refused else u
+        self.q, self.u, self.t = q_new, u, float(t)
+        return Shaped(q_new, dq, held_back=not reached and not box_refused, clamped=clamped, shaped=shaped,
+                      box_refused=box_refused)

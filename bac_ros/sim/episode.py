@@ -140,7 +140,7 @@ def run_expert(world: WorldProcess, arm: FR3Arm, seed: int, dt: float, kin: Kine
             # would otherwise step on while the client renders (seen: steps 40 ms apart instead of 33)
             t_sim, image, state = pause_and_observe(world, arm)
             action = np.concatenate([plan.q[i], [plan.gripper[i]]])
-            arm.command(plan.q[i], plan.dq[i], dt=dt)
+            arm.command(plan.q[i], plan.dq[i])
             arm.gripper_command(plan.gripper[i])
             world.resume()
             if record:

@@ -158,76 +158,101 @@ def test_executor_refuses_what_it_cannot_play_safely_and_counts_why():
         ChunkRules(chunk_playback="jump")
 
 
-def test_executor_sends_each_point_once_when_due_with_the_time_since_the_last_command():
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+def test_executor_sends_each_point_once_when_due_and_holds_after_the_timeout():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
 
     dt = 0.1
     ex = ChunkExecutor(ChunkRules(commit_steps=4, chunk_max_dt_s=0.2, chunk_timeout_s=1.0))
     ex.start(10.0)
+    hold = ex.tick(10.0, robot_t=50.0)
+    assert hold.kind is CommandKind.HOLD and hold.q is None  # after start: an explicit hold until a chunk plays
     plan = np.arange(8, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
     assert ex.offer(Chunk(10.0, plan, dt), 10.13) is None  # arrives 1.3 steps late
     sent = []
-    for now in np.arange(10.13, 10.75, 0.01):  # polled every 10 ms
-        cmd = ex.tick(float(now))
+    for k, now in enumerate(np.arange(10.13, 10.75, 0.01)):  # polled every 10 ms
+        cmd = ex.tick(float(now), robot_t=50.13 + 0.01 * k)
         if cmd is not None:
-            sent.append((cmd.q[0], float(now), cmd.t, cmd.dt))
-            ex.sent(cmd, cmd.q, held_back=False)
-    values = [v for v, *_ in sent]
+            sent.append((cmd.q[0], float(now)))
+            ex.sent(cmd, held_back=False)
+    values = [v for v, _ in sent]
     assert values == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # point 0 is stale; the rest each once, the last kept
-    for v, now, t, _ in sent:
+    for v, now in sent:
         assert 10.0 + v * dt - 1e-9 <= now < 10.0 + (v + 1) * dt
-    # the limits' time base: the gap between the points' due times, not the ticks that found them; the
-    # late first point is timed no earlier than found - max_lag_s (the time it waited is not owed)
-    assert sent[0][2] == pytest.approx(10.13 - 0.015) and [t for *_, t, _ in sent[1:]] == pytest.approx(
-        [10.0 + v * dt for v in values[1:]])
-    assert [round(d, 6) for *_, d in sent[1:]] == [0.085] + [0.1] * 5
     assert ex.counts["points_stale"] == 1 and ex.counts["points"] == 7
-    # no new chunk for the timeout: hold the last target, a command every tick
-    cmd = ex.tick(10.13 + 1.01)
-    assert cmd.kind == "hold" and cmd.q[0] == 7.0 and ex.counts["holds"] == 1
+    # no new chunk for the timeout, on the robot's clock: hold, a command every tick
+    cmd = ex.tick(10.9, robot_t=50.13 + 1.01)
+    assert cmd.kind is CommandKind.HOLD and ex.counts["holds"] == 2  # (the first: after start)
+    assert ex.tick(10.91, robot_t=50.13 + 1.02).kind is CommandKind.HOLD and ex.counts["hold_ticks"] == 3
 
 
-def test_executor_catches_up_a_point_the_limits_held_back_and_a_long_gap_grants_no_big_step():
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+def test_executor_times_out_on_the_robots_clock_not_the_chunks():
+    """The chunks' clock (ROS time) may stall or run fast; the timeout counts the robot's monotonic time."""
+    from bac_ros.core.streaming import ChunkExecutor, ChunkRules, CommandKind
+
+    ex = ChunkExecutor(ChunkRules(chunk_timeout_s=0.5))
+    ex.start(0.0)
+    ex.offer(_chunk(0.0, n=100), 0.0)
+    assert ex.tick(0.0, robot_t=7.0).kind is CommandKind.POINT
+    ex.sent(ex.tick(0.05, robot_t=7.05), held_back=False)
+    assert ex.tick(0.06, robot_t=7.4) is None  # the point is out; 0.4 s of robot time: still playing
+    assert ex.tick(0.07, robot_t=7.6).kind is CommandKind.HOLD  # 0.6 s of robot time, whatever the ROS clock
+
+
+def test_a_clock_jump_back_empties_the_queue_and_holds():
+    """`use_sim_time` flipped at run time, a bag played with --clock: the chunks' clock goes back. Point 0 of
+    the old chunk must not become the target again (it did: 0.29 rad back); the new clock's chunks play."""
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, CommandKind
+
+    ex = ChunkExecutor()
+    ex.start(1000.0)
+    plan = np.zeros((16, 8))
+    plan[:, 0] = np.linspace(0.0, 0.3, 16)
+    ex.offer(Chunk(1000.0, plan, 1 / 30), 1000.0)
+    for k in range(10):
+        c = ex.tick(1000.0 + k * 0.01, robot_t=k * 0.01)
+        if c is not None:
+            ex.sent(c, held_back=False)
+    back = ex.tick(3.0, robot_t=0.11)  # the clock jumped back by ~997 s
+    assert back.kind is CommandKind.HOLD and ex.counts["clock_jumps"] == 1 and ex.playing is None
+    assert ex.offer(Chunk(2.9, plan, 1 / 30), 3.0) == "before_start"  # planned before the jump's now
+    assert ex.offer(Chunk(3.0, plan + 1.0, 1 / 30), 3.0) is None  # the new clock's chunks play
+    assert ex.tick(3.0, robot_t=0.12).q[0] == 1.0
+
+
+def test_executor_catches_up_a_point_the_limits_held_back():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
 
     ex = ChunkExecutor(ChunkRules(chunk_max_dt_s=0.2))
     ex.start(0.0)
     plan = np.zeros((3, 8))
     plan[1:, 0] = 1.0  # a 1 rad step at point 1, due 0.2 s after the stamp
     ex.offer(Chunk(0.0, plan, 0.2), 0.0)
-    first = ex.tick(0.0)
-    ex.sent(first, first.q, held_back=False)
-    assert ex.tick(0.1) is None  # point 0 is out; point 1 not due
-    step = ex.tick(0.2)
-    assert step.kind == "point" and step.dt == pytest.approx(0.2)  # the arm caps this at its max_step_s
-    ex.sent(step, np.r_[0.05, np.zeros(6)], held_back=True)
-    again = ex.tick(0.21)
-    assert again.kind == "catch-up" and again.q[0] == 1.0 and again.dt == pytest.approx(0.01)
-    ex.sent(again, again.q, held_back=False)
-    assert ex.tick(0.22) is None and ex.counts["catch_ups"] == 1
-    # a tick whose clock has not moved since the last command sends nothing (no zero-time step)
-    ex2 = ChunkExecutor()
-    ex2.start(0.0)
-    ex2.offer(_chunk(0.0), 0.0)
-    c = ex2.tick(0.0)
-    ex2.sent(c, c.q, held_back=True)
-    assert ex2.tick(0.0) is None
-    # stop: nothing plays until the next start
-    ex2.stop()
-    assert ex2.tick(1.0) is None and ex2.offer(_chunk(1.0), 1.0) == "before_start"
+    first = ex.tick(0.0, 0.0)
+    ex.sent(first, held_back=False)
+    assert ex.tick(0.1, 0.1) is None  # point 0 is out; point 1 not due
+    step = ex.tick(0.2, 0.2)
+    assert step.kind is CommandKind.POINT and step.q[0] == 1.0
+    ex.sent(step, held_back=True)
+    again = ex.tick(0.21, 0.21)
+    assert again.kind is CommandKind.CATCH_UP and again.q[0] == 1.0
+    ex.sent(again, held_back=False)
+    assert ex.tick(0.22, 0.22) is None and ex.counts["catch_ups"] == 1
+    # stop: nothing at all until the next start
+    ex.stop()
+    assert ex.tick(1.0, 1.0) is None and ex.offer(_chunk(1.0), 1.0) == "before_start"
 
 
 def test_executor_plays_again_after_the_clock_restarts():
     """A restarted simulator starts its clock at 0: the commands after a new start must not wait for the old
     clock (seen: no command after the controller reconnected to a restarted franky-sim)."""
-    from bac_ros.core.streaming import ChunkExecutor
+    from bac_ros.core.streaming import ChunkExecutor, CommandKind
 
     ex = ChunkExecutor()
     ex.start(100.0)
     ex.offer(_chunk(100.0), 100.0)
-    c = ex.tick(100.0)
-    ex.sent(c, c.q, held_back=False)
+    c = ex.tick(100.0, 5.0)
+    ex.sent(c, held_back=False)
     ex.stop()
     ex.start(2.0)  # the new clock
     ex.offer(_chunk(2.0), 2.0)
-    assert ex.tick(2.0) is not None
+    assert ex.tick(2.0, 0.0).kind is CommandKind.POINT

@@ -18,7 +18,7 @@ def test_a_take_over_and_a_hand_back_mid_grasp_keep_the_gripper_closed(tmp_path)
         d.start()
         g = d.graph
         d._start("teleop_node", {})
-        g.set_param("/controller_node", "chunk_source", "bac_demo")  # the plan plays as the policy's chunks
+        g.stream_as("policy_node")  # the plan plays as the policy's chunks
         d._home()
         reset = json.loads(g.call("bac/reset"))
         g.call("bac/hand_back")

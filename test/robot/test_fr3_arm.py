@@ -7,39 +7,26 @@ import pytest
 from bac_ros.robot.fr3_arm import FR3Arm, RobotFault, drive
 from bac_ros.robot.limits import ArmLimits
 from bac_ros.robot.model import DQ_MAX, Q_HOME, Q_LOW
+from support import assert_within_envelope, fake_arm
 
 
-class _FakeRobot:
-    """Stands in for franky's Robot and tracker where only FR3Arm's own arithmetic is under test."""
-
-    def __init__(self, velocity=np.zeros(7)):
-        from types import SimpleNamespace
-
-        self.current_joint_state = SimpleNamespace(position=Q_HOME.copy(), velocity=np.asarray(velocity, float))
-        self.q = None
-
-    def poll_motion(self):
-        pass
-
-    def set_target(self, q, dq=None):
-        self.q = q
+def _tick(arm, robot, ex, now, dt=0.01):
+    robot.t += dt
+    return drive(ex, arm, now)
 
 
 def test_no_chunk_stream_drives_the_arm_past_its_limits():
     """The attack a lab found: a chunk whose point 1 is a 1 rad step of joint 1 due long after its stamp,
     re-published every 0.2 s, was sent as one far target (the limits scaled with the chunk's dt) and the arm
     flailed at 9-12x its velocity limits. Now such a dt is refused, and within the allowed dt every command
-    moves at most velocity limit x min(time since the last command, max_step_s), approaching the far point
-    at the limits (catch-up), never past the joint limits."""
+    moves within the envelope on the robot's own clock, approaching the far point at the limits (catch-up),
+    never past the joint limits."""
     from bac_ros.core.streaming import Chunk, ChunkExecutor
-    
-    arm = FR3Arm(limits=ArmLimits(max_acceleration_factor=0.5, workspace_enabled=False))  # the box: its own test
-    arm.robot, arm._tracker = _FakeRobot(), _FakeRobot()
-    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
+
+    arm, robot = fake_arm(ArmLimits(workspace_enabled=False))  # the box: its own test
     ex = ChunkExecutor()
     ex.start(0.0)
-    vmax = arm.limits.max_velocity_factor * DQ_MAX
-    sent, refused = [(0.0, Q_HOME.copy())], []
+    refused = []
     for k, (dt, jump) in enumerate([(5.0, 1.0), (0.4, 0.5), (0.2, 1.0), (0.2, -3.0), (0.05, 2.0)]):
         for r in range(5):  # re-published every 0.2 s
             t0 = 1.0 * k + 0.2 * r
@@ -48,95 +35,116 @@ def test_no_chunk_stream_drives_the_arm_past_its_limits():
             plan[1:, 3] = 5.0  # far outside joint 4's limits
             refused.append(ex.offer(Chunk(t0, plan, dt), t0))
             for now in np.arange(t0, t0 + 0.2, 0.01):
-                out = drive(ex, arm, float(now))
-                if out is not None:
-                    sent.append((float(now), out[1]))
+                _tick(arm, robot, ex, float(now))
     assert refused[:10] == ["dt"] * 10 and set(refused[10:]) == {None}
-    for (t_prev, q_prev), (t, q) in zip(sent, sent[1:]):
-        step = np.abs(q - q_prev)
-        assert np.all(step <= vmax * min(t - t_prev, arm.limits.max_step_s) + 1e-9), (t, step)
-    qs = np.stack([q for _, q in sent])
+    ts = np.array([t for t, _, _ in robot.sent])
+    qs = np.stack([q for _, q, _ in robot.sent])
+    assert_within_envelope(ts, qs, arm.limits)
     assert np.all(qs >= arm.limits.low - 1e-12) and np.all(qs <= arm.limits.high + 1e-12)
     assert ex.counts["catch_ups"] > 0 and arm.clamped > 0
     # the far targets were approached, not given up: joint 1 got to +1 rad, then on its way to -3
     assert qs[:, 0].max() >= Q_HOME[0] + 1.0 - 1e-6 and qs[:, 0].min() < Q_HOME[0] - 0.5
 
 
-def test_arm_stops_when_a_joint_moves_faster_than_its_limit():
-    arm = FR3Arm()
-    arm.robot, arm._tracker = _FakeRobot(), _FakeRobot()
-    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
-    restarts = []
-
-    def restart():  # stands in for the damped stop + fresh torque loop at the resting position
-        restarts.append(1)
-        arm.robot.current_joint_state.velocity = np.zeros(7)
-        arm._last_target = arm.robot.current_joint_state.position = Q_HOME + 0.3
-    arm.restart_tracker = restart
-    arm.command(Q_HOME, dt=1 / 30)
-    assert arm.velocity_stops == 0
-    arm.robot.current_joint_state.velocity = 0.9 * DQ_MAX  # fast, within the limit
-    arm.command(Q_HOME, dt=1 / 30)
-    assert arm.velocity_stops == 0
+def test_a_velocity_stop_runs_aside_and_the_arm_starts_again_from_rest():
+    arm, robot = fake_arm()
+    arm.command(Q_HOME + 0.001)
+    robot.t += 0.01
+    robot.dq = 0.9 * DQ_MAX  # fast, within the limit
+    assert arm.command(Q_HOME) is not None and arm.velocity_stops == 0
+    robot.t += 0.01
     with pytest.raises(ValueError):  # a bad target changes nothing, even with a joint over its limit
-        arm.robot.current_joint_state.velocity = 1.2 * DQ_MAX * np.eye(7)[3]
-        arm.command(np.full(7, np.nan), dt=1 / 30)
-    assert arm.velocity_stops == 0 and not restarts
-    sent = arm.command(Q_HOME, dt=1 / 30)
-    assert arm.velocity_stops == 1 and len(restarts) == 1 and "stopped the arm" in arm.errors[-1]
-    # the next target starts from where the arm came to rest, within the velocity limit
-    assert np.all(np.abs(sent - (Q_HOME + 0.3)) <= 0.5 * DQ_MAX / 30 + 1e-12)
-    arm = FR3Arm(limits=ArmLimits(velocity_stop_enabled=False))
-    arm.robot, arm._tracker = _FakeRobot(velocity=3 * DQ_MAX), _FakeRobot()
-    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
-    arm.command(Q_HOME, dt=1 / 30)
+        robot.dq = 1.2 * DQ_MAX * np.eye(7)[3]
+        arm.command(np.full(7, np.nan))
+    assert arm.velocity_stops == 0
+    robot.follow = False
+    robot.q = Q_HOME + 0.3  # where the stop will leave it
+    n = len(robot.sent)
+    arm.command(Q_HOME)  # the stop starts on its own thread: nothing more is sent by this call
+    arm._stopper.join(5)
+    assert arm.velocity_stops == 1 and "stopped the arm" in arm.errors[-1] and not arm.stopping
+    assert robot.recovered == 0  # a velocity stop clears no robot error (auto_recover off)
+    robot.dq = np.zeros(7)
+    robot.t += 0.01
+    sent = arm.command(Q_HOME)  # from where the arm came to rest, within the envelope
+    assert len(robot.sent) == n + 2  # the fresh torque loop's hold, then this command
+    assert np.all(np.abs(sent - (Q_HOME + 0.3)) <= arm.limits.acceleration * 0.01 ** 2 + 1e-12)
+    arm, robot = fake_arm(ArmLimits(velocity_stop_enabled=False))
+    robot.dq = 3 * DQ_MAX
+    robot.t += 0.01
+    arm.command(Q_HOME)
     assert arm.velocity_stops == 0
     with pytest.raises(ValueError, match="stop_velocity_factor"):
         ArmLimits(stop_velocity_factor=0.0)
 
 
 def test_arm_counts_safety_clamps_apart_from_acceleration_shaping():
-    arm = FR3Arm(limits=ArmLimits(max_acceleration_factor=0.5))
-    arm.robot, arm._tracker = _FakeRobot(), _FakeRobot()
-    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
-    dt = 1 / 30
-    small = Q_HOME + 0.2 * DQ_MAX * dt * np.eye(7)[1]  # within the velocity limit, but a jump from rest
-    arm.command(small, np.zeros(7), dt=dt)
+    arm, robot = fake_arm(ArmLimits(max_acceleration_factor=0.5))
+    robot.t += 1 / 30
+    small = Q_HOME + 0.2 * DQ_MAX / 30 * np.eye(7)[1]  # within the velocity limit, but a jump from rest
+    arm.command(small, np.zeros(7))
     assert (arm.clamped, arm.shaped) == (0, 1)
-    arm.command(Q_HOME + np.eye(7)[1], np.zeros(7), dt=dt)  # 1 rad away: the velocity limit clamps it
+    robot.t += 1 / 30
+    arm.command(Q_HOME + np.eye(7)[1], np.zeros(7))  # 1 rad away: the speed band clamps it
     assert arm.clamped == 1
-    arm.command(Q_LOW - 1.0, np.zeros(7), dt=dt)  # outside the joint limits
+    robot.t += 1 / 30
+    arm.command(Q_LOW - 1.0, np.zeros(7))  # outside the joint limits
     assert arm.clamped == 2 and np.all(arm.last_target >= arm.limits.low - 1e-12)
 
 
 def test_a_robot_error_is_a_fault_for_the_controller_and_recovered_in_the_harness():
     """franky raises control-thread errors (a reflex) from poll_motion: the controller's Arm
     (auto_recover=False) reports a RobotFault and changes nothing; the harness's recovers and carries on."""
-    class _Faulty(_FakeRobot):
-        def __init__(self):
-            super().__init__()
-            self.raised, self.recovered = False, 0
-
-        def poll_motion(self):
-            if not self.raised:
-                self.raised = True
-                raise RuntimeError("cartesian_reflex")
-
-        def recover_from_errors(self):
-            self.recovered += 1
-
-    arm = FR3Arm(auto_recover=False)
-    arm.robot, arm._tracker = _Faulty(), _FakeRobot()
-    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
+    arm, robot = fake_arm(auto_recover=False)
+    robot.raise_next.append(RuntimeError("cartesian_reflex"))
+    robot.t += 0.01
     with pytest.raises(RobotFault, match="cartesian_reflex"):
-        arm.command(Q_HOME + 0.01, dt=1 / 30)
-    assert arm._tracker.q is None and arm.commands_sent == 0  # nothing was sent
-    arm = FR3Arm(auto_recover=True)
-    arm.robot, arm._tracker = _Faulty(), _FakeRobot()
-    arm._last_target, arm._last_velocity = Q_HOME.copy(), np.zeros(7)
-    arm._franky = type("F", (), {"JointImpedanceTracker": lambda *a, **k: _FakeRobot()})
-    arm.command(Q_HOME + 0.01, dt=1 / 30)
-    assert arm.robot.recovered == 1 and arm.commands_sent == 1 and "cartesian_reflex" in arm.errors[0]
+        arm.command(Q_HOME + 0.01)
+    assert robot.sent == [] and arm.commands_sent == 0 and robot.recovered == 0  # nothing was sent
+    arm.recover()  # bac/recover: franky's recovery, a fresh torque loop
+    assert robot.recovered == 1
+    arm, robot = fake_arm(auto_recover=True)
+    robot.raise_next.append(RuntimeError("cartesian_reflex"))
+    robot.t += 0.01
+    assert arm.command(Q_HOME + 0.01) is None  # recovered: a fresh torque loop holds from this instant
+    robot.t += 0.01
+    assert arm.command(Q_HOME + 0.01) is not None
+    assert robot.recovered == 1 and arm.commands_sent == 1 and "cartesian_reflex" in arm.errors[0]
+
+
+def test_the_robots_own_data_is_checked():
+    """Non-finite measured positions or velocities fault the arm (no command); with the acceleration limit
+    off a NaN target is still refused before it reaches the torque loop."""
+    for field in ("q", "dq"):
+        arm, robot = fake_arm(ArmLimits(acceleration_limit_enabled=False), auto_recover=True)
+        getattr(robot, field)[2] = np.nan
+        robot.t += 0.01
+        with pytest.raises(RobotFault, match="not finite"):
+            arm.command(Q_HOME)
+        assert robot.sent == []
+    arm, robot = fake_arm(ArmLimits(acceleration_limit_enabled=False))
+    robot.t += 0.01
+    with pytest.raises(ValueError, match="finite"):
+        arm.command(np.r_[Q_HOME[:6], np.nan])
+    with pytest.raises(ValueError, match="finite"):
+        arm.command(Q_HOME, np.full(7, np.nan))
+    assert robot.sent == []
+
+
+def test_a_tracking_error_that_lasts_faults_with_the_joint_and_the_error():
+    arm, robot = fake_arm(ArmLimits(tracking_tolerance=0.2, tracking_timeout_s=0.5), follow=False)
+    robot.q = Q_HOME + 0.3 * np.eye(7)[2]  # joint 3 pushed 0.3 rad off its target
+    for _ in range(40):  # 0.4 s: within the timeout
+        robot.t += 0.01
+        arm.command(Q_HOME)
+    with pytest.raises(RobotFault, match="joint 3 is 0.300 rad from its target"):
+        for _ in range(20):
+            robot.t += 0.01
+            arm.command(Q_HOME)
+    robot.q = Q_HOME.copy()  # back on target: the timer starts again
+    for _ in range(100):
+        robot.t += 0.01
+        arm.command(Q_HOME)
 
 
 @pytest.mark.slow
