@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
                    help="real-time mode: pause the world while the policy infers and deliver each chunk this many ms "
                         "of robot time after its observation (emulates a machine with that inference time; "
                         "default: this machine's own compute time, the world running on)")
+    e.add_argument("--backend", default="eager", choices=["eager", "onnx", "cuda-graph"],
+                   help="how the policy runs: eager PyTorch, ONNX Runtime (the whole inference compiled once per "
+                        "schedule, cached), or a CUDA graph (--device cuda)")
     e.add_argument("--fixed-noise", action="store_true",
                    help="every inference of an episode starts from the same noise (default: fresh noise each time)")
     e.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
@@ -126,20 +129,20 @@ def run(args) -> int:
     rows = []
     try:
         for mode in modes:
-            play = (functools.partial(run_sync, fixed_noise=args.fixed_noise, rules=rules) if mode == "sync" else
-                    functools.partial(run_realtime, commit_steps=commit, fixed_noise=args.fixed_noise, rules=rules,
+            play = (functools.partial(run_sync, rules=rules) if mode == "sync" else
+                    functools.partial(run_realtime, commit_steps=commit, rules=rules,
                                       latency_s=None if args.latency_ms is None else args.latency_ms / 1e3))
             for method, s, sched in entries:
-                den = _denoiser(policy, sched, args)
+                runner = _runner(policy, sched, args)
                 eps, restarts, drift = [], sim.restarts, []
                 sim.restart()  # every method starts on a fresh world
                 bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
                 for seed in bar:
-                    n0 = len(getattr(den, "history", ()))
-                    eps.append(sim.run(lambda world, arm: play(world, arm, policy, den, seed, max_time=args.max_time),
+                    n0 = len(runner.guard.history) if runner.guard else 0
+                    eps.append(sim.run(lambda world, arm: play(world, arm, runner, seed, max_time=args.max_time),
                                        f"seed {seed}"))
-                    if hasattr(den, "history"):  # the episode ran each shadow check after its chunk
-                        drift.append(den.history[n0:])
+                    if runner.guard:  # the episode ran each shadow check after its chunk
+                        drift.append(runner.guard.history[n0:])
                     bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
                 rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
                                  sim.restarts - restarts, origin, world_kw, drift))
@@ -151,34 +154,34 @@ def run(args) -> int:
     return 0
 
 
-def _denoiser(policy, sched, args):
-    """The runtime of one row: with --drift, a cached schedule's runtime behind the drift guard (watching,
-    or switching to policy_node's dense_schedule)."""
-    if args.drift == "off" or sched is None or sched.is_dynamic:
-        return policy.denoiser(sched)
-    from ..core.drift import DriftSettings, guarded_runtime
+def _runner(policy, sched, args):
+    """The runner of one row on --backend: with --drift, a cached schedule behind the drift guard (watching, or
+    switching to policy_node's dense_schedule, both from --params)."""
+    from ..core.drift import DriftSettings
+    from ..core.runner import PolicyRunner
     from ..core.settings import from_mapping, node_parameters
 
     params = node_parameters("policy_node", args.params)
     try:
-        return guarded_runtime(policy, sched, args.drift, params.get("dense_schedule", ""),
-                               from_mapping(DriftSettings, params))
+        return PolicyRunner(policy, sched, args.backend, seed=args.seed, fixed_noise=args.fixed_noise,
+                            drift=args.drift, dense_schedule=params.get("dense_schedule", ""),
+                            drift_settings=from_mapping(DriftSettings, params))
     except ValueError as e:
-        raise SystemExit(f"--drift {args.drift}: {e}") from None
+        raise SystemExit(f"--backend {args.backend} / --drift {args.drift}: {e}") from None
 
 
-def _drift_fields(drift: list[list[tuple[bool, float, float, str]]]) -> dict:
-    """Per row, over the shadow checks: the drift guard's signal (median ratio per episode and overall),
-    the reuse-error ratio, the share of checks on the dense schedule and in a warned state."""
+def _drift_fields(drift: list[list]) -> dict:
+    """Per row, over the shadow checks (`drift.Check`): the drift guard's signal (median ratio per episode and
+    overall), the reuse-error ratio, the share of checks on the dense schedule and in a warned state."""
     if not drift:
         return {}
-    flat = [x for ep in drift for x in ep]
+    flat = [c for ep in drift for c in ep]
     median = lambda xs: float(statistics.median(xs)) if xs else float("nan")  # noqa: E731
-    return {"drift_ratio_median": median([r for _, r, _, _ in flat]),
-            "drift_ratio_per_episode": [round(median([r for _, r, _, _ in ep]), 3) for ep in drift],
-            "reuse_ratio_median": median([u for _, _, u, _ in flat]), "drift_checks": len(flat),
-            "dense_share": sum(d for d, _, _, _ in flat) / max(1, len(flat)),
-            "drift_warned_share": sum(s != "ok" for _, _, _, s in flat) / max(1, len(flat))}
+    return {"drift_ratio_median": median([c.ratio for c in flat]),
+            "drift_ratio_per_episode": [round(median([c.ratio for c in ep]), 3) for ep in drift],
+            "reuse_ratio_median": median([c.reuse for c in flat]), "drift_checks": len(flat),
+            "dense_share": sum(c.dense for c in flat) / max(1, len(flat)),
+            "drift_warned_share": sum(c.state != "ok" for c in flat) / max(1, len(flat))}
 
 
 def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, origin, world=None,
@@ -194,7 +197,8 @@ def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, or
             "reuse": sched.reuse if sched is not None else None,
             # per episode, in seed order: which seeds each method solves (paired comparisons)
             "succeeded": [int(e.success) for e in eps],
-            "fixed_noise": args.fixed_noise, "commit_steps": commit if mode == "realtime" else None,
+            "fixed_noise": args.fixed_noise, "backend": args.backend,
+            "commit_steps": commit if mode == "realtime" else None,
             "latency_ms": args.latency_ms if mode == "realtime" else None,
             "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
             "pause_timeouts": sum(e.pause_timeouts for e in eps),

@@ -12,6 +12,9 @@ Two signals, each divided by its value on the calibration observations (stored i
   new output and what the cache had been adding in its place (copy or forecast), averaged over one
   inference. Measured on shifted worlds it barely moved (docs/drift.md), so it does not drive the guard.
 
+The check is `GuardedInference`'s, over whole inferences of any backend (`core.inference`); the reuse error
+is measured on the eager backend only.
+
 Policy (`DriftGuard`): the median ratio over the last `drift_window` checks at or above
 `drift_warn_ratio` -> warn; at or above `drift_switch_ratio` -> run the dense schedule; back to the fast
 one after `drift_settle` checks in a row under `drift_warn_ratio` on the dense schedule (against the
@@ -127,75 +130,75 @@ class DriftGuard:
         return self.state
 
 
-class GuardedDenoiser:
-    """A fast and a dense cached runtime behind one denoiser interface, with the shadow check: each
-    inference runs on the one the guard chose; every `drift_check_every`-th is re-run at full precision
-    when the next begins (or at `settle()`). Both runtimes are built with `monitor=True` (their reuse
-    error is kept too). `dense=None` watches only: the signal and the state are kept, the schedule stays."""
+@dataclass(frozen=True)
+class Check:
+    """One shadow check: which schedule ran, its shadow ratio and reuse-error ratio, the guard's state after."""
+    dense: bool
+    ratio: float
+    reuse: float
+    state: str
 
-    def __init__(self, policy, fast, dense=None, guard: DriftGuard | None = None):
+
+class GuardedInference:
+    """A fast and a dense schedule's inference (`core.inference`, any backend) behind the drift guard: each
+    inference runs the one the guard chose; every `drift_check_every`-th is re-run at full precision from
+    the same noise at `settle()` (after its chunk has gone out). `dense=None` watches only: the signal and
+    the state are kept, the schedule stays."""
+
+    def __init__(self, policy, fast, full, dense=None, guard: DriftGuard | None = None):
         if policy.cfg.sampler.type != "ddim":
             raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
                              f"{policy.cfg.sampler.type}")
-        for den in (fast, dense):
-            if den is not None and getattr(den, "meter", None) is None:
-                raise ValueError("the guarded runtimes must be built with monitor=True")
-        self.policy, self.fast, self.dense = policy, fast, dense
-        self.refs = {id(d): (reference(d.schedule), reference(d.schedule, "reuse_error"))
-                     for d in (fast, dense) if d is not None}
+        self.fast, self.full, self.dense = fast, full, dense
+        for i in (fast, dense):  # what the guard compares with: say now if a schedule lacks it
+            if i is not None:
+                reference(i.schedule), reference(i.schedule, "reuse_error")
         self.guard = guard or DriftGuard()
-        self.full = policy.denoiser(Schedule.full(policy.cfg))
         self.active = fast
-        self.method = fast.method
-        self.hoist = True
         self.inferences = 0
-        self._cond = self._x0 = self._last = None
-        # per check: ran dense?, shadow ratio, reuse ratio (of that inference), guard state after
-        self.history: list[tuple[bool, float, float, str]] = []
+        self.history: list[Check] = []
+        self._pending = None
+
+    def replace(self, fast, full, dense=None) -> None:
+        """The same schedules on another backend (a compiled build finished): the guard's state goes on."""
+        was_dense = self.active is self.dense and self.dense is not None
+        self.fast, self.full, self.dense = fast, full, dense
+        self.active = dense if was_dense and dense is not None else fast
 
     @property
     def schedule(self):
         return self.active.schedule
 
     @property
-    def updates(self) -> int:
-        return self.active.updates
+    def label(self) -> str:
+        return self.active.label
 
-    def _checking(self) -> bool:
-        return self.inferences % self.guard.settings.drift_check_every == 0
+    @property
+    def backend(self) -> str:
+        return self.active.backend
 
-    def begin(self, cond: torch.Tensor) -> None:
-        self.settle()
+    def __call__(self, image, state, noise):
         self.inferences += 1
-        self._cond, self._x0, self._last = cond, None, None
-        self.active.begin(cond)
+        x, a = self.active(image, state, noise)
+        if self.inferences % self.guard.settings.drift_check_every == 1 % self.guard.settings.drift_check_every:
+            self._pending = (self.active, self.active is self.dense, image, state, noise, x, self.active.reuse_error)
+        return x, a
 
-    def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        check = self._checking()
-        if check and k == 0:
-            self._x0 = sample.clone()
-        out = self.active.step(k, sample, timestep)
-        if check and k == len(self.policy.sampler.timesteps) - 1:
-            self._last = (sample, out)
-        return out
-
-    @torch.inference_mode()
-    def settle(self) -> None:
-        """Run the pending shadow check (if the last inference was one), feed the guard, and pick the runtime
-        for the next inference."""
-        if self._last is None or self._x0 is None:
-            return
-        x, out = self._last
-        cached = self.policy.sampler.step(len(self.policy.sampler.timesteps) - 1, out, x)
-        full = self.policy.sample(self._cond, self.full, noise=self._x0.clone())
-        self._last = None
-        shadow_ref, reuse_ref = self.refs[id(self.active)]
-        ratio = shadow_deviation(cached, full) / shadow_ref
-        reuse = self.active.meter.value / reuse_ref
-        state = self.guard.observe(ratio)
-        self.history.append((self.active is self.dense, ratio, reuse, state))
+    def settle(self) -> Check | None:
+        """Run the pending shadow check (if the last inference was one), feed the guard, and pick the inference
+        for the next one."""
+        if self._pending is None:
+            return None
+        ran, dense, image, state, noise, x, reuse = self._pending
+        self._pending = None
+        full, _ = self.full(image, state, noise)
+        shadow_ref, reuse_ref = reference(ran.schedule), reference(ran.schedule, "reuse_error")
+        state_ = self.guard.observe(shadow_deviation(x, full) / shadow_ref)
+        check = Check(dense, self.guard.last_ratio, reuse / reuse_ref, state_)
+        self.history.append(check)
         if self.dense is not None:
-            self.active = self.dense if state == "dense" else self.fast
+            self.active = self.dense if state_ == "dense" else self.fast
+        return check
 
 
 def shadow_deviation(cached: torch.Tensor, full: torch.Tensor) -> float:
@@ -204,18 +207,27 @@ def shadow_deviation(cached: torch.Tensor, full: torch.Tensor) -> float:
     return float(((cached - full) ** 2).mean())
 
 
-def guarded_runtime(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None):
-    """`schedule`'s runtime behind the drift guard: `watch` (the dense schedule never runs) or `guard`
-    (`dense`: a cached schedule's name or path, as `find_schedule` reads it). ValueError (ScheduleError
-    included) naming what is missing."""
+def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
+                      backend: str = "eager", threads: int = 1) -> GuardedInference:
+    """`schedule`'s inference behind the drift guard: `watch` (the dense schedule never runs) or `guard`
+    (`dense`: a cached schedule's name or path, as `find_schedule` reads it), on `backend`. ValueError
+    (ScheduleError included) naming what is missing."""
+    from .inference import build
+
     if mode not in ("watch", "guard"):
         raise ValueError(f"the drift guard's mode must be watch or guard, got {mode!r}")
     dense_schedule = find_schedule(dense, policy.cfg) if mode == "guard" else None
     if mode == "guard" and dense_schedule is None:
         raise ValueError("the guard's dense_schedule must name a cached schedule (not full)")
-    return GuardedDenoiser(policy, policy.denoiser(schedule, monitor=True),
-                           None if dense_schedule is None else policy.denoiser(dense_schedule, monitor=True),
-                           DriftGuard(settings))
+    for s in (schedule, dense_schedule):
+        if s is not None:
+            reference(s)  # a schedule without references: say so before anything is built
+            reference(s, "reuse_error")
+    monitor = backend == "eager"
+    return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),
+                            build(policy, None, backend, threads),
+                            None if dense_schedule is None else build(policy, dense_schedule, backend, threads, monitor),
+                            DriftGuard(settings))
 
 
 @torch.inference_mode()

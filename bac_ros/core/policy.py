@@ -169,18 +169,6 @@ class DiffusionPolicy(nn.Module):
         return self.from_model_actions(self.action_norm.unnormalize(self.sample(cond, denoiser, noise, generator)),
                                        state)
 
-    @torch.inference_mode()
-    def act(self, images: np.ndarray, states: np.ndarray, denoiser=None,
-            generator: torch.Generator | None = None) -> np.ndarray:
-        """The one inference entry point of the robot and the evaluation harness: an observation window
-        (images (n_obs_steps, H, W, 3) uint8 RGB at the policy's size, joint states (n_obs_steps, 8)) -> the
-        predicted future (every point from the current step on, `future`), (m, 8) float32: joint targets
-        (rad) and gripper width (m)."""
-        img = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).unsqueeze(0)
-        st = torch.from_numpy(np.asarray(states, np.float32)).unsqueeze(0)
-        traj = self.predict(img, st, denoiser, generator=generator)
-        return self.future(traj)[0].cpu().numpy()
-
     def executable(self, trajectory: torch.Tensor, lookahead: int = 0) -> torch.Tensor:
         """The part of a predicted trajectory that lies in the future: actions from the current step on;
         `lookahead` more points past the executed ones where the horizon has them (for their velocity)."""

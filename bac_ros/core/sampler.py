@@ -67,8 +67,14 @@ class Sampler:
         return StepCoefficients(beta_prod_t ** 0.5, alpha_prod_t ** 0.5, alpha_prod_prev ** 0.5,
                                 (1 - alpha_prod_prev - std_dev_t ** 2) ** 0.5, None)
 
+    def draws(self, k: int) -> bool:
+        """Whether step `k` adds noise (DDPM, t > 0): it then draws it from the generator, in step order."""
+        return self.steps[k].noise_std is not None
+
     def step(self, k: int, model_output: torch.Tensor, sample: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x_{t-1} from x_t. `noise`: DDPM's step noise given (drawn ahead, e.g. for a captured graph)
+        instead of drawn from `generator` here."""
         c = self.steps[k]
         if self.prediction_type == "epsilon":
             x0, eps = (sample - c.sqrt_beta_prod * model_output) / c.sqrt_alpha_prod, model_output
@@ -81,7 +87,8 @@ class Sampler:
             return c.x0_coeff * x0 + c.x_coeff * eps
         prev = c.x0_coeff * x0 + c.x_coeff * sample
         if c.noise_std is not None:
-            noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device,
-                                 dtype=model_output.dtype)
+            if noise is None:
+                noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device,
+                                     dtype=model_output.dtype)
             prev = prev + c.noise_std * noise
         return prev

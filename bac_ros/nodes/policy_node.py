@@ -16,7 +16,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..core.drift import DriftSettings, GuardedDenoiser, guarded_runtime
+from ..core.drift import DriftSettings
 from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
@@ -43,6 +43,9 @@ class PolicyNode(Node):
                       "(s) are dropped", 0.0, 1.0)
         threads = d("num_threads", 1, "torch intra-op threads", 1, 256)
         device = d("device", "cpu", "where the policy runs: cpu, or cuda[:N] (a CUDA build of torch)")
+        backend = d("backend", "onnx", "how the policy runs: onnx (ONNX Runtime, the whole inference compiled once "
+                    "per schedule and cached; until the first build is done, eager), eager (PyTorch op by op), or "
+                    "cuda-graph (device cuda)")
         self.base_frame = d("base_frame", "fr3_link0", "frame of the chunk markers")
         self._seed = d("seed", 0, "seed of the initial noise", 0, 2**31 - 1)
         self._fixed_noise = d("fixed_noise", False, "every inference starts from the noise of seed (the policy "
@@ -69,8 +72,8 @@ class PolicyNode(Node):
         self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint)).to(resolve_device(device))
         self.schedule = find_schedule(schedule, cfg)  # ScheduleError stops the node
         self.method = self.schedule.label if self.schedule else "full"
-        self.denoiser = self._runtime(drift_guard, dense, drift_settings)
-        self._generator = torch.Generator().manual_seed(self._seed)
+        self.runner = self._runner(backend, threads, drift_guard, dense, drift_settings)
+        self._drift_state = "ok"
         self.image_size = cfg.encoder.image_shape[1]
         self.aligner = ObservationAligner(cfg.n_obs_steps, tolerance)
         self._last_used_stamp = None
@@ -96,40 +99,51 @@ class PolicyNode(Node):
         self._worker = threading.Thread(target=self._infer_loop, daemon=True, name="inference")
         self._worker.start()
         self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}) on {self.policy.device}, schedule "
-                               f"{self.method}, {rate_hz:.0f} Hz, drift guard {drift_guard}")
+                               f"{self.method}, {rate_hz:.0f} Hz, drift guard {drift_guard}, backend {backend}"
+                               + (" (building; eager until then)" if self.runner.building else ""))
 
-    def _runtime(self, mode: str, dense: str, settings: DriftSettings):
-        """The schedule's runtime; behind the drift guard unless it is off or there is no cache to watch.
-        What the guard lacks stops the node in `guard` mode; in `watch` (the default) it is a warning."""
-        if mode == "off" or self.schedule is None or self.schedule.is_dynamic:
-            return self.policy.denoiser(self.schedule)
-        try:
-            runtime = guarded_runtime(self.policy, self.schedule, mode, dense, settings)
-        except ValueError as e:
-            if mode != "watch":
-                raise ValueError(f"parameter drift_guard {mode!r}: {e}") from None
-            self.get_logger().warning(f"drift guard off: {e}")
-            return self.policy.denoiser(self.schedule)
-        self._drift_state = "ok"
-        return runtime
+    def _runner(self, backend: str, threads: int, mode: str, dense: str, settings: DriftSettings):
+        """The policy's runner on `backend` (compiled ones are built in the background; eager meanwhile),
+        behind the drift guard unless it is off or there is no cache to watch. What the guard lacks stops the
+        node in `guard` mode; in `watch` (the default) it is a warning."""
+        from ..core.runner import PolicyRunner
+
+        kwargs = dict(threads=threads, seed=self._seed, fixed_noise=self._fixed_noise, background=True,
+                      on_built=self._on_built)
+        if mode != "off" and self.schedule is not None and not self.schedule.is_dynamic:
+            try:
+                return PolicyRunner(self.policy, self.schedule, backend, drift=mode, dense_schedule=dense,
+                                    drift_settings=settings, **kwargs)
+            except ValueError as e:
+                if mode != "watch":
+                    raise ValueError(f"parameter drift_guard {mode!r}: {e}") from None
+                self.get_logger().warning(f"drift guard off: {e}")
+        return PolicyRunner(self.policy, self.schedule, backend, **kwargs)
+
+    def _on_built(self, error: str | None) -> None:
+        if error is None:
+            self.reporter.count("backend_ready", f"compiled backend ready for {self.method}: inference runs there now",
+                                "info")
+        else:
+            self.reporter.count("backend_failed", f"compiled backend failed ({error}): staying on eager", "error")
 
     def _watch_drift(self) -> None:
-        """After a chunk is published: the pending shadow check (one full inference every
-        drift_check_every), and the guard's state changes logged."""
-        den = self.denoiser
-        den.settle()
-        del den.history[:-100]  # the last checks are enough for /diagnostics
-        state = den.guard.state
+        """After a chunk is published: the pending shadow check (one full inference every drift_check_every),
+        and the guard's state changes logged."""
+        check = self.runner.settle()
+        guarded = self.runner.guard
+        if guarded is None or check is None:
+            return
+        del guarded.history[:-100]  # the last checks are enough for /diagnostics
+        state = guarded.guard.state
         if state != self._drift_state:
-            # the window is emptied on a switch: then the check that made it
-            ratio = den.guard.ratio if np.isfinite(den.guard.ratio) else den.guard.last_ratio
-            level = "info" if state == "ok" else "warn"
-            action = {"ok": "back on the fast schedule" if den.dense is not None else "back in range",
+            action = {"ok": "back on the fast schedule" if guarded.dense is not None else "back in range",
                       "warn": "observations drive the cached features further than in calibration",
-                      "dense": f"running {den.dense.schedule.label}" if den.dense is not None else
+                      "dense": f"running {guarded.dense.label}" if guarded.dense is not None else
                       "would switch to a dense schedule (watch only)"}[state]
             self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (shadow check "
-                                f"{ratio:.2f}x its calibration median): {action}", level)
+                                f"{check.ratio:.2f}x its calibration median): {action}",
+                                "info" if state == "ok" else "warn")
             self._drift_state = state
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -207,15 +221,12 @@ class PolicyNode(Node):
             images, states, stamp = window.window()
             self._last_used_stamp = stamp
         t0 = time.perf_counter()
-        if self._fixed_noise:
-            self._generator.manual_seed(self._seed)
-        actions = self.policy.act(images, states, self.denoiser, self._generator)  # the controller plays
-        self.inference_ms.append((time.perf_counter() - t0) * 1e3)  # n_action_steps from the first still due
+        actions = self.runner.select_action(images, states)  # the controller plays n_action_steps from the
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)  # first point still due
         self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
         self.published += 1
         self.publish_markers(actions, stamp)
-        if isinstance(self.denoiser, GuardedDenoiser):  # after publishing: the shadow check delays the next
-            self._watch_drift()                          # inference, not this chunk
+        self._watch_drift()  # after publishing: the shadow check delays the next inference, not this chunk
 
     def publish_markers(self, actions: np.ndarray, stamp: float) -> None:
         path = self.kin.fk_path(actions[:, :7])
@@ -239,7 +250,9 @@ class PolicyNode(Node):
         ms = np.array(self.inference_ms) if self.inference_ms else np.array([np.nan])
         age = (now_s(self) - self._last_used_stamp) * 1e3 if self._last_used_stamp else float("nan")
         hz = self.published / max(1e-6, time.monotonic() - self._t_start)
-        values = {"method": self.method, "inference_hz": f"{1e3 / np.nanmedian(ms):.2f}",
+        values = {"method": self.method, "backend": self.runner.backend,
+                  "backend_building": str(self.runner.building).lower(),
+                  "inference_hz": f"{1e3 / np.nanmedian(ms):.2f}",
                   "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
                   "inference_ms_p95": f"{np.nanpercentile(ms, 95):.2f}", "obs_age_ms": f"{age:.1f}",
                   "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published),
@@ -247,14 +260,14 @@ class PolicyNode(Node):
         self.diag_pub.publish(diagnostics(self, "bac: policy_node", f"{hz:.1f} Hz", values, hardware_id=self.method))
 
     def _drift_values(self) -> dict:
-        den = self.denoiser
-        if not isinstance(den, GuardedDenoiser):
+        guarded = self.runner.guard
+        if guarded is None:
             return {}
-        g = den.guard
-        reuse = den.history[-1][2] if den.history else float("nan")
+        g = guarded.guard
+        reuse = guarded.history[-1].reuse if guarded.history else float("nan")
         return {"drift_state": g.state, "drift_ratio": f"{g.ratio:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
-                "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(den.history)),
-                "drift_switches": str(g.switches), "schedule_active": den.active.schedule.label}
+                "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(guarded.history)),
+                "drift_switches": str(g.switches), "schedule_active": guarded.label}
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -21,9 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import torch
-
-from ..core.policy import DiffusionPolicy
+from ..core.runner import PolicyRunner
 from ..core.settings import from_mapping, node_parameters
 from ..core.streaming import Chunk, ChunkExecutor, ChunkRules, ObservationWindow
 from ..robot.fr3_arm import FR3Arm, drive
@@ -66,40 +64,29 @@ class _Observer(threading.Thread):
         self._halt.set()
 
 
-def _infer(policy: DiffusionPolicy, denoiser, hist: ObservationWindow, generator: torch.Generator,
-           noise_seed: int | None = None):
+def _infer(runner: PolicyRunner, hist: ObservationWindow):
     """-> (plan, inference ms, stamp of the newest observation used). The plan is every predicted point
-    from the current step on (`DiffusionPolicy.act`): sync mode plays the first n_action_steps (the
+    from the current step on (`PolicyRunner.select_action`): sync mode plays the first n_action_steps (the
     next point gives the last one its velocity), real-time mode n_action_steps from the first still due.
-    `noise_seed`: every inference starts from the same noise (the policy becomes a function of the
-    observation); None: fresh noise each time."""
-    if noise_seed is not None:
-        generator.manual_seed(noise_seed)
+    The drift guard's shadow check, if one is due, waits for `runner.settle()` after the chunk went out (as
+    policy_node runs it): its full inference is not counted in the chunk's time, and it delays the next one."""
     images, states, stamp = hist.window()
     t0 = time.perf_counter()
-    plan = policy.act(images, states, denoiser, generator=generator)
+    plan = runner.select_action(images, states)
     return plan, (time.perf_counter() - t0) * 1e3, stamp
 
 
-def _settle(denoiser) -> None:
-    """The drift guard's pending shadow check, after the chunk went out (as policy_node runs it): its full
-    inference is not counted in the chunk's inference time, and it delays the next one."""
-    settle = getattr(denoiser, "settle", None)
-    if settle is not None:
-        settle()
-
-
-def run_sync(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser, seed: int,
-             max_time: float = 12.0, fixed_noise: bool = False, rules: ChunkRules | None = None) -> PolicyEpisode:
+def run_sync(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, max_time: float = 12.0,
+             rules: ChunkRules | None = None) -> PolicyEpisode:
     """The world waits for every inference: the physics is paused from the observation until the chunk's
     first point is sent, and every point is sent on the sim clock (step k at t0 + k*dt), as the expert's
     were recorded, through the controller's `ChunkExecutor` (`rules`, default config/grasp.yaml's with
     commit = n_action_steps). No method's speed, and no load on the machine, changes what the arm does."""
-    cfg = policy.cfg
+    cfg = runner.policy.cfg
     dt, n = cfg.action_dt, cfg.n_action_steps
     executor = ChunkExecutor(_rules(rules, n))
     reset(world, arm, seed)
-    gen = torch.Generator().manual_seed(seed)
+    runner.reset(seed)
     hist = ObservationWindow(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     stops, refusals = arm.velocity_stops, arm.workspace_refusals
@@ -109,12 +96,12 @@ def run_sync(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser
         executor.start(t0)
         hist.push(t0, image, state)
         while k * dt < max_time:
-            plan, ms, _ = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)  # paused at step k
+            plan, ms, _ = _infer(runner, hist)  # paused at step k
             ep.inference_ms.append(ms)
             ep.chunks += 1
             # stamped with the step's nominal time, so that point i falls due exactly at step k + i
             executor.offer(Chunk(t0 + k * dt, plan, dt), t0 + k * dt)
-            _settle(denoiser)  # still paused: sync mode stays a measure of the policy alone
+            runner.settle()  # still paused: sync mode stays a measure of the policy alone
             for i in range(n):
                 now = t0 + k * dt
                 if i > 0:
@@ -173,19 +160,19 @@ class _ChunkPlayer(threading.Thread):
         self._halt.set()
 
 
-def run_realtime(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, denoiser, seed: int,
-                 max_time: float = 12.0, commit_steps: int | None = None, fixed_noise: bool = False,
-                 rules: ChunkRules | None = None, latency_s: float | None = None) -> PolicyEpisode:
+def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, max_time: float = 12.0,
+                 commit_steps: int | None = None, rules: ChunkRules | None = None,
+                 latency_s: float | None = None) -> PolicyEpisode:
     """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps. `rules`: as `run_sync`.
     `latency_s`: None: the world runs on while the policy infers, so the latency is this machine's compute
     time. A number: the world is paused while the policy infers, and the chunk is handed to the player
     `latency_s` of robot time after its observation: a machine whose inference takes that long (a GPU,
     the robot's PC, or the machine an earlier result was measured on), on any machine."""
-    cfg = policy.cfg
+    cfg = runner.policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
     executor = ChunkExecutor(_rules(rules, commit_steps))
     reset(world, arm, seed)
-    gen = torch.Generator().manual_seed(seed)
+    runner.reset(seed)
     hist = ObservationWindow(cfg.n_obs_steps)
     ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
     stops, refusals = arm.velocity_stops, arm.workspace_refusals
@@ -206,7 +193,7 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, deno
             if latency_s is not None:
                 world.pause()
             try:
-                actions, ms, stamp = _infer(policy, denoiser, hist, gen, seed if fixed_noise else None)
+                actions, ms, stamp = _infer(runner, hist)
             finally:
                 if latency_s is not None:
                     world.resume()
@@ -216,7 +203,7 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, policy: DiffusionPolicy, deno
             ep.inference_ms.append(ms)
             ep.chunks += 1
             player.submit(Chunk(stamp, actions, cfg.action_dt))
-            _settle(denoiser)
+            runner.settle()
             if world.status()["success"]:
                 ep.success, ep.time_to_success = True, world.time() - t_start
                 break

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.core.drift import DriftGuard, DriftSettings, GuardedDenoiser, measure_reference, reference
+from bac_ros.core.drift import DriftGuard, DriftSettings, GuardedInference, measure_reference, reference
+from bac_ros.core.inference import build, draw_noise
 from bac_ros.core.schedule import Schedule
 
 
@@ -72,38 +73,46 @@ def test_guard_settings_are_validated():
         DriftSettings(drift_window=0)
 
 
-def test_guarded_denoiser_runs_dense_while_the_shadow_check_deviates(tiny_policy, tiny_obs):
+def _run(inference, policy, img, st, seed=0):
+    """One inference from the noise of `seed`: (sample, future actions)."""
+    return inference(img.float() / 255.0 if img.dtype == torch.uint8 else img, st,
+                     draw_noise(policy, torch.Generator().manual_seed(seed)))
+
+
+def test_guarded_inference_runs_dense_while_the_shadow_check_deviates(tiny_policy, tiny_obs):
     cfg = tiny_policy.cfg
     img, st = tiny_obs[0][:1], tiny_obs[1][:1]
     # references far below what the tiny random model shows: every check's ratio is high -> dense after 2 checks
     fast_s, dense_s = _schedule(cfg, [0, 4, 7], ref=1e-12), _schedule(cfg, list(range(8)), ref=1e-12)
-    fast, dense = tiny_policy.denoiser(fast_s, monitor=True), tiny_policy.denoiser(dense_s, monitor=True)
+    fast, dense = build(tiny_policy, fast_s, monitor=True), build(tiny_policy, dense_s, monitor=True)
     settings = DriftSettings(drift_check_every=1, drift_window=2, drift_settle=2)
-    guarded = GuardedDenoiser(tiny_policy, fast, dense, DriftGuard(settings))
-    outs = [_predict(tiny_policy, img, st, guarded) for _ in range(4)]
-    guarded.settle()
-    assert [d for d, _, _, _ in guarded.history] == [False, False, True, True]
-    ratios = [r for _, r, _, _ in guarded.history]
+    guarded = GuardedInference(tiny_policy, fast, build(tiny_policy, None), dense, DriftGuard(settings))
+    outs = []
+    for _ in range(4):
+        outs.append(_run(guarded, tiny_policy, img, st)[1])
+        guarded.settle()
+    assert [c.dense for c in guarded.history] == [False, False, True, True]
+    ratios = [c.ratio for c in guarded.history]
     assert min(ratios[:2]) > 1e3 and guarded.guard.switches == 1
     assert ratios[2:] == [0.0, 0.0]  # the dense schedule here updates every block every step: exact
-    # the guard changes which runtime runs, never what a runtime computes
-    assert torch.equal(outs[0], _predict(tiny_policy, img, st, tiny_policy.denoiser(fast_s)))
-    assert torch.equal(outs[3], _predict(tiny_policy, img, st, tiny_policy.denoiser(dense_s)))
+    # the guard changes which schedule runs, never what a schedule computes
+    assert torch.equal(outs[0], _run(build(tiny_policy, fast_s), tiny_policy, img, st)[1])
+    assert torch.equal(outs[3], _run(build(tiny_policy, dense_s), tiny_policy, img, st)[1])
     # watch only, a check every 2nd inference: the state changes, the schedule never does
-    watch = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(fast_s, monitor=True), None,
-                            DriftGuard(DriftSettings(drift_check_every=2, drift_window=2)))
+    watch = GuardedInference(tiny_policy, build(tiny_policy, fast_s, monitor=True), build(tiny_policy, None), None,
+                             DriftGuard(DriftSettings(drift_check_every=2, drift_window=2)))
     for _ in range(4):
-        _predict(tiny_policy, img, st, watch)
-    watch.settle()
-    assert [d for d, _, _, _ in watch.history] == [False, False] and watch.guard.state == "dense"
+        _run(watch, tiny_policy, img, st)
+        watch.settle()
+    assert [c.dense for c in watch.history] == [False, False] and watch.guard.state == "dense"
 
 
-def test_guard_needs_monitored_runtimes_references_and_ddim(tiny_policy):
+def test_guard_needs_references_and_ddim(tiny_policy):
     cfg = tiny_policy.cfg
-    with pytest.raises(ValueError, match="monitor=True"):
-        GuardedDenoiser(tiny_policy, tiny_policy.denoiser(_schedule(cfg, [0, 4], ref=0.1)))
     with pytest.raises(ValueError, match="shadow_deviation"):
         reference(_schedule(cfg, [0, 4]))
+    with pytest.raises(ValueError, match="shadow_deviation"):
+        GuardedInference(tiny_policy, build(tiny_policy, _schedule(cfg, [0, 4])), build(tiny_policy, None))
     with pytest.raises(ValueError, match="static schedule"):
         tiny_policy.denoiser(Schedule.create(cfg, "teacache", {}, num_updates=3,
                                              teacache={"threshold": 0.2, "mean_updates": 3.0}), monitor=True)
@@ -114,21 +123,21 @@ def test_guard_needs_monitored_runtimes_references_and_ddim(tiny_policy):
                                                           num_inference_steps=8)), seed=1)
     s = _schedule(ddpm.cfg, [0, 4], ref=0.1)
     with pytest.raises(ValueError, match="deterministic sampler"):
-        GuardedDenoiser(ddpm, ddpm.denoiser(s, monitor=True))
+        GuardedInference(ddpm, build(ddpm, s), build(ddpm, None))
 
 
-def test_guarded_runtime_builds_the_guard_or_names_what_is_missing(tiny_policy):
-    from bac_ros.core.drift import guarded_runtime
+def test_guarded_inference_builds_the_guard_or_names_what_is_missing(tiny_policy):
+    from bac_ros.core.drift import guarded_inference
 
     s = _schedule(tiny_policy.cfg, [0, 4], ref=0.1)
-    watch = guarded_runtime(tiny_policy, s, "watch")
-    assert isinstance(watch, GuardedDenoiser) and watch.dense is None and watch.fast.schedule is s
+    watch = guarded_inference(tiny_policy, s, "watch")
+    assert isinstance(watch, GuardedInference) and watch.dense is None and watch.fast.schedule is s
     with pytest.raises(ValueError, match="watch or guard"):
-        guarded_runtime(tiny_policy, s, "sometimes")
+        guarded_inference(tiny_policy, s, "sometimes")
     with pytest.raises(ValueError, match="not full"):
-        guarded_runtime(tiny_policy, s, "guard", "full")
+        guarded_inference(tiny_policy, s, "guard", "full")
     with pytest.raises(ValueError, match="no schedule"):
-        guarded_runtime(tiny_policy, s, "guard", "bac_s99")
+        guarded_inference(tiny_policy, s, "guard", "bac_s99")
 
 
 def test_shadow_check_measures_what_the_reference_measures(tiny_policy, tiny_obs):
@@ -140,36 +149,34 @@ def test_shadow_check_measures_what_the_reference_measures(tiny_policy, tiny_obs
     assert ref["shadow_deviation"]["observations"] == 1 and ref["shadow_deviation"]["median"] > 0
     assert ref["reuse_error"]["mean"] > 0
     s.calibration.update(ref)
-    watch = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(s, monitor=True), None,
-                            DriftGuard(DriftSettings(drift_check_every=1)))
-    cfg = tiny_policy.cfg
-    noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=torch.Generator().manual_seed(3))
-    tiny_policy.predict(img, st, watch, noise)
-    watch.settle()
-    (_, ratio, reuse, _), = watch.history
-    assert ratio == pytest.approx(1.0, rel=1e-5) and reuse == pytest.approx(1.0, rel=1e-5)
+    watch = GuardedInference(tiny_policy, build(tiny_policy, s, monitor=True), build(tiny_policy, None), None,
+                             DriftGuard(DriftSettings(drift_check_every=1)))
+    _run(watch, tiny_policy, img, st, seed=3)
+    (check,) = [watch.settle()]
+    assert check.ratio == pytest.approx(1.0, rel=1e-5) and check.reuse == pytest.approx(1.0, rel=1e-5)
 
 
 def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_inference(tiny_policy, tiny_cfg):
     """bac eval times `_infer`; the check's full inference belongs to no chunk (policy_node runs it after
-    publishing), so `_infer` leaves it pending and `_settle` runs it."""
+    publishing), so `_infer` leaves it pending and `settle` runs it."""
     import numpy as np
 
+    from bac_ros.core.runner import PolicyRunner
     from bac_ros.core.streaming import ObservationWindow
-    from bac_ros.sim.evaluate import _infer, _settle
+    from bac_ros.sim.evaluate import _infer
 
     cfg = tiny_policy.cfg
     s = _schedule(cfg, [0, 4, 7], ref=1e-3)
-    guarded = GuardedDenoiser(tiny_policy, tiny_policy.denoiser(s, monitor=True), None,
-                              DriftGuard(DriftSettings(drift_check_every=1, drift_window=2)))
+    runner = PolicyRunner(tiny_policy, s, drift="watch", drift_settings=DriftSettings(drift_check_every=1,
+                                                                                       drift_window=2))
     hist = ObservationWindow(cfg.n_obs_steps)
     size = cfg.encoder.image_shape[1]
     hist.push(0.0, np.zeros((size, size, 3), np.uint8), np.zeros(cfg.encoder.state_dim, np.float32))
-    plan, ms, _ = _infer(tiny_policy, guarded, hist, torch.Generator().manual_seed(0))
+    plan, ms, _ = _infer(runner, hist)
     assert plan.shape[1] == cfg.action_dim and ms > 0
-    assert guarded.history == [] and guarded._last is not None  # checked inference, check still pending
-    _settle(guarded)
-    assert len(guarded.history) == 1 and guarded._last is None
-    _infer(tiny_policy, guarded, hist, torch.Generator().manual_seed(1))  # its own check waits for _settle again
-    assert len(guarded.history) == 1 and guarded._last is not None
-    _settle(tiny_policy.denoiser(None))  # runtimes without a guard: nothing to run
+    assert runner.guard.history == [] and runner.guard._pending is not None  # checked, the check still pending
+    runner.settle()
+    assert len(runner.guard.history) == 1 and runner.guard._pending is None
+    _infer(runner, hist)  # its own check waits for settle again
+    assert len(runner.guard.history) == 1 and runner.guard._pending is not None
+    assert PolicyRunner(tiny_policy, None).settle() is None  # no guard: nothing to run

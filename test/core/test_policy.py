@@ -108,9 +108,13 @@ def test_fixed_noise_makes_inference_a_function_of_the_observation(tiny_policy, 
     size = tiny_cfg.encoder.image_shape[1]
     hist.push(1.0, np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8),
               np.r_[Q_HOME, 0.08].astype(np.float32))
-    gen = torch.Generator().manual_seed(0)
-    den = tiny_policy.denoiser(None)
-    fixed = [_infer(tiny_policy, den, hist, gen, noise_seed=7)[0] for _ in range(2)]
-    fresh = [_infer(tiny_policy, den, hist, gen)[0] for _ in range(2)]
+    from bac_ros.core.runner import PolicyRunner
+
+    fixed_runner = PolicyRunner(tiny_policy, None, seed=7, fixed_noise=True)
+    fixed = [_infer(fixed_runner, hist)[0] for _ in range(2)]
+    runner = PolicyRunner(tiny_policy, None, seed=0)
+    fresh = [_infer(runner, hist)[0] for _ in range(2)]
     np.testing.assert_array_equal(fixed[0], fixed[1])
     assert np.abs(fresh[0] - fresh[1]).max() > 1e-4  # fresh noise: another sample of the same distribution
+    runner.reset(0)
+    np.testing.assert_array_equal(_infer(runner, hist)[0], fresh[0])  # a reset starts the same noise again

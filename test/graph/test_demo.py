@@ -96,7 +96,9 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
                  str(tmp_path / "ck" / "bac_s7.json")]) == 0
     schedule = Schedule.load(tmp_path / "ck" / "bac_s7.json", policy.cfg)
     assert schedule.calibration["weights"] == policy.weights_id  # calibrated on these weights
-    chunk = policy.act(demos.image[:1], demos.state[:1], policy.denoiser(schedule))
+    from bac_ros.core.runner import PolicyRunner
+
+    chunk = PolicyRunner(policy, schedule).select_action(demos.image[:1], demos.state[:1])
     assert chunk.shape == (policy.cfg.horizon - policy.cfg.n_obs_steps + 1, 8) and np.all(np.isfinite(chunk))
 
     # ---- the comparison, from the recordings alone ------------------------------------------------------

@@ -10,6 +10,7 @@ def test_closed_loop_smoke():
     """One short episode per mode with an untrained policy: the loop runs and reports inference."""
     from bac_ros.core.config import PolicyConfig
     from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.core.runner import PolicyRunner
     from bac_ros.core.schedule import Schedule
     from bac_ros.robot.fr3_arm import FR3Arm
     from bac_ros.sim.evaluate import run_realtime, run_sync
@@ -20,12 +21,12 @@ def test_closed_loop_smoke():
     cfg = WorldConfig(hostname="127.0.0.6")
     with WorldProcess(cfg) as world, FR3Arm(cfg.hostname) as arm:
         t0 = world.time()
-        ep = run_sync(world, arm, policy, policy.denoiser(Schedule.full(policy.cfg)), seed=1, max_time=1.0)
+        ep = run_sync(world, arm, PolicyRunner(policy, Schedule.full(policy.cfg)), seed=1, max_time=1.0)
         assert ep.chunks >= 3 and len(ep.inference_ms) == ep.chunks and not ep.success
         # the world was left running (pause timeouts are not asserted: they count inferences over 0.5 s of
         # wall time, which a loaded machine produces - seen at 716 ms with an evaluation beside it)
         assert world.time() > t0
-        ep = run_realtime(world, arm, policy, policy.denoiser(None), seed=1, max_time=3.0)
+        ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=1, max_time=3.0)
         assert ep.chunks >= 2
         assert arm.commands_sent > 30
 

@@ -1,0 +1,131 @@
+"""`PolicyRunner`: the one entry point from an observation window to a chunk, for policy_node and the evaluation
+harness alike (diffusion_policy's `predict_action`, LeRobot's `select_action`): the schedule's inference on a
+backend (`core.inference`), the noise each inference starts from, and the drift guard (`core.drift`)."""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .drift import DriftSettings, GuardedInference, guarded_inference
+from .inference import Noise, build, draw_noise
+from .schedule import Schedule
+
+DRIFT_MODES = ("off", "watch", "guard")
+
+
+class PolicyRunner:
+    """`select_action(images, states) -> chunk`, `settle()` after the chunk has gone out (the guard's shadow
+    check, if one is due), `reset(seed)` for a new episode.
+
+    `schedule`: the cached schedule (None: full precision); `backend`: eager, onnx or cuda-graph; `threads`:
+    its intra-op threads. Noise: fresh for every inference from a generator seeded by `reset(seed)`, or with
+    `fixed_noise` the noise of `seed` every time (the policy becomes a function of its observation). `drift`:
+    off, watch (the guard's signal and state; default in policy_node) or guard (also `dense_schedule` while
+    the signal stays high); it needs a static schedule with references, and otherwise is off."""
+
+    def __init__(self, policy, schedule: Schedule | None, backend: str = "eager", threads: int = 1,
+                 seed: int = 0, fixed_noise: bool = False, drift: str = "off", dense_schedule: str = "",
+                 drift_settings: DriftSettings | None = None, background: bool = False,
+                 on_built: Callable[[str | None], None] | None = None):
+        """`background`: start on eager and build `backend` on a thread of its own (a compiled build takes a
+        minute or more the first time; the cache makes later starts immediate), then switch to it;
+        `on_built(error or None)` is called when that is done."""
+        if drift not in DRIFT_MODES:
+            raise ValueError(f"drift must be one of {DRIFT_MODES}, got {drift!r}")
+        self.policy, self.schedule, self.fixed_noise = policy, schedule, fixed_noise
+        self._spec = dict(drift=drift, dense=dense_schedule, settings=drift_settings, threads=threads)
+        if schedule is not None and schedule.is_dynamic:  # teacache: no static graph, its own eager runtime
+            backend = "eager"
+        self.target, self.building = backend, False
+        first = "eager" if background and backend != "eager" else backend
+        self.inference, self.backend = self._make(policy, first), first
+        self.generator = torch.Generator()
+        self.reset(seed)
+        if first != backend:
+            self.building = True
+            threading.Thread(target=self._build, args=(on_built,), daemon=True, name="compile").start()
+
+    def _make(self, policy, backend: str):
+        s, spec = self.schedule, self._spec
+        if spec["drift"] != "off" and s is not None and not s.is_dynamic:
+            return guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
+                                     spec["threads"])
+        if s is not None and s.is_dynamic:
+            return _Dynamic(policy, s)
+        return build(policy, s, backend, spec["threads"])
+
+    def _build(self, on_built) -> None:
+        """The target backend, built on a copy of the weights (nothing is shared with the running inference),
+        then swapped in between two inferences."""
+        error = None
+        try:
+            made = self._make(copy.deepcopy(self.policy), self.target)
+            if isinstance(made, GuardedInference) and isinstance(self.inference, GuardedInference):
+                self.inference.replace(made.fast, made.full, made.dense)
+            else:
+                self.inference = made
+            self.backend = self.target
+        except Exception as e:  # noqa: BLE001 - the eager runtime goes on; the caller is told why
+            error = f"{type(e).__name__}: {e}"
+        self.building = False
+        if on_built is not None:
+            on_built(error)
+
+    @property
+    def guard(self) -> GuardedInference | None:
+        return self.inference if isinstance(self.inference, GuardedInference) else None
+
+    @property
+    def label(self) -> str:
+        return self.schedule.label if self.schedule is not None else "full"
+
+    def reset(self, seed: int | None = None) -> None:
+        """A new episode: the noise generator starts from `seed` (default: the last one)."""
+        if seed is not None:
+            self.seed = seed
+        self.generator.manual_seed(self.seed)
+
+    def noise(self) -> Noise:
+        if self.fixed_noise:
+            self.generator.manual_seed(self.seed)
+        return draw_noise(self.policy, self.generator)
+
+    def select_action(self, images: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """An observation window (images (n_obs_steps, H, W, 3) uint8 RGB at the policy's size, joint states
+        (n_obs_steps, 8)) -> the predicted future from the current step on, (m, 8) float32: joint targets (rad)
+        and gripper width (m). ValueError for an observation of the wrong shape or with non-finite states."""
+        img = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).unsqueeze(0).float().div_(255.0)
+        st = torch.from_numpy(np.asarray(states, np.float32)).unsqueeze(0)
+        self.policy.check_obs(img, st)
+        _, actions = self.inference(img, st, self.noise())
+        return actions[0].numpy()
+
+    def settle(self):
+        """The drift guard's pending shadow check (a full-precision inference), run after the chunk has gone
+        out so it delays the next inference, not this chunk; returns the check, or None."""
+        return self.inference.settle() if isinstance(self.inference, GuardedInference) else None
+
+
+class _Dynamic:
+    """A dynamic schedule (TeaCache) on the eager runtime, behind the same call as `core.inference`'s."""
+
+    backend = "eager"
+
+    def __init__(self, policy, schedule: Schedule):
+        self.policy, self.schedule, self.denoiser = policy, schedule, policy.denoiser(schedule)
+
+    @torch.inference_mode()
+    def __call__(self, image, state, noise: Noise):
+        p = self.policy
+        dev = p.device
+        image, state = image.to(dev), state.to(dev)
+        cond = p.encode_obs(image, state)
+        self.denoiser.begin(cond)
+        x = noise.initial.to(dev)
+        for k, t in enumerate(p.sampler.timesteps):
+            x = p.sampler.step(k, self.denoiser.step(k, x, t), x, noise=noise.steps[k].to(dev))
+        return x.cpu(), p.future(p.from_model_actions(p.action_norm.unnormalize(x), state)).cpu()

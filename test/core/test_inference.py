@@ -1,0 +1,87 @@
+"""The whole inference per schedule and its backends: eager is the caching runtime itself (bit for bit), the
+compiled ONNX graph matches it, artifacts are cached by everything they depend on and rebuilt when any changes,
+and the runner is the one entry point (noise, fixed noise, background builds)."""
+import numpy as np
+import pytest
+import torch
+
+from bac_ros.core.inference import build, draw_noise, example_inputs
+from bac_ros.core.schedule import Schedule
+
+
+def _sparse(cfg, reuse="copy"):
+    return Schedule.create(cfg, "acs-blockwise", {b: [0, 3, 5, 7] for b in cfg.block_ids}, num_updates=4,
+                           reuse=reuse)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_eager_is_the_caching_runtime_bit_for_bit(sampler):
+    from bac_ros.core.policy import DiffusionPolicy
+    from support import tiny_config
+
+    policy = DiffusionPolicy.build(tiny_config(sampler=dict(type=sampler, num_train_timesteps=50,
+                                                            num_inference_steps=8)), seed=0)
+    image, state, _ = example_inputs(policy, 2)
+    for schedule in (None, _sparse(policy.cfg), _sparse(policy.cfg, "forecast")):
+        noise = draw_noise(policy, torch.Generator().manual_seed(5))
+        _, actions = build(policy, schedule)(image, state, noise)
+        den = policy.denoiser(schedule)
+        g = torch.Generator().manual_seed(5)
+        first = torch.randn(1, policy.cfg.horizon, policy.cfg.action_dim, generator=g)  # the same draws, in order
+        want = policy.future(policy.predict(image, state, den, first, g))
+        torch.testing.assert_close(actions, want, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_onnx_matches_eager_and_is_cached_by_what_it_depends_on(tiny_policy, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("BAC_CACHE_DIR", str(tmp_path))
+    schedule = _sparse(tiny_policy.cfg)
+    onnx = build(tiny_policy, schedule, "onnx")
+    assert onnx.built_s is not None and onnx.path.is_file()  # built once ...
+    image, state, noise = example_inputs(tiny_policy, 9)
+    x, a = onnx(image, state, noise)
+    x0, a0 = build(tiny_policy, schedule)(image, state, noise)
+    assert float(((a - a0) ** 2).mean()) < 1e-10 and float(((x - x0) ** 2).mean()) < 1e-10
+    again = build(tiny_policy, schedule, "onnx")
+    assert again.built_s is None and again.path == onnx.path  # ... then taken from the cache
+    from bac_ros.core.inference import artifact_key
+
+    other = Schedule.create(tiny_policy.cfg, "acs-blockwise", {b: [0, 4, 7] for b in tiny_policy.cfg.block_ids},
+                            num_updates=3)
+    key = artifact_key(tiny_policy, schedule, "onnx", "cpu")
+    assert artifact_key(tiny_policy, other, "onnx", "cpu") != key  # another schedule, backend, device: another
+    assert artifact_key(tiny_policy, schedule, "cuda-graph", "cpu") != key
+    assert artifact_key(tiny_policy, schedule, "onnx", "cuda:0") != key
+    with torch.no_grad():
+        tiny_policy.model.head.bias.add_(0.01)  # other weights: never the stale artifact
+    changed = build(tiny_policy, schedule, "onnx")
+    assert changed.path != onnx.path and changed.built_s is not None
+    assert float(((changed(image, state, noise)[1] - a) ** 2).mean()) > 0
+
+
+def test_the_runner_draws_noise_as_the_sampler_does_and_builds_in_the_background(tiny_policy, tiny_obs):
+    from bac_ros.core.runner import PolicyRunner
+
+    img = (tiny_obs[0][0].permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    st = tiny_obs[1][0].numpy()
+    runner = PolicyRunner(tiny_policy, _sparse(tiny_policy.cfg), seed=4)
+    a = runner.select_action(img, st)
+    assert a.shape == (tiny_policy.cfg.horizon - tiny_policy.cfg.n_obs_steps + 1, 8)
+    runner.reset(4)
+    np.testing.assert_array_equal(runner.select_action(img, st), a)
+    with pytest.raises(ValueError, match="state"):
+        runner.select_action(img, np.full_like(st, np.nan))
+    done = []
+    bg = PolicyRunner(tiny_policy, _sparse(tiny_policy.cfg), "cuda-graph", background=True, on_built=done.append)
+    assert bg.backend == "eager"
+    np.testing.assert_array_equal(bg.select_action(img, st), PolicyRunner(tiny_policy, _sparse(tiny_policy.cfg),
+                                                                          seed=0).select_action(img, st))
+    import time
+
+    deadline = time.monotonic() + 30
+    while bg.building and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done and "CUDA" in done[0] and bg.backend == "eager"  # no GPU here: said once, eager goes on
+    with pytest.raises(ValueError, match="backend"):
+        build(tiny_policy, None, "tensorrt")
