@@ -46,6 +46,14 @@ BENCH_COLUMNS: list[Column] = [
     ("GFLOPs", lambda r: r["gflops"], ".3f"), ("action MSE", lambda r: r["action_mse"], ".2e"),
     ("action max", lambda r: r["action_max_abs"], ".2e"), ("drift ratio", lambda r: r["drift_ratio"], ".2f")]
 
+BACKEND_COLUMNS: list[Column] = [
+    ("backend", lambda r: r["backend"], ""), ("method", method_label, ""), ("S", lambda r: r["num_updates"], ""),
+    ("ms", lambda r: r["ms_median"], ".2f"), ("Hz", lambda r: r["hz"], ".1f"),
+    ("speedup (same backend)", lambda r: r["speedup"], ".2f"),
+    ("vs eager full", lambda r: r["speedup_vs_eager_full"], ".2f"),
+    ("action MSE vs eager", lambda r: r["action_mse_vs_eager"], ".1e"),
+    ("built s", lambda r: r["built_s"], ".0f")]
+
 EVAL_COLUMNS: list[Column] = [
     ("mode", lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else ""), ""),
     ("method", method_label, ""), ("S", lambda r: r["num_updates"], ""), ("episodes", lambda r: r["episodes"], "d"),

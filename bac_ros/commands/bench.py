@@ -5,7 +5,7 @@ import sys
 
 from ..core.schedule import Schedule, ScheduleError, schedule_dir
 from ..runs import content_hash, provenance, write_json
-from .common import add_output_options, add_policy_options, load_policy, observations, output_dir
+from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
 def add_parser(sub) -> None:
@@ -15,6 +15,10 @@ def add_parser(sub) -> None:
     b.add_argument("--observations", type=int, default=8)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--profile", action="store_true", help="also split the time into fixed work and blocks")
+    b.add_argument("--backend", type=comma_list(str), default=None,
+                   help="comma list of eager, onnx, cuda-graph: full precision and the static schedules on each, "
+                        "one row per backend (its speedup against full on the same backend, its action MSE against "
+                        "eager); compiled graphs are built once and cached (default: the eager table only)")
     add_output_options(b, "rows (rows.json, table.md)")
     b.set_defaults(func=run)
 
@@ -59,6 +63,26 @@ def run(args) -> int:
     write_json(out / "rows.json", rows)
     (out / "table.md").write_text(table + "\n")
     print(f"wrote {out / 'rows.json'}, {out / 'table.md'}")
+    if args.backend:
+        from ..core.inference import BACKENDS
+        from ..report import BACKEND_COLUMNS
+
+        unknown = [b for b in args.backend if b not in BACKENDS]
+        if unknown:
+            raise SystemExit(f"--backend: {unknown}; choose from {', '.join(BACKENDS)}")
+        threads = args.threads or cfg.num_threads or 1
+        print(f"\nbackends {', '.join(args.backend)} ({threads} intra-op thread(s); compiled graphs are built once "
+              "and cached)", flush=True)
+        with tqdm(total=args.observations * args.repeats, desc="backends", unit="obs", file=sys.stderr) as bar:
+            brows = bench.run_backends(policy, schedules, image, state, args.backend, args.repeats, args.seed,
+                                       threads, bar.update)
+        for r in brows:
+            r.update(origin, schedule_hash=content_hash(r["schedule_file"]))
+        btable = markdown(brows, BACKEND_COLUMNS)
+        print(btable)
+        write_json(out / "backends.json", brows)
+        (out / "backends.md").write_text(btable + "\n")
+        print(f"wrote {out / 'backends.json'}, {out / 'backends.md'}")
     if args.profile:
         print()
         print(bench.profile(policy, schedules, image, state))

@@ -42,6 +42,56 @@ def variant(s: Schedule) -> str:
         (f" n={top_n}" if top_n not in (None, DEFAULT_TOP_N) else "")
 
 
+def run_backends(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+                 backends: list[str], repeats: int = 3, seed: int = 0, threads: int = 1,
+                 progress: Callable[[], None] | None = None) -> list[dict]:
+    """Full precision and each static schedule on each backend (`core.inference`), timed in one run on the same
+    observations and noise, interleaved: rows with `backend`, `ms_median`, `speedup` (against full precision on
+    the same backend: like with like), `speedup_vs_eager_full`, and `action_mse_vs_eager` (against the same
+    schedule on eager)."""
+    from .inference import Noise, build, step_noise
+
+    cfg = policy.cfg
+    static = [None] + [s for s in schedules if s.method != "full" and not s.is_dynamic]
+    runners = {(b, i): build(policy, s, b, threads) for b in backends for i, s in enumerate(static)}
+    if "eager" not in backends:
+        runners.update({("eager", i): build(policy, s) for i, s in enumerate(static)})
+    g = torch.Generator().manual_seed(seed)
+    noises = [Noise(torch.randn(1, cfg.horizon, cfg.action_dim, generator=g),
+                    step_noise(policy, torch.Generator().manual_seed(seed + 1000 + i))) for i in range(len(image))]
+    inputs = [(image[i:i + 1].float() / 255.0 if image.dtype == torch.uint8 else image[i:i + 1], state[i:i + 1],
+               noises[i]) for i in range(len(image))]
+    times = {k: [] for k in runners}
+    actions = {k: [] for k in runners}
+    for r in runners.values():  # warm-up
+        r(*inputs[0])
+    for rep in range(repeats):
+        for i, inp in enumerate(inputs):
+            for k, r in runners.items():
+                t0 = time.perf_counter()
+                _, a = r(*inp)
+                times[k].append(time.perf_counter() - t0)
+                if rep == 0:
+                    actions[k].append(a)
+            if progress:
+                progress()
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    rows = []
+    for (b, i), r in runners.items():
+        if b not in backends:
+            continue
+        a, ref = torch.cat(actions[(b, i)]), torch.cat(actions[("eager", i)])
+        s = static[i]
+        rows.append({"backend": b, "method": s.method if s is not None else "full", "variant": "" if s is None else
+                     variant(s), "schedule_file": (s.source or None) if s is not None else None,
+                     "num_updates": s.num_updates if s is not None else cfg.num_steps, "ms_median": ms[(b, i)],
+                     "hz": 1e3 / ms[(b, i)], "speedup": ms[(b, 0)] / ms[(b, i)],
+                     "speedup_vs_eager_full": ms[("eager", 0)] / ms[(b, i)],
+                     "action_mse_vs_eager": float(((a - ref) ** 2).mean()),
+                     "built_s": getattr(r, "built_s", None), "threads": threads})
+    return rows
+
+
 def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
         repeats: int = 3, seed: int = 0, with_runtime_full: bool = True,
         progress: Callable[[], None] | None = None) -> list[dict]:

@@ -48,16 +48,23 @@ class Noise:
 
 def draw_noise(policy, generator: torch.Generator | None) -> Noise:
     """The initial noise and DDPM's step noise, in the order the eager sampler draws them from `generator`."""
+    cfg = policy.cfg
+    initial = torch.randn(1, cfg.horizon, cfg.action_dim, generator=generator)
+    return Noise(initial, step_noise(policy, generator))
+
+
+def step_noise(policy, generator: torch.Generator | None) -> torch.Tensor:
+    """DDPM's per-step noise (K, 1, H, A) as its sampler draws it from `generator`, step by step; zeros where a
+    step draws none (all of DDIM's)."""
     from diffusers.utils.torch_utils import randn_tensor
 
     cfg = policy.cfg
     shape = (1, cfg.horizon, cfg.action_dim)
-    initial = torch.randn(*shape, generator=generator)
     steps = torch.zeros(cfg.num_steps, *shape)
     for k in range(cfg.num_steps):
         if policy.sampler.draws(k):
             steps[k] = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
-    return Noise(initial, steps)
+    return steps
 
 
 class ScheduledInference(torch.nn.Module):
