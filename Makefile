@@ -13,7 +13,7 @@ VENV_FLAGS :=
 ROS_REQS := -r requirements-ros.txt
 endif
 
-.PHONY: setup sysdeps demo test test-fast bench clean
+.PHONY: setup sysdeps demo test test-fast bench bench-gpu clean
 
 setup: $(STAMP)
 
@@ -45,7 +45,11 @@ demo: $(STAMP)
 	MUJOCO_GL=egl $(VENV)/bin/bac demo --episodes 5
 
 bench: $(STAMP)
-	$(VENV)/bin/bac bench --config cpu --profile
+	$(VENV)/bin/bac bench --config cpu --backend eager,onnx --profile
+
+# On a machine with a CUDA GPU (its own venv; never part of make test): tools/gpu_bench.sh
+bench-gpu:
+	tools/gpu_bench.sh
 
 test: $(STAMP)
 	$(PY) -m pytest

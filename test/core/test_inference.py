@@ -85,3 +85,28 @@ def test_the_runner_draws_noise_as_the_sampler_does_and_builds_in_the_background
     assert done and "CUDA" in done[0] and bg.backend == "eager"  # no GPU here: said once, eager goes on
     with pytest.raises(ValueError, match="backend"):
         build(tiny_policy, None, "tensorrt")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_the_cuda_graph_replays_the_eager_inference(sampler):
+    """On a GPU: the captured graph gives eager's actions (the same kernels), replay after replay, for new inputs
+    copied into its static buffers; the runner plays it."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.core.runner import PolicyRunner
+    from support import tiny_config
+
+    policy = DiffusionPolicy.build(tiny_config(sampler=dict(type=sampler, num_train_timesteps=50,
+                                                            num_inference_steps=8)), seed=0).to("cuda")
+    schedule = _sparse(policy.cfg)
+    graph, eager = build(policy, schedule, "cuda-graph"), build(policy, schedule)
+    for seed in (1, 2, 3):
+        image, state, noise = example_inputs(policy, seed)
+        (x, a), (x0, a0) = graph(image, state, noise), eager(image, state, noise)
+        torch.testing.assert_close(a, a0, rtol=1e-5, atol=1e-6)
+    img = np.zeros((policy.cfg.n_obs_steps, 32, 32, 3), np.uint8)
+    st = np.zeros((policy.cfg.n_obs_steps, 8), np.float32)
+    r = PolicyRunner(policy, schedule, "cuda-graph")
+    assert r.backend == "cuda-graph" and np.all(np.isfinite(r.select_action(img, st)))
