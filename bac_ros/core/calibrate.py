@@ -76,7 +76,7 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
         img, st = image[start:start + batch_size], state[start:start + batch_size]
         b = img.shape[0]
         policy.check_obs(img, st)
-        cond = policy.encode_obs(img, st)
+        cond = policy.encode_obs(img.to(policy.device), st.to(policy.device))
         runtime = CachedDenoiser(policy.model, Schedule.full(cfg), policy.scheduler.timesteps, recorder=record)
         noise = torch.randn(b, cfg.horizon, cfg.action_dim, generator=g)
         policy.sample(cond, runtime, noise=noise, generator=g)

@@ -49,7 +49,7 @@ def encoder_flops(encoder: nn.Module, image_shape: tuple[int, ...], n_images: in
     handles = [m.register_forward_hook(hook) for m in encoder.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.inference_mode():
-            encoder(torch.zeros(1, *image_shape))
+            encoder(torch.zeros(1, *image_shape, device=next(encoder.parameters()).device))
     finally:
         for h in handles:
             h.remove()
