@@ -14,7 +14,10 @@ Exact work hoisting (same ops on the same inputs, so results are bit-identical t
 - once per runtime: the time token of every step and its cross-attention key/value row in every layer
   (they depend only on the fixed timestep sequence and the weights; build a new runtime after changing
   the weights);
-- once per inference (`begin`): the observation tokens and their cross-attention keys/values.
+- once per inference (`begin`): the observation tokens and their cross-attention keys/values, written into
+  every step's K/V buffer, so a recompute reads a slice instead of concatenating (batch 1).
+The branches themselves skip work that is the identity in eval (dropout calls) and module-call overhead
+(functional layer norm and linear on the modules' own parameters), and the masks are additive, made once.
 """
 from __future__ import annotations
 
@@ -61,7 +64,8 @@ class CachedDenoiser:
     """Step k must be called with `timesteps[k]` (the scheduler's sequence the runtime was built for)."""
 
     def __init__(self, model: TransformerForDiffusion, schedule: Schedule, timesteps: torch.Tensor,
-                 hoist: bool = True, recorder: Recorder | None = None, monitor: bool = False):
+                 hoist: bool = True, recorder: Recorder | None = None, monitor: bool = False,
+                 kv_buffers: bool = True):
         cfg = model.cfg
         schedule.validate(cfg)
         if schedule.is_dynamic:
@@ -70,8 +74,20 @@ class CachedDenoiser:
         self.method = schedule.method
         if len(timesteps) != cfg.num_steps:
             raise ValueError(f"{len(timesteps)} timesteps for a {cfg.num_steps}-step schedule")
+        # kv_buffers False: K/V concatenated at each recompute (an exported graph must not write into buffers)
+        self.kv_buffers = hoist and kv_buffers
         if hoist:
             self._time_tok, self._time_kv = time_tables(model, timesteps)
+            # per layer, every step's K and V (K, 1, H, 1 + To, d): time rows fixed here, observation rows
+            # written once per inference (`begin`): a recompute reads its step's slice instead of concatenating
+            self._kv = []
+            for li in range(len(model.layers)):
+                kt = torch.stack([self._time_kv[k][li][0] for k in range(len(timesteps))])
+                vt = torch.stack([self._time_kv[k][li][1] for k in range(len(timesteps))])
+                shape = (*kt.shape[:3], 1 + cfg.n_obs_steps, kt.shape[-1])
+                k_all, v_all = kt.new_zeros(shape), vt.new_zeros(shape)
+                k_all[:, :, :, :1], v_all[:, :, :, :1] = kt, vt
+                self._kv.append((k_all, v_all))
         mask = schedule.update_mask(cfg.block_ids)
         self.plan: list[tuple[bool, ...]] = [tuple(bool(u) for u in row) for row in mask]
         self.updates_per_step = [sum(row) for row in self.plan]
@@ -95,6 +111,10 @@ class CachedDenoiser:
         if self.hoist:
             self._obs_tok = self.model.obs_tokens(cond)
             self._obs_kv = [layer.ca.memory_kv(self._obs_tok) for layer in self.model.layers]
+            if self.kv_buffers and cond.shape[0] == 1:  # every step's cross-attention K/V, at once
+                for li, (ko, vo) in enumerate(self._obs_kv):
+                    self._kv[li][0][:, :, :, 1:] = ko
+                    self._kv[li][1][:, :, :, 1:] = vo
 
     def step(self, k: int, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         m, plan = self.model, self.plan[k]
@@ -117,7 +137,9 @@ class CachedDenoiser:
                 self._store(k, j, layer.sa(x, self_mask))
             x = x + self._reused(k, j)
             if plan[j + 1]:
-                if self.hoist:
+                if self.kv_buffers and sample.shape[0] == 1:
+                    self._store(k, j + 1, layer.ca.attend(x, self._kv[li][0][k], self._kv[li][1][k], memory_mask))
+                elif self.hoist:
                     kt, vt = time_kv[li]
                     ko, vo = self._obs_kv[li]
                     self._store(k, j + 1, layer.ca.attend(x, torch.cat([kt, ko], dim=2), torch.cat([vt, vo], dim=2),

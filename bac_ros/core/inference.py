@@ -73,13 +73,14 @@ class ScheduledInference(torch.nn.Module):
     full precision, through the same hoisted runtime). The loop over steps is Python over a static plan, so an
     export or a capture records it unrolled."""
 
-    def __init__(self, policy, schedule: Schedule | None, monitor: bool = False):
+    def __init__(self, policy, schedule: Schedule | None, monitor: bool = False, export: bool = False):
         super().__init__()
         self.policy = policy
         self.schedule = schedule if schedule is not None else Schedule.full(policy.cfg)
         if self.schedule.is_dynamic:
             raise ValueError("a dynamic schedule (teacache) has no static graph: run it eager")
-        self.denoiser = CachedDenoiser(policy.model, self.schedule, policy.sampler.timesteps, monitor=monitor)
+        self.denoiser = CachedDenoiser(policy.model, self.schedule, policy.sampler.timesteps, monitor=monitor,
+                                       kv_buffers=not export)
 
     def forward(self, image: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, step_noise: torch.Tensor):
         p, den = self.policy, self.denoiser
@@ -195,7 +196,7 @@ class OnnxInference(Inference):
         device = self.policy.device
         self.policy.to("cpu")
         try:
-            module = ScheduledInference(self.policy, self.schedule).eval()
+            module = ScheduledInference(self.policy, self.schedule, export=True).eval()
             image, state, noise = example_inputs(self.policy)
             args = (image, state, noise.initial, noise.steps)
             self.path.parent.mkdir(parents=True, exist_ok=True)

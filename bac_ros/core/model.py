@@ -19,6 +19,10 @@ from .config import PolicyConfig
 BRANCHES = ("sa", "ca", "ffn")
 
 
+def _additive(allowed: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+
+
 class SinusoidalTimeEmbedding(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
@@ -41,6 +45,15 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, s, h * d)
 
 
+def _norm(m: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    # the module's own arithmetic without a module call (its Python overhead is a measurable share of a step)
+    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+
+
+def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, m.weight, m.bias)
+
+
 class SelfAttentionBranch(nn.Module):
     def __init__(self, n_emb: int, n_head: int, p_attn: float):
         super().__init__()
@@ -51,10 +64,11 @@ class SelfAttentionBranch(nn.Module):
         self.drop = nn.Dropout(p_attn)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=-1)
+        q, k, v = _linear(self.qkv, _norm(self.norm, x)).chunk(3, dim=-1)
         y = F.scaled_dot_product_attention(_heads(q, self.n_head), _heads(k, self.n_head), _heads(v, self.n_head),
                                            attn_mask=mask, dropout_p=self.p_attn if self.training else 0.0)
-        return self.drop(self.proj(_merge(y)))
+        y = _linear(self.proj, _merge(y))
+        return self.drop(y) if self.training else y  # dropout is the identity in eval: no call
 
 
 class CrossAttentionBranch(nn.Module):
@@ -74,14 +88,15 @@ class CrossAttentionBranch(nn.Module):
         self.drop = nn.Dropout(p_attn)
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(memory).chunk(2, dim=-1)
+        k, v = _linear(self.kv, memory).chunk(2, dim=-1)
         return _heads(k, self.n_head), _heads(v, self.n_head)
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q = _heads(self.q(self.norm(x)), self.n_head)
+        q = _heads(_linear(self.q, _norm(self.norm, x)), self.n_head)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.p_attn if self.training else 0.0)
-        return self.drop(self.proj(_merge(y)))
+        y = _linear(self.proj, _merge(y))
+        return self.drop(y) if self.training else y
 
     def forward(self, x: torch.Tensor, time_tok: torch.Tensor, obs_tok: torch.Tensor,
                 mask: torch.Tensor | None) -> torch.Tensor:
@@ -98,7 +113,8 @@ class FeedForwardBranch(nn.Module):
         self.drop = nn.Dropout(p_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(F.gelu(self.fc1(self.norm(x)))))
+        y = _linear(self.fc2, F.gelu(_linear(self.fc1, _norm(self.norm, x))))
+        return self.drop(y) if self.training else y
 
 
 class DecoderLayer(nn.Module):
@@ -132,13 +148,14 @@ class TransformerForDiffusion(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(e)
         self.head = nn.Linear(e, cfg.action_dim)
-        # bool masks, True = may attend. Action t sees actions <= t, and memory row s (0 = time token,
-        # s >= 1 = observation s-1) when s - 1 <= t.
+        # additive masks (0 = may attend, -inf = may not), made once: SDPA would turn a bool mask into this on
+        # every call (the same values: results are bit-identical). Action t sees actions <= t, and memory row s
+        # (0 = time token, s >= 1 = observation s-1) when s - 1 <= t.
         if cfg.causal_attn:
             ti = torch.arange(t)
-            self.register_buffer("self_mask", ti[:, None] >= ti[None, :], persistent=False)
+            self.register_buffer("self_mask", _additive(ti[:, None] >= ti[None, :]), persistent=False)
             si = torch.arange(1 + to)
-            self.register_buffer("memory_mask", ti[:, None] >= (si[None, :] - 1), persistent=False)
+            self.register_buffer("memory_mask", _additive(ti[:, None] >= (si[None, :] - 1)), persistent=False)
         else:
             self.self_mask = None
             self.memory_mask = None
