@@ -1,0 +1,76 @@
+"""controller_node in this process, without a robot: what a node may never let happen to itself. Who may drive
+the arm is fixed at start-up; a service whose work raises answers a failure and the node lives; one fault
+starts at most one reconnect thread."""
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+
+
+@pytest.fixture
+def controller():
+    import rclpy
+
+    from bac_ros.nodes.controller_node import ControllerNode
+
+    rclpy.init(domain_id=219, args=["--ros-args", "-p", "robot_ip:=127.0.0.99", "-p", "realtime_mode:=ignore",
+                                    "-p", "connect_timeout_s:=600.0"])
+    node = ControllerNode()
+    try:
+        yield node
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_the_sources_are_read_only_after_start(controller):
+    from rclpy.parameter import Parameter
+
+    for name, value in (("chunk_source", "intruder"), ("teleop_source", "intruder"), ("max_velocity_factor", 1.0),
+                        ("auto_recover", True)):
+        result = controller.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and "start-up" in result.reason, name
+    assert controller.senders == {"policy": "policy_node", "teleop": "teleop_node"}
+
+
+def test_a_service_whose_work_raises_answers_a_failure_and_the_node_lives(controller):
+    from std_srvs.srv import Trigger
+
+    class Broken:
+        def restart_tracker(self, *a, **k):
+            raise RuntimeError("the robot went away mid-call")
+
+        def stop(self):
+            pass
+
+    controller.arm, controller.state = Broken(), "ready"
+    resp = controller.on_home(Trigger.Request(), Trigger.Response())
+    assert not resp.success and "went away" in resp.message
+    controller.arm, controller.state = None, "faulted"
+    resp = controller.on_recover(Trigger.Request(), Trigger.Response())
+    assert not resp.success  # nothing to recover with: said, not raised
+    controller.arm = None
+    resp = controller.on_take_over(Trigger.Request(), Trigger.Response())
+    assert resp.success and controller.source == "teleop"
+
+
+def test_one_fault_starts_at_most_one_reconnect_thread(controller):
+    controller._closing.set()  # the start-up connect loop ends
+    controller._connector.join(10)
+    started = []
+
+    def connect(deadline):  # stands in for the reconnect loop: a thread that keeps trying for a while
+        t = threading.Thread(target=time.sleep, args=(2.0,), daemon=True)
+        t.start()
+        started.append(t)
+        return t
+
+    controller._connect_in_background = connect
+    controller._connector = None
+    for _ in range(3):  # three callbacks report the lost robot, one after the other
+        controller.arm, controller.state = type("Gone", (), {"stop": lambda self: None})(), "running"
+        controller._fault(RuntimeError("UDP receive: Timeout"), "control")
+    assert len(started) == 1 and controller.state == "faulted" and "robot lost" in controller.reason
