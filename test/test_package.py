@@ -70,6 +70,10 @@ def test_shipped_configs_have_their_checkpoint():
         if path.stem in ("grasp",):  # node parameters, not a policy
             continue
         PolicyConfig.load(path.stem)
+    # no weights shipped for the paper-size model: auto names the config instead of handing out untrained ones
+    with pytest.raises(ValueError, match="no checkpoint is shipped for config 'grasp_dpt_paper'"):
+        resolve_checkpoint(PolicyConfig.load("paper"), "auto")
+    assert resolve_checkpoint(PolicyConfig.load("paper"), "none") is None  # untrained only when asked
 
 
 def test_readme_names_every_node_parameter():

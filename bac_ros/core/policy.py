@@ -278,13 +278,17 @@ class CheckpointError(ValueError):
 
 
 def resolve_checkpoint(cfg: PolicyConfig, checkpoint: str | None) -> str | None:
-    """'auto' -> the checkpoint shipped for this config (bac_ros/checkpoints/<name>) if there is one;
-    None / 'none' -> untrained; anything else is a checkpoint directory."""
-    if checkpoint in (None, "", "none"):
+    """'auto' -> the checkpoint shipped for this config (bac_ros/checkpoints/<name>); ValueError naming the config
+    when none is shipped (untrained weights never reach an arm by default). 'none' -> untrained (explicitly);
+    anything else is a checkpoint directory."""
+    if checkpoint == "none":
         return None
-    if checkpoint == "auto":
+    if checkpoint in (None, "", "auto"):
         shipped = CHECKPOINT_DIR / cfg.weights_name
-        return str(shipped) if (shipped / "model.safetensors").is_file() else None
+        if not (shipped / "model.safetensors").is_file():
+            raise ValueError(f"no checkpoint is shipped for config {cfg.name!r} (weights {cfg.weights_name!r}): name "
+                             "a checkpoint folder, or 'none' for untrained weights (benchmarks only, never an arm)")
+        return str(shipped)
     return checkpoint
 
 

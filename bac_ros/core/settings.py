@@ -2,7 +2,7 @@
 
 A field made with `setting(default, description, low, high)` carries its meaning and its bounds, so each
 default is written once: the dataclass is validated on construction, the nodes declare one parameter per
-field from it (`nodes.runtime.declare_settings`), and `from_mapping` reads the same names from a
+field from it (`nodes.params.from_settings`), and `from_mapping` reads the same names from a
 parameter file (config/grasp.yaml) for the evaluation harness.
 """
 from __future__ import annotations
@@ -11,18 +11,24 @@ import dataclasses
 from typing import Any
 
 
-def setting(default: Any, description: str, low: float | None = None, high: float | None = None):
-    """A dataclass field that is also a parameter: its description (with the unit) and range [low, high]."""
+def setting(default: Any, description: str, low: float | None = None, high: float | None = None,
+            choices: tuple[str, ...] | None = None):
+    """A dataclass field that is also a parameter: its description (with the unit), range [low, high] or
+    choices."""
     if isinstance(default, list):
         default = tuple(default)
-    return dataclasses.field(default=default, metadata={"description": description, "range": (low, high)})
+    return dataclasses.field(default=default, metadata={"description": description, "range": (low, high),
+                                                        "choices": choices})
 
 
 def check_ranges(obj) -> None:
-    """ValueError naming the field when a value lies outside the range its `setting` declares."""
+    """ValueError naming the field when a value lies outside the range or choices its `setting` declares."""
     for f in dataclasses.fields(obj):
         low, high = f.metadata.get("range", (None, None))
+        choices = f.metadata.get("choices")
         value = getattr(obj, f.name)
+        if choices is not None and value not in choices:
+            raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
         if low is None or isinstance(value, bool):
             continue
         if not low <= value <= high:

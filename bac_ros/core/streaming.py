@@ -137,7 +137,8 @@ class ChunkRules:
     commit_steps: int = setting(8, "a chunk plays this many steps from its takeover before a newer one replaces "
                                 "it (the policy's n_action_steps; 0: every new chunk at once)", 0, 1000)
     chunk_playback: str = setting("hold", "hold: each point sent once when it falls due, as the demonstrations "
-                                  "were streamed; interpolate: a target every tick, linear between points")
+                                  "were streamed; interpolate: a target every tick, linear between points",
+                                  choices=("hold", "interpolate"))
     chunk_timeout_s: float = setting(0.5, "no chunk accepted for this long (s of the robot's clock): hold", 0.01, 10.0)
     chunk_max_future_s: float = setting(0.25, "a chunk stamped further ahead of now (s) is refused (another clock?)",
                                         0.0, 5.0)
@@ -148,8 +149,6 @@ class ChunkRules:
 
     def __post_init__(self):
         check_ranges(self)
-        if self.chunk_playback not in PLAYBACKS:
-            raise ValueError(f"chunk_playback must be one of {sorted(PLAYBACKS)}, got {self.chunk_playback!r}")
         if not self.chunk_min_dt_s <= self.chunk_max_dt_s:
             raise ValueError(f"need chunk_min_dt_s <= chunk_max_dt_s, got {self.chunk_min_dt_s}, {self.chunk_max_dt_s}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SIM_HOSTNAME = "127.0.0.1"  # franky-sim's libfranka server in the launch file's simulation
+SIM_HOSTNAME = "127.0.0.1"  # franky-sim's libfranka server (sim_node's default hostname)
 MODES = ("policy", "teleop", "shared")  # who drives: the policy, a person, or the policy with a person ready
 INPUTS = ("spacemouse", "joy", "twist")
 OPERATORS = ("none", "drive", "intervene")  # the scripted operator (simulation only)
@@ -22,30 +22,36 @@ class NodeSpec:
         return self.executable
 
 
-def grasp_graph(use_sim: bool, robot_ip: str = "172.16.0.2", schedule: str | None = None,
-                sim_hostname: str = SIM_HOSTNAME, mode: str = "policy", teleop_input: str = "spacemouse",
-                operator: str = "none", checkpoint: str | None = None) -> list[NodeSpec]:
-    """The nodes of the grasp graph. Simulation: sim_node (franky-sim at `sim_hostname`, the camera, and the
-    graph's /clock, so every other node keeps sim time) instead of camera_node, and libfranka's real-time
-    mode off. `mode`: policy (policy_node drives), teleop (teleop_node drives, from `teleop_input`) or shared
-    (the policy drives, a person can take over). `schedule`, `checkpoint`: policy_node's, None = the parameter
-    file's.
-    `operator` (simulation): the scripted operator drives (`drive`, mode teleop) or watches and intervenes."""
-    if mode not in MODES or teleop_input not in INPUTS or operator not in OPERATORS:
+def grasp_graph(use_sim: bool, robot_ip: str | None = None, schedule: str | None = None,
+                sim_hostname: str | None = None, mode: str | None = None, teleop_input: str | None = None,
+                operator: str | None = None, checkpoint: str | None = None) -> list[NodeSpec]:
+    """The nodes of the grasp graph and the parameters the command line asked for: everything not given (None
+    or '') is left to the parameter file, then to the node's default, so a lab's YAML decides every parameter it
+    sets unless the command line names it. Simulation (`use_sim`): sim_node (franky-sim, the camera and the
+    graph's /clock, so every other node keeps sim time) instead of camera_node, libfranka's real-time mode off,
+    and the controller pointed at the simulator (`sim_hostname`, default 127.0.0.1). `mode`: policy (default:
+    policy_node drives), teleop (teleop_node drives) or shared (the policy drives, a person can take over);
+    `teleop_input`: teleop_node's input; `operator` (simulation): the scripted operator drives (`drive`, mode
+    teleop) or watches and intervenes; `schedule`, `checkpoint`: policy_node's."""
+    mode, operator = mode or "policy", operator or "none"
+    if mode not in MODES or (teleop_input or "twist") not in INPUTS or operator not in OPERATORS:
         raise ValueError(f"mode must be one of {MODES}, input one of {INPUTS}, operator one of {OPERATORS}; got "
                          f"{mode!r}, {teleop_input!r}, {operator!r}")
     if operator != "none" and not use_sim:
         raise ValueError("the scripted operator needs the simulated world (use_sim)")
-    sim_time = {"use_sim_time": use_sim}
-    robot = {"robot_ip": sim_hostname if use_sim else robot_ip, "realtime_mode": "ignore" if use_sim else "enforce"}
-    nodes = [NodeSpec("controller_node", {**robot, "source": "teleop" if mode == "teleop" else "policy", **sim_time}),
-             NodeSpec("sim_node", {"hostname": sim_hostname}) if use_sim else NodeSpec("camera_node"),
+    given = lambda **kw: {k: v for k, v in kw.items() if v not in (None, "")}  # noqa: E731
+    sim_time = {"use_sim_time": True} if use_sim else {}
+    host = (sim_hostname or SIM_HOSTNAME) if use_sim else None
+    controller = given(robot_ip=host or robot_ip, realtime_mode="ignore" if use_sim else None,
+                       source={"teleop": "teleop", "shared": "policy"}.get(mode))
+    nodes = [NodeSpec("controller_node", {**controller, **sim_time}),
+             NodeSpec("sim_node", given(hostname=sim_hostname)) if use_sim else NodeSpec("camera_node"),
              NodeSpec("metrics_node", sim_time), NodeSpec("recorder_node", sim_time)]
     if mode != "teleop":
-        given = {k: v for k, v in (("schedule", schedule), ("checkpoint", checkpoint)) if v}
-        nodes.append(NodeSpec("policy_node", {**given, **sim_time}))
+        nodes.append(NodeSpec("policy_node", {**given(schedule=schedule, checkpoint=checkpoint), **sim_time}))
     if mode != "policy":
-        nodes.append(NodeSpec("teleop_node", {"input": "twist" if operator != "none" else teleop_input, **sim_time}))
+        nodes.append(NodeSpec("teleop_node", {**given(input="twist" if operator != "none" else teleop_input),
+                                              **sim_time}))
     if operator != "none":
         nodes.append(NodeSpec("operator_node", {"mode": operator, **sim_time}))
     return nodes

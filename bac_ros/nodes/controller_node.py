@@ -39,51 +39,61 @@ from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 from .senders import Pending, SenderIdentity
-from .runtime import (Reporter, declare, declare_settings, diagnostics, guarded, guarded_service, now_s, run_node,
-                      spin_in_background, steady_timer)
+from .params import Param, declare_params, from_settings, settings_from
+from .runtime import Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
 
 REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")
 TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+PARAMETERS = [
+    Param("robot_ip", "172.16.0.2", "FR3 (FCI) address; franky-sim's loopback address in simulation"),
+    Param("realtime_mode", "enforce", "enforce: libfranka's real-time mode (a real FR3 on a real-time kernel); "
+          "ignore: simulation", choices=REALTIME_MODES),
+    Param("connect_timeout_s", 30.0, "retry the first connection this long (s), then exit 2", (1.0, 3600.0)),
+    Param("source", "policy", "the source that plays at start", choices=SOURCES),
+    Param("chunk_source", "policy_node", "the node whose bac/action_chunk plays (a name, or /namespace/name); "
+          "other publishers are refused and counted"),
+    Param("teleop_source", "teleop_node", "the node whose bac/teleop_chunk plays"),
+    Param("auto_recover", False, "clear robot errors (a reflex, a tracking error) by itself and hold; false: stay "
+          "faulted until bac/recover, as franka_ros2 (a person decides)"),
+    Param("joint_state_rate_hz", 100.0, "joint_states rate (Hz, wall clock)", (1.0, 1000.0)),
+    Param("control_rate_hz", 100.0, "control ticks (Hz, wall clock)", (10.0, 1000.0)),
+    Param("collision_torque_thresholds", (20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0),
+          "franky set_collision_behavior torque thresholds (Nm, 7 joints): the FR3's own reflexes"),
+    Param("collision_force_thresholds", (20.0, 20.0, 20.0, 25.0, 25.0, 25.0),
+          "franky set_collision_behavior force thresholds (N and Nm: x y z, rotations)"),
+] + from_settings(ArmLimits) + from_settings(ChunkRules)
 
 
 class ControllerNode(Node):
+    """See the module docstring. Threads: the executor runs the callbacks and timers; homing and recovery run
+    on a side node's executor; the connection on its own thread; the arm's velocity stop on its own."""
+
     def __init__(self):
         super().__init__("controller_node")
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self.robot_ip = d("robot_ip", "172.16.0.2", "FR3 (FCI) address; franky-sim's loopback address in simulation")
-        realtime = d("realtime_mode", "enforce", "enforce: real-time kernel required (a real FR3); ignore: simulation")
-        if realtime not in REALTIME_MODES:
-            raise ValueError(f"parameter realtime_mode: {realtime!r} is not one of {REALTIME_MODES}")
-        self.connect_timeout = d("connect_timeout_s", 30.0, "retry the first connection this long (s), then exit 2",
-                                 1.0, 3600.0)
-        self.senders = {"policy": d("chunk_source", "policy_node", "the node whose bac/action_chunk plays; other "
-                                    "publishers are refused and counted"),
-                        "teleop": d("teleop_source", "teleop_node", "the node whose bac/teleop_chunk plays")}
-        if not all(self.senders.values()):
-            raise ValueError("parameters chunk_source and teleop_source must name a node (e.g. policy_node)")
-        self.source = d("source", "policy", "the source that plays at start: policy or teleop")
-        if self.source not in SOURCES:
-            raise ValueError(f"parameter source: {self.source!r} is not one of {SOURCES}")
-        js_rate = d("joint_state_rate_hz", 100.0, "joint_states rate (Hz, wall clock)", 1.0, 1000.0)
-        control_rate = d("control_rate_hz", 100.0, "control ticks (Hz, wall clock)", 10.0, 1000.0)
-        self.limits = declare_settings(self, ArmLimits)
-        rules = declare_settings(self, ChunkRules)
-        rdf = d("relative_dynamics_factor", 0.3, "franky's relative dynamics factor", 0.01, 1.0)
-        torque = d("collision_torque_thresholds", (20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0),
-                   "franky set_collision_behavior torque thresholds (Nm, 7 joints)")
-        force = d("collision_force_thresholds", (20.0, 20.0, 20.0, 25.0, 25.0, 25.0),
-                  "franky set_collision_behavior force thresholds (N and Nm: x y z, rotations)")
-        if len(torque) != 7 or len(force) != 6:
-            raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
-        auto_recover = d("auto_recover", False, "clear robot errors (a reflex, a tracking error) by itself and hold; "
-                         "false: stay faulted until /bac/recover, as franka_ros2 (a person decides)")
-        self._arm_args = dict(limits=self.limits, realtime=realtime == "enforce", collision=(torque, force),
-                              relative_dynamics_factor=rdf, auto_recover=auto_recover)
-        self.add_on_set_parameters_callback(self._on_params)
+        self._declare()
+        self._init_state()
+        self._create_interfaces()
+        self._start()
 
+    def _declare(self) -> None:
+        p = declare_params(self, PARAMETERS)
+        if not (p.chunk_source and p.teleop_source):
+            raise ValueError("parameters chunk_source and teleop_source must name a node (e.g. policy_node)")
+        if len(p.collision_torque_thresholds) != 7 or len(p.collision_force_thresholds) != 6:
+            raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
+        self.params, self.robot_ip, self.source = p, p.robot_ip, p.source
+        self.senders = {"policy": p.chunk_source, "teleop": p.teleop_source}
+        self.limits = settings_from(ArmLimits, p)
+        self._arm_args = dict(limits=self.limits, realtime=p.realtime_mode == "enforce",
+                              collision=(p.collision_torque_thresholds, p.collision_force_thresholds),
+                              auto_recover=p.auto_recover)
+
+    def _init_state(self) -> None:
         self.reporter = Reporter(self)
-        self.chunk_executor = ChunkExecutor(rules)
+        self.chunk_executor = ChunkExecutor(settings_from(ChunkRules, self.params))
         self._lock = threading.RLock()  # the executor and the state: chunk/tick callbacks vs the service thread
         # Homing and recovery (their own executor thread) and the control tick all drive the Arm: one at a
         # time. A tick that finds the arm taken skips (it must not block the executor publishing joint states).
@@ -96,31 +106,28 @@ class ControllerNode(Node):
         self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
         self._source_since = 0.0
         self._closing = threading.Event()
+        self._pending = Pending()  # chunks from publishers discovery has not named yet
 
+    def _create_interfaces(self) -> None:
         self.js_pub = self.create_publisher(JointState, "joint_states", 20)
         self.cmd_pub = self.create_publisher(JointState, "bac/command", 20)
         self.first_pub = self.create_publisher(TimeReference, "bac/first_command", 20)
-        # absolute, as everywhere in ROS: diagnostic_aggregator listens there
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.state_pub = self.create_publisher(String, "bac/controller_state", QoSProfile(
-            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.source_pub = self.create_publisher(String, "bac/source", QoSProfile(
-            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # absolute: the aggregator's
+        self.state_pub = self.create_publisher(String, "bac/controller_state", LATCHED)
+        self.source_pub = self.create_publisher(String, "bac/source", LATCHED)
         self._chunk_subs = {k: self.create_subscription(JointTrajectory, TOPICS[k],
                                                         lambda m, info, k=k: self.on_chunk(m, info, k), 5)
                             for k in SOURCES}
-        # publisher gid -> node, per topic; a chunk from a publisher discovery has not named yet waits
-        self._identity = {k: SenderIdentity(lambda k=k: [
+        self._identity = {k: SenderIdentity(lambda k=k: [  # publisher gid -> node, per topic
             (bytes(ep.endpoint_gid), ep.node_name, ep.node_namespace)
             for ep in self.get_publishers_info_by_topic(self._chunk_subs[k].topic_name)]) for k in SOURCES}
-        self._pending = Pending()
         steady_timer(self, 0.05, self.settle_pending)
-        steady_timer(self, 1.0 / js_rate, self.publish_joint_state)
-        steady_timer(self, 1.0 / control_rate, self.control_tick)
+        steady_timer(self, 1.0 / self.params.joint_state_rate_hz, self.publish_joint_state)
+        steady_timer(self, 1.0 / self.params.control_rate_hz, self.control_tick)
         steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
         # Homing and recovery block for seconds: their services live on a side node with an executor of its
-        # own, so that joint states, the clock and the control loop go on meanwhile.
-        # (not the process's global arguments: launch's `__node` remap would give it the main node's name)
+        # own, so that joint states, the clock and the control loop go on meanwhile (not the process's global
+        # arguments: launch's `__node` remap would give it the main node's name).
         self._side = rclpy.create_node("controller_node_services", namespace=self.get_namespace(),
                                        context=self.context, use_global_arguments=False)
         self._side.create_service(Trigger, "bac/home", self.on_home)
@@ -128,10 +135,12 @@ class ControllerNode(Node):
         self.create_service(Trigger, "bac/start", self.on_start)
         self.create_service(Trigger, "bac/take_over", self.on_take_over)
         self.create_service(Trigger, "bac/hand_back", self.on_hand_back)
+
+    def _start(self) -> None:
         self._stop_side = spin_in_background(self._side, "controller-services")
         self._publish_state()
         self._publish_source()
-        self._connector = self._connect_in_background(deadline=time.monotonic() + self.connect_timeout)
+        self._connector = self._connect_in_background(deadline=time.monotonic() + self.params.connect_timeout_s)
 
     # ---- connection and faults -----------------------------------------------------------------------
     def _connect_in_background(self, deadline: float | None) -> threading.Thread:
@@ -148,7 +157,7 @@ class ControllerNode(Node):
             except Exception as e:  # noqa: BLE001 - franky raises several types; all mean "not yet"
                 if deadline is not None and time.monotonic() > deadline:
                     self.exit_error = (
-                        f"no FR3 at {self.robot_ip} within {self.connect_timeout:.0f} s (last error: {e}). Check "
+                        f"no FR3 at {self.robot_ip} within {self.params.connect_timeout_s:.0f} s (last error: {e}). Check "
                         "that the robot is on and its joints unlocked, FCI is activated in Desk, this machine "
                         "reaches robot_ip, and realtime_mode (enforce needs a real-time kernel); in simulation, "
                         "that sim_node runs with hostname = robot_ip")
@@ -199,14 +208,6 @@ class ControllerNode(Node):
             return None
 
     # ---- inputs --------------------------------------------------------------------------------------
-    def _on_params(self, params):
-        from rcl_interfaces.msg import SetParametersResult
-
-        for prm in params:  # who may drive the arm is fixed at start-up: nobody can redirect it at run time
-            if prm.name not in ("use_sim_time",):
-                return SetParametersResult(successful=False, reason=f"{prm.name} is read at start-up only")
-        return SetParametersResult(successful=True)
-
     @guarded()
     def on_chunk(self, msg: JointTrajectory, info, kind: str = "policy") -> None:
         gid = bytes(info["publisher_gid"]["data"])

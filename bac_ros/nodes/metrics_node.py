@@ -20,15 +20,21 @@ from sensor_msgs.msg import JointState, TimeReference
 from trajectory_msgs.msg import JointTrajectory
 
 from .messages import to_sec
-from .runtime import Reporter, declare, diagnostics, guarded, now_s, run_node
+from .params import Param, declare_params
+from .runtime import Reporter, diagnostics, guarded, now_s, run_node
 
 LATENCY_FIELDS = ["obs_stamp", "chunk_received", "first_command", "obs_to_chunk_ms", "obs_to_command_ms"]
 
 
+PARAMETERS = [Param("log_dir", "runs/metrics", "folder of control.csv and latency.csv")]
+
+
 class MetricsNode(Node):
+    """See the module docstring. Threads: the executor only."""
+
     def __init__(self):
         super().__init__("metrics_node")
-        out = Path(declare(self, "log_dir", "runs/metrics", "folder of control.csv and latency.csv"))
+        out = Path(declare_params(self, PARAMETERS).log_dir)
         self.reporter = Reporter(self)
         out.mkdir(parents=True, exist_ok=True)
         self._control_f = (out / "control.csv").open("w", newline="")

@@ -27,21 +27,28 @@ from ..sim.expert import plan_grasp
 from ..sim.operator import OperatorSettings, ScriptedOperator, StrayWatch
 from ..sim.world import CubePose
 from .messages import joint_state_to_vector, to_time
-from .runtime import Pace, Reporter, declare, declare_settings, guarded, now_s, run_node, steady_timer
+from .params import Param, declare_params, from_settings, settings_from
+from .runtime import Pace, Reporter, guarded, now_s, run_node, steady_timer
 
 MODES = ("drive", "intervene")
 
 
+PARAMETERS = [
+    Param("mode", "drive", "drive: teleoperate every episode; intervene: take over a policy episode when the TCP "
+          "strays from the expert's path", choices=MODES),
+    Param("seed", 0, "seed of the hand tremor (each episode adds its number)", (0, 2 ** 31 - 1)),
+    Param("rate_hz", 30.0, "actions per second", (1.0, 200.0)),
+] + from_settings(OperatorSettings)
+
+
 class OperatorNode(Node):
+    """See the module docstring. Threads: the executor only."""
+
     def __init__(self):
         super().__init__("operator_node")
-        self.mode = declare(self, "mode", "drive", "drive: teleoperate every episode; intervene: take over a "
-                            "policy episode when the TCP strays from the expert's path")
-        if self.mode not in MODES:
-            raise ValueError(f"parameter mode: {self.mode!r} is not one of {MODES}")
-        self.seed = declare(self, "seed", 0, "seed of the hand tremor (each episode adds its number)", 0, 2**31 - 1)
-        rate = declare(self, "rate_hz", 30.0, "actions per second", 1.0, 200.0)
-        self.settings = declare_settings(self, OperatorSettings)
+        p = declare_params(self, PARAMETERS)
+        self.mode, self.seed, rate = p.mode, p.seed, p.rate_hz
+        self.settings = settings_from(OperatorSettings, p)
         self.reporter = Reporter(self)
         self.kin = Kinematics.fr3()
         self.q: np.ndarray | None = None

@@ -17,90 +17,106 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.drift import DriftSettings
+from ..core.inference import BACKENDS
+from ..core.runner import DRIFT_MODES
 from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
-from .runtime import Reporter, declare, declare_settings, diagnostics, guarded, now_s, run_node, steady_timer
+from .params import Param, declare_params, from_settings, settings_from
+from .runtime import Reporter, diagnostics, guarded, guarded_service, now_s, run_node, steady_timer
+
+
+PARAMETERS = [
+    Param("config", "cpu", "policy config: a name in config/ (cpu, cpu_ddpm100, paper) or a YAML path"),
+    Param("checkpoint", "auto", "checkpoint folder; auto: the one shipped for the config (none shipped: the node "
+          "stops, naming the config); none: untrained weights (tests only: never on an arm)"),
+    Param("schedule", "", "caching schedule: a name in schedules/<model>/ (e.g. bac_s7), a path, or full (no "
+          "caching); required (config/grasp.yaml names the default)"),
+    Param("backend", "onnx", "how the policy runs: onnx (ONNX Runtime, the whole inference compiled once per "
+          "schedule and cached; eager until the first build is done), eager (PyTorch op by op), cuda-graph "
+          "(device cuda)", choices=BACKENDS),
+    Param("device", "cpu", "where the policy runs: cpu, or cuda[:N] (a CUDA build of torch)"),
+    Param("num_threads", 1, "torch and ONNX Runtime intra-op threads", (1, 256)),
+    Param("image_topic", "camera/color/image_raw", "camera topic (sensor_msgs/Image)"),
+    Param("joint_states_topic", "joint_states", "joint state topic (sensor_msgs/JointState)"),
+    Param("rate_hz", 30.0, "at most this many inferences a second (Hz)", (0.1, 1000.0)),
+    Param("obs_tolerance_s", 0.03, "a camera frame and the nearest joint state further apart than this (s) are "
+          "dropped", (0.0, 1.0)),
+    Param("max_future_s", 0.25, "joint states and images stamped further ahead of the node's clock (s) are "
+          "refused", (0.0, 10.0)),
+    Param("base_frame", "fr3_link0", "frame of the chunk markers"),
+    Param("seed", 0, "seed of the initial noise", (0, 2 ** 31 - 1)),
+    Param("fixed_noise", False, "every inference starts from the noise of seed (the policy becomes a function of "
+          "its observation)"),
+    Param("drift_guard", "watch", "the drift guard: off; watch (its signal on /diagnostics, a warning when it rises); "
+          "guard (also runs dense_schedule while the signal stays high)", choices=DRIFT_MODES),
+    Param("dense_schedule", "", "the guard's dense schedule (a cached schedule with drift references, e.g. bac_s12)"),
+] + from_settings(DriftSettings)
 
 
 class PolicyNode(Node):
+    """See the module docstring. Threads: the executor takes the observations; inference (and the drift guard's
+    shadow check after each published chunk) runs on a thread of its own; a compiled backend is built on
+    another, eager running meanwhile."""
+
     def __init__(self):
         super().__init__("policy_node")
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        config = d("config", "cpu", "policy config: a name in config/ (cpu, cpu_ddpm100, paper) or a YAML path")
-        checkpoint = d("checkpoint", "auto", "checkpoint directory; auto: the one shipped for the config")
-        schedule = d("schedule", "", "caching schedule: a name in schedules/<model>/ (e.g. bac_s7), a path, or "
-                     "full (no caching); config/grasp.yaml names the default")
-        if not schedule:
+        self.params = p = declare_params(self, PARAMETERS)
+        if not p.schedule:
             raise ValueError("parameter schedule is not set: pass config/grasp.yaml (--params-file) or "
                              "-p schedule:=...")
-        image_topic = d("image_topic", "camera/color/image_raw", "camera topic (sensor_msgs/Image)")
-        joint_topic = d("joint_states_topic", "joint_states", "joint state topic (sensor_msgs/JointState)")
-        rate_hz = d("rate_hz", 30.0, "at most this many inferences a second (Hz)", 0.1, 1000.0)
-        tolerance = d("obs_tolerance_s", 0.03, "a camera frame and the nearest joint state further apart than this "
-                      "(s) are dropped", 0.0, 1.0)
-        threads = d("num_threads", 1, "torch intra-op threads", 1, 256)
-        device = d("device", "cpu", "where the policy runs: cpu, or cuda[:N] (a CUDA build of torch)")
-        backend = d("backend", "onnx", "how the policy runs: onnx (ONNX Runtime, the whole inference compiled once "
-                    "per schedule and cached; until the first build is done, eager), eager (PyTorch op by op), or "
-                    "cuda-graph (device cuda)")
-        self.base_frame = d("base_frame", "fr3_link0", "frame of the chunk markers")
-        self._seed = d("seed", 0, "seed of the initial noise", 0, 2**31 - 1)
-        self._fixed_noise = d("fixed_noise", False, "every inference starts from the noise of seed (the policy "
-                              "becomes a function of its observation)")
-        self.max_future = d("max_future_s", 0.25, "joint states and images stamped further ahead of the node's "
-                            "clock (s) are refused", 0.0, 10.0)
-        drift_guard = d("drift_guard", "watch", "the drift guard: off; watch (signal on /diagnostics, a warning "
-                        "when it rises); guard (also runs dense_schedule while the signal stays high)")
-        dense = d("dense_schedule", "", "the guard's dense schedule (a cached schedule with drift references, "
-                  "e.g. bac_s12)")
-        drift_settings = declare_settings(self, DriftSettings)
-        if drift_guard not in ("off", "watch", "guard"):
-            raise ValueError(f"parameter drift_guard must be off, watch or guard, got {drift_guard!r}")
         self.reporter = Reporter(self)
+        self._load_policy()
+        self._init_state()
+        self._create_interfaces()
+        self._worker = threading.Thread(target=self._infer_loop, daemon=True, name="inference")
+        self._worker.start()
+        self.get_logger().info(f"policy {self.policy.cfg.name} ({self.policy.weights_id}) on {self.policy.device}, "
+                               f"schedule {self.method}, {p.rate_hz:.0f} Hz, drift guard {p.drift_guard}, backend "
+                               f"{p.backend}" + (" (building; eager until then)" if self.runner.building else ""))
 
+    def _load_policy(self) -> None:
+        """Weights, schedule and runner; what cannot be loaded stops the node (exit 2, one line)."""
         import torch
 
         from ..core.config import PolicyConfig
         from ..core.policy import DiffusionPolicy, resolve_checkpoint, resolve_device
         from ..core.schedule import find_schedule
 
-        torch.set_num_threads(threads)
-        cfg = PolicyConfig.load(config)
-        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint)).to(resolve_device(device))
-        self.schedule = find_schedule(schedule, cfg)  # ScheduleError stops the node
+        p = self.params
+        torch.set_num_threads(p.num_threads)
+        cfg = PolicyConfig.load(p.config)
+        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, p.checkpoint)).to(resolve_device(p.device))
+        self.schedule = find_schedule(p.schedule, cfg)  # ScheduleError stops the node
         self.method = self.schedule.label if self.schedule else "full"
-        self.runner = self._runner(backend, threads, drift_guard, dense, drift_settings)
+        self.runner = self._runner(p.backend, p.num_threads, p.drift_guard, p.dense_schedule,
+                                   settings_from(DriftSettings, p))
+
+    def _init_state(self) -> None:
+        cfg = self.policy.cfg
         self._drift_state = "ok"
         self.image_size = cfg.encoder.image_shape[1]
-        self.aligner = ObservationAligner(cfg.n_obs_steps, tolerance)
+        self.aligner = ObservationAligner(cfg.n_obs_steps, self.params.obs_tolerance_s)
         self._last_used_stamp = None
         self.inference_ms: deque = deque(maxlen=300)
         self.published = 0
         self._t_start = time.monotonic()
         self.kin = Kinematics.fr3()
-
         self._obs_lock = threading.Lock()  # the aligner: filled by the executor, read by the inference thread
         self._new_obs = threading.Event()
         self._stop = threading.Event()
-        self.create_subscription(Image, image_topic, self.on_image, 5)
-        self.create_subscription(JointState, joint_topic, self.on_joint_state, 50)
+        self._period = 1.0 / self.params.rate_hz
+
+    def _create_interfaces(self) -> None:
+        self.create_subscription(Image, self.params.image_topic, self.on_image, 5)
+        self.create_subscription(JointState, self.params.joint_states_topic, self.on_joint_state, 50)
         self.chunk_pub = self.create_publisher(JointTrajectory, "bac/action_chunk", 5)
         self.marker_pub = self.create_publisher(MarkerArray, "bac/markers", 2)
-        # absolute, as everywhere in ROS: diagnostic_aggregator listens there
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # absolute: the aggregator's
         steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
         self.create_service(Trigger, "bac/policy/reset", self.on_reset)
-        # Inference runs on its own thread (the executor keeps taking messages and the clock meanwhile):
-        # it starts as soon as a new observation is in, at most rate_hz times a second.
-        self._period = 1.0 / rate_hz
-        self._worker = threading.Thread(target=self._infer_loop, daemon=True, name="inference")
-        self._worker.start()
-        self.get_logger().info(f"policy {cfg.name} ({self.policy.weights_id}) on {self.policy.device}, schedule "
-                               f"{self.method}, {rate_hz:.0f} Hz, drift guard {drift_guard}, backend {backend}"
-                               + (" (building; eager until then)" if self.runner.building else ""))
 
     def _runner(self, backend: str, threads: int, mode: str, dense: str, settings: DriftSettings):
         """The policy's runner on `backend` (compiled ones are built in the background; eager meanwhile),
@@ -108,7 +124,7 @@ class PolicyNode(Node):
         node in `guard` mode; in `watch` (the default) it is a warning."""
         from ..core.runner import PolicyRunner
 
-        kwargs = dict(threads=threads, seed=self._seed, fixed_noise=self._fixed_noise, background=True,
+        kwargs = dict(threads=threads, seed=self.params.seed, fixed_noise=self.params.fixed_noise, background=True,
                       on_built=self._on_built)
         if mode != "off" and self.schedule is not None and not self.schedule.is_dynamic:
             try:
@@ -150,7 +166,7 @@ class PolicyNode(Node):
     def _refuse_stamp(self, kind: str, stamp: float) -> bool:
         """A stamp ahead of this node's clock (another clock's?) would hide every later input: refused."""
         now = now_s(self)
-        if stamp > now + self.max_future or stamp <= 0:
+        if stamp > now + self.params.max_future_s or stamp <= 0:
             self.reporter.count(f"{kind}_refused_stamp", f"{kind} stamped {stamp:.3f} s refused: the clock is at "
                                 f"{now:.3f} s (a wall-clock stamp in a sim-time graph?)")
             return True
@@ -190,6 +206,7 @@ class PolicyNode(Node):
             self.aligner.add_image(stamp, rgb)
         self._new_obs.set()
 
+    @guarded_service()
     def on_reset(self, _req, resp):
         """Forget the observation history (a new episode: no frame of the last one may be planned on)."""
         cfg = self.policy.cfg
@@ -231,7 +248,7 @@ class PolicyNode(Node):
     def publish_markers(self, actions: np.ndarray, stamp: float) -> None:
         path = self.kin.fk_path(actions[:, :7])
         m = Marker(ns="bac_chunk", id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
-        m.header.frame_id, m.header.stamp = self.base_frame, to_time(stamp)
+        m.header.frame_id, m.header.stamp = self.params.base_frame, to_time(stamp)
         m.scale.x = 0.006
         m.color.r, m.color.g, m.color.b, m.color.a = 0.1, 0.8, 0.2, 1.0
         m.pose.orientation.w = 1.0

@@ -39,7 +39,8 @@ from std_srvs.srv import SetBool, Trigger
 from ..core.images import IMAGE_FORMATS, encode_compressed
 from ..data.bags import CAMERA, COMPRESSED, COMPRESSED_TYPE, LATCHED, RECORDED, BagWriter, append_index, remove_episode
 from .messages import image_to_array
-from .runtime import Reporter, declare, guarded, now_s, run_node, steady_timer
+from .params import Param, declare_params
+from .runtime import Reporter, guarded, guarded_service, now_s, run_node, steady_timer
 
 OUTCOMES = ("failure", "success")
 
@@ -50,31 +51,36 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
+PARAMETERS = [
+    Param("out_dir", "runs/episodes", "folder of the bags and their index.jsonl"),
+    Param("label", "", "who or what drives the recorded episodes (an operator's name, a method; read at each "
+          "bac/record/start); empty: the source (teleop) or the policy's schedule", read_only=False),
+    Param("topics", tuple(RECORDED), "topics recorded (message types as data.bags.RECORDED)"),
+    Param("image_format", "jpeg", "how camera frames are stored: jpeg (compressed, lossy), png (compressed, "
+          "lossless) or raw (sensor_msgs/Image)", choices=IMAGE_FORMATS),
+    Param("jpeg_quality", 95, "JPEG quality of stored camera frames", (1, 100)),
+    Param("episode_time_s", 0.0, "an episode ends by itself after this long (s of the node's clock); 0: only "
+          "bac/record/stop ends it", (0.0, 86400.0)),
+    Param("reset_time_s", 0.0, "after an episode, this long (s) to reset the scene before the next can start",
+          (0.0, 3600.0)),
+    Param("time_limit_outcome", "failure", "what an episode that reached its time limit is recorded as",
+          choices=OUTCOMES),
+    Param("auto_start", False, "start the next episode by itself when the reset time is over"),
+]
+
+
 class RecorderNode(Node):
+    """See the module docstring. Threads: the executor only."""
+
     def __init__(self):
         super().__init__("recorder_node")
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self.out = Path(d("out_dir", "runs/episodes", "folder of the bags and their index.jsonl"))
-        d("label", "", "who or what drives the recorded episodes (an operator's name, a method; read at each "
-          "bac/record/start); empty: the source (teleop) or the policy's schedule")
-        topics = d("topics", tuple(RECORDED), "topics recorded (message types as data.bags.RECORDED)")
-        self.image_format = d("image_format", "jpeg", "how camera frames are stored: jpeg (compressed, lossy), png "
-                              "(compressed, lossless) or raw (sensor_msgs/Image)")
-        self.quality = d("jpeg_quality", 95, "JPEG quality of stored camera frames", 1, 100)
-        self.episode_time = d("episode_time_s", 0.0, "an episode ends by itself after this long (s of the node's "
-                              "clock); 0: only bac/record/stop ends it", 0.0, 86400.0)
-        self.reset_time = d("reset_time_s", 0.0, "after an episode, this long (s) to reset the scene before the "
-                            "next can start", 0.0, 3600.0)
-        self.time_limit_outcome = d("time_limit_outcome", "failure", "what an episode that reached its time limit "
-                                    "is recorded as: failure or success")
-        self.auto_start = d("auto_start", False, "start the next episode by itself when the reset time is over")
-        unknown = [t for t in topics if t not in RECORDED]
+        self.params = p = declare_params(self, PARAMETERS)
+        unknown = [t for t in p.topics if t not in RECORDED]
         if unknown:
             raise ValueError(f"parameter topics: no known message type for {unknown} (known: {sorted(RECORDED)})")
-        if self.image_format not in IMAGE_FORMATS:
-            raise ValueError(f"parameter image_format: {self.image_format!r} is not one of {IMAGE_FORMATS}")
-        if self.time_limit_outcome not in OUTCOMES:
-            raise ValueError(f"parameter time_limit_outcome: {self.time_limit_outcome!r} is not one of {OUTCOMES}")
+        self.out, self.image_format, self.quality = Path(p.out_dir), p.image_format, p.jpeg_quality
+        self.episode_time, self.reset_time = p.episode_time_s, p.reset_time_s
+        self.time_limit_outcome, self.auto_start = p.time_limit_outcome, p.auto_start
         self.reporter = Reporter(self)
         self.bag: BagWriter | None = None
         self.meta: dict = {}
@@ -82,7 +88,11 @@ class RecorderNode(Node):
         self._latest: dict[str, tuple[int, bytes]] = {}  # latched topics: their last message, for each bag's start
         self.source, self.interventions, self.episode = None, 0, {}
         self._schedule: tuple[str, float] | None = None  # policy_node's schedule and when it said so (wall s)
-        self._subscribe(topics)
+        self._subscribe(p.topics)
+        self._create_interfaces()
+        self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
+
+    def _create_interfaces(self) -> None:
         self.state_pub = self.create_publisher(String, "bac/record/state", QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.create_service(Trigger, "bac/record/start", self.on_start)
@@ -90,7 +100,6 @@ class RecorderNode(Node):
         self.create_service(Trigger, "bac/record/discard", self.on_discard)
         steady_timer(self, 0.1, self.tick)
         self._publish_state()
-        self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
 
     def _subscribe(self, topics) -> None:
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -209,10 +218,12 @@ class RecorderNode(Node):
         self._publish_state()
         return row
 
+    @guarded_service()
     def on_start(self, _req, resp):
         resp.success, resp.message = self._open()
         return resp
 
+    @guarded_service()
     def on_stop(self, req, resp):
         if self.state != "recording":
             resp.success, resp.message = False, "not recording"
@@ -220,6 +231,7 @@ class RecorderNode(Node):
         resp.success, resp.message = True, json.dumps(self._save(bool(req.data), "stop"))
         return resp
 
+    @guarded_service()
     def on_discard(self, _req, resp):
         if self.state == "recording":
             name = self._close().path

@@ -141,30 +141,6 @@ def guarded_service(reporter_attr: str = "reporter"):
     return wrap
 
 
-def declare(node: Node, name: str, default, description: str, low: float | None = None, high: float | None = None):
-    """Declare a parameter with a descriptor (description, and a range for numbers); returns its value.
-    A value outside the range makes the node refuse to start."""
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-
-    d = ParameterDescriptor(description=description)
-    if low is not None and isinstance(default, float):
-        d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
-    elif low is not None and isinstance(default, int) and not isinstance(default, bool):
-        d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-    value = node.declare_parameter(name, list(default) if isinstance(default, tuple) else default, d).value
-    return tuple(value) if isinstance(default, tuple) else value
-
-
-def declare_settings(node: Node, cls):
-    """Declare one parameter per field of a settings dataclass (`core.settings.setting`: its default,
-    description and range) and build the instance from the values the node got (validated: ValueError)."""
-    from ..core.settings import describe
-
-    values = {name: declare(node, name, default, description, low, high)
-              for name, default, description, low, high in describe(cls)}
-    return cls(**values)
-
-
 def spin_in_background(node: Node, name: str) -> Callable[[], None]:
     """Spin `node` on its own single-threaded executor in a daemon thread; returns the function that stops
     the executor and waits for the thread."""

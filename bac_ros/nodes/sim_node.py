@@ -21,20 +21,31 @@ from std_srvs.srv import Trigger
 from ..robot.model import Q_HOME
 from ..sim.world import GraspWorld, WorldConfig, sample_cube_pose
 from .messages import array_to_image, to_time
-from .runtime import Reporter, declare, guarded, run_node
+from .params import Param, declare_params
+from .runtime import Reporter, guarded, guarded_service, run_node
+
+
+PARAMETERS = [
+    Param("hostname", "127.0.0.1", "loopback address the simulated FR3 listens on (libfranka TCP ports 1337/1338: "
+          "parallel worlds need distinct 127.0.0.x)"),
+    Param("image_size", 96, "camera image side (px)", (8, 1024)),
+    Param("camera_rate_hz", 30.0, "camera frames per second of sim time", (1.0, 240.0)),
+    Param("seed_start", 0, "the seed of the next reset; each reset takes the next (settable: a new series of "
+          "seeds)", (0, 2 ** 31 - 1), read_only=False),
+    Param("episode_time_s", 12.0, "an episode ends after this long (sim s)", (0.5, 1e6)),
+    Param("clock_rate_hz", 250.0, "clock messages per wall second", (1.0, 1000.0)),
+]
 
 
 class SimNode(Node):
+    """See the module docstring. Threads: the simulator's physics (its server thread, which also renders the
+    camera), the camera publisher, the /clock publisher, and the executor."""
+
     def __init__(self):
         super().__init__("sim_node")
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        hostname = d("hostname", "127.0.0.1", "loopback address the simulated FR3 listens on (libfranka TCP ports "
-                     "1337/1338: parallel worlds need distinct 127.0.0.x)")
-        image_size = d("image_size", 96, "camera image side (px)", 8, 1024)
-        camera_rate = d("camera_rate_hz", 30.0, "camera frames per second of sim time", 1.0, 240.0)
-        self.next_seed = d("seed_start", 0, "the seed of the first episode; each reset takes the next", 0, 2**31 - 1)
-        self.episode_time = d("episode_time_s", 12.0, "an episode ends after this long (sim s)", 0.5, 1e6)
-        clock_rate = d("clock_rate_hz", 250.0, "clock messages per wall second", 1.0, 1000.0)
+        p = declare_params(self, PARAMETERS)
+        hostname, image_size, camera_rate, clock_rate = p.hostname, p.image_size, p.camera_rate_hz, p.clock_rate_hz
+        self.next_seed, self.episode_time = p.seed_start, p.episode_time_s
         self.reporter = Reporter(self)
         self.world = GraspWorld(WorldConfig(hostname=hostname, image_size=image_size)).start()
         self.add_on_set_parameters_callback(self._on_params)
@@ -97,6 +108,7 @@ class SimNode(Node):
                 self.next_seed = int(prm.value)
         return SetParametersResult(successful=True)
 
+    @guarded_service()
     def on_sim_home(self, _req, resp):
         """Put the arm at home in the simulator, at rest with the fingers open: for an arm the controller
         cannot bring home (tangled with the cube or table after a failed episode). Starts no episode."""
@@ -104,6 +116,7 @@ class SimNode(Node):
         resp.success, resp.message = True, "home"
         return resp
 
+    @guarded_service()
     def on_reset(self, _req, resp):
         self.seed = self.next_seed
         self.next_seed += 1

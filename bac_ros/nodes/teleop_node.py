@@ -29,7 +29,8 @@ from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH
 from ..robot.servo import ServoSettings, servo_step, shape_input
 from .messages import chunk_to_trajectory, joint_state_to_vector
-from .runtime import Pace, Reporter, declare, declare_settings, guarded, now_s, run_node, steady_timer
+from .params import Param, declare_params, from_settings, settings_from
+from .runtime import Pace, Reporter, guarded, now_s, run_node, steady_timer
 
 INPUTS = ("twist", "joy", "spacemouse")
 # (name, default index, what it does); the episode buttons call the recorder's services (a gamepad's LB, RB,
@@ -69,40 +70,54 @@ class DeviceError(RuntimeError):
     """The input device cannot be opened: the node exits 2 with this one line."""
 
 
+PARAMETERS = [
+    Param("input", "twist", "input device: twist (teleop/twist), joy (teleop/joy) or spacemouse", choices=INPUTS),
+    Param("rate_hz", 30.0, "targets per second (the action rate)", (1.0, 500.0)),
+    Param("input_timeout_s", 0.2, "an input older than this (s) counts as released", (0.01, 5.0)),
+    Param("resync_rad", 0.2, "the target is re-synced to the measured joints when one lags it by more than this (rad)",
+          (0.01, 3.0)),
+    Param("joy_axes", (1, 0, 4, 3, 5, 2), "Joy axes for linear x y z, angular x y z (-1: unused)"),
+    Param("joy_signs", (1.0, 1.0, 1.0, 1.0, 1.0, 1.0), "sign of each of those axes"),
+    *[Param(f"button_{name}", default, f"Joy / SpaceMouse button index that {what} (-1: none)")
+      for name, default, what in BUTTONS],
+] + from_settings(ServoSettings) + from_settings(ArmLimits)  # the controller's box and margins (share them via /**)
+
+
 class TeleopNode(Node):
+    """See the module docstring. Threads: the executor runs inputs and the action-rate tick; a SpaceMouse is read
+    in the tick."""
+
     def __init__(self):
         super().__init__("teleop_node")
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self.input = d("input", "twist", "input device: twist (teleop/twist), joy (teleop/joy) or spacemouse")
-        if self.input not in INPUTS:
-            raise ValueError(f"parameter input: {self.input!r} is not one of {INPUTS}")
-        rate = d("rate_hz", 30.0, "targets per second (the action rate)", 1.0, 500.0)
-        self.timeout = d("input_timeout_s", 0.2, "an input older than this (s) counts as released", 0.01, 5.0)
-        self.resync = d("resync_rad", 0.2, "the target is re-synced to the measured joints when one lags it by "
-                        "more than this (rad)", 0.01, 3.0)
-        self.joy_axes = d("joy_axes", (1, 0, 4, 3, 5, 2), "Joy axes for linear x y z, angular x y z (-1: unused)")
-        self.joy_signs = d("joy_signs", (1.0, 1.0, 1.0, 1.0, 1.0, 1.0), "sign of each of those axes")
-        self.buttons = {name: d(f"button_{name}", default, f"Joy / SpaceMouse button index that {what} (-1: none)")
-                        for name, default, what in BUTTONS}
-        if len(self.joy_axes) != 6 or len(self.joy_signs) != 6:
+        self.params = p = declare_params(self, PARAMETERS)
+        if len(p.joy_axes) != 6 or len(p.joy_signs) != 6:
             raise ValueError("joy_axes and joy_signs need 6 values each")
-        self.servo = declare_settings(self, ServoSettings)
-        self.limits = declare_settings(self, ArmLimits)  # the controller's box and margins (share them via /**)
+        self.input, self.timeout, self.resync = p.input, p.input_timeout_s, p.resync_rad
+        self.joy_axes, self.joy_signs = p.joy_axes, p.joy_signs
+        self.buttons = {name: getattr(p, f"button_{name}") for name, _, _ in BUTTONS}
+        self.servo, self.limits = settings_from(ServoSettings, p), settings_from(ArmLimits, p)
         self.kin = Kinematics.fr3()
         self.reporter = Reporter(self)
-        self.dt = 1.0 / rate
+        self.dt = 1.0 / p.rate_hz
         self.device = SpaceMouse() if self.input == "spacemouse" else None  # DeviceError: exit 2
+        self._init_state()
+        self._create_interfaces()
+        self.get_logger().info(f"teleop from {self.input} at {p.rate_hz:.0f} Hz ({self.servo.frame} frame, "
+                               f"{self.servo.max_linear_speed} m/s, {self.servo.max_angular_speed} rad/s at full "
+                               "input)")
 
+    def _init_state(self) -> None:
         self._lock = threading.Lock()
         self.axes, self._axes_t = np.zeros(6), -1e9  # the latest input, scaled to [-1, 1], and when it came
         self.twist, self._twist_t = np.zeros(6), -1e9  # a twist input (m/s, rad/s)
-        self._input_t: float | None = None  # when the input the next target comes from was taken (node clock)
         self._buttons: list[int] = []
         self.closed = False  # the gripper decision
         self.q_measured: np.ndarray | None = None
         self.q_commanded: np.ndarray | None = None  # what the controller last sent
         self.q_target: np.ndarray | None = None
         self.active = False  # teleop plays (bac/source)
+
+    def _create_interfaces(self) -> None:
         self.create_subscription(JointState, "joint_states", self.on_joint_state, 20)
         self.create_subscription(JointState, "bac/command", self.on_command, 20)
         self.create_subscription(String, "bac/source", self.on_source,
@@ -118,9 +133,6 @@ class TeleopNode(Node):
                        "episode_discard": self.create_client(Trigger, "bac/record/discard")}
         self.pace = Pace(self.dt)  # the action rate on the graph's clock
         steady_timer(self, self.dt / 4, self.tick)
-        self.get_logger().info(f"teleop from {self.input} at {rate:.0f} Hz ({self.servo.frame} frame, "
-                               f"{self.servo.max_linear_speed} m/s, {self.servo.max_angular_speed} rad/s at full "
-                               "input)")
 
     # ---- inputs ----------------------------------------------------------------------------------------
     @guarded()

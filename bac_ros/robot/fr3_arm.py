@@ -62,12 +62,12 @@ class FR3Arm:
 
     def __init__(self, hostname: str = "127.0.0.1", limits: ArmLimits = ArmLimits(),
                  stiffness=DEFAULT_STIFFNESS, gripper_hysteresis: float = 0.2, realtime: bool = False,
-                 collision: tuple | None = None, relative_dynamics_factor: float | None = None,
+                 collision: tuple | None = None,
                  auto_recover: bool = True, kinematics: Kinematics | None = None):
         self.hostname, self.limits = hostname, limits
         self.stiffness = np.asarray(stiffness, float)
         self.hysteresis = gripper_hysteresis
-        self.realtime, self.collision, self.rdf = realtime, collision, relative_dynamics_factor
+        self.realtime, self.collision = realtime, collision
         self.auto_recover = auto_recover
         self.robot = self.gripper = self._tracker = self._gripper_worker = None
         self._kin = kinematics or Kinematics.fr3()
@@ -103,8 +103,6 @@ class FR3Arm:
             if self.collision is not None:
                 torque, force = self.collision
                 self.robot.set_collision_behavior([float(v) for v in torque], [float(v) for v in force])
-            if self.rdf is not None:
-                self.robot.relative_dynamics_factor = franky.RelativeDynamicsFactor(self.rdf, self.rdf, self.rdf)
             self.gripper = franky.Gripper(self.hostname)
             self._gripper_worker = GripperWorker(self.gripper, self.robot_time)
             self._gripper_worker.start()

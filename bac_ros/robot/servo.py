@@ -19,7 +19,8 @@ from .limits import ArmLimits, box_excess
 @dataclass(frozen=True)
 class ServoSettings:
     """How an input device's axes become a TCP velocity (also teleop_node's parameters, by these names)."""
-    frame: str = setting("base", "frame of the input twist: base (fr3_link0: x forward, z up) or tool (the TCP)")
+    frame: str = setting("base", "frame of the input twist: base (fr3_link0: x forward, z up) or tool (the TCP)",
+                         choices=("base", "tool"))
     deadband: float = setting(0.1, "input below this fraction of full scale counts as zero (a device at rest "
                               "never reads exactly zero)", 0.0, 0.9)
     max_linear_speed: float = setting(0.10, "TCP speed at full input (m/s)", 0.001, 0.5)
@@ -29,8 +30,6 @@ class ServoSettings:
 
     def __post_init__(self):
         check_ranges(self)
-        if self.frame not in ("base", "tool"):
-            raise ValueError(f"frame must be base or tool, got {self.frame!r}")
 
 
 def shape_input(axes: np.ndarray, settings: ServoSettings) -> np.ndarray:

@@ -21,7 +21,7 @@ def tiny_yaml(tmp_path):
 
 def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
     out = tmp_path / "sched"
-    rc = main(["schedule", "--config", str(tiny_yaml), "--method", "uniform,acs-unified,acs-blockwise,bac,teacache",
+    rc = main(["schedule", "--config", str(tiny_yaml), "--checkpoint", "none", "--method", "uniform,acs-unified,acs-blockwise,bac,teacache",
                "--num-updates", "3", "--top-n", "2,3", "--observations", "4", "--teacache-observations", "2",
                "--out-dir", str(out)])
     assert rc == 0
@@ -30,7 +30,7 @@ def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
     assert "bac_s3_n2.json" in files  # a Bubbling Union n other than the default is in the name
     assert json.loads((out / "bac_s3_n2.json").read_text())["bua"]["top_n"] == 2
     assert (out / "bac_s3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rc = main(["bench", "--config", str(tiny_yaml), "--schedule", *map(str, sorted(out.glob("*.json"))),
+    rc = main(["bench", "--config", str(tiny_yaml), "--checkpoint", "none", "--schedule", *map(str, sorted(out.glob("*.json"))),
                "--observations", "2", "--repeats", "1", "--out-dir", str(tmp_path / "bench"), "--profile"])
     assert rc == 0
     rows = json.loads((tmp_path / "bench" / "rows.json").read_text())
@@ -54,19 +54,19 @@ def test_schedule_and_bench_end_to_end(tmp_path, tiny_yaml, capsys):
     older = json.loads((out / "uniform_s3.json").read_text())
     del older["calibration"]["reuse_error"]
     (out / "uniform_s3.json").write_text(json.dumps(older))
-    assert main(["schedule", "--config", str(tiny_yaml), "--reference", str(out / "uniform_s3.json"),
+    assert main(["schedule", "--config", str(tiny_yaml), "--checkpoint", "none", "--reference", str(out / "uniform_s3.json"),
                  "--observations", "3"]) == 0
     again = json.loads((out / "uniform_s3.json").read_text())
     assert again["blocks"] == older["blocks"] and again["calibration"]["reuse_error"]["mean"] > 0
     with pytest.raises(SystemExit, match="not teacache"):
-        main(["schedule", "--config", str(tiny_yaml), "--reference", str(out / "teacache_s3.json")])
+        main(["schedule", "--config", str(tiny_yaml), "--checkpoint", "none", "--reference", str(out / "teacache_s3.json")])
 
 
 def test_bad_schedule_is_a_clear_error(tmp_path, tiny_yaml, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "bac-schedule/1", "method": "bac", "model": {"n_layer": 9},
                                "sampler": {"type": "ddim", "num_inference_steps": 8}, "blocks": {"L0.sa": [0]}}))
-    rc = main(["bench", "--config", str(tiny_yaml), "--schedule", str(bad), "--observations", "1", "--repeats", "1"])
+    rc = main(["bench", "--config", str(tiny_yaml), "--checkpoint", "none", "--schedule", str(bad), "--observations", "1", "--repeats", "1"])
     assert rc == 2
     assert "model.n_layer" in capsys.readouterr().err
 
@@ -89,7 +89,7 @@ def test_eval_merge_joins_parallel_runs(tmp_path, tiny_yaml):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps([row]))
     b.write_text(json.dumps([{**row, "method": "bac", "num_updates": 4, "success_rate": 0.5, "speedup": 3.5}]))
-    rc = main(["eval", "--config", str(tiny_yaml), "--merge", f"{a},{b}", "--out-dir", str(tmp_path / "r")])
+    rc = main(["eval", "--config", str(tiny_yaml), "--checkpoint", "none", "--merge", f"{a},{b}", "--out-dir", str(tmp_path / "r")])
     assert rc == 0
     rows = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert [(r["method"], r["success_rate"]) for r in rows] == [("full", 0.75), ("bac", 0.5)]
@@ -99,7 +99,7 @@ def test_eval_merge_joins_parallel_runs(tmp_path, tiny_yaml):
 
 def test_output_goes_to_a_dated_run_folder_by_default(tmp_path, tiny_yaml, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["schedule", "--config", str(tiny_yaml), "--method", "uniform", "--num-updates", "2",
+    assert main(["schedule", "--config", str(tiny_yaml), "--checkpoint", "none", "--method", "uniform", "--num-updates", "2",
                  "--observations", "2", "--name", "try"]) == 0
     (run,) = (tmp_path / "runs" / "schedule").iterdir()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{6}_try", run.name) and (run / "uniform_s2.json").is_file()

@@ -37,10 +37,11 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
     assert set(sim) == {"controller_node", "sim_node", "metrics_node", "recorder_node", "policy_node"}
     assert set(real) == {"controller_node", "camera_node", "metrics_node", "recorder_node", "policy_node"}
     assert sim["controller_node"]["robot_ip"] == sim["sim_node"]["hostname"] == "127.0.0.9"
-    assert sim["controller_node"]["realtime_mode"] == "ignore" and real["controller_node"]["realtime_mode"] == "enforce"
+    assert sim["controller_node"]["realtime_mode"] == "ignore" and "realtime_mode" not in real["controller_node"]
     assert real["controller_node"]["robot_ip"] == "172.16.0.5" and real["policy_node"]["schedule"] == "full"
     assert "schedule" not in sim["policy_node"]  # the parameter file's, unless given
     assert all(p.get("use_sim_time") is True for n, p in sim.items() if n != "sim_node")
+    assert grasp_graph(use_sim=True)[0].parameters["robot_ip"] == "127.0.0.1"  # the sim's, whatever the file says
     teleop = {s.name: s.parameters for s in grasp_graph(use_sim=False, mode="teleop", teleop_input="joy")}
     shared = {s.name: s.parameters for s in grasp_graph(use_sim=True, mode="shared", operator="intervene")}
     assert "policy_node" not in teleop and teleop["teleop_node"]["input"] == "joy"
@@ -56,24 +57,26 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
         assert callable(getattr(importlib.import_module(module), func))  # imports: no syntax or import error
 
 
-def test_parameter_file_names_only_declared_parameters_and_the_default_schedule_once():
-    """A typo in a lab's parameter file would be ignored by ROS: every key must be a declared parameter.
-    The default schedule is named in config/grasp.yaml only; the launch file and `bac demo` read it there."""
-    import dataclasses
+def _declared(node: str) -> dict:
+    import importlib
 
+    return {p.name: p for p in importlib.import_module(f"bac_ros.nodes.{node}").PARAMETERS}
+
+
+def test_parameter_file_names_only_declared_parameters_and_the_default_schedule_once():
+    """A typo in a lab's parameter file would be ignored by ROS: every key must be a declared parameter, with a
+    value its table allows. The default schedule is named in config/grasp.yaml only; the launch file and `bac demo`
+    read it there."""
     from bac_ros.core.config import PolicyConfig
     from bac_ros.core.schedule import find_schedule
-    from bac_ros.core.streaming import ChunkRules
-    from bac_ros.robot.limits import ArmLimits
 
     params = yaml.safe_load((ROOT / "config" / "grasp.yaml").read_text())
     for node, section in params.items():
-        source = (ROOT / "bac_ros" / "nodes" / f"{node}.py").read_text()
-        declared = set(re.findall(r'd(?:eclare)?\((?:node, |self, )?"(\w+)"', source))
-        if node == "controller_node":
-            declared |= {f.name for cls in (ArmLimits, ChunkRules) for f in dataclasses.fields(cls)}
-        unknown = set(section["ros__parameters"]) - declared
+        declared = _declared(node)
+        unknown = set(section["ros__parameters"]) - set(declared)
         assert not unknown, (node, unknown)
+        for name, value in section["ros__parameters"].items():
+            assert declared[name].check(value) is None, (node, name, value)
     name = params["policy_node"]["ros__parameters"]["schedule"]
     assert find_schedule(name, PolicyConfig.load(params["policy_node"]["ros__parameters"]["config"])) is not None
     from bac_ros.cli import build_parser
@@ -81,7 +84,32 @@ def test_parameter_file_names_only_declared_parameters_and_the_default_schedule_
     assert build_parser().parse_args(["demo"]).schedule is None  # demo: from the parameter file
     launch = (ROOT / "launch" / "grasp.launch.py").read_text()
     assert 'DeclareLaunchArgument("schedule", default_value=""' in launch
-    assert re.search(r'd\("schedule", ""', (ROOT / "bac_ros" / "nodes" / "policy_node.py").read_text())
+    assert _declared("policy_node")["schedule"].default == ""
+
+
+def test_a_labs_yaml_decides_unless_the_command_line_names_it(tmp_path):
+    """The launch file and `bac demo` pass the parameter file, then the spec's parameters (which win, as in ROS):
+    the spec holds only what the command line asked for, so the lab's robot_ip and realtime_mode reach
+    controller_node unless the command line names them."""
+    from bac_ros.core.settings import node_parameters
+    from bac_ros.graph.spec import grasp_graph
+
+    lab = tmp_path / "my_grasp.yaml"
+    lab.write_text(yaml.safe_dump({"controller_node": {"ros__parameters": {
+        "robot_ip": "192.168.10.2", "realtime_mode": "enforce", "source": "teleop", "max_velocity_factor": 0.1}},
+        "teleop_node": {"ros__parameters": {"input": "joy"}}}))
+
+    def effective(specs, node):  # what ROS hands the node: the file's section, then the overrides
+        spec = next(s for s in specs if s.name == node)
+        return {**node_parameters(node, lab), **spec.parameters}
+
+    plain = effective(grasp_graph(use_sim=False), "controller_node")
+    assert plain["robot_ip"] == "192.168.10.2" and plain["realtime_mode"] == "enforce" and plain["source"] == "teleop"
+    named = effective(grasp_graph(use_sim=False, robot_ip="172.16.0.9", mode="shared"), "controller_node")
+    assert named["robot_ip"] == "172.16.0.9" and named["source"] == "policy" and named["max_velocity_factor"] == 0.1
+    assert effective(grasp_graph(use_sim=False, mode="shared"), "teleop_node")["input"] == "joy"
+    simulated = effective(grasp_graph(use_sim=True), "controller_node")
+    assert simulated["robot_ip"] == "127.0.0.1" and simulated["realtime_mode"] == "ignore"  # use_sim:=true said so
 
 
 def test_launch_file_runs_where_launch_ros_is_installed():
