@@ -183,6 +183,9 @@ def run_node(make: Callable[[], Node], name: str, args=None,
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - Ctrl-C can invalidate the context while the executor waits (RCLError)
+        if rclpy.ok():
+            raise
     finally:
         if hasattr(node, "shutdown"):
             node.shutdown()

@@ -1,0 +1,54 @@
+"""Every node exits 0 on SIGINT (Ctrl-C, and what `ros2 launch` sends at shutdown), without a traceback: under
+launch, metrics_node once ended with "process has died ... exit code 1" (RCLError: the context is not valid)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+
+NODES = {
+    "controller_node": ["-p", "robot_ip:=127.0.0.99", "-p", "connect_timeout_s:=600.0"],
+    "policy_node": ["-p", "schedule:=bac_s7", "-p", "backend:=eager"],
+    "teleop_node": [],
+    "recorder_node": [],
+    "metrics_node": [],
+    "operator_node": [],
+    "sim_node": ["-p", "hostname:=127.0.0.11"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("node", sorted(NODES))
+def test_sigint_ends_the_node_with_exit_0(node, tmp_path):
+    import rclpy
+
+    domain = 221 + sorted(NODES).index(node)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "PYTHONUNBUFFERED": "1"}
+    extra = ["-p", f"out_dir:={tmp_path}"] if node == "recorder_node" else \
+        ["-p", f"log_dir:={tmp_path}"] if node == "metrics_node" else []
+    proc = subprocess.Popen([sys.executable, "-m", f"bac_ros.nodes.{node}", "--ros-args", *NODES[node], *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    try:
+        watcher = rclpy.create_node("watcher", context=ctx)
+        deadline = time.monotonic() + 90
+        while node not in watcher.get_node_names() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            time.sleep(0.2)
+        assert node in watcher.get_node_names(), f"{node} did not come up"
+        time.sleep(2.0)  # its timers, threads and subscriptions running
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out.replace("Exception ignored in", ""), out[-3000:]
