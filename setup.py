@@ -28,7 +28,7 @@ setup(
     description="DP-T grasp policy for a Franka FR3 with Block-wise Adaptive Caching (BAC).",
     license="Apache-2.0",
     tests_require=["pytest"],
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     entry_points={
         "console_scripts": [
             "bac = bac_ros.cli:main",

@@ -1,4 +1,6 @@
 """Helpers the tests share (importable as `support`: pytest.ini puts test/ on the path)."""
+import contextlib
+
 from bac_ros.core.config import PolicyConfig
 
 TINY = dict(name="tiny", n_layer=2, n_head=2, n_emb=32, horizon=8, n_obs_steps=2, n_action_steps=4,
@@ -101,3 +103,35 @@ def assert_within_envelope(ts, qs, limits, tol: float = 1e-9) -> None:
     if limits.acceleration_limit_enabled and len(u) > 1:
         acc = np.abs(np.diff(u, axis=0)) / gaps[1:, None] / limits.acceleration
         assert np.all(acc <= 1 + 1e-6), f"acceleration {acc.max():.3f} x the envelope"
+
+
+@contextlib.contextmanager
+def node_process(node: str, domain: int, *ros_args: str):
+    """`python -m bac_ros.nodes.<node> --ros-args *ros_args` on ROS domain `domain` (loopback discovery), and an
+    rclpy context of the test's own on that domain. Yields (process, context); afterwards shuts the context down
+    and stops the process's group (SIGINT, SIGKILL after 15 s) if it still runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import rclpy
+
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", f"bac_ros.nodes.{node}", "--ros-args", *ros_args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    try:
+        yield proc, ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

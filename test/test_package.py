@@ -17,7 +17,7 @@ def test_package_xml():
     assert root.findtext("name") == "bac_ros"
     deps = {e.text for e in root.findall("exec_depend")}
     assert {"rclpy", "sensor_msgs", "trajectory_msgs", "visualization_msgs", "diagnostic_msgs", "std_msgs",
-            "launch_ros"} <= deps
+            "launch_ros", "rviz2"} <= deps  # the launch file starts rviz2 by default
     assert root.find("export/build_type").text == "ament_python"
 
 
@@ -76,27 +76,36 @@ def test_shipped_configs_have_their_checkpoint():
     assert resolve_checkpoint(PolicyConfig.load("paper"), "none") is None  # untrained only when asked
 
 
-def test_readme_names_every_node_parameter():
-    """The README is where a lab looks a parameter up: every declared one is named there."""
-    import dataclasses
+def test_readme_agrees_with_the_code():
+    """The README keeps what a lab needs first and links the generated reference for the rest; what it does
+    name must be true: every `node | parameter | default` row is a declared parameter with that default, every
+    option in its `bac` examples is one of that command's, every launch argument it names exists."""
+    import argparse
+    import importlib
     import re
 
-    from bac_ros.core.drift import DriftSettings
-    from bac_ros.core.streaming import ChunkRules
-    from bac_ros.robot.limits import ArmLimits
-    from bac_ros.robot.servo import ServoSettings
-    from bac_ros.sim.operator import OperatorSettings
+    from bac_ros.cli import build_parser
+    from bac_ros.commands.reference import _value
+    from bac_ros.graph.spec import LAUNCH_ARGUMENTS
 
     readme = (ROOT / "README.md").read_text()
-    names = {f.name for cls in (ArmLimits, ChunkRules, ServoSettings, OperatorSettings, DriftSettings)
-             for f in dataclasses.fields(cls)}
-    for node in ("controller_node", "policy_node", "sim_node", "camera_node", "metrics_node", "teleop_node",
-                 "operator_node", "recorder_node"):
-        names |= set(re.findall(r'd(?:eclare)?\((?:node, |self, )?"(\w+)"', (ROOT / "bac_ros" / "nodes" /
-                                                                           f"{node}.py").read_text()))
-    assert len(names) > 40
-    missing = sorted(n for n in names if f"`{n}`" not in readme)
-    assert not missing, missing
+    assert "](docs/reference.md)" in readme and (ROOT / "docs" / "reference.md").is_file()
+    rows = re.findall(r"^\| (\w+_node) \| `(\w+)` \| `([^`]*)` \|", readme, re.M)
+    assert len(rows) >= 20, rows
+    for node, name, default in rows:
+        declared = {p.name: p for p in importlib.import_module(f"bac_ros.nodes.{node}").PARAMETERS}
+        assert name in declared, (node, name)
+        assert _value(declared[name].default) == default, (node, name, default, declared[name].default)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = re.findall(r"^bac +(\w+)(.*)$", readme, re.M)
+    assert {c for c, _ in commands} >= {"schedule", "bench", "dataset", "train", "eval", "demo", "compare"}
+    for command, line in commands:
+        options = {o for a in sub.choices[command]._actions for o in a.option_strings}
+        used = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", line.split("#")[0]))
+        assert used <= options, (command, used - options)
+    launch = {name for name, _, _ in LAUNCH_ARGUMENTS}
+    named = set(re.findall(r"(?<![\w/-])(\w+):=", readme))
+    assert named <= launch, named - launch
 
 
 def test_robot_and_nodes_do_not_need_the_simulator():

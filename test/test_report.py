@@ -37,3 +37,17 @@ def test_drift_figure_and_world_labels(tmp_path):
              "drift": "off"}]
     assert [world_label(r) for r in rows] == ["calibration", "cube_rgba=0.1,0.35,0.9,1"] + ["cube_rgba=0.1,0.35,0.9,1"]
     assert plot_drift(rows, tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bac_report_plots_the_metrics_logs(tmp_path):
+    """bac report: metrics_node's two logs -> one PNG, where --out-dir says; a folder without them is refused."""
+    import pytest
+
+    from bac_ros.cli import main
+
+    (tmp_path / "control.csv").write_text("time,control_hz\n0.0,30.0\n1.0,29.5\n2.0,30.1\n")
+    (tmp_path / "latency.csv").write_text("obs_to_chunk_ms,obs_to_command_ms\n21.0,40.0\n25.0,nan\n19.5,38.0\n")
+    assert main(["report", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="no control.csv"):
+        main(["report", str(tmp_path / "out")])

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..core.acs import DEFAULT_TOP_N
+from ..core.inference import BACKENDS
 from ..core.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
 from ..runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
@@ -45,7 +46,7 @@ def add_parser(sub) -> None:
                    help="real-time mode: pause the world while the policy infers and deliver each chunk this many ms "
                         "of robot time after its observation (emulates a machine with that inference time; "
                         "default: this machine's own compute time, the world running on)")
-    e.add_argument("--backend", default="eager", choices=["eager", "onnx", "cuda-graph"],
+    e.add_argument("--backend", default="eager", choices=BACKENDS,
                    help="how the policy runs: eager PyTorch, ONNX Runtime (the whole inference compiled once per "
                         "schedule, cached), or a CUDA graph (--device cuda)")
     e.add_argument("--fixed-noise", action="store_true",

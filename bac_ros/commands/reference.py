@@ -1,6 +1,7 @@
 """`bac reference`: docs/reference.md written from the code itself: every node's parameter table (nodes/*.py
-PARAMETERS), its topics and services (graph/interfaces.py) and every `bac` command's options (the argparse
-parsers). A test fails when the committed file differs from what the code declares."""
+PARAMETERS), its topics and services (graph/interfaces.py), the launch file's arguments (graph/spec.py) and
+every `bac` command's options (the argparse parsers).
+A test fails when the committed file differs from what the code declares."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,12 @@ def render() -> str:
            "", "## Nodes", ""]
     for node in NODES:
         out += node_section(node)
+    from ..graph.spec import LAUNCH_ARGUMENTS
+
+    out += ["## ros2 launch bac_ros grasp.launch.py", "", "`name:=value` on the command line; an empty value leaves "
+            "the parameter (`config`: the package's config/grasp.yaml, or the file given) to decide.", "",
+            "| argument | default | meaning |", "|---|---|---|"]
+    out += [f"| `{n}` | `{_value(d)}` | {_cell(t)} |" for n, d, t in LAUNCH_ARGUMENTS] + [""]
     out += ["## The `bac` command", ""]
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in sub._choices_actions}

@@ -8,7 +8,7 @@ from pathlib import Path
 def add_parser(sub) -> None:
     rp = sub.add_parser("report", help="plot a metrics log directory (control Hz, latency histograms) as PNG")
     rp.add_argument("log_dir")
-    rp.add_argument("--out", help="PNG path (default: <log_dir>/report.png)")
+    rp.add_argument("--out-dir", help="where report.png goes (default: the log directory itself)")
     rp.set_defaults(func=run)
 
 
@@ -25,5 +25,7 @@ def run(args) -> int:
     with (d / "latency.csv").open() as f:
         latency = np.array([(float(r["obs_to_chunk_ms"]), float(r["obs_to_command_ms"]))
                             for r in csv.DictReader(f)]).reshape(-1, 2)
-    print(f"wrote {plot_metrics(control, latency, args.out or d / 'report.png')}")
+    out = Path(args.out_dir or d)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {plot_metrics(control, latency, out / 'report.png')}")
     return 0

@@ -32,8 +32,6 @@ class GraphClient:
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
         from std_srvs.srv import SetBool, Trigger
-        from trajectory_msgs.msg import JointTrajectory
-
         self.check = check
         self.node = rclpy.create_node(name, context=context,
                                       parameter_overrides=[Parameter("use_sim_time", value=True)])

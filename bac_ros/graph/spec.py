@@ -11,6 +11,23 @@ MODES = ("policy", "teleop", "shared")  # who drives: the policy, a person, or t
 INPUTS = ("spacemouse", "joy", "twist")
 OPERATORS = ("none", "drive", "intervene")  # the scripted operator (simulation only)
 
+# grasp.launch.py's arguments: name, default, description (strings; empty: the parameter file's)
+LAUNCH_ARGUMENTS = (
+    ("use_sim", "false", "franky-sim world instead of a real FR3"),
+    ("robot_ip", "", "FR3 (FCI) address; empty: the parameter file's (default 172.16.0.2)"),
+    ("config", "", "parameter file of every node; empty: the package's config/grasp.yaml"),
+    ("schedule", "", "policy_node's schedule (a name in schedules/<model>/, a path, or full); empty: the "
+                     "parameter file's"),
+    ("mode", "", "policy (empty: the default): the policy drives; teleop: a person drives; shared: the policy "
+                 "drives and a person can take over"),
+    ("input", "", "teleop input: spacemouse, joy (teleop/joy) or twist (teleop/twist); empty: the parameter "
+                  "file's (default twist)"),
+    ("operator", "", "simulation: the scripted operator drives (drive) or intervenes; empty: none"),
+    ("checkpoint", "", "policy_node's checkpoint folder; empty: the parameter file's (shipped)"),
+    ("namespace", "", "namespace of the whole graph"),
+    ("rviz", "true", "rviz2 with config/grasp.rviz"),
+)
+
 
 @dataclass(frozen=True)
 class NodeSpec:

@@ -101,3 +101,17 @@ def trajectory_to_chunk(msg: JointTrajectory) -> Chunk:
         raise ValueError("chunk points must be evenly spaced in time")
     origin = to_sec(msg.header.stamp)
     return Chunk(origin + float(times[0]), actions, dt, origin)
+
+
+def teleop_plays(msg) -> bool:
+    """bac/source (std_msgs/String, JSON): whether the teleoperator is the source that plays."""
+    import json
+
+    return json.loads(msg.data)["source"] == "teleop"
+
+
+def commanded_closed(msg: JointState) -> bool | None:
+    """bac/command: whether the gripper decision it carries is closed (None: no gripper value)."""
+    from ..robot.model import GRIPPER_MAX_WIDTH
+
+    return float(msg.position[7]) < GRIPPER_MAX_WIDTH / 2 if len(msg.position) > 7 else None

@@ -22,11 +22,10 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from ..robot.kinematics import Kinematics
-from ..robot.model import GRIPPER_MAX_WIDTH
 from ..sim.expert import plan_grasp
 from ..sim.operator import OperatorSettings, ScriptedOperator, StrayWatch
 from ..sim.world import CubePose
-from .messages import joint_state_to_vector, to_time
+from .messages import commanded_closed, joint_state_to_vector, teleop_plays, to_time
 from .params import Param, declare_params, from_settings, settings_from
 from .runtime import Pace, Reporter, guarded, now_s, run_node, steady_timer
 
@@ -76,12 +75,12 @@ class OperatorNode(Node):
 
     @guarded()
     def on_command(self, msg: JointState) -> None:
-        if len(msg.position) > 7:
-            self.closed = float(msg.position[7]) < GRIPPER_MAX_WIDTH / 2
+        closed = commanded_closed(msg)
+        self.closed = self.closed if closed is None else closed
 
     @guarded()
     def on_source(self, msg: String) -> None:
-        self.active = json.loads(msg.data)["source"] == "teleop"
+        self.active = teleop_plays(msg)
 
     @guarded()
     def on_episode(self, msg: String) -> None:

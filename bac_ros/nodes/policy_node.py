@@ -172,35 +172,37 @@ class PolicyNode(Node):
             return True
         return False
 
+    def _accept(self, kind: str, convert, msg):
+        """`convert(msg)` and its stamp, or None (refused and counted: malformed, or stamped ahead of the clock)."""
+        try:
+            value = convert(msg)
+        except ValueError as e:
+            self.reporter.count(f"{kind}_refused_malformed", f"{kind.replace('_', ' ')} refused: {e}")
+            return None
+        stamp = to_sec(msg.header.stamp)
+        return None if self._refuse_stamp(kind, stamp) else (value, stamp)
+
     @guarded()
     def on_joint_state(self, msg: JointState) -> None:
-        try:
-            state = joint_state_to_vector(msg)
-        except ValueError as e:
-            self.reporter.count("joint_states_refused_malformed", f"joint state refused: {e}")
+        got = self._accept("joint_states", joint_state_to_vector, msg)
+        if got is None:
             return
+        state, stamp = got
         tol = 0.1  # rad past a limit (sensor noise, a limit margin in the model) before it is impossible
         if (np.any(state[:7] < Q_LOW - tol) or np.any(state[:7] > Q_HIGH + tol)
                 or not -0.005 <= state[7] <= GRIPPER_MAX_WIDTH + 0.01):
             self.reporter.count("joint_states_refused_limits",
                                 f"joint state outside the FR3's joint limits refused: {np.round(state, 3).tolist()}")
             return
-        stamp = to_sec(msg.header.stamp)
-        if self._refuse_stamp("joint_states", stamp):
-            return
         with self._obs_lock:
             self.aligner.add_state(stamp, state)
 
     @guarded()
     def on_image(self, msg: Image) -> None:
-        try:
-            rgb = image_to_array(msg)
-        except ValueError as e:
-            self.reporter.count("images_refused_malformed", f"image refused: {e}")
+        got = self._accept("images", image_to_array, msg)
+        if got is None:
             return
-        stamp = to_sec(msg.header.stamp)
-        if self._refuse_stamp("images", stamp):
-            return
+        rgb, stamp = got
         rgb = to_policy_size(rgb, self.image_size)
         with self._obs_lock:
             self.aligner.add_image(stamp, rgb)

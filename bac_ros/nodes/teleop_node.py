@@ -11,7 +11,6 @@ arm is going, without a jump); while teleop plays it is integrated from the prev
 when the arm has fallen behind it by more than `resync_rad` (the controller's limits held it back)."""
 from __future__ import annotations
 
-import json
 import sys
 import threading
 
@@ -28,7 +27,7 @@ from ..robot.kinematics import Kinematics
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH
 from ..robot.servo import ServoSettings, servo_step, shape_input
-from .messages import chunk_to_trajectory, joint_state_to_vector
+from .messages import chunk_to_trajectory, commanded_closed, joint_state_to_vector, teleop_plays
 from .params import Param, declare_params, from_settings, settings_from
 from .runtime import Pace, Reporter, guarded, now_s, run_node, steady_timer
 
@@ -144,12 +143,13 @@ class TeleopNode(Node):
         """What the controller sent; while another source plays, the gripper decision follows it too, so a
         take-over keeps the gripper as it is (a grasp in progress stays closed)."""
         self.q_commanded = np.asarray(msg.position[:7], float)
-        if not self.active and len(msg.position) > 7:
-            self.closed = float(msg.position[7]) < GRIPPER_MAX_WIDTH / 2
+        closed = commanded_closed(msg)
+        if not self.active and closed is not None:
+            self.closed = closed
 
     @guarded()
     def on_source(self, msg: String) -> None:
-        self.active = json.loads(msg.data)["source"] == "teleop"
+        self.active = teleop_plays(msg)
 
     @guarded()
     def on_twist(self, msg: TwistStamped) -> None:

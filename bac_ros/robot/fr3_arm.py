@@ -17,7 +17,7 @@ import numpy as np
 from .gripper import GripperWorker
 from .kinematics import Kinematics
 from .limits import ArmLimits, Envelope, box_excess, checked_target
-from .model import DDQ_MAX, DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
+from .model import DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 
 DEFAULT_STIFFNESS = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)  # Nm/rad, joint impedance
 

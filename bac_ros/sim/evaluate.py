@@ -84,12 +84,7 @@ def run_sync(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, 
     commit = n_action_steps). No method's speed, and no load on the machine, changes what the arm does."""
     cfg = runner.policy.cfg
     dt, n = cfg.action_dt, cfg.n_action_steps
-    executor = ChunkExecutor(_rules(rules, n))
-    reset(world, arm, seed)
-    runner.reset(seed)
-    hist = ObservationWindow(cfg.n_obs_steps)
-    ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    stops, refusals = arm.velocity_stops, arm.workspace_refusals
+    executor, hist, ep, before = _begin(world, arm, runner, seed, _rules(rules, n))
     k = 0  # action steps executed
     try:
         t0, image, state = pause_and_observe(world, arm)
@@ -124,8 +119,22 @@ def run_sync(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, 
                 break
     finally:
         world.resume()
-    ep.velocity_stops = arm.velocity_stops - stops
-    ep.workspace_refusals = arm.workspace_refusals - refusals
+    return _end(ep, arm, executor, before)
+
+
+def _begin(world, arm, runner, seed: int, rules: ChunkRules):
+    """An episode's start, the same in both modes: the arm home and the cube placed, the runner's noise from the
+    seed, a fresh executor and observation window; the arm's counters before it."""
+    reset(world, arm, seed)
+    runner.reset(seed)
+    hist = ObservationWindow(runner.policy.cfg.n_obs_steps)
+    ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
+    return ChunkExecutor(rules), hist, ep, (arm.velocity_stops, arm.workspace_refusals)
+
+
+def _end(ep: PolicyEpisode, arm, executor, before) -> PolicyEpisode:
+    ep.velocity_stops = arm.velocity_stops - before[0]
+    ep.workspace_refusals = arm.workspace_refusals - before[1]
     ep.dropped_points = executor.counts["points_stale"]
     return ep
 
@@ -170,12 +179,7 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
     the robot's PC, or the machine an earlier result was measured on), on any machine."""
     cfg = runner.policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
-    executor = ChunkExecutor(_rules(rules, commit_steps))
-    reset(world, arm, seed)
-    runner.reset(seed)
-    hist = ObservationWindow(cfg.n_obs_steps)
-    ep = PolicyEpisode(seed=seed, success=False, time_to_success=None)
-    stops, refusals = arm.velocity_stops, arm.workspace_refusals
+    executor, hist, ep, before = _begin(world, arm, runner, seed, _rules(rules, commit_steps))
     player = _ChunkPlayer(world, arm, executor)
     observer = _Observer(world, arm, hist, cfg.action_dt)
     t_start = world.time()
@@ -212,8 +216,5 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
         observer.stop()
         player.join(2)
         observer.join(2)
-    ep.dropped_points = executor.counts["points_stale"]
-    ep.velocity_stops = arm.velocity_stops - stops
-    ep.workspace_refusals = arm.workspace_refusals - refusals
     ep.pause_timeouts = world.status()["pause_timeouts"]
-    return ep
+    return _end(ep, arm, executor, before)

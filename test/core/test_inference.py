@@ -104,7 +104,7 @@ def test_the_cuda_graph_replays_the_eager_inference(sampler):
     graph, eager = build(policy, schedule, "cuda-graph"), build(policy, schedule)
     for seed in (1, 2, 3):
         image, state, noise = example_inputs(policy, seed)
-        (x, a), (x0, a0) = graph(image, state, noise), eager(image, state, noise)
+        (_, a), (_, a0) = graph(image, state, noise), eager(image, state, noise)
         torch.testing.assert_close(a, a0, rtol=1e-5, atol=1e-6)
     img = np.zeros((policy.cfg.n_obs_steps, 32, 32, 3), np.uint8)
     st = np.zeros((policy.cfg.n_obs_steps, 8), np.float32)

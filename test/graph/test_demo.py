@@ -54,10 +54,11 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
     assert index[0]["source"] == "teleop" and index[1]["schedule"] == "bac(S=7)" and index[0]["seed"] == 0
     assert index[2]["interventions"] >= 1 and index[1]["interventions"] == 0
     bag = read_messages(index[0]["bag_path"])
-    assert {"/camera/color/image_raw", "/joint_states", "/bac/teleop_chunk", "/bac/command", "/bac/source",
+    assert {"/camera/color/image_raw/compressed", "/joint_states", "/bac/teleop_chunk", "/bac/command", "/bac/source",
             "/teleop/twist", "/bac/episode"} <= set(bag)
     assert json.loads(bag["/bac/source"][0][1].data)["source"] == "teleop"  # each bag starts with the source
-    assert len(bag["/camera/color/image_raw"]) > 100 and len(bag["/bac/command"]) > 100
+    frames = bag["/camera/color/image_raw/compressed"]  # jpeg, the recorder's default
+    assert len(frames) > 100 and "jpeg" in frames[0][1].format and len(bag["/bac/command"]) > 100
 
     # ---- recordings -> training rows on the action clock, checked against the commands in the bag ---------
     assert main(["dataset", str(tmp_path / "episodes"), "--out-dir", str(tmp_path / "data")]) == 0

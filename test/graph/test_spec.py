@@ -1,7 +1,6 @@
 """The graph described once: the launch file, setup.py, the parameter file and `bac demo` agree."""
 import ast
 import importlib.util
-import re
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,9 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
     from bac_ros.graph.spec import grasp_graph
 
     launch = (ROOT / "launch" / "grasp.launch.py").read_text()
-    assert "grasp_graph(" in launch and "OpaqueFunction" in launch  # the launch file's nodes are the spec's
-    for arg in ("use_sim", "robot_ip", "config", "schedule", "checkpoint", "namespace", "rviz", "mode", "input",
-                "operator"):
-        assert f'DeclareLaunchArgument("{arg}"' in launch
+    assert "grasp_graph(" in launch and "OpaqueFunction" in launch and "in LAUNCH_ARGUMENTS)" in launch  # the launch file's nodes are the spec's
+    assert set(_launch_arguments()) == {"use_sim", "robot_ip", "config", "schedule", "checkpoint", "namespace", "rviz",
+                                        "mode", "input", "operator"}
     assert (ROOT / "config" / "grasp.rviz").exists() and "grasp.rviz" in launch
     demo = (ROOT / "bac_ros" / "graph" / "demo.py").read_text()
     assert "grasp_graph(" in demo  # bac demo starts the same spec
@@ -57,6 +55,12 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
         assert callable(getattr(importlib.import_module(module), func))  # imports: no syntax or import error
 
 
+def _launch_arguments() -> dict[str, str]:
+    from bac_ros.graph.spec import LAUNCH_ARGUMENTS
+
+    return {name: default for name, default, _ in LAUNCH_ARGUMENTS}
+
+
 def _declared(node: str) -> dict:
     import importlib
 
@@ -82,8 +86,7 @@ def test_parameter_file_names_only_declared_parameters_and_the_default_schedule_
     from bac_ros.cli import build_parser
 
     assert build_parser().parse_args(["demo"]).schedule is None  # demo: from the parameter file
-    launch = (ROOT / "launch" / "grasp.launch.py").read_text()
-    assert 'DeclareLaunchArgument("schedule", default_value=""' in launch
+    assert _launch_arguments()["schedule"] == ""
     assert _declared("policy_node")["schedule"].default == ""
 
 

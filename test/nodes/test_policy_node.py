@@ -29,8 +29,6 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
     /diagnostics; Ctrl-C ends it without a traceback."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     import rclpy
@@ -42,13 +40,9 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
 
     from bac_ros.robot.model import Q_HOME
 
-    domain = 205
-    proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
-                             "schedule:=bac_s7", "-p", "drift_check_every:=1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    try:
+    from support import node_process
+
+    with node_process("policy_node", 205, "-p", "schedule:=bac_s7", "-p", "drift_check_every:=1") as (proc, ctx):
         node = rclpy.create_node("feeder", context=ctx)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
@@ -88,9 +82,7 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         assert checked[-1]["drift_state"] in ("ok", "warn", "dense") and float(checked[-1]["drift_ratio_last"]) > 0
         assert checked[-1]["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
         node.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=ctx)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out[-2000:]
     assert out.count("Traceback") == out.count("Exception ignored in"), out[-2000:]

@@ -1,9 +1,6 @@
 """Source identity: a publisher discovery has not named yet is never remembered as unknown, its chunk waits
 for the name; a wrong publisher never plays. Pure first, then controller_node as a process with publishers
 that start after it and publish at once (before discovery settles), on both chunk topics."""
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -86,15 +83,10 @@ def test_publishers_that_start_after_the_controller_are_never_locked_out():
     from bac_ros.nodes.messages import chunk_to_trajectory
     from bac_ros.robot.model import Q_HOME
 
-    domain = 216
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    proc = subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.controller_node", "--ros-args", "-p",
-                             "robot_ip:=127.0.0.99", "-p", "realtime_mode:=ignore", "-p", "connect_timeout_s:=600.0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    try:
+    from support import node_process
+
+    with node_process("controller_node", 216, "-p", "robot_ip:=127.0.0.99", "-p", "realtime_mode:=ignore",
+                      "-p", "connect_timeout_s:=600.0") as (_, ctx):
         watcher = rclpy.create_node("watcher", context=ctx)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(watcher)
@@ -130,13 +122,6 @@ def test_publishers_that_start_after_the_controller_are_never_locked_out():
         assert count("chunks_refused_unidentified") == 0, diag
         # the intruder's chunks: refused for their source, each one (those that waited for its name too)
         assert sent - 5 <= count("chunks_refused_source") <= sent, diag
-    finally:
-        rclpy.try_shutdown(context=ctx)
-        os.killpg(proc.pid, 2)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
 
 
 def test_the_controller_plays_a_chunk_that_came_before_discovery_named_its_sender(monkeypatch):

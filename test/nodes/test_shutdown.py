@@ -2,8 +2,6 @@
 launch, metrics_node once ended with "process has died ... exit code 1" (RCLError: the context is not valid)."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -25,18 +23,11 @@ NODES = {
 @pytest.mark.parametrize("node", sorted(NODES))
 def test_sigint_ends_the_node_with_exit_0(node, tmp_path):
     import rclpy
+    from support import node_process
 
-    domain = 221 + sorted(NODES).index(node)
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "PYTHONUNBUFFERED": "1"}
     extra = ["-p", f"out_dir:={tmp_path}"] if node == "recorder_node" else \
         ["-p", f"log_dir:={tmp_path}"] if node == "metrics_node" else []
-    proc = subprocess.Popen([sys.executable, "-m", f"bac_ros.nodes.{node}", "--ros-args", *NODES[node], *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    try:
+    with node_process(node, 221 + sorted(NODES).index(node), *NODES[node], *extra) as (proc, ctx):
         watcher = rclpy.create_node("watcher", context=ctx)
         deadline = time.monotonic() + 90
         while node not in watcher.get_node_names() and time.monotonic() < deadline:
@@ -46,9 +37,5 @@ def test_sigint_ends_the_node_with_exit_0(node, tmp_path):
         time.sleep(2.0)  # its timers, threads and subscriptions running
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
-    finally:
-        rclpy.try_shutdown(context=ctx)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out.replace("Exception ignored in", ""), out[-3000:]
