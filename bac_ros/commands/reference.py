@@ -15,7 +15,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 
 def add_parser(sub) -> None:
     r = sub.add_parser("reference", help="write docs/reference.md from the nodes' parameter tables and these options")
-    r.add_argument("--out", default=str(DEFAULT_OUT), help="the file (default: the repository's docs/reference.md)")
+    r.add_argument("--out", help="the file (default: the repository's docs/reference.md)")
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file differs from the code")
     r.set_defaults(func=run)
 
@@ -88,7 +88,7 @@ def render() -> str:
 
 
 def run(args) -> int:
-    text, path = render(), Path(args.out)
+    text, path = render(), Path(args.out) if args.out else DEFAULT_OUT
     if args.check:
         same = path.is_file() and path.read_text() == text
         print(f"{path}: {'up to date' if same else 'differs from the code: run `bac reference`'}")

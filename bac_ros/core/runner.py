@@ -15,6 +15,7 @@ from .inference import Noise, build, draw_noise
 from .schedule import Schedule
 
 DRIFT_MODES = ("off", "watch", "guard")
+BUILD_THREAD = "backend-build"  # nodes/runtime.py ends the process at shutdown rather than finalise around it
 
 
 class PolicyRunner:
@@ -47,7 +48,7 @@ class PolicyRunner:
         self.reset(seed)
         if first != backend:
             self.building = True
-            threading.Thread(target=self._build, args=(on_built,), daemon=True, name="compile").start()
+            threading.Thread(target=self._build, args=(on_built,), daemon=True, name=BUILD_THREAD).start()
 
     def _make(self, policy, backend: str):
         s, spec = self.schedule, self._spec

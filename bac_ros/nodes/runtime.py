@@ -9,6 +9,7 @@ single-threaded, and the graph ran three such nodes."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 import time
@@ -173,10 +174,13 @@ def run_node(make: Callable[[], Node], name: str, args=None,
     rclpy.init(args=args)
     try:
         node = make()
+    except KeyboardInterrupt:  # Ctrl-C while starting (a slow import, a model loading) is a shutdown too
+        rclpy.try_shutdown()
+        return _exit(0)
     except startup_errors as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 2
+        return _exit(2)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -194,5 +198,16 @@ def run_node(make: Callable[[], Node], name: str, args=None,
     error = getattr(node, "exit_error", None)  # a node may end itself (e.g. no robot within its timeout)
     if error:
         print(f"{name}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return _exit(2 if error else 0)
+
+
+def _exit(code: int) -> int:
+    """`code`, or the process ended now with it when a thread of ours is still inside native code (torch's
+    exporter building a backend cannot be stopped): finalising the interpreter around such a thread aborts
+    the process ("terminate called without an active exception", exit -6) after a clean shutdown."""
+    runner = sys.modules.get("bac_ros.core.runner")  # loaded only where a policy runs
+    if runner is not None and any(t.name == runner.BUILD_THREAD and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,13 @@ from .limits import ArmLimits, Envelope, box_excess, checked_target
 from .model import DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 
 DEFAULT_STIFFNESS = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)  # Nm/rad, joint impedance
+
+
+class ArmState(NamedTuple):
+    q: np.ndarray  # (7,) rad
+    dq: np.ndarray  # (7,) rad/s
+    width: float  # gripper opening, m
+    time: float  # the robot's clock, s (`FR3Arm.robot_time`)
 
 
 class HomingError(RuntimeError):
@@ -151,10 +159,10 @@ class FR3Arm:
     def joint_positions(self) -> np.ndarray:
         return np.array(self.robot.current_joint_state.position, dtype=float)
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """(q, dq, gripper width)."""
-        js = self.robot.current_joint_state
-        return np.array(js.position, float), np.array(js.velocity, float), float(self.gripper.width)
+    def state(self) -> ArmState:
+        """The measured arm: (q, dq, gripper width, robot time of the joint state)."""
+        js, t = self.robot.current_joint_state, self.robot_time()
+        return ArmState(np.array(js.position, float), np.array(js.velocity, float), float(self.gripper.width), t)
 
     def gripper_width(self) -> float:
         """Finger opening (m). franky reads it from the gripper's next state packet: it waits while a
@@ -349,7 +357,7 @@ class FR3Arm:
                     f"last robot error: {self.errors[-1] if self.errors else 'none'})")
             step_to(q_home)
         expired = self._deadline(gripper_timeout)
-        while not expired() and self.state()[2] < GRIPPER_MAX_WIDTH - 0.005:
+        while not expired() and self.state().width < GRIPPER_MAX_WIDTH - 0.005:
             time.sleep(0.05)
 
     def stop(self) -> None:

@@ -92,8 +92,8 @@ def pause_and_observe(world: WorldProcess, arm: FR3Arm) -> tuple[float, np.ndarr
 
 def observe(world: WorldProcess, arm: FR3Arm) -> tuple[float, np.ndarray, np.ndarray]:
     t_sim, image = world.render()
-    q, _, width = arm.state()
-    return t_sim, image, np.concatenate([q, [width]])
+    state = arm.state()
+    return t_sim, image, np.concatenate([state.q, [state.width]])
 
 
 def home_with_fallback(home: Callable[[], None], put_home: Callable[[], None], attempts: int = 3) -> int:

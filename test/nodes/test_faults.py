@@ -36,9 +36,12 @@ HOST = "127.0.0.8"
 DOMAIN = 207
 LIMITS = from_mapping(ArmLimits, node_parameters("controller_node"))
 # What the measured arm may exceed the commanded envelope by while the torque loop tracks it (franky-sim,
-# stiffness 600 Nm/rad): positions 0.02 rad past the margins, speed +25 %, acceleration x2 (measured over
-# 20 ms cells of the joint states), the TCP 2 cm past the box while braking.
-TRACKING = {"position_rad": 0.02, "speed": 1.25, "acceleration": 2.0, "box_m": 0.02}
+# stiffness 600 Nm/rad): positions 0.02 rad past the margins, speed +25 %, the TCP 2 cm past the box while
+# braking, acceleration x4 (20 ms cells of the joint states). The torque loop holds each target until the next
+# control tick; on a loaded 2-core machine ticks came up to 35-48 ms of robot time apart, and the arm's
+# acceleration reached 2.0-2.5x the envelope in CI and up to 3.7x under heavier load, valid streams included
+# (docs/safety.md). The commanded envelope itself is proven by the property tests (test/robot).
+TRACKING = {"position_rad": 0.02, "speed": 1.25, "acceleration": 4.0, "box_m": 0.02}
 KIN = Kinematics.fr3()
 CONTROLLER, POLICY = "bac: controller_node", "bac: policy_node"
 

@@ -27,15 +27,40 @@ def test_sigint_ends_the_node_with_exit_0(node, tmp_path):
 
     extra = ["-p", f"out_dir:={tmp_path}"] if node == "recorder_node" else \
         ["-p", f"log_dir:={tmp_path}"] if node == "metrics_node" else []
+    from bac_ros.graph.interfaces import INTERFACES
+
+    # constructed: the name shows as soon as the node exists, its publishers only once its constructor is done
+    last = {"/" + e.name.lstrip("/") for e in INTERFACES[node] if e.kind == "publishes" and e.name != "(topics)"}
     with node_process(node, 221 + sorted(NODES).index(node), *NODES[node], *extra) as (proc, ctx):
         watcher = rclpy.create_node("watcher", context=ctx)
         deadline = time.monotonic() + 90
-        while node not in watcher.get_node_names() and time.monotonic() < deadline:
+
+        def up() -> bool:
+            if node not in watcher.get_node_names():
+                return False
+            return last <= {t for t, _ in watcher.get_publisher_names_and_types_by_node(node, "/")}
+
+        while not up() and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             time.sleep(0.2)
-        assert node in watcher.get_node_names(), f"{node} did not come up"
+        assert up(), f"{node} did not come up"
         time.sleep(2.0)  # its timers, threads and subscriptions running
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out.replace("Exception ignored in", ""), out[-3000:]
+
+
+
+def test_ctrl_c_while_a_node_is_built_is_a_shutdown():
+    """Ctrl-C before the constructor is done (`ros2 launch` stopped during a slow start: the model loading) ends
+    the node with exit 0 and leaves rclpy shut down, not a KeyboardInterrupt traceback."""
+    import rclpy
+
+    from bac_ros.nodes.runtime import run_node
+
+    def make():
+        raise KeyboardInterrupt
+
+    assert run_node(make, "starting_node", args=["--ros-args"]) == 0
+    assert not rclpy.ok()
