@@ -219,23 +219,51 @@ def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Ten
         "sa": statistics.fmean(_median_ms(lambda L=L: L.sa(h, m.self_mask), repeats) for L in m.layers),
         "ca": statistics.fmean(_median_ms(lambda li=li: ca(li), repeats) for li in range(cfg.n_layer)),
         "ffn": statistics.fmean(_median_ms(lambda L=L: L.ffn(h), repeats) for L in m.layers)}
+    # as the loop runs them: every block once, layer by layer, so each one's weights come after the others'
+    sweep = [lambda L=L: L.sa(h, m.self_mask) for L in m.layers] + [lambda li=li: ca(li) for li in
+                                                                      range(cfg.n_layer)] + \
+        [lambda L=L: L.ffn(h) for L in m.layers]
+    sweep = [sweep[i + j * cfg.n_layer] for i in range(cfg.n_layer) for j in range(3)]
+    round_robin_ms = _median_ms(lambda: [f() for f in sweep], repeats) / len(sweep)
+    alone_ms = statistics.fmean(block_ms.values())
+    one, other = torch.ones(1), torch.ones(1)
+    op_us = _median_ms(lambda: [torch.add(one, other) for _ in range(100)], repeats) * 10  # µs per tiny op
     lines = [f"pieces (ms), timed alone: obs encoder {enc_ms:.3f} | obs tokens + K/V (once) {hoist_ms:.3f} | "
              f"fixed/step {fixed_ms:.3f} | per recompute: sa {block_ms['sa']:.3f}, ca {block_ms['ca']:.3f}, "
              f"ffn {block_ms['ffn']:.3f}",
-             f"{'method':<22}{'S':>4}{'once':>8}{'fixed':>9}{'blocks':>9}{'sum':>9}{'measured':>10}{'other':>8}"
-             f"{'fixed share':>13}"]
+             f"a recompute, mean over kinds: {alone_ms:.3f} ms alone (the same block {repeats} times), "
+             f"{round_robin_ms:.3f} ms round-robin (all {len(sweep)} blocks in the loop's order): "
+             f"x{round_robin_ms / alone_ms:.2f}; a tiny ATen op costs {op_us:.1f} us here",
+             f"{'method':<14}{'S':>4}{'once':>8}{'fixed':>9}{'blocks':>9}{'sum':>9}{'measured':>10}{'other':>8}"
+             f"{'fixed share':>13}{'ops':>7}{'ops x tiny':>12}{'op self':>9}"]
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
     entries = [("full-runtime", Schedule.full(cfg))] + [(s.method, s) for s in schedules if s.method != "full"]
     for name, s in entries:
         den = policy.denoiser(s)
-        measured = _median_ms(lambda: policy.predict(img, st, den, noise.clone(), torch.Generator().manual_seed(1)),
-                              max(3, repeats // 3))
+        run = lambda: policy.predict(img, st, den, noise.clone(), torch.Generator().manual_seed(1))  # noqa: E731
+        measured = _median_ms(run, max(3, repeats // 3))
+        ops, op_self_ms = _aten_ops(run)
         upd = updates_by_kind(policy, den)
         once = enc_ms + hoist_ms
         fixed_total = fixed_ms * cfg.num_steps
-        blocks = sum(block_ms[k] * n for k, n in upd.items())
+        blocks = sum(round_robin_ms * n for n in upd.values())
         total = once + fixed_total + blocks
         lines.append(f"{name:<14}{s.num_updates or '-':>4}{once:>8.2f}{fixed_total:>9.2f}{blocks:>9.2f}{total:>9.2f}"
-                     f"{measured:>10.2f}{measured - total:>8.2f}{(once + fixed_total) / measured:>12.0%}")
+                     f"{measured:>10.2f}{measured - total:>8.2f}{(once + fixed_total) / measured:>12.0%}"
+                     f"{ops:>7}{ops * op_us / 1e3:>12.2f}{op_self_ms:>9.2f}")
+    lines.append("blocks at the round-robin cost; other = measured - sum: the loop's own Python; ops: ATen ops one "
+                 "inference issues (torch.profiler); ops x tiny: their dispatch floor; op self: the ops' own time "
+                 "under the profiler")
     return "\n".join(lines)
+
+
+def _aten_ops(fn: Callable[[], object]) -> tuple[int, float]:
+    """ATen ops one call of `fn` issues and the sum of their self CPU time (ms), from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    fn()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    return len(events), sum(e.self_cpu_time_total for e in events) / 1e3
