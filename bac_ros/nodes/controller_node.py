@@ -34,7 +34,6 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.streaming import ChunkExecutor, ChunkRules, CommandKind
-from ..robot.clock import RobotClockMap
 from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
@@ -108,7 +107,6 @@ class ControllerNode(Node):
         self._source_since = 0.0
         self._closing = threading.Event()
         self._pending = Pending()  # chunks from publishers discovery has not named yet
-        self._clock_map = RobotClockMap()
 
     def _create_interfaces(self) -> None:
         self.js_pub = self.create_publisher(JointState, "joint_states", 20)
@@ -170,7 +168,7 @@ class ControllerNode(Node):
                 delay = min(2 * delay, 5.0)
                 continue
             with self._arm_lock:
-                self.arm, self._clock_map = arm, RobotClockMap()  # another robot (or sim): another clock
+                self.arm = arm
             with self._lock:
                 self.chunk_executor.stop()
                 self.state, self.reason = "ready", f"connected to the FR3 at {self.robot_ip}; holding"
@@ -283,9 +281,7 @@ class ControllerNode(Node):
     def publish_joint_state(self) -> None:
         state = self._robot_call("joint states", lambda a: a.state())
         if state is not None:
-            self._clock_map.update(now_s(self), state.time)
-            stamp = self._clock_map.to_graph(state.time)  # when it was measured, not when it is sent
-            self.js_pub.publish(vector_to_joint_state(state.q, state.dq, state.width, stamp))
+            self.js_pub.publish(vector_to_joint_state(state.q, state.dq, state.width, now_s(self)))
 
     # ---- services ------------------------------------------------------------------------------------
     def _refuse_unless_usable(self, resp) -> bool:
