@@ -27,7 +27,6 @@ class ArmState(NamedTuple):
     q: np.ndarray  # (7,) rad
     dq: np.ndarray  # (7,) rad/s
     width: float  # gripper opening, m
-    time: float  # the robot's clock, s (`FR3Arm.robot_time`)
 
 
 class HomingError(RuntimeError):
@@ -160,9 +159,9 @@ class FR3Arm:
         return np.array(self.robot.current_joint_state.position, dtype=float)
 
     def state(self) -> ArmState:
-        """The measured arm: (q, dq, gripper width, robot time of the joint state)."""
-        js, t = self.robot.current_joint_state, self.robot_time()
-        return ArmState(np.array(js.position, float), np.array(js.velocity, float), float(self.gripper.width), t)
+        """The measured arm: (q, dq, gripper width)."""
+        js = self.robot.current_joint_state
+        return ArmState(np.array(js.position, float), np.array(js.velocity, float), float(self.gripper.width))
 
     def gripper_width(self) -> float:
         """Finger opening (m). franky reads it from the gripper's next state packet: it waits while a
