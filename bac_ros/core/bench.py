@@ -220,10 +220,8 @@ def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Ten
         "ca": statistics.fmean(_median_ms(lambda li=li: ca(li), repeats) for li in range(cfg.n_layer)),
         "ffn": statistics.fmean(_median_ms(lambda L=L: L.ffn(h), repeats) for L in m.layers)}
     # as the loop runs them: every block once, layer by layer, so each one's weights come after the others'
-    sweep = [lambda L=L: L.sa(h, m.self_mask) for L in m.layers] + [lambda li=li: ca(li) for li in
-                                                                      range(cfg.n_layer)] + \
-        [lambda L=L: L.ffn(h) for L in m.layers]
-    sweep = [sweep[i + j * cfg.n_layer] for i in range(cfg.n_layer) for j in range(3)]
+    sweep = [f for li, L in enumerate(m.layers)
+             for f in (lambda L=L: L.sa(h, m.self_mask), lambda li=li: ca(li), lambda L=L: L.ffn(h))]
     round_robin_ms = _median_ms(lambda: [f() for f in sweep], repeats) / len(sweep)
     alone_ms = statistics.fmean(block_ms.values())
     one, other = torch.ones(1), torch.ones(1)
