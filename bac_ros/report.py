@@ -54,17 +54,27 @@ BACKEND_COLUMNS: list[Column] = [
     ("action MSE vs eager", lambda r: r["action_mse_vs_eager"], ".1e"),
     ("built s", lambda r: r["built_s"], ".0f")]
 
+def _with_interval(rate: float, n: int) -> str:
+    """A success rate with its 95 % Wilson interval: '60% [23%, 88%]'."""
+    from .core.stats import wilson_interval
+
+    low, high = wilson_interval(round(rate * n), n)
+    return f"{rate:.0%} [{low:.0%}, {high:.0%}]"
+
+
 EVAL_COLUMNS: list[Column] = [
     ("mode", lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else ""), ""),
     ("method", method_label, ""), ("S", lambda r: r["num_updates"], ""), ("episodes", lambda r: r["episodes"], "d"),
-    ("success", lambda r: r["success_rate"], ".0%"), ("speedup", lambda r: r["speedup"], ".2f"),
+    ("success [95 % CI]", lambda r: _with_interval(r["success_rate"], r["episodes"]), ""),
+    ("speedup", lambda r: r["speedup"], ".2f"),
     ("GFLOPs", lambda r: r["gflops"], ".3f"), ("inference Hz (closed loop)", lambda r: r["inference_hz"], ".1f"),
     ("action MSE vs full", lambda r: r["action_mse"], ".2e"),
     ("drift ratio", lambda r: r["drift_ratio_median"], ".2f"), ("dense share", lambda r: r["dense_share"], ".0%")]
 
 GRAPH_COLUMNS: list[Column] = [
     ("method", lambda r: r["method"], ""), ("episodes", lambda r: r["episodes"], "d"),
-    ("success", lambda r: r["success_rate"], ".0%"), ("control Hz", lambda r: r["control_hz"], ".1f"),
+    ("success [95 % CI]", lambda r: _with_interval(r["success_rate"], r["episodes"]), ""),
+    ("control Hz", lambda r: r["control_hz"], ".1f"),
     ("inference Hz", lambda r: r["inference_hz"], ".1f"),
     ("latency ms p50", lambda r: r["latency_ms"]["p50"], ".1f"),
     ("p95", lambda r: r["latency_ms"]["p95"], ".1f"), ("p99", lambda r: r["latency_ms"]["p99"], ".1f"),

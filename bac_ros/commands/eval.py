@@ -2,6 +2,7 @@
 speed, GFLOPs and action deviation from one bench run; table, JSON rows and a plot."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import statistics
@@ -59,25 +60,74 @@ def add_parser(sub) -> None:
                         "the dense schedule (guard; policy_node's dense_schedule and drift_* in --params)")
     e.add_argument("--bench-observations", type=int, default=16)
     e.add_argument("--hostname", default="127.0.0.1", help="loopback address of the simulated FR3 (127.0.0.x)")
+    e.add_argument("--margin", type=float, default=0.05,
+                   help="non-inferiority margin for the paired comparison with full (default 0.05: 5 points)")
+    e.add_argument("--workers", type=int, default=1,
+                   help="episodes in N processes, each with its own simulator on its own loopback address from "
+                        "--hostname on (127.0.0.x, x+1, ...); results merged as they finish")
+    e.add_argument("--ray-address", default=None,
+                   help="run the --workers as Ray actors: 'local' (a Ray of its own on this machine) or a cluster's "
+                        "address (ray://head:10001; bac_ros and its checkpoint on every node)")
+    e.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="finish an interrupted run: its arguments and finished episodes from RUN_DIR (episodes.jsonl); "
+                        "--workers, --ray-address and --hostname from this command")
     e.add_argument("--merge", type=comma_list(str), default=None,
                    help="no episodes: merge the JSON rows of earlier runs (comma list) into one table and plot")
     add_output_options(e, "rows (eval.json), table (eval.md) and plot (eval.png)")
     e.set_defaults(func=run)
 
 
-def write(rows: list[dict], out: Path) -> None:
-    from ..report import EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_speedup
+def write(rows: list[dict], out: Path, margin: float = 0.05) -> None:
+    from ..report import EVAL_COLUMNS, PAIRWISE_COLUMNS, markdown, plot_drift, plot_success_vs_speedup
+    from .compare import conclusion
 
     table = markdown(rows, EVAL_COLUMNS)
+    pairs = paired(rows, margin)
+    if pairs:
+        table += f"\n\n{markdown(pairs, PAIRWISE_COLUMNS)}"
+        note = conclusion(pairs)
+        table += f"\n\n{note}" if note else ""
     print(table)
     (out / "eval.md").write_text(table + "\n")
     write_json(out / "eval.json", rows)
+    if pairs:
+        write_json(out / "pairs.json", pairs)
     print(f"wrote {out / 'eval.md'}, {out / 'eval.json'}, {plot_success_vs_speedup(rows, out / 'eval.png')}")
     if any(r.get("drift_ratio_per_episode") for r in rows):
         print(f"wrote {plot_drift(rows, out / 'drift.png')}")
 
 
-def _schedules(args, cfg) -> list[tuple[str, int, Schedule | None]]:
+def row_seeds(row: dict) -> list[int]:
+    """The seeds of a row's episodes, in the order of its `succeeded` list (older rows: a seed range)."""
+    if "seed_list" in row:
+        return list(row["seed_list"])
+    first, last = row["seeds"]
+    return list(range(first, last + 1))
+
+
+def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
+    """Per mode, every method against full precision (else the first row) on the seeds both ran: the 2x2
+    table, the exact McNemar test, the difference with its interval and the verdict at `margin`. Rows of the
+    same method from runs on different seeds (parallel hosts, `--merge`) are joined first."""
+    from ..compare import pairwise
+    from ..report import method_label
+
+    out = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        metrics: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["mode"] != mode or "succeeded" not in r:
+                continue
+            label = "full" if r["method"] == "full" else f"{method_label(r)} S={r['num_updates']}"
+            metrics.setdefault(label, []).extend(
+                {"seed": seed, "success": bool(ok)} for seed, ok in zip(row_seeds(r), r["succeeded"]))
+        if len(metrics) > 1:
+            out += [{"mode": mode, **p} for p in pairwise(metrics, "full" if "full" in metrics else None, margin)]
+    return out
+
+
+def _schedules(args, cfg) -> list[tuple[str, int, str | None]]:
+    """(method, S, schedule file or None for full) per row."""
     directory = Path(args.schedule_dir) if args.schedule_dir else schedule_dir(cfg)
     entries = []
     for method in args.methods:
@@ -90,69 +140,163 @@ def _schedules(args, cfg) -> list[tuple[str, int, Schedule | None]]:
                 raise SystemExit(f"no schedule {path}: make it with `bac schedule --config {args.config} --data "
                                  f"<demos> --method {method} --num-updates {s} --similarity {args.similarity}` "
                                  f"and pass its folder with --schedule-dir")
-            entries.append((method, s, Schedule.load(path, cfg)))
+            entries.append((method, s, str(path.resolve())))
     return entries
+
+
+ARGS_FILE, EPISODES_FILE = "eval_args.json", "episodes.jsonl"
+PARALLEL = ("workers", "ray_address", "hostname", "resume", "out_dir")  # how a run runs, not what it measures
+
+
+def _resumed(args):
+    """The interrupted run's arguments, with this command's way of running them."""
+    import argparse
+
+    run_dir = Path(args.resume)
+    saved = run_dir / ARGS_FILE
+    if not saved.is_file():
+        raise SystemExit(f"--resume {run_dir}: no {ARGS_FILE} there (not a `bac eval` run folder)")
+    kept = {k: v for k, v in json.loads(saved.read_text()).items() if k not in PARALLEL}
+    return argparse.Namespace(**{**vars(args), **kept, "out_dir": str(run_dir)})
+
+
+def _done(path: Path, identity: dict) -> dict[tuple, dict]:
+    """Finished episodes of this run (by (mode, method, S, seed)); refuses a log of another run."""
+    done = {}
+    if not path.is_file():
+        return done
+    lines = path.read_text().splitlines()
+    if lines and json.loads(lines[0]).get("identity") != identity:
+        raise SystemExit(f"{path} was written by a run with other arguments, weights or schedules: "
+                         "resume it with its own arguments, or start a new run folder")
+    for line in lines[1:]:
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the run was stopped
+            continue
+        done[(e["mode"], e["method"], e["num_updates"], e["seed"])] = e
+    return done
 
 
 def run(args) -> int:
     from tqdm import tqdm
 
     from ..core import bench
-    from ..core.settings import from_mapping, node_parameters
-    from ..core.streaming import ChunkRules
-    from ..report import EVAL_COLUMNS, markdown
-    from ..robot.limits import ArmLimits
-    from ..sim.episode import FreshWorld
-    from ..sim.evaluate import run_realtime, run_sync
-    from ..sim.world import WorldConfig, world_overrides
+    from ..sim.workers import Task, run_tasks
 
     if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
         rows = [r for f in args.merge for r in json.loads(Path(f).read_text())]
-        write(rows, output_dir(args, "eval", "merged"))
+        write(rows, output_dir(args, "eval", "merged"), args.margin)
         return 0
+    if args.resume:
+        args = _resumed(args)
     policy = load_policy(args)
     cfg = policy.cfg
     entries = _schedules(args, cfg)
-    params = node_parameters("controller_node", args.params)
-    limits, rules = from_mapping(ArmLimits, params), from_mapping(ChunkRules, params)
+    schedules = [None if path is None else Schedule.load(path, cfg) for _, _, path in entries]
     out = output_dir(args, "eval", f"{cfg.name}_{args.mode}")
+    spec = {k: v for k, v in vars(args).items() if k != "func"}
+    write_json(out / ARGS_FILE, spec)
+    identity = {"weights": policy.weights_id, "rows": [(m, s, content_hash(sc.source) if sc else None)
+                                                       for (m, s, _), sc in zip(entries, schedules)],
+                **{k: v for k, v in spec.items() if k not in PARALLEL + ("episodes", "seed_start", "margin",
+                                                                          "bench_observations")}}
+    identity = json.loads(json.dumps(identity))  # as the log holds it
+    log_path = out / EPISODES_FILE
+    done = _done(log_path, identity)
+    if not log_path.is_file():
+        log_path.write_text(json.dumps({"identity": identity}) + "\n")
     # Speed, FLOPs and action deviation: one bench run over all schedules, on recorded observations.
     image, state = observations(policy, args.bench_observations, args.seed + 1, args.data)
-    brows = bench.run(policy, [e[2] for e in entries if e[2] is not None], image, state, repeats=2,
-                      seed=args.seed, with_runtime_full=False)
+    brows = bench.run(policy, [s for s in schedules if s is not None], image, state, repeats=2, seed=args.seed,
+                      with_runtime_full=False)
     by_key = {(r["method"], r["num_updates"]): r for r in brows}
     modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    world_kw = world_overrides(args.world)  # ValueError: one line from cli.main, exit 2
-    sim = FreshWorld(WorldConfig(hostname=args.hostname, image_size=cfg.encoder.image_shape[1], **world_kw), limits)
-    commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
+    # seed-major: an interrupted run leaves whole pairs
+    tasks = [Task(mode, i, seed) for seed in seeds for mode in modes for i in range(len(entries))]
+    key = lambda t: (t.mode, entries[t.row][0], entries[t.row][1], t.seed)  # noqa: E731
+    todo = [t for t in tasks if key(t) not in done]
+    if done:
+        print(f"resuming {out}: {len(tasks) - len(todo)} of {len(tasks)} episodes done", file=sys.stderr)
+    # one worker in this process reuses the loaded policy; processes and Ray actors load their own
+    make = functools.partial(make_worker, spec, entries, policy if args.workers <= 1 and not args.ray_address
+                             else None)
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="ep", file=sys.stderr)
+    tally = {}
+    for e in done.values():
+        tally.setdefault(e["method"] + str(e["num_updates"]), []).append(e["success"])
+    with log_path.open("a") as log:
+        for task, result in run_tasks(todo, make, args.workers, args.hostname, args.ray_address):
+            method, s, _ = entries[task.row]
+            e = {"mode": task.mode, "method": method, "num_updates": s, **result}
+            log.write(json.dumps(e) + "\n")
+            log.flush()
+            done[key(task)] = e
+            tally.setdefault(method + str(s), []).append(e["success"])
+            bar.update()
+            bar.set_postfix_str(" ".join(f"{k} {sum(v)}/{len(v)}" for k, v in tally.items()))
+    bar.close()
     origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
     rows = []
-    try:
-        for mode in modes:
-            play = (functools.partial(run_sync, rules=rules) if mode == "sync" else
-                    functools.partial(run_realtime, commit_steps=commit, rules=rules,
-                                      latency_s=None if args.latency_ms is None else args.latency_ms / 1e3))
-            for method, s, sched in entries:
-                runner = _runner(policy, sched, args)
-                eps, restarts, drift = [], sim.restarts, []
-                sim.restart()  # every method starts on a fresh world
-                bar = tqdm(seeds, desc=f"{mode} {method} S={s}", unit="ep", file=sys.stderr)
-                for seed in bar:
-                    n0 = len(runner.guard.history) if runner.guard else 0
-                    eps.append(sim.run(lambda world, arm: play(world, arm, runner, seed, max_time=args.max_time),
-                                       f"seed {seed}"))
-                    if runner.guard:  # the episode ran each shadow check after its chunk
-                        drift.append(runner.guard.history[n0:])
-                    bar.set_postfix(success=f"{sum(e.success for e in eps)}/{len(eps)}")
-                rows.append(_row(mode, method, s, sched, eps, by_key[(method, s)], seeds, args, commit,
-                                 sim.restarts - restarts, origin, world_kw, drift))
-                _warn(rows[-1])
-                print(markdown(rows[-1:], EVAL_COLUMNS).splitlines()[-1], flush=True)
-    finally:
-        sim.close()
-    write(rows, out)
+    commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
+    for mode in modes:
+        for i, (method, s, _) in enumerate(entries):
+            eps = [done[(mode, method, s, seed)] for seed in seeds]
+            rows.append(_row(mode, method, s, schedules[i], eps, by_key[(method, s)], seeds, args, commit, origin))
+            _warn(rows[-1])
+    write(rows, out, args.margin)
     return 0
+
+
+class EpisodeWorker:
+    """`bac eval`'s episodes on one simulator (one loopback address): the policy, a runner per row, the world."""
+
+    def __init__(self, spec: dict, entries, policy, hostname: str):
+        import argparse
+
+        from ..core.settings import from_mapping, node_parameters
+        from ..core.streaming import ChunkRules
+        from ..robot.limits import ArmLimits
+        from ..sim.episode import FreshWorld
+        from ..sim.world import WorldConfig, world_overrides
+
+        self.args = args = argparse.Namespace(**spec)
+        self.policy = policy if policy is not None else load_policy(args)
+        cfg = self.policy.cfg
+        self.schedules = [None if path is None else Schedule.load(path, cfg) for _, _, path in entries]
+        params = node_parameters("controller_node", args.params)
+        self.rules = from_mapping(ChunkRules, params)
+        self.runners: dict[int, object] = {}
+        world = WorldConfig(hostname=hostname, image_size=cfg.encoder.image_shape[1], **world_overrides(args.world))
+        self.sim = FreshWorld(world, from_mapping(ArmLimits, params))
+
+    def run(self, task) -> dict:
+        from ..sim.evaluate import run_realtime, run_sync
+
+        args, cfg = self.args, self.policy.cfg
+        if task.row not in self.runners:
+            self.runners[task.row] = _runner(self.policy, self.schedules[task.row], args)
+        runner = self.runners[task.row]
+        if task.mode == "sync":
+            play = functools.partial(run_sync, rules=self.rules)
+        else:
+            play = functools.partial(run_realtime, rules=self.rules,
+                                     commit_steps=cfg.n_action_steps if args.commit_steps is None else args.commit_steps,
+                                     latency_s=None if args.latency_ms is None else args.latency_ms / 1e3)
+        n0 = len(runner.guard.history) if runner.guard else 0
+        restarts = self.sim.restarts
+        ep = self.sim.run(lambda world, arm: play(world, arm, runner, task.seed, max_time=args.max_time),
+                          f"seed {task.seed}")
+        checks = [dataclasses.asdict(c) for c in runner.guard.history[n0:]] if runner.guard else None
+        return {**dataclasses.asdict(ep), "world_restarts": self.sim.restarts - restarts, "drift": checks}
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def make_worker(spec: dict, entries, policy, hostname: str) -> EpisodeWorker:
+    return EpisodeWorker(spec, entries, policy, hostname)
 
 
 def _runner(policy, sched, args):
@@ -171,46 +315,50 @@ def _runner(policy, sched, args):
         raise SystemExit(f"--backend {args.backend} / --drift {args.drift}: {e}") from None
 
 
-def _drift_fields(drift: list[list]) -> dict:
-    """Per row, over the shadow checks (`drift.Check`): the drift guard's signal (median ratio per episode and
-    overall), the reuse-error ratio, the share of checks on the dense schedule and in a warned state."""
+def _drift_fields(drift: list[list[dict]]) -> dict:
+    """Per row, over the shadow checks (`drift.Check` as dicts): the drift guard's signal (median ratio per
+    episode and overall), the reuse-error ratio, the share of checks on the dense schedule and in a warned
+    state."""
     if not drift:
         return {}
     flat = [c for ep in drift for c in ep]
     median = lambda xs: float(statistics.median(xs)) if xs else float("nan")  # noqa: E731
-    return {"drift_ratio_median": median([c.ratio for c in flat]),
-            "drift_ratio_per_episode": [round(median([c.ratio for c in ep]), 3) for ep in drift],
-            "reuse_ratio_median": median([c.reuse for c in flat]), "drift_checks": len(flat),
-            "dense_share": sum(c.dense for c in flat) / max(1, len(flat)),
-            "drift_warned_share": sum(c.state != "ok" for c in flat) / max(1, len(flat))}
+    return {"drift_ratio_median": median([c["ratio"] for c in flat]),
+            "drift_ratio_per_episode": [round(median([c["ratio"] for c in ep]), 3) for ep in drift],
+            "reuse_ratio_median": median([c["reuse"] for c in flat]), "drift_checks": len(flat),
+            "dense_share": sum(c["dense"] for c in flat) / max(1, len(flat)),
+            "drift_warned_share": sum(c["state"] != "ok" for c in flat) / max(1, len(flat))}
 
 
-def _row(mode, method, s, sched, eps, b, seeds, args, commit, world_restarts, origin, world=None,
-         drift=None) -> dict:
-    ms = [m for e in eps for m in e.inference_ms]
+def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin) -> dict:
+    """One table row from its episodes (dicts, in seed order)."""
+    from ..sim.world import world_overrides
+
+    ms = [m for e in eps for m in e["inference_ms"]]
+    drift = [e["drift"] for e in eps if e.get("drift") is not None]
     return {"mode": mode, "method": method, "num_updates": s, "episodes": len(eps),
-            "success_rate": sum(e.success for e in eps) / len(eps), "speedup": b["speedup"],
+            "success_rate": sum(e["success"] for e in eps) / len(eps), "speedup": b["speedup"],
             "gflops": b["gflops"], "inference_hz": 1e3 / statistics.median(ms),
             "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
-            "seeds": [seeds[0], seeds[-1]],
+            "seeds": [seeds[0], seeds[-1]], "seed_list": list(seeds),
             "similarity": args.similarity if method in ACS_METHODS else "cosine",
             "top_n": args.top_n if method == "bac" else None,
             "reuse": sched.reuse if sched is not None else None,
             # per episode, in seed order: which seeds each method solves (paired comparisons)
-            "succeeded": [int(e.success) for e in eps],
+            "succeeded": [int(e["success"]) for e in eps],
             "fixed_noise": args.fixed_noise, "backend": args.backend,
             "commit_steps": commit if mode == "realtime" else None,
             "latency_ms": args.latency_ms if mode == "realtime" else None,
-            "dropped_points_per_episode": statistics.fmean(e.dropped_points for e in eps),
-            "pause_timeouts": sum(e.pause_timeouts for e in eps),
-            "velocity_stops": sum(e.velocity_stops for e in eps),
-            "velocity_stops_per_episode": [e.velocity_stops for e in eps],
-            "workspace_refusals_per_episode": [e.workspace_refusals for e in eps],
-            "world_restarts": world_restarts,
-            "late_ms_max": max((m for e in eps for m in e.late_ms), default=0.0),
+            "dropped_points_per_episode": statistics.fmean(e["dropped_points"] for e in eps),
+            "pause_timeouts": sum(e["pause_timeouts"] for e in eps),
+            "velocity_stops": sum(e["velocity_stops"] for e in eps),
+            "velocity_stops_per_episode": [e["velocity_stops"] for e in eps],
+            "workspace_refusals_per_episode": [e["workspace_refusals"] for e in eps],
+            "world_restarts": sum(e["world_restarts"] for e in eps),
+            "late_ms_max": max((m for e in eps for m in e["late_ms"]), default=0.0),
             "schedule_hash": content_hash(sched.source) if sched is not None and sched.source else None,
-            "params": args.params or "config/grasp.yaml", "world": world or {}, "drift": args.drift,
-            **_drift_fields(drift or []), **origin}
+            "params": args.params or "config/grasp.yaml", "world": world_overrides(args.world), "drift": args.drift,
+            "workers": args.workers, "ray": bool(args.ray_address), **_drift_fields(drift), **origin}
 
 
 def _warn(row: dict) -> None:

@@ -31,6 +31,7 @@ from .spec import grasp_graph
 
 EXPERT, TELEOP, SHARED = "expert", "teleop", "shared"
 CONTROLLER, POLICY = "bac: controller_node", "bac: policy_node"
+BACKEND_BUILD_S = 600.0  # s: ONNX export + session of a schedule and its shadow check on two busy cores (~90 s seen)
 
 
 @dataclass
@@ -114,6 +115,10 @@ class Demo:
             own = schedule if schedule != SHARED else self.shared_schedule
             started.append(self._start("policy_node", {"schedule": own} if own else {}))
             g.wait_for(lambda: POLICY in g.diagnostics, 120, "policy_node did not report")
+            if g.diagnostics[POLICY].get("backend_building") == "true":  # timed on the backend it will run
+                print(f"  {label}: waiting for policy_node's compiled backend (built once, then cached)", flush=True)
+                g.wait_for(lambda: g.diagnostics[POLICY].get("backend_building") != "true", BACKEND_BUILD_S,
+                           "policy_node's compiled backend was not built")
         if schedule in (TELEOP, SHARED):
             started.append(self._start("teleop_node", {}))
             started.append(self._start("operator_node", {"mode": "drive" if schedule == TELEOP else "intervene"}))

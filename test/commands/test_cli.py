@@ -94,7 +94,7 @@ def test_eval_merge_joins_parallel_runs(tmp_path, tiny_yaml):
     rows = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert [(r["method"], r["success_rate"]) for r in rows] == [("full", 0.75), ("bac", 0.5)]
     md = (tmp_path / "r" / "eval.md").read_text()
-    assert "| sync | bac | 4 | 4 | 50% | 3.50 |" in md and (tmp_path / "r" / "eval.png").exists()
+    assert "| sync | bac | 4 | 4 | 50% [15%, 85%] | 3.50 |" in md and (tmp_path / "r" / "eval.png").exists()
 
 
 def test_output_goes_to_a_dated_run_folder_by_default(tmp_path, tiny_yaml, monkeypatch):

@@ -1,0 +1,66 @@
+"""`bac eval`: paired tables across runs, episodes on two workers, an interrupted run resumed."""
+import json
+
+import pytest
+import yaml
+
+from bac_ros.cli import main
+from bac_ros.commands.eval import paired
+from support import TINY
+
+
+def _row(method, s, first, succeeded):
+    return {"mode": "sync", "method": method, "num_updates": s, "seeds": [first, first + len(succeeded) - 1],
+            "succeeded": succeeded}
+
+
+def test_paired_joins_runs_on_other_seeds_and_pairs_by_seed():
+    rows = [_row("full", 20, 0, [1, 1, 0, 1]), _row("bac", 7, 0, [1, 0, 0, 1, 1, 1]), _row("full", 20, 4, [1, 0])]
+    (p,) = paired(rows, margin=0.05)
+    # seeds 0..5: full 1 1 0 1 1 0, bac 1 0 0 1 1 1 -> both {0, 3, 4}, only full {1}, only bac {5}, neither {2}
+    assert (p["a"], p["b"], p["paired"], p["n_a"]) == ("full", "bac S=7", True, 6)
+    assert tuple(p["table"]) == (3, 1, 1, 1) and p["difference"] == 0.0
+    assert p["test"] == "McNemar exact" and p["p_value"] == 1.0
+    assert p["verdict"] == "too few episodes to tell"
+
+
+def test_paired_compares_each_mode_apart_and_needs_two_methods():
+    rows = [_row("full", 20, 0, [1] * 30), {**_row("full", 20, 0, [1] * 30), "mode": "realtime"}]
+    assert paired(rows) == []
+    rows.append({**_row("bac", 7, 0, [1] * 30), "mode": "realtime"})
+    (p,) = paired(rows)
+    assert p["mode"] == "realtime" and tuple(p["table"]) == (30, 0, 0, 0)
+    # all success on both: the interval is +-(1 - Wilson's lower bound for 30/30) = +-11.35 points, too wide
+    assert p["ci"][0] == pytest.approx(-0.1135, abs=2e-4) and p["ci"][1] == pytest.approx(0.1135, abs=2e-4)
+    assert p["p_value"] == 1.0 and p["verdict"] == "too few episodes to tell"
+
+
+@pytest.mark.slow
+def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"policy": TINY}))
+    out = tmp_path / "run"
+    base = ["eval", "--config", str(cfg), "--checkpoint", "none", "--methods", "full", "--episodes", "3",
+            "--max-time", "0.6", "--bench-observations", "2", "--out-dir", str(out)]
+    assert main(base + ["--workers", "2", "--hostname", "127.0.0.61"]) == 0
+    (row,) = json.loads((out / "eval.json").read_text())
+    assert row["episodes"] == 3 and row["seed_list"] == [0, 1, 2] and row["workers"] == 2
+    log = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(log) == 4 and "identity" in json.loads(log[0])
+    assert sorted(json.loads(line)["seed"] for line in log[1:]) == [0, 1, 2]
+
+    # stopped after two episodes, the last line half written: --resume runs only what is missing
+    (out / "episodes.jsonl").write_text("\n".join(log[:3]) + "\n" + log[3][:20])
+    capsys.readouterr()
+    assert main(["eval", "--resume", str(out), "--hostname", "127.0.0.64"]) == 0
+    assert "2 of 3 episodes done" in capsys.readouterr().err
+    (row,) = json.loads((out / "eval.json").read_text())
+    assert row["episodes"] == 3 and row["workers"] == 1
+
+    # a log written with other arguments is refused, nothing is run or lost
+    header = json.loads(log[0])
+    header["identity"]["max_time"] = 9.0
+    (out / "episodes.jsonl").write_text("\n".join([json.dumps(header)] + log[1:]) + "\n")
+    with pytest.raises(SystemExit, match="other arguments"):
+        main(["eval", "--resume", str(out)])
+    assert len((out / "episodes.jsonl").read_text().splitlines()) == 4
