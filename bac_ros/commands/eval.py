@@ -306,7 +306,7 @@ def _runner(policy, sched, args):
     from ..core.runner import PolicyRunner
     from ..core.settings import from_mapping, node_parameters
 
-    params = node_parameters("policy_node", args.params)
+    params = {**node_parameters("policy_node", args.params), **getattr(args, "drift_overrides", {})}
     try:
         return PolicyRunner(policy, sched, args.backend, seed=args.seed, fixed_noise=args.fixed_noise,
                             drift=args.drift, dense_schedule=params.get("dense_schedule", ""),
@@ -327,7 +327,12 @@ def _drift_fields(drift: list[list[dict]]) -> dict:
             "drift_ratio_per_episode": [round(median([c["ratio"] for c in ep]), 3) for ep in drift],
             "reuse_ratio_median": median([c["reuse"] for c in flat]), "drift_checks": len(flat),
             "dense_share": sum(c["dense"] for c in flat) / max(1, len(flat)),
-            "drift_warned_share": sum(c["state"] != "ok" for c in flat) / max(1, len(flat))}
+            "drift_warned_share": sum(c["state"] != "ok" for c in flat) / max(1, len(flat)),
+            # the guard restarts each episode: an alarm is an episode whose checks reached dense
+            "drift_alarm_episodes": sum(any(c["state"] == "dense" for c in ep) for ep in drift),
+            "drift_first_alarm_check": [next((i + 1 for i, c in enumerate(ep) if c["state"] == "dense"), None)
+                                        for ep in drift],
+            "drift_checks_per_episode": [len(ep) for ep in drift]}
 
 
 def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin) -> dict:

@@ -32,6 +32,15 @@ def add_parser(sub) -> None:
     s.add_argument("--reference", nargs="+", metavar="FILE",
                    help="instead of calibrating: measure these schedules' drift-guard references (shadow deviation, "
                         "reuse error) on the observations and write them into each file")
+    s.add_argument("--closed-loop", type=int, default=0, metavar="EPISODES",
+                   help="with --reference: also the guard's closed-loop reference, on this many sync episodes of the "
+                        "calibration world run by each schedule itself (a shadow check at every inference)")
+    s.add_argument("--closed-loop-seed-start", type=int, default=400000,
+                   help="first world seed of those episodes (apart from evaluation 0.., demonstrations 100000..)")
+    s.add_argument("--max-time", type=float, default=10.0, help="closed loop: seconds of robot time per episode")
+    s.add_argument("--workers", type=int, default=1, help="closed loop: episodes in this many processes")
+    s.add_argument("--hostname", default="127.0.0.1", help="closed loop: the first simulator's loopback address")
+    s.add_argument("--params", default=None, help="closed loop: the parameter file (default config/grasp.yaml)")
     add_output_options(s, "schedules (to ship one: copy it into schedules/<model>/)")
     s.set_defaults(func=run)
 
@@ -92,12 +101,50 @@ def add_reference(args) -> int:
     for path, sched in zip(args.reference, schedules):
         if sched.is_dynamic or sched.method == "full":
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
-    image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
-    for path, sched, ref in zip(args.reference, schedules, measure_reference(policy, schedules, image, state,
-                                                                             args.seed)):
-        sched.calibration = {**(sched.calibration or {}), **ref}
-        sched.save(path)
-        dev, reuse = ref["shadow_deviation"], ref["reuse_error"]
-        print(f"{sched.label}: shadow deviation median {dev['median']:.3e} (p95 {dev['p95']:.3e}), reuse error mean "
-              f"{reuse['mean']:.4f} over {dev['observations']} observations -> {path}")
+    if args.closed_loop <= 0 or any(not (s.calibration or {}).get("reuse_error") for s in schedules):
+        image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
+        for path, sched, ref in zip(args.reference, schedules, measure_reference(policy, schedules, image, state,
+                                                                                 args.seed)):
+            sched.calibration = {**(sched.calibration or {}), **ref}
+            sched.save(path)
+            dev, reuse = ref["shadow_deviation"], ref["reuse_error"]
+            print(f"{sched.label}: shadow deviation median {dev['median']:.3e} (p95 {dev['p95']:.3e}), reuse error "
+                  f"mean {reuse['mean']:.4f} over {dev['observations']} observations -> {path}")
+    for path, sched in zip(args.reference, schedules) if args.closed_loop > 0 else ():
+        closed_loop(args, policy, path, sched)
     return 0
+
+
+def closed_loop(args, policy, path: str, sched) -> None:
+    """The drift guard's closed-loop reference of one schedule: `args.closed_loop` sync episodes of the
+    calibration world run by the schedule, its shadow deviation at every inference, written into the file."""
+    import functools
+
+    from ..core.drift import DriftSettings, closed_loop_reference, shadow_reference
+    from ..sim.workers import Task, run_tasks
+    from .eval import make_worker
+
+    seeds = list(range(args.closed_loop_seed_start, args.closed_loop_seed_start + args.closed_loop))
+    spec = {"config": args.config, "checkpoint": args.checkpoint, "seed": args.seed, "threads": args.threads,
+            "device": args.device, "params": args.params, "world": [], "backend": "eager", "fixed_noise": False,
+            "drift": "watch", "commit_steps": None, "latency_ms": None, "max_time": args.max_time,
+            "drift_overrides": {"drift_check_every": 1}}
+    entries = [(sched.method, sched.num_updates, str(Path(path).resolve()))]
+    make = functools.partial(make_worker, spec, entries, policy if args.workers <= 1 else None)
+    deviations, successes = {}, 0
+    for task, result in run_tasks([Task("sync", 0, s) for s in seeds], make, args.workers, args.hostname):
+        deviations[task.seed] = [c["deviation"] for c in result["drift"]]
+        successes += result["success"]
+        print(f"  {sched.label} seed {task.seed}: {'success' if result['success'] else 'fail'}, "
+              f"{len(deviations[task.seed])} checks", file=sys.stderr, flush=True)
+    loop = closed_loop_reference([deviations[s] for s in seeds], seeds)
+    loop["success"] = successes / len(seeds)
+    demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
+    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop}
+    sched.save(path)
+    d = DriftSettings()
+    h = shadow_reference(sched).threshold(d.drift_cusum_k, d.drift_check_every, d.drift_false_alarm_rate)
+    vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
+    print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
+          f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); CUSUM threshold at the "
+          f"default settings {h:.2f} -> {path}")

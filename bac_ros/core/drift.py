@@ -15,15 +15,20 @@ Two signals, each divided by its value on the calibration observations (stored i
 The check is `GuardedInference`'s, over whole inferences of any backend (`core.inference`); the reuse error
 is measured on the eager backend only.
 
-Policy (`DriftGuard`): the median ratio over the last `drift_window` checks at or above
-`drift_warn_ratio` -> warn; at or above `drift_switch_ratio` -> run the dense schedule; back to the fast
-one after `drift_settle` checks in a row under `drift_warn_ratio` on the dense schedule (against the
-dense schedule's own reference).
+Reference (`ShadowReference`): ln(shadow deviation) on the policy's own closed-loop observations of the
+calibration world, run by the schedule itself (`bac schedule --reference FILE --closed-loop N`: the
+robot's observations lie further from the demonstrations than the demonstrations do, so a reference from
+demonstrations alone cries wolf); without one, a log-normal read off the demonstration statistics.
+
+Policy (`DriftGuard`): a one-sided CUSUM on z = (ln deviation - mean) / sd: S <- max(0, S + z - k). S above
+h/2 -> warn; above h -> dense (run the dense schedule; watch only: would); a warning ends only when S is back
+at 0 (no flicker at the edge). h is set on the reference's closed-loop episodes so that at most
+`drift_false_alarm_rate` of them would raise an alarm at this check rate; back to the fast schedule after
+`drift_settle` checks in a row with z < k on the dense schedule (against its own reference).
 """
 from __future__ import annotations
 
-import statistics
-from collections import deque
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,23 +42,91 @@ STATES = ("ok", "warn", "dense")
 
 @dataclass
 class DriftSettings:
-    """The guard's thresholds (ROS parameters of policy_node under the same names)."""
+    """The guard's settings (ROS parameters of policy_node under the same names)."""
     drift_check_every: int = setting(10, "every this many inferences, one is re-run at full precision (the "
                                      "shadow check)", 1, 100000)
-    # Closed loop on the calibration world the per-episode median ratio exceeded 3 in 8 of 20 episodes and
-    # 10 in 2 (both failures); on the blue-cube world it exceeded 16 in every episode (docs/drift.md).
-    drift_warn_ratio: float = setting(3.0, "shadow deviation / its calibration median at which the guard warns",
-                                      1.0, 1000.0)
-    drift_switch_ratio: float = setting(10.0, "ratio at which the guard runs the dense schedule", 1.0, 1000.0)
-    drift_window: int = setting(5, "checks the median ratio is taken over", 1, 1000)
-    drift_settle: int = setting(5, "checks in a row under the warn ratio before the fast schedule returns",
-                                1, 100000)
+    drift_cusum_k: float = setting(0.5, "the CUSUM's allowance, in reference standard deviations of ln(shadow "
+                                   "deviation): a check adds z - k", 0.0, 10.0)
+    drift_false_alarm_rate: float = setting(0.05, "episodes of the reference's own closed-loop runs allowed an "
+                                            "alarm; sets the threshold h (0.05: one in 20)", 0.001, 0.5)
+    drift_threshold: float = setting(0.0, "the CUSUM's alarm threshold h; 0: the one drift_false_alarm_rate "
+                                     "gives on the schedule's reference", 0.0, 1000.0)
+    drift_settle: int = setting(5, "checks in a row with z < k on the dense schedule before the fast one "
+                                "returns", 1, 100000)
 
     def __post_init__(self):
         check_ranges(self)
-        if self.drift_switch_ratio < self.drift_warn_ratio:
-            raise ValueError(f"drift_switch_ratio ({self.drift_switch_ratio}) must be >= drift_warn_ratio "
-                             f"({self.drift_warn_ratio})")
+
+
+DEFAULT_THRESHOLD = 5.0  # h without closed-loop episodes (k = 0.5: ~460 in-control checks between alarms, normal z)
+MIN_THRESHOLD = 1.0
+
+
+def cusum(z, k: float) -> np.ndarray:
+    """The one-sided CUSUM S_i = max(0, S_{i-1} + z_i - k), S_0 = 0, over a sequence."""
+    out, acc = np.empty(len(z)), 0.0
+    for i, v in enumerate(z):
+        acc = max(0.0, acc + v - k)
+        out[i] = acc
+    return out
+
+
+@dataclass(frozen=True)
+class ShadowReference:
+    """What a schedule's shadow deviation looks like on data like its reference's: ln(deviation) ~ log_mean ±
+    log_sd; `episodes`: ln(deviation) at every inference of each closed-loop reference episode (h is set
+    on them), empty for a reference from demonstrations."""
+    median: float
+    log_mean: float
+    log_sd: float
+    source: str
+    episodes: tuple = ()
+
+    def z(self, deviation: float) -> float:
+        return (math.log(max(deviation, 1e-30)) - self.log_mean) / self.log_sd
+
+    def peaks(self, k: float, every: int) -> np.ndarray:
+        """The CUSUM's peak over each reference episode as the guard would see it, a check every `every`-th
+        inference (every phase of the episode: `every` sequences per episode)."""
+        out = []
+        for ep in self.episodes:
+            z = (np.asarray(ep, float) - self.log_mean) / self.log_sd
+            out += [float(cusum(z[p::every], k).max()) for p in range(min(every, len(z)))]
+        return np.asarray(out)
+
+    def threshold(self, k: float, every: int, rate: float) -> float:
+        """The lowest h (at least MIN_THRESHOLD) that at most `rate` of the reference episodes' sequences
+        exceed (an alarm is S > h)."""
+        peaks = np.sort(self.peaks(k, every))
+        if not peaks.size:
+            return DEFAULT_THRESHOLD
+        allowed = math.floor(rate * peaks.size + 1e-9)
+        return max(MIN_THRESHOLD, float(peaks[peaks.size - 1 - allowed]))
+
+
+def shadow_reference(schedule) -> ShadowReference:
+    """The schedule's shadow-deviation reference: the closed-loop one if it has it, else one read off the
+    demonstration statistics (median, p95: a log-normal's sd = ln(p95 / median) / 1.645); ValueError if none."""
+    cal = (schedule.calibration or {}) if schedule is not None else {}
+    loop = cal.get("shadow_closed_loop")
+    if loop:
+        return ShadowReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3), "closed loop",
+                               tuple(tuple(e) for e in loop.get("episodes", ())))
+    median = reference(schedule)
+    p95 = float((cal.get("shadow_deviation") or {}).get("p95") or median)
+    sd = max(math.log(max(p95, median) / median) / 1.645, 0.1)
+    return ShadowReference(median, math.log(median), sd, "demonstrations")
+
+
+def closed_loop_reference(deviations: list[list[float]], seeds: list[int]) -> dict:
+    """`calibration.shadow_closed_loop` from the shadow deviation at every inference of closed-loop episodes."""
+    logs = [[math.log(max(d, 1e-30)) for d in ep] for ep in deviations if ep]
+    flat = np.asarray([v for ep in logs for v in ep])
+    if flat.size < 2:
+        raise ValueError("a closed-loop reference needs at least two shadow checks")
+    return {"median": float(np.exp(np.median(flat))), "log_mean": float(flat.mean()),
+            "log_sd": float(flat.std(ddof=1)), "checks": int(flat.size), "episodes_run": len(logs),
+            "seeds": list(seeds), "episodes": [[round(v, 4) for v in ep] for ep in logs]}
 
 
 def reference(schedule, key: str = "shadow_deviation") -> float:
@@ -90,53 +163,55 @@ class ReuseErrorMeter:
 
 
 class DriftGuard:
-    """Turns the shadow checks' ratios into a state: ok | warn | dense (see module docstring)."""
+    """Turns the shadow checks into a state: ok | warn | dense (see module docstring)."""
 
     def __init__(self, settings: DriftSettings | None = None):
         self.settings = settings or DriftSettings()
-        self.state = "ok"
-        self._ratios: deque = deque(maxlen=self.settings.drift_window)
-        self._calm = 0
         self.switches = 0  # fast -> dense transitions
-        self.last_ratio = float("nan")
+        self.reset()
 
-    @property
-    def ratio(self) -> float:
-        """Median of the last `drift_window` ratios (nan before any)."""
-        return statistics.median(self._ratios) if self._ratios else float("nan")
+    def reset(self) -> None:
+        """A fresh start (an evaluation episode): state ok, the CUSUM at 0."""
+        self.state = "ok"
+        self.cusum = 0.0
+        self._calm = 0
+        self.last_z = self.last_ratio = float("nan")
+        self.threshold = float("nan")
 
-    def observe(self, ratio: float) -> str:
-        """One check's shadow deviation / its schedule's reference -> the state from here on."""
-        if not np.isfinite(ratio):
+    def observe(self, z: float, threshold: float) -> str:
+        """One check's z (against the schedule that ran) -> the state from here on."""
+        if not np.isfinite(z):
             return self.state
         s = self.settings
-        self.last_ratio = ratio
-        self._ratios.append(ratio)
+        self.last_z, self.threshold = z, threshold
         if self.state == "dense":
-            self._calm = self._calm + 1 if ratio < s.drift_warn_ratio else 0
+            self._calm = self._calm + 1 if z < s.drift_cusum_k else 0
             if self._calm >= s.drift_settle:
-                self.state, self._calm = "ok", 0
-                self._ratios.clear()  # the fast schedule's ratios start afresh
+                self.state, self._calm, self.cusum = "ok", 0, 0.0
             return self.state
-        if len(self._ratios) < s.drift_window:
-            return self.state
-        m = self.ratio
-        if m >= s.drift_switch_ratio:
+        self.cusum = max(0.0, self.cusum + z - s.drift_cusum_k)
+        if self.cusum > threshold:
             self.state, self._calm = "dense", 0
             self.switches += 1
-            self._ratios.clear()  # the dense schedule's own ratios from here on
-        else:
-            self.state = "warn" if m >= s.drift_warn_ratio else "ok"
+            self.cusum = 0.0  # the dense schedule's checks count calm ones from here
+        elif self.cusum > threshold / 2:
+            self.state = "warn"
+        elif self.cusum == 0.0:
+            self.state = "ok"  # a warning ends only at 0: hysteresis
         return self.state
 
 
 @dataclass(frozen=True)
 class Check:
-    """One shadow check: which schedule ran, its shadow ratio and reuse-error ratio, the guard's state after."""
+    """One shadow check: which schedule ran, its shadow ratio (deviation / the reference's median) and
+    reuse-error ratio, the guard's state after; the deviation, its z and the CUSUM after."""
     dense: bool
     ratio: float
     reuse: float
     state: str
+    deviation: float = float("nan")
+    z: float = float("nan")
+    cusum: float = float("nan")
 
 
 class GuardedInference:
@@ -152,12 +227,20 @@ class GuardedInference:
         self.fast, self.full, self.dense = fast, full, dense
         for i in (fast, dense):  # what the guard compares with: say now if a schedule lacks it
             if i is not None:
-                reference(i.schedule), reference(i.schedule, "reuse_error")
+                shadow_reference(i.schedule), reference(i.schedule, "reuse_error")
         self.guard = guard or DriftGuard()
+        s = self.guard.settings
+        self.threshold = s.drift_threshold or shadow_reference(fast.schedule).threshold(
+            s.drift_cusum_k, s.drift_check_every, s.drift_false_alarm_rate)
         self.active = fast
         self.inferences = 0
         self.history: list[Check] = []
         self._pending = None
+
+    def reset(self) -> None:
+        """A new episode (evaluation): the guard at ok on the fast schedule; the history stays."""
+        self.guard.reset()
+        self.active, self._pending = self.fast, None
 
     def replace(self, fast, full, dense=None) -> None:
         """The same schedules on another backend (a compiled build finished): the guard's state goes on."""
@@ -192,9 +275,12 @@ class GuardedInference:
         ran, dense, image, state, noise, x, reuse = self._pending
         self._pending = None
         full, _ = self.full(image, state, noise)
-        shadow_ref, reuse_ref = reference(ran.schedule), reference(ran.schedule, "reuse_error")
-        state_ = self.guard.observe(shadow_deviation(x, full) / shadow_ref)
-        check = Check(dense, self.guard.last_ratio, reuse / reuse_ref, state_)
+        ref, reuse_ref = shadow_reference(ran.schedule), reference(ran.schedule, "reuse_error")
+        deviation = shadow_deviation(x, full)
+        z = ref.z(deviation)
+        self.guard.last_ratio = deviation / ref.median
+        state_ = self.guard.observe(z, self.threshold)
+        check = Check(dense, deviation / ref.median, reuse / reuse_ref, state_, deviation, z, self.guard.cusum)
         self.history.append(check)
         if self.dense is not None:
             self.active = self.dense if state_ == "dense" else self.fast
@@ -221,7 +307,7 @@ def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", se
         raise ValueError("the guard's dense_schedule must name a cached schedule (not full)")
     for s in (schedule, dense_schedule):
         if s is not None:
-            reference(s)  # a schedule without references: say so before anything is built
+            shadow_reference(s)  # a schedule without references: say so before anything is built
             reference(s, "reuse_error")
     monitor = backend == "eager"
     return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),

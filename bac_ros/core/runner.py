@@ -89,6 +89,8 @@ class PolicyRunner:
         if seed is not None:
             self.seed = seed
         self.generator.manual_seed(self.seed)
+        if self.guard is not None:  # each episode's guard starts afresh, so episodes are measured alike
+            self.guard.reset()
 
     def noise(self) -> Noise:
         if self.fixed_noise:

@@ -158,9 +158,10 @@ class PolicyNode(Node):
                       "warn": "observations drive the cached features further than in calibration",
                       "dense": f"running {guarded.dense.label}" if guarded.dense is not None else
                       "would switch to a dense schedule (watch only)"}[state]
-            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (shadow check "
-                                f"{check.ratio:.2f}x its calibration median): {action}",
-                                "info" if state == "ok" else "warn")
+            g = guarded.guard
+            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (CUSUM "
+                                f"{check.cusum:.1f}, alarm at {g.threshold:.1f}; shadow check {check.ratio:.2f}x "
+                                f"its reference median): {action}", "info" if state == "ok" else "warn")
             self._drift_state = state
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -286,7 +287,8 @@ class PolicyNode(Node):
             return {}
         g = guarded.guard
         reuse = guarded.history[-1].reuse if guarded.history else float("nan")
-        return {"drift_state": g.state, "drift_ratio": f"{g.ratio:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
+        return {"drift_state": g.state, "drift_cusum": f"{g.cusum:.3f}", "drift_threshold": f"{guarded.threshold:.3f}",
+                "drift_z_last": f"{g.last_z:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
                 "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(guarded.history)),
                 "drift_switches": str(g.switches), "schedule_active": guarded.label}
 

@@ -7,6 +7,7 @@ import torch
 from bac_ros.core.drift import DriftGuard, DriftSettings, GuardedInference, measure_reference, reference
 from bac_ros.core.inference import build, draw_noise
 from bac_ros.core.schedule import Schedule
+from support import tiny_config
 
 
 def _predict(policy, img, st, den, seed=0):
@@ -56,21 +57,59 @@ def test_forecast_meter_measures_the_forecast_error(tiny_policy, tiny_obs):
     assert a.meter.count == b.meter.count and a.meter.value != b.meter.value
 
 
-def test_guard_warns_switches_and_settles_back():
-    g = DriftGuard(DriftSettings(drift_warn_ratio=2.0, drift_switch_ratio=3.0, drift_window=3, drift_settle=4))
-    assert [g.observe(r) for r in (1.0, 1.2, 0.9)] == ["ok"] * 3
-    assert [g.observe(r) for r in (2.5, 2.5)] == ["ok", "warn"]  # the median of the last 3: one high is not enough
-    assert [g.observe(r) for r in (5.0, 5.0)] == ["warn", "dense"] and g.switches == 1
-    assert [g.observe(r) for r in (1.0, 1.0, 2.5, 1.0, 1.0, 1.0)] == ["dense"] * 6  # a relapse restarts the count
-    assert g.observe(1.0) == "ok"
-    assert g.observe(float("nan")) == "ok"  # nothing measured: nothing changes
+def test_cusum_by_hand():
+    from bac_ros.core.drift import cusum
+
+    assert cusum([1.0, 2.0, -5.0, 0.5, 3.0], k=0.5).tolist() == [0.5, 2.0, 0.0, 0.0, 2.5]
+
+
+def test_guard_warns_switches_and_settles_back_with_hysteresis():
+    g = DriftGuard(DriftSettings(drift_cusum_k=0.5, drift_settle=3))
+    h = 4.0
+    assert [g.observe(z, h) for z in (0.0, 1.0, -2.0)] == ["ok"] * 3  # S: 0, 0.5, 0
+    assert [g.observe(z, h) for z in (1.5, 1.5, 1.0)] == ["ok", "ok", "warn"]  # S: 1, 2 (not > h/2), 2.5
+    assert g.cusum == 2.5
+    assert [g.observe(z, h) for z in (0.0, 0.0, 0.0, 0.0)] == ["warn"] * 4  # S: 2, 1.5, 1, 0.5 - no flicker
+    assert g.observe(-1.0, h) == "ok" and g.cusum == 0.0  # only at 0
+    assert [g.observe(z, h) for z in (3.0, 3.0)] == ["warn", "dense"] and g.switches == 1  # S 2.5 (warn), 5 > 4
+    assert [g.observe(z, h) for z in (0.0, 0.0, 2.0, 0.0, 0.0)] == ["dense"] * 5  # z >= k restarts the count
+    assert g.observe(0.0, h) == "ok" and g.cusum == 0.0
+    assert g.observe(float("nan"), h) == "ok"  # nothing measured: nothing changes
+    g.reset()
+    assert g.state == "ok" and g.switches == 1
+
+
+def test_the_threshold_is_read_off_the_closed_loop_episodes():
+    from bac_ros.core.drift import DEFAULT_THRESHOLD, ShadowReference, closed_loop_reference, shadow_reference
+
+    # ln deviations: mean 0, sd 1 by construction; one episode drifts up at its end
+    calm = [[0.0, 1.0, -1.0, 0.0]] * 19
+    loop = closed_loop_reference([[float(np.exp(v)) for v in ep] for ep in calm + [[0.0, 2.0, 3.0, 3.0]]],
+                                 list(range(20)))
+    assert loop["checks"] == 80 and loop["episodes_run"] == 20 and len(loop["episodes"]) == 20
+    ref = ShadowReference(loop["median"], 0.0, 1.0, "closed loop", tuple(tuple(e) for e in loop["episodes"]))
+    # a check every inference (k = 0.5): calm episodes peak at 0.5, the drifting one at 1.5 + 2.5 + 2.5 = 6.5
+    peaks = ref.peaks(0.5, 1)
+    assert sorted(peaks.tolist()) == pytest.approx([0.5] * 19 + [6.5], abs=1e-3)
+    assert ref.threshold(0.5, 1, 0.05) == pytest.approx(1.0)  # 19 of 20 at 0.5 (raised to the minimum, 1)
+    assert ref.threshold(0.5, 1, 0.01) == pytest.approx(6.5, abs=1e-3)  # only the drifting episode's peak
+    # a check every 2nd inference: each episode is seen twice (both phases)
+    assert ref.peaks(0.5, 2).size == 40
+    # without closed-loop episodes: a log-normal read off the demonstrations' median and p95, h = the default
+    s = _schedule(tiny_config(), [0, 4], ref=0.01)
+    s.calibration["shadow_deviation"]["p95"] = 0.01 * np.exp(1.645 * 0.8)
+    demo = shadow_reference(s)
+    assert demo.source == "demonstrations" and demo.log_sd == pytest.approx(0.8)
+    assert demo.z(0.01 * np.exp(1.6)) == pytest.approx(2.0) and demo.threshold(0.5, 10, 0.05) == DEFAULT_THRESHOLD
+    s.calibration["shadow_closed_loop"] = loop
+    assert shadow_reference(s).source == "closed loop" and shadow_reference(s).median == loop["median"]
 
 
 def test_guard_settings_are_validated():
-    with pytest.raises(ValueError, match="drift_switch_ratio"):
-        DriftSettings(drift_warn_ratio=3.0, drift_switch_ratio=2.0)
-    with pytest.raises(ValueError, match="drift_window"):
-        DriftSettings(drift_window=0)
+    with pytest.raises(ValueError, match="drift_false_alarm_rate"):
+        DriftSettings(drift_false_alarm_rate=0.9)
+    with pytest.raises(ValueError, match="drift_check_every"):
+        DriftSettings(drift_check_every=0)
 
 
 def _run(inference, policy, img, st, seed=0):
@@ -82,25 +121,27 @@ def _run(inference, policy, img, st, seed=0):
 def test_guarded_inference_runs_dense_while_the_shadow_check_deviates(tiny_policy, tiny_obs):
     cfg = tiny_policy.cfg
     img, st = tiny_obs[0][:1], tiny_obs[1][:1]
-    # references far below what the tiny random model shows: every check's ratio is high -> dense after 2 checks
+    # references far below what the tiny random model shows: the first check's CUSUM is far past the threshold
     fast_s, dense_s = _schedule(cfg, [0, 4, 7], ref=1e-12), _schedule(cfg, list(range(8)), ref=1e-12)
     fast, dense = build(tiny_policy, fast_s, monitor=True), build(tiny_policy, dense_s, monitor=True)
-    settings = DriftSettings(drift_check_every=1, drift_window=2, drift_settle=2)
+    settings = DriftSettings(drift_check_every=1, drift_settle=2)
     guarded = GuardedInference(tiny_policy, fast, build(tiny_policy, None), dense, DriftGuard(settings))
     outs = []
     for _ in range(4):
         outs.append(_run(guarded, tiny_policy, img, st)[1])
         guarded.settle()
-    assert [c.dense for c in guarded.history] == [False, False, True, True]
+    # fast (alarm) -> dense, exact: calm -> dense, calm again: settled -> fast (alarm again)
+    assert [c.dense for c in guarded.history] == [False, True, True, False]
+    assert [c.state for c in guarded.history] == ["dense", "dense", "ok", "dense"]
     ratios = [c.ratio for c in guarded.history]
-    assert min(ratios[:2]) > 1e3 and guarded.guard.switches == 1
-    assert ratios[2:] == [0.0, 0.0]  # the dense schedule here updates every block every step: exact
+    assert min(ratios[0], ratios[3]) > 1e3 and guarded.guard.switches == 2
+    assert ratios[1:3] == [0.0, 0.0]  # the dense schedule here updates every block every step: exact
     # the guard changes which schedule runs, never what a schedule computes
     assert torch.equal(outs[0], _run(build(tiny_policy, fast_s), tiny_policy, img, st)[1])
-    assert torch.equal(outs[3], _run(build(tiny_policy, dense_s), tiny_policy, img, st)[1])
+    assert torch.equal(outs[1], _run(build(tiny_policy, dense_s), tiny_policy, img, st)[1])
     # watch only, a check every 2nd inference: the state changes, the schedule never does
     watch = GuardedInference(tiny_policy, build(tiny_policy, fast_s, monitor=True), build(tiny_policy, None), None,
-                             DriftGuard(DriftSettings(drift_check_every=2, drift_window=2)))
+                             DriftGuard(DriftSettings(drift_check_every=2)))
     for _ in range(4):
         _run(watch, tiny_policy, img, st)
         watch.settle()
@@ -167,8 +208,7 @@ def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_infere
 
     cfg = tiny_policy.cfg
     s = _schedule(cfg, [0, 4, 7], ref=1e-3)
-    runner = PolicyRunner(tiny_policy, s, drift="watch", drift_settings=DriftSettings(drift_check_every=1,
-                                                                                       drift_window=2))
+    runner = PolicyRunner(tiny_policy, s, drift="watch", drift_settings=DriftSettings(drift_check_every=1))
     hist = ObservationWindow(cfg.n_obs_steps)
     size = cfg.encoder.image_shape[1]
     hist.push(0.0, np.zeros((size, size, 3), np.uint8), np.zeros(cfg.encoder.state_dim, np.float32))

@@ -80,6 +80,8 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         checked = [d for d in diags if int(d.get("drift_checks", 0)) >= 1]
         assert checked, diags[-1:]
         assert checked[-1]["drift_state"] in ("ok", "warn", "dense") and float(checked[-1]["drift_ratio_last"]) > 0
+        # the statistic, its threshold (the shipped schedule's closed-loop reference) and the state
+        assert float(checked[-1]["drift_cusum"]) >= 0 and float(checked[-1]["drift_threshold"]) >= 1.0
         assert checked[-1]["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
         node.destroy_node()
         os.killpg(proc.pid, signal.SIGINT)
