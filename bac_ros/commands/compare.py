@@ -32,26 +32,32 @@ def conclusion(pairs: list[dict]) -> str:
             n = f"{p['n_a']} paired episodes" if p["paired"] else f"{p['n_b']} and {p['n_a']} episodes"
             lines.append(f"{p['b']} vs {p['a']}: {n} cannot separate the two at a {p['margin']:.0%} margin (95 % "
                          f"interval {p['ci'][0]:+.0%} to {p['ci'][1]:+.0%}); more episodes on the same seeds can "
-                         "(`bac eval --episodes 200` in simulation)")
+                         "(`bac eval --episodes 200 --workers 3` in simulation)")
     return "\n".join(lines)
+
+
+def pairs_text(pairs: list[dict]) -> str:
+    """The pairwise table and the lines for what it cannot settle, after a blank line; '' without pairs."""
+    from ..report import PAIRWISE_COLUMNS, markdown
+
+    if not pairs:
+        return ""
+    note = conclusion(pairs)
+    return f"\n\n{markdown(pairs, PAIRWISE_COLUMNS)}" + (f"\n\n{note}" if note else "")
 
 
 def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: bool = False,
           reference: str | None = None, margin: float = 0.05, within: float = 8.0) -> str:
     """Compare the recordings in `folders`, print the tables, write compare.md / .json / .png into `out`."""
     from ..compare import compare_recordings, pairwise, summarise
-    from ..report import COMPARE_COLUMNS, PAIRWISE_COLUMNS, markdown, plot_comparison
+    from ..report import COMPARE_COLUMNS, markdown, plot_comparison
 
     metrics, paths, seeds = compare_recordings(folders, labels, all_seeds)
     summary = summarise(metrics, within)
     pairs = pairwise(metrics, reference, margin)
     scope = f"seeds {sorted(seeds)}" if seeds is not None else "all episodes"
     n = sum(r["episodes"] for r in summary)
-    text = f"{n} recorded episodes ({scope}):\n{markdown(summary, COMPARE_COLUMNS)}"
-    if pairs:
-        text += f"\n\n{markdown(pairs, PAIRWISE_COLUMNS)}"
-        note = conclusion(pairs)
-        text += f"\n\n{note}" if note else ""
+    text = f"{n} recorded episodes ({scope}):\n{markdown(summary, COMPARE_COLUMNS)}" + pairs_text(pairs)
     print(text)
     (out / "compare.md").write_text(text + "\n")
     write_json(out / "compare.json", {"labels": summary, "pairs": pairs, **provenance(),

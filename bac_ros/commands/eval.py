@@ -78,15 +78,11 @@ def add_parser(sub) -> None:
 
 
 def write(rows: list[dict], out: Path, margin: float = 0.05) -> None:
-    from ..report import EVAL_COLUMNS, PAIRWISE_COLUMNS, markdown, plot_drift, plot_success_vs_speedup
-    from .compare import conclusion
+    from ..report import EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_speedup
+    from .compare import pairs_text
 
-    table = markdown(rows, EVAL_COLUMNS)
     pairs = paired(rows, margin)
-    if pairs:
-        table += f"\n\n{markdown(pairs, PAIRWISE_COLUMNS)}"
-        note = conclusion(pairs)
-        table += f"\n\n{note}" if note else ""
+    table = markdown(rows, EVAL_COLUMNS) + pairs_text(pairs)
     print(table)
     (out / "eval.md").write_text(table + "\n")
     write_json(out / "eval.json", rows)
