@@ -64,3 +64,28 @@ def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
     with pytest.raises(SystemExit, match="other arguments"):
         main(["eval", "--resume", str(out)])
     assert len((out / "episodes.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.slow
+def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own_episodes(tmp_path):
+    from bac_ros.core.config import PolicyConfig
+    from bac_ros.core.drift import DriftSettings, shadow_reference
+    from bac_ros.core.schedule import Schedule
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"policy": TINY}))
+    common = ["--config", str(cfg), "--checkpoint", "none"]
+    assert main(["schedule", *common, "--method", "uniform", "--num-updates", "3", "--observations", "2",
+                 "--out-dir", str(tmp_path)]) == 0
+    path = tmp_path / "uniform_s3.json"
+    assert main(["schedule", *common, "--reference", str(path), "--closed-loop", "2", "--max-time", "0.6",
+                 "--hostname", "127.0.0.66"]) == 0
+    sched = Schedule.load(path, PolicyConfig.load(str(cfg)))
+    loop = sched.calibration["shadow_closed_loop"]
+    assert loop["seeds"] == [400000, 400001] and loop["episodes_run"] == 2
+    assert loop["checks"] == sum(len(e) for e in loop["episodes"]) >= 4  # a check at every inference
+    ref = shadow_reference(sched)
+    assert ref.source == "closed loop" and ref.median > 0 and ref.log_sd > 0
+    d = DriftSettings()
+    assert ref.threshold(d.drift_cusum_k, d.drift_check_every, d.drift_false_alarm_rate) >= 1.0
+    assert sched.calibration["shadow_deviation"]["median"] > 0  # the demonstrations' reference is kept
