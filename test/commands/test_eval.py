@@ -89,3 +89,13 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
     d = DriftSettings()
     assert ref.threshold(d.drift_cusum_k, d.drift_check_every, d.drift_false_alarm_rate) >= 1.0
     assert sched.calibration["shadow_deviation"]["median"] > 0  # the demonstrations' reference is kept
+
+
+def test_what_would_settle_a_comparison_by_hand():
+    from bac_ros.commands.compare import episodes_to_tell
+
+    p = {"ci": (-0.056, 0.045), "difference": -0.005, "margin": 0.05, "n_a": 200, "n_b": 200, "paired": True}
+    # half-width 5.05 points against 4.5 points of room: 200 x (5.05 / 4.5)^2 = 252 -> 300
+    assert "about 300 episodes per side" in episodes_to_tell(p) and "--episodes 300" in episodes_to_tell(p)
+    assert "reaches the margin" in episodes_to_tell({**p, "difference": -0.06})
+    assert "--episodes" not in episodes_to_tell({**p, "paired": False, "n_b": 20, "n_a": 20})
