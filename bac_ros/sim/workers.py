@@ -96,7 +96,7 @@ def _serve(make_worker, hostname: str, conn) -> None:
                 conn.send(("done", task, worker.run(task)))
             except Exception as e:  # noqa: BLE001
                 conn.send(("failed", task, f"{type(e).__name__}: {e}"))
-    except (EOFError, KeyboardInterrupt):
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the parent went away: stop after this episode
         pass
     finally:
         worker.close()
