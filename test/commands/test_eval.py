@@ -99,3 +99,18 @@ def test_what_would_settle_a_comparison_by_hand():
     assert "about 300 episodes per side" in episodes_to_tell(p) and "--episodes 300" in episodes_to_tell(p)
     assert "reaches the margin" in episodes_to_tell({**p, "difference": -0.06})
     assert "--episodes" not in episodes_to_tell({**p, "paired": False, "n_b": 20, "n_a": 20})
+
+
+@pytest.mark.slow
+def test_episodes_through_a_local_ray(tmp_path):
+    pytest.importorskip("ray")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"policy": TINY}))
+    out = tmp_path / "run"
+    assert main(["eval", "--config", str(cfg), "--checkpoint", "none", "--methods", "full", "--episodes", "2",
+                 "--max-time", "0.6", "--bench-observations", "2", "--ray-address", "local", "--workers", "1",
+                 "--hostname", "127.0.0.68", "--out-dir", str(out)]) == 0
+    (row,) = json.loads((out / "eval.json").read_text())
+    assert row["ray"] and row["episodes"] == 2 and row["seed_list"] == [0, 1]
+    episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()[1:]]
+    assert sorted(e["seed"] for e in episodes) == [0, 1] and all(e["chunks"] >= 1 for e in episodes)
