@@ -267,6 +267,10 @@ class GuardedInference:
             self._pending = (self.active, self.active is self.dense, image, state, noise, x, self.active.reuse_error)
         return x, a
 
+    def discard(self) -> None:
+        """Drop the pending shadow check unrun: the guard does not see that inference."""
+        self._pending = None
+
     def settle(self) -> Check | None:
         """Run the pending shadow check (if the last inference was one), feed the guard, and pick the inference
         for the next one."""

@@ -107,10 +107,13 @@ class PolicyRunner:
         _, actions = self.inference(img, st, self.noise())
         return actions[0].numpy()
 
-    def settle(self):
+    def settle(self, check: bool = True):
         """The drift guard's pending shadow check (a full-precision inference), run after the chunk has gone
-        out so it delays the next inference, not this chunk; returns the check, or None."""
-        return self.inference.settle() if isinstance(self.inference, GuardedInference) else None
+        out so it delays the next inference, not this chunk; returns the check, or None. `check=False` drops
+        it (observations the guard should not judge)."""
+        if not isinstance(self.inference, GuardedInference):
+            return None
+        return self.inference.settle() if check else self.inference.discard()
 
 
 class _Dynamic:

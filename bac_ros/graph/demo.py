@@ -44,6 +44,7 @@ class MethodEpisodes:
     smooth: list[dict] = field(default_factory=list)
     links: list[dict] = field(default_factory=list)  # the simulated FR3's torque-link summary per episode
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process
+    drift_alarms: list[int] = field(default_factory=list)  # the drift guard's switches to dense, per episode
 
 
 def isolated_ros_env() -> dict:
@@ -126,6 +127,9 @@ class Demo:
         counts0 = g.counters(CONTROLLER)
         for _ in range(episodes):
             self._episode(label, schedule, done)
+        if done.drift_alarms:
+            done.drift_alarms.append(self._drift_switches(time.monotonic()))
+        alarms = np.diff(done.drift_alarms).tolist()
         diag = g.diagnostics.get(POLICY, {})
         g.stream_as(None)
         for name in started:
@@ -143,6 +147,9 @@ class Demo:
                 "controller": {k: v - counts0.get(k, 0) for k, v in g.counters(CONTROLLER).items()},
                 # where the time goes: each process's share of one core while the episodes ran
                 "cpu_percent": {k: round(100 * v / sum(done.wall_s), 1) for k, v in sorted(done.cpu.items())},
+                # the drift guard (policy_node checks only while its chunks play): alarms per episode
+                "drift_alarms_per_episode": alarms,
+                "drift_alarm_episodes": sum(a > 0 for a in alarms) if alarms else None,
                 "windows": done.windows}
 
     def _start(self, name: str, overrides: dict) -> str:
@@ -164,6 +171,14 @@ class Demo:
             g.call("bac/sim/home")
 
         home_with_fallback(home, put_home)
+
+    def _drift_switches(self, since: float) -> int | None:
+        """policy_node's drift guard switches so far, from diagnostics sent after `since` (monotonic s: the
+        controller no longer played the policy, so no check was pending); None without a guard."""
+        g = self.graph
+        g.wait_for(lambda: g.diagnostics_wall.get(POLICY, 0.0) > since, 5.0, "policy_node's diagnostics")
+        diag = g.diagnostics[POLICY]
+        return int(diag["drift_switches"]) if "drift_switches" in diag else None
 
     def _wait_until_done(self, episode: int, stall_s: float = 30.0) -> None:
         """Until sim_node reports the episode done. A slow machine slows the simulator (seen at 0.15x real
@@ -188,9 +203,13 @@ class Demo:
         from ..sim.expert import ExpertChunks
 
         g = self.graph
+        homing = time.monotonic()
         self._home()
         reset = json.loads(g.call("bac/reset"))  # the reset starts the episode's clock: it comes last
         if method not in (EXPERT, TELEOP):
+            switches = self._drift_switches(homing)  # the last episode's alarms are all in by now
+            if switches is not None:
+                done.drift_alarms.append(switches)
             g.call("bac/policy/reset")
         g.call("bac/take_over" if method == TELEOP else "bac/hand_back")  # who drives
         # the controller held home since bac/home; from now on it plays chunks planned from observations of
@@ -290,6 +309,11 @@ def format_rows(rows: list[dict]) -> str:
         lines += ["", "CPU % of one core while the episodes ran:",
                   markdown(cpu_rows, [("process", lambda r: r["process"], "")]
                            + [(r["method"], lambda c, m=r["method"]: c[m], ".0f") for r in rows])]
+    guarded = [r for r in rows if r.get("drift_alarm_episodes") is not None]
+    if guarded:
+        lines += ["", "drift guard: " + "; ".join(
+            f"{r['method']} alarmed in {r['drift_alarm_episodes']} of {len(r['drift_alarms_per_episode'])} episodes"
+            for r in guarded) + " (switches to dense, or would-switch in watch; checked only while the policy plays)"]
     lines += ["", "latency: observation stamp -> first command sent (expert: chunk stamp -> first command); "
               "vel. reversals/s: joint-velocity sign changes per second of motion, summed over joints; jerk rms in "
               "rad/s^3; sim RT: simulated seconds per wall second (below 1: the simulated FR3 waited for late torque "

@@ -32,10 +32,12 @@ controller_node | serves     | bac/take_over            | std_srvs/Trigger      
 controller_node | serves     | bac/hand_back            | std_srvs/Trigger                  | the policy plays again (chunks planned from now on)
 policy_node     | subscribes | camera/color/image_raw   | sensor_msgs/Image                 | the camera (image_topic)
 policy_node     | subscribes | joint_states             | sensor_msgs/JointState            | the arm (joint_states_topic)
+policy_node     | subscribes | bac/controller_state     | std_msgs/String                   | latched; the drift guard checks only while the policy plays (drift_watch_when)
+policy_node     | subscribes | bac/source               | std_msgs/String                   | latched; which source plays (for the drift guard)
 policy_node     | publishes  | bac/action_chunk         | trajectory_msgs/JointTrajectory   | stamped with the newest observation used; point i at i·dt; the whole predicted future
 policy_node     | publishes  | bac/markers              | visualization_msgs/MarkerArray    | the chunk's TCP path for rviz
 policy_node     | publishes  | /diagnostics             | diagnostic_msgs/DiagnosticArray   | inference Hz and ms, backend, refusals, the drift guard
-policy_node     | serves     | bac/policy/reset         | std_srvs/Trigger                  | forget the observation history (a new episode)
+policy_node     | serves     | bac/policy/reset         | std_srvs/Trigger                  | forget the observation history, restart the drift guard (a new episode)
 teleop_node     | subscribes | joint_states             | sensor_msgs/JointState            | the arm
 teleop_node     | subscribes | bac/command              | sensor_msgs/JointState            | what the controller sent (followed while another source plays, the gripper too)
 teleop_node     | subscribes | bac/source               | std_msgs/String                   | who plays

@@ -27,7 +27,6 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -40,12 +39,11 @@ from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 from .senders import Pending, SenderIdentity
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
+from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
 
 REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")
 TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 PARAMETERS = [
     Param("robot_ip", "172.16.0.2", "FR3 (FCI) address; franky-sim's loopback address in simulation"),
@@ -113,8 +111,8 @@ class ControllerNode(Node):
         self.cmd_pub = self.create_publisher(JointState, "bac/command", 20)
         self.first_pub = self.create_publisher(TimeReference, "bac/first_command", 20)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # absolute: the aggregator's
-        self.state_pub = self.create_publisher(String, "bac/controller_state", LATCHED)
-        self.source_pub = self.create_publisher(String, "bac/source", LATCHED)
+        self.state_pub = self.create_publisher(String, "bac/controller_state", LATCHED_QOS)
+        self.source_pub = self.create_publisher(String, "bac/source", LATCHED_QOS)
         self._chunk_subs = {k: self.create_subscription(JointTrajectory, TOPICS[k],
                                                         lambda m, info, k=k: self.on_chunk(m, info, k), 5)
                             for k in SOURCES}

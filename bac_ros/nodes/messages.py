@@ -103,11 +103,22 @@ def trajectory_to_chunk(msg: JointTrajectory) -> Chunk:
     return Chunk(origin + float(times[0]), actions, dt, origin)
 
 
-def teleop_plays(msg) -> bool:
-    """bac/source (std_msgs/String, JSON): whether the teleoperator is the source that plays."""
+def source_of(msg) -> str:
+    """bac/source (std_msgs/String, JSON): the source whose chunks the controller plays (policy, teleop)."""
     import json
 
-    return json.loads(msg.data)["source"] == "teleop"
+    return json.loads(msg.data)["source"]
+
+
+def teleop_plays(msg) -> bool:
+    """bac/source: whether the teleoperator is the source that plays."""
+    return source_of(msg) == "teleop"
+
+
+def controller_state_of(msg) -> str:
+    """bac/controller_state (std_msgs/String, "<state>: <reason>"): the state (connecting, ready, running,
+    faulted)."""
+    return msg.data.split(":", 1)[0].strip()
 
 
 def commanded_closed(msg: JointState) -> bool | None:

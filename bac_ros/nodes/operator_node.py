@@ -16,7 +16,6 @@ import sys
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
@@ -27,7 +26,7 @@ from ..sim.operator import OperatorSettings, ScriptedOperator, StrayWatch
 from ..sim.world import CubePose
 from .messages import commanded_closed, joint_state_to_vector, teleop_plays, to_time
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import Pace, Reporter, guarded, now_s, run_node, steady_timer
+from .runtime import LATCHED_QOS, Pace, Reporter, guarded, now_s, run_node, steady_timer
 
 MODES = ("drive", "intervene")
 
@@ -62,7 +61,7 @@ class OperatorNode(Node):
         self.create_subscription(JointState, "bac/command", self.on_command, 20)
         self.create_subscription(String, "bac/episode", self.on_episode, 10)
         self.create_subscription(String, "bac/source", self.on_source,
-                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+                                 LATCHED_QOS)
         self.twist_pub = self.create_publisher(TwistStamped, "teleop/twist", 10)
         self.gripper_pub = self.create_publisher(Bool, "teleop/gripper", 10)
         self.take_over = self.create_client(Trigger, "bac/take_over")

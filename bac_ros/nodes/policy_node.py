@@ -12,6 +12,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
@@ -23,10 +24,12 @@ from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
-from .messages import chunk_to_trajectory, image_to_array, joint_state_to_vector, to_sec, to_time
+from .messages import (chunk_to_trajectory, controller_state_of, image_to_array, joint_state_to_vector, source_of,
+                       to_sec, to_time)
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import Reporter, diagnostics, guarded, guarded_service, now_s, run_node, steady_timer
+from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, steady_timer
 
+DRIFT_WATCH = ("playing", "always")
 
 PARAMETERS = [
     Param("config", "cpu", "policy config: a name in config/ (cpu, cpu_ddpm100, paper) or a YAML path"),
@@ -53,6 +56,9 @@ PARAMETERS = [
     Param("drift_guard", "watch", "the drift guard: off; watch (its signal on /diagnostics, a warning when it rises); "
           "guard (also runs dense_schedule while the signal stays high)", choices=DRIFT_MODES),
     Param("dense_schedule", "", "the guard's dense schedule (a cached schedule with drift references, e.g. bac_s12)"),
+    Param("drift_watch_when", "playing", "when the guard checks: playing (only while controller_node plays this "
+          "node's chunks, as its bac/controller_state and bac/source say: homing, resets and a person's turn are "
+          "not what the guard was calibrated on), always (a graph without controller_node)", choices=DRIFT_WATCH),
 ] + from_settings(DriftSettings)
 
 
@@ -97,6 +103,8 @@ class PolicyNode(Node):
     def _init_state(self) -> None:
         cfg = self.policy.cfg
         self._drift_state = "ok"
+        self._drift_lock = threading.Lock()  # the guard: checked on the inference thread, reset by the service
+        self._controller = {"state": None, "source": None}  # what controller_node last said it plays
         self.image_size = cfg.encoder.image_shape[1]
         self.aligner = ObservationAligner(cfg.n_obs_steps, self.params.obs_tolerance_s)
         self._last_used_stamp = None
@@ -117,6 +125,8 @@ class PolicyNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # absolute: the aggregator's
         steady_timer(self, 1.0, self.publish_diagnostics)  # the wall clock: reported even if /clock stops
         self.create_service(Trigger, "bac/policy/reset", self.on_reset)
+        self.create_subscription(String, "bac/controller_state", self.on_controller_state, LATCHED_QOS)
+        self.create_subscription(String, "bac/source", self.on_source, LATCHED_QOS)
 
     def _runner(self, backend: str, threads: int, mode: str, dense: str, settings: DriftSettings):
         """The policy's runner on `backend` (compiled ones are built in the background; eager meanwhile),
@@ -144,10 +154,17 @@ class PolicyNode(Node):
         else:
             self.reporter.count("backend_failed", f"compiled backend failed ({error}): staying on eager", "error")
 
+    @property
+    def drift_watching(self) -> bool:
+        """Whether the guard checks now (`drift_watch_when`)."""
+        c = self._controller
+        return self.params.drift_watch_when == "always" or (c["state"] == "running" and c["source"] == "policy")
+
     def _watch_drift(self) -> None:
         """After a chunk is published: the pending shadow check (one full inference every drift_check_every),
         and the guard's state changes logged."""
-        check = self.runner.settle()
+        with self._drift_lock:
+            check = self.runner.settle(check=self.drift_watching)
         guarded = self.runner.guard
         if guarded is None or check is None:
             return
@@ -217,8 +234,22 @@ class PolicyNode(Node):
         with self._obs_lock:
             self.aligner = ObservationAligner(cfg.n_obs_steps, self.aligner.tolerance)
             self._last_used_stamp = None
-        resp.success, resp.message = True, "observation history cleared"
+        with self._drift_lock:  # each episode's guard starts afresh, as in bac eval
+            if self.runner.guard is not None:
+                self.runner.guard.reset()
+                if self._drift_state != "ok":
+                    self.get_logger().info(f"drift guard {self._drift_state} -> ok: a new episode")
+                self._drift_state = "ok"
+        resp.success, resp.message = True, "observation history and drift guard cleared"
         return resp
+
+    @guarded()
+    def on_controller_state(self, msg: String) -> None:
+        self._controller["state"] = controller_state_of(msg)
+
+    @guarded()
+    def on_source(self, msg: String) -> None:
+        self._controller["source"] = source_of(msg)
 
     # ---- inference -------------------------------------------------------------------------------
     def _infer_loop(self) -> None:
@@ -290,7 +321,8 @@ class PolicyNode(Node):
         return {"drift_state": g.state, "drift_cusum": f"{g.cusum:.3f}", "drift_threshold": f"{guarded.threshold:.3f}",
                 "drift_z_last": f"{g.last_z:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
                 "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(guarded.history)),
-                "drift_switches": str(g.switches), "schedule_active": guarded.label}
+                "drift_switches": str(g.switches), "drift_watching": str(self.drift_watching).lower(),
+                "schedule_active": guarded.label}
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -40,7 +40,7 @@ from ..core.images import IMAGE_FORMATS, encode_compressed
 from ..data.bags import CAMERA, COMPRESSED, COMPRESSED_TYPE, LATCHED, RECORDED, BagWriter, append_index, remove_episode
 from .messages import image_to_array
 from .params import Param, declare_params
-from .runtime import Reporter, guarded, guarded_service, now_s, run_node, steady_timer
+from .runtime import LATCHED_QOS, Reporter, guarded, guarded_service, now_s, run_node, steady_timer
 
 OUTCOMES = ("failure", "success")
 
@@ -93,8 +93,7 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
 
     def _create_interfaces(self) -> None:
-        self.state_pub = self.create_publisher(String, "bac/record/state", QoSProfile(
-            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.state_pub = self.create_publisher(String, "bac/record/state", LATCHED_QOS)
         self.create_service(Trigger, "bac/record/start", self.on_start)
         self.create_service(SetBool, "bac/record/stop", self.on_stop)
         self.create_service(Trigger, "bac/record/discard", self.on_discard)
@@ -102,7 +101,7 @@ class RecorderNode(Node):
         self._publish_state()
 
     def _subscribe(self, topics) -> None:
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = LATCHED_QOS
         for topic in topics:
             if topic == CAMERA and self.image_format != "raw":  # compressed here: the one topic deserialised
                 self.create_subscription(Image, topic, self.on_camera, 10)

@@ -17,7 +17,6 @@ import threading
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
@@ -29,7 +28,7 @@ from ..robot.model import GRIPPER_MAX_WIDTH
 from ..robot.servo import ServoSettings, servo_step, shape_input
 from .messages import chunk_to_trajectory, commanded_closed, joint_state_to_vector, teleop_plays
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import Pace, Reporter, guarded, now_s, run_node, steady_timer
+from .runtime import LATCHED_QOS, Pace, Reporter, guarded, now_s, run_node, steady_timer
 
 INPUTS = ("twist", "joy", "spacemouse")
 # (name, default index, what it does); the episode buttons call the recorder's services (a gamepad's LB, RB,
@@ -120,7 +119,7 @@ class TeleopNode(Node):
         self.create_subscription(JointState, "joint_states", self.on_joint_state, 20)
         self.create_subscription(JointState, "bac/command", self.on_command, 20)
         self.create_subscription(String, "bac/source", self.on_source,
-                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+                                 LATCHED_QOS)
         self.create_subscription(TwistStamped, "teleop/twist", self.on_twist, 10)
         self.create_subscription(Joy, "teleop/joy", self.on_joy, 10)
         self.create_subscription(Bool, "teleop/gripper", self.on_gripper, 10)

@@ -219,4 +219,8 @@ def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_infere
     assert len(runner.guard.history) == 1 and runner.guard._pending is None
     _infer(runner, hist)  # its own check waits for settle again
     assert len(runner.guard.history) == 1 and runner.guard._pending is not None
+    state, cusum = runner.guard.guard.state, runner.guard.guard.cusum
+    assert runner.settle(check=False) is None  # observations the guard must not judge (policy_node: the
+    assert runner.guard._pending is None and len(runner.guard.history) == 1  # controller plays no policy)
+    assert (runner.guard.guard.state, runner.guard.guard.cusum) == (state, cusum)
     assert PolicyRunner(tiny_policy, None).settle() is None  # no guard: nothing to run

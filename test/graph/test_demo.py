@@ -35,6 +35,10 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
     assert r["arm_travel_rad"] > 0.05  # the arm followed the chunks away from home
     assert np.isfinite(r["latency_ms"]["p50"]) and r["latency_ms"]["p50"] > 0
     assert shared["controller"].get("switches_to_teleop", 0) >= 1  # the operator took over
+    # the drift guard's alarms per policy episode (watch, policy_node's default); none for the other sources
+    assert len(r["drift_alarms_per_episode"]) == 1 and r["drift_alarm_episodes"] in (0, 1)
+    assert teleop["drift_alarm_episodes"] is None and expert["drift_alarm_episodes"] is None
+    assert "bac alarmed in" in demo.format_rows(rows)
     log = (tmp_path / "controller_node.log").read_text()
     assert "connected to the FR3 at 127.0.0.7" in log
     # the simulated FR3 waited for late torque commands instead of stepping on stale ones

@@ -26,7 +26,8 @@ def test_policy_node_refuses_a_wrong_schedule(tmp_path):
 def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
     """policy_node as a process: an observation in -> a chunk out stamped with it; a reset clears the
     history and the next observation still gets its chunk; the drift guard's shadow checks show in
-    /diagnostics; Ctrl-C ends it without a traceback."""
+    /diagnostics, run only while controller_node says it plays the policy, and a reset restarts the guard;
+    Ctrl-C ends it without a traceback."""
     import os
     import signal
     import time
@@ -35,10 +36,13 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
     from rclpy.executors import SingleThreadedExecutor
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
 
     from bac_ros.robot.model import Q_HOME
+
+    from bac_ros.nodes.runtime import LATCHED_QOS
 
     from support import node_process
 
@@ -53,6 +57,8 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
             {kv.key: kv.value for kv in st.values} for st in m.status if "policy_node" in st.name), 10)
         img_pub = node.create_publisher(Image, "/camera/color/image_raw", 5)
         js_pub = node.create_publisher(JointState, "/joint_states", 5)
+        state_pub = node.create_publisher(String, "/bac/controller_state", LATCHED_QOS)
+        source_pub = node.create_publisher(String, "/bac/source", LATCHED_QOS)
         reset = node.create_client(Trigger, "/bac/policy/reset")
         assert reset.wait_for_service(timeout_sec=60.0), "policy_node did not come up"
         rgb = np.zeros((96, 96, 3), np.uint8)
@@ -68,21 +74,47 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
                     return got[0]
             raise AssertionError(f"no chunk for the observation at {stamp}")
 
+        def diagnosed(check, timeout: float = 10.0) -> dict:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if diags and check(diags[-1]):
+                    return diags[-1]
+                ex.spin_once(timeout_sec=0.1)
+            raise AssertionError(f"/diagnostics never showed it: {diags[-1:]}")
+
+        def call_reset() -> None:
+            fut = reset.call_async(Trigger.Request())
+            ex.spin_until_future_complete(fut, timeout_sec=10.0)
+            assert fut.result().success
+
+        def controller(state: str) -> None:
+            state_pub.publish(String(data=f"{state}: as the test says"))
+            source_pub.publish(String(data='{"source": "policy", "since": 0.0, "interventions": 0}'))
+
+        controller("running")  # controller_node plays the policy's chunks: the guard checks
         first = observe(100.0)
         assert len(first.points) >= 8
-        fut = reset.call_async(Trigger.Request())
-        ex.spin_until_future_complete(fut, timeout_sec=10.0)
-        assert fut.result().success
+        call_reset()
         observe(101.0)
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and not any(int(d.get("drift_checks", 0)) >= 1 for d in diags):
-            ex.spin_once(timeout_sec=0.1)
-        checked = [d for d in diags if int(d.get("drift_checks", 0)) >= 1]
-        assert checked, diags[-1:]
-        assert checked[-1]["drift_state"] in ("ok", "warn", "dense") and float(checked[-1]["drift_ratio_last"]) > 0
+        checked = diagnosed(lambda d: int(d.get("drift_checks", 0)) >= 2 and d["drift_ratio_last"] != "nan")
+        assert checked["drift_watching"] == "true" and checked["drift_state"] in ("ok", "warn", "dense")
+        assert float(checked["drift_ratio_last"]) > 0
         # the statistic, its threshold (the shipped schedule's closed-loop reference) and the state
-        assert float(checked[-1]["drift_cusum"]) >= 0 and float(checked[-1]["drift_threshold"]) >= 1.0
-        assert checked[-1]["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
+        assert float(checked["drift_cusum"]) >= 0 and float(checked["drift_threshold"]) >= 1.0
+        assert checked["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
+
+        controller("ready")  # homing, a reset, the world between episodes: chunks go on, checks do not
+        diagnosed(lambda d: d["drift_watching"] == "false")
+        before = int(diags[-1]["drift_checks"])
+        for stamp in (102.0, 103.0, 104.0):
+            observe(stamp)
+        call_reset()
+        after = diagnosed(lambda d: int(d["chunks"]) >= 5 and d["drift_cusum"] == "0.000")
+        assert int(after["drift_checks"]) == before and after["drift_state"] == "ok"
+
+        controller("running")
+        observe(105.0)
+        diagnosed(lambda d: int(d["drift_checks"]) > before)
         node.destroy_node()
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
