@@ -13,6 +13,8 @@ def test_wilson_interval_at_the_edges():
     assert wilson_interval(10, 10) == pytest.approx((0.72247, 1.0), abs=1e-5)
     assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    for n in range(1, 201):  # all or none: the interval holds the rate exactly (30/30 once rounded below 1)
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
 
 
 def test_mcnemar_exact_by_hand():
