@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..core.acs import DEFAULT_TOP_N
-from ..core.drift import measure_reference
+from ..core.drift import SHADOW_STATISTIC, measure_reference
 from ..core.schedule import METHODS, schedule_file_name
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
@@ -101,7 +101,17 @@ def add_reference(args) -> int:
     for path, sched in zip(args.reference, schedules):
         if sched.is_dynamic or sched.method == "full":
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
-    if args.closed_loop <= 0 or any(not (s.calibration or {}).get("reuse_error") for s in schedules):
+    current = lambda stats: (stats or {}).get("statistic") == SHADOW_STATISTIC  # noqa: E731
+    for path, sched in zip(args.reference, schedules):
+        cal = sched.calibration or {}
+        if "shadow_closed_loop" in cal and (args.closed_loop > 0 or not current(cal["shadow_closed_loop"])):
+            del cal["shadow_closed_loop"]  # measured again below, or measured on another statistic
+            sched.save(path)
+            if args.closed_loop <= 0:
+                print(f"{path}: its closed-loop reference was measured on another statistic and is dropped; "
+                      "measure it again with --closed-loop 20", file=sys.stderr)
+    if args.closed_loop <= 0 or any(not (s.calibration or {}).get("reuse_error")
+                                    or not current(s.calibration.get("shadow_deviation")) for s in schedules):
         image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
         for path, sched, ref in zip(args.reference, schedules, measure_reference(policy, schedules, image, state,
                                                                                  args.seed)):
@@ -131,20 +141,24 @@ def closed_loop(args, policy, path: str, sched) -> None:
             "drift_overrides": {"drift_check_every": 1}}
     entries = [(sched.method, sched.num_updates, str(Path(path).resolve()))]
     make = functools.partial(make_worker, spec, entries, policy if args.workers <= 1 else None)
-    deviations, successes = {}, 0
+    deviations, solved = {}, {}
     for task, result in run_tasks([Task("sync", 0, s) for s in seeds], make, args.workers, args.hostname):
         deviations[task.seed] = [c["deviation"] for c in result["drift"]]
-        successes += result["success"]
+        solved[task.seed] = bool(result["success"])
         print(f"  {sched.label} seed {task.seed}: {'success' if result['success'] else 'fail'}, "
               f"{len(deviations[task.seed])} checks", file=sys.stderr, flush=True)
-    loop = closed_loop_reference([deviations[s] for s in seeds], seeds)
+    cfg = policy.cfg  # sync episodes: one inference per chunk
+    loop = closed_loop_reference([deviations[s] for s in seeds], seeds, cfg.n_action_steps * cfg.action_dt,
+                                 [solved[s] for s in seeds])
+    successes = sum(solved.values())
     loop["success"] = successes / len(seeds)
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
     sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop}
     sched.save(path)
-    d = DriftSettings()
-    h = shadow_reference(sched).threshold(d.drift_cusum_k, d.drift_check_every, d.drift_false_alarm_rate)
+    d, ref, sync = DriftSettings(), shadow_reference(sched), loop["inference_period_s"]
+    h = {name: ref.threshold(d.drift_cusum_k, ref.stride(d.drift_check_every, period, sync), d.drift_false_alarm_rate)
+         for name, period in (("sync evaluation", sync), ("policy_node at 30 Hz", 1 / 30))}
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
           f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); CUSUM threshold at the "
-          f"default settings {h:.2f} -> {path}")
+          f"default settings (on the successful episodes): {', '.join(f'{k} {v:.2f}' for k, v in h.items())} -> {path}")

@@ -61,7 +61,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads or 2)
     demos = Demos(args.data)
     if demos.num_episodes == 0:
-        raise SystemExit(f"{args.data}: no successful episodes to train on")
+        raise SystemExit(f"{args.data}: no successful episodes (or corrections) to train on")
     check_data(demos, cfg, args.data)
     if args.keep_normalizers and not args.init:
         raise SystemExit("--keep-normalizers keeps a checkpoint's normalisers: it needs --init")
@@ -84,7 +84,7 @@ def run(args) -> int:
         policy.fit_normalizers(demos.state, *windows.states_and_actions())
     policy.to(device)
     print(f"[rank {rank}/{world}, {device}] " if world > 1 else "", end="")
-    print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} successful episodes "
+    print(f"training {cfg.name} on {demos.num_episodes}/{demos.total_episodes} episodes (successful, or a person's corrections) "
           f"({len(windows)} of {len(demos)} rows start windows), {tcfg.iterations} iterations x batch {tcfg.batch_size}, "
           f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M parameters")
     with tqdm(total=tcfg.iterations, desc="train", unit="it", file=sys.stderr, disable=rank != 0) as bar:

@@ -5,8 +5,8 @@ Two signals, each divided by its value on the calibration observations (stored i
 `calibration`, so each reads ~1 on data like the calibration's):
 
 - `shadow_deviation` (the guard's): every `drift_check_every`-th inference is re-run at full precision
-  from the same initial noise, and the mean squared difference of the two denoised action sequences
-  (normalised units) is what caching cost on this observation. It needs a deterministic sampler (DDIM)
+  from the same initial noise, and the mean squared difference of the two denoised sequences of joint
+  targets (normalised units; not the gripper's open/close) is what caching cost on this observation. It needs a deterministic sampler (DDIM)
   and costs one full inference per check, run after the cached one has been handed on.
 - `reuse_error` (free, published): whenever a block recomputes, `|y_k - reused_k| / |y_k|` between its
   new output and what the cache had been adding in its place (copy or forecast), averaged over one
@@ -23,7 +23,9 @@ demonstrations alone cries wolf); without one, a log-normal read off the demonst
 Policy (`DriftGuard`): a one-sided CUSUM on z = (ln deviation - mean) / sd: S <- max(0, S + z - k). S above
 h/2 -> warn; above h -> dense (run the dense schedule; watch only: would); a warning ends only when S is back
 at 0 (no flicker at the edge). h is set on the reference's closed-loop episodes so that at most
-`drift_false_alarm_rate` of them would raise an alarm at this check rate; back to the fast schedule after
+`drift_false_alarm_rate` of them would raise an alarm with checks as far apart in robot time as the guard's
+(`GuardedInference.pace`: policy_node infers every 1/30 s, a sync evaluation once a chunk, so the same
+`drift_check_every` checks eight times as often on the robot); back to the fast schedule after
 `drift_settle` checks in a row with z < k on the dense schedule (against its own reference).
 """
 from __future__ import annotations
@@ -38,6 +40,9 @@ from .schedule import Schedule, find_schedule
 from .settings import check_ranges, setting
 
 STATES = ("ok", "warn", "dense")
+ARM_DIMS = 7  # the action's joint targets; dim 7, the gripper command, is left out of the shadow deviation
+# what `shadow_deviation` measures, stored with every reference so that one measured otherwise is refused
+SHADOW_STATISTIC = "arm-mse"
 
 
 @dataclass
@@ -74,13 +79,15 @@ def cusum(z, k: float) -> np.ndarray:
 @dataclass(frozen=True)
 class ShadowReference:
     """What a schedule's shadow deviation looks like on data like its reference's: ln(deviation) ~ log_mean ±
-    log_sd; `episodes`: ln(deviation) at every inference of each closed-loop reference episode (h is set
-    on them), empty for a reference from demonstrations."""
+    log_sd; `episodes`: ln(deviation) at every inference of each closed-loop reference episode the schedule
+    solved (h is set on them: an alarm in an episode it is failing is no false alarm), empty for a reference
+    from demonstrations; `period_s`: robot seconds between those inferences (0: not recorded)."""
     median: float
     log_mean: float
     log_sd: float
     source: str
     episodes: tuple = ()
+    period_s: float = 0.0
 
     def z(self, deviation: float) -> float:
         return (math.log(max(deviation, 1e-30)) - self.log_mean) / self.log_sd
@@ -93,6 +100,12 @@ class ShadowReference:
             z = (np.asarray(ep, float) - self.log_mean) / self.log_sd
             out += [float(cusum(z[p::every], k).max()) for p in range(min(every, len(z)))]
         return np.asarray(out)
+
+    def stride(self, every: int, inference_period_s: float, sync_period_s: float) -> int:
+        """The reference's inferences between two checks of a guard that checks every `every`-th inference,
+        `inference_period_s` robot seconds apart (a reference without its period is taken to be sync episodes,
+        `sync_period_s` apart)."""
+        return max(1, round(every * inference_period_s / (self.period_s or sync_period_s)))
 
     def threshold(self, k: float, every: int, rate: float) -> float:
         """The lowest h (at least MIN_THRESHOLD) that at most `rate` of the reference episodes' sequences
@@ -110,23 +123,34 @@ def shadow_reference(schedule) -> ShadowReference:
     cal = (schedule.calibration or {}) if schedule is not None else {}
     loop = cal.get("shadow_closed_loop")
     if loop:
+        _same_statistic(schedule, loop, "shadow_closed_loop")
+        episodes = loop.get("episodes", ())
+        solved = loop.get("episode_success") or [True] * len(episodes)
         return ShadowReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3), "closed loop",
-                               tuple(tuple(e) for e in loop.get("episodes", ())))
+                               tuple(tuple(e) for e, ok in zip(episodes, solved) if ok),
+                               loop.get("inference_period_s", 0.0))
     median = reference(schedule)
     p95 = float((cal.get("shadow_deviation") or {}).get("p95") or median)
     sd = max(math.log(max(p95, median) / median) / 1.645, 0.1)
     return ShadowReference(median, math.log(median), sd, "demonstrations")
 
 
-def closed_loop_reference(deviations: list[list[float]], seeds: list[int]) -> dict:
-    """`calibration.shadow_closed_loop` from the shadow deviation at every inference of closed-loop episodes."""
+def closed_loop_reference(deviations: list[list[float]], seeds: list[int], period_s: float,
+                          success: list[bool] | None = None) -> dict:
+    """`calibration.shadow_closed_loop` from the shadow deviation at every inference of closed-loop episodes,
+    `period_s` robot seconds apart; `success` per episode (default: all solved)."""
+    success = [True] * len(deviations) if success is None else list(success)
+    if len(success) != len(deviations):
+        raise ValueError("one success flag per episode")
+    success = [bool(ok) for ep, ok in zip(deviations, success) if ep]
     logs = [[math.log(max(d, 1e-30)) for d in ep] for ep in deviations if ep]
     flat = np.asarray([v for ep in logs for v in ep])
     if flat.size < 2:
         raise ValueError("a closed-loop reference needs at least two shadow checks")
-    return {"median": float(np.exp(np.median(flat))), "log_mean": float(flat.mean()),
+    return {"statistic": SHADOW_STATISTIC, "median": float(np.exp(np.median(flat))), "log_mean": float(flat.mean()),
             "log_sd": float(flat.std(ddof=1)), "checks": int(flat.size), "episodes_run": len(logs),
-            "seeds": list(seeds), "episodes": [[round(v, 4) for v in ep] for ep in logs]}
+            "seeds": list(seeds), "inference_period_s": float(period_s), "episode_success": success,
+            "episodes": [[round(v, 4) for v in ep] for ep in logs]}
 
 
 def reference(schedule, key: str = "shadow_deviation") -> float:
@@ -135,10 +159,22 @@ def reference(schedule, key: str = "shadow_deviation") -> float:
     stats = ((schedule.calibration or {}).get(key) or {}) if schedule is not None else {}
     ref = stats.get("median" if key == "shadow_deviation" else "mean")
     if not ref or ref <= 0:
-        name = (schedule.source or schedule.label) if schedule is not None else "full"
-        raise ValueError(f"schedule {name} has no calibration.{key}: the drift guard needs one "
+        raise ValueError(f"schedule {_name(schedule)} has no calibration.{key}: the drift guard needs one "
                          "(`bac schedule --reference FILE --data demos.zarr` adds it)")
+    if key == "shadow_deviation":
+        _same_statistic(schedule, stats, key)
     return float(ref)
+
+
+def _name(schedule) -> str:
+    return (schedule.source or schedule.label) if schedule is not None else "full"
+
+
+def _same_statistic(schedule, stats: dict, key: str) -> None:
+    if stats.get("statistic") != SHADOW_STATISTIC:
+        raise ValueError(f"schedule {_name(schedule)}: calibration.{key} was measured on the whole action, gripper "
+                         f"included (before {SHADOW_STATISTIC}); measure it again: `bac schedule --reference FILE "
+                         "--data demos.zarr` (and `--closed-loop 20` for the closed-loop one)")
 
 
 class ReuseErrorMeter:
@@ -220,7 +256,8 @@ class GuardedInference:
     the same noise at `settle()` (after its chunk has gone out). `dense=None` watches only: the signal and
     the state are kept, the schedule stays."""
 
-    def __init__(self, policy, fast, full, dense=None, guard: DriftGuard | None = None):
+    def __init__(self, policy, fast, full, dense=None, guard: DriftGuard | None = None,
+                 inference_period_s: float | None = None):
         if policy.cfg.sampler.type != "ddim":
             raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
                              f"{policy.cfg.sampler.type}")
@@ -229,13 +266,25 @@ class GuardedInference:
             if i is not None:
                 shadow_reference(i.schedule), reference(i.schedule, "reuse_error")
         self.guard = guard or DriftGuard()
-        s = self.guard.settings
-        self.threshold = s.drift_threshold or shadow_reference(fast.schedule).threshold(
-            s.drift_cusum_k, s.drift_check_every, s.drift_false_alarm_rate)
+        # closed-loop references without a recorded period were sync episodes: one inference per chunk
+        self._sync_period_s = policy.cfg.n_action_steps * policy.cfg.action_dt
+        self.pace(inference_period_s or self._sync_period_s)
         self.active = fast
         self.inferences = 0
         self.history: list[Check] = []
         self._pending = None
+
+    def pace(self, inference_period_s: float) -> None:
+        """The robot seconds between inferences (policy_node: 1 / rate_hz; sync evaluation: one chunk). h is
+        set on the reference episodes replayed at the checks' spacing in robot time, so that the
+        false-alarm rate holds per episode however often the guard checks: policy_node at 30 Hz checks
+        every 0.33 s, eight times as often as a sync evaluation, and would alarm far more often with a
+        threshold set for the latter."""
+        s = self.guard.settings
+        ref = shadow_reference(self.fast.schedule)
+        self.inference_period_s = inference_period_s
+        self.stride = ref.stride(s.drift_check_every, inference_period_s, self._sync_period_s)
+        self.threshold = s.drift_threshold or ref.threshold(s.drift_cusum_k, self.stride, s.drift_false_alarm_rate)
 
     def reset(self) -> None:
         """A new episode (evaluation): the guard at ok on the fast schedule; the history stays."""
@@ -292,13 +341,16 @@ class GuardedInference:
 
 
 def shadow_deviation(cached: torch.Tensor, full: torch.Tensor) -> float:
-    """What caching cost on one inference: the mean squared difference of the two denoised action
-    sequences (normalised units)."""
-    return float(((cached - full) ** 2).mean())
+    """What caching cost on one inference: the mean squared difference of the two denoised sequences of joint
+    targets (normalised units). Without the gripper: its command is open or closed, and near the grasp the
+    cached and full inferences close it a step apart now and then, a single check 400-1800x the median that
+    says nothing about drift (measured on graph episodes of the calibration world, docs/drift.md)."""
+    return float(((cached[..., :ARM_DIMS] - full[..., :ARM_DIMS]) ** 2).mean())
 
 
 def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
-                      backend: str = "eager", threads: int = 1) -> GuardedInference:
+                      backend: str = "eager", threads: int = 1,
+                      inference_period_s: float | None = None) -> GuardedInference:
     """`schedule`'s inference behind the drift guard: `watch` (the dense schedule never runs) or `guard`
     (`dense`: a cached schedule's name or path, as `find_schedule` reads it), on `backend`. ValueError
     (ScheduleError included) naming what is missing."""
@@ -317,7 +369,7 @@ def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", se
     return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),
                             build(policy, None, backend, threads),
                             None if dense_schedule is None else build(policy, dense_schedule, backend, threads, monitor),
-                            DriftGuard(settings))
+                            DriftGuard(settings), inference_period_s)
 
 
 @torch.inference_mode()
@@ -343,7 +395,8 @@ def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, st
     out = []
     for d, r in zip(map(np.asarray, dev), map(np.asarray, reuse)):
         n = int(d.size)
-        out.append({"shadow_deviation": {"median": float(np.median(d)), "mean": float(d.mean()),
+        out.append({"shadow_deviation": {"statistic": SHADOW_STATISTIC, "median": float(np.median(d)),
+                                         "mean": float(d.mean()),
                                          "p95": float(np.percentile(d, 95)), "observations": n},
                     "reuse_error": {"mean": float(r.mean()), "p95": float(np.percentile(r, 95)), "observations": n}})
     return out

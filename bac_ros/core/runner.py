@@ -31,14 +31,16 @@ class PolicyRunner:
     def __init__(self, policy, schedule: Schedule | None, backend: str = "eager", threads: int = 1,
                  seed: int = 0, fixed_noise: bool = False, drift: str = "off", dense_schedule: str = "",
                  drift_settings: DriftSettings | None = None, background: bool = False,
-                 on_built: Callable[[str | None], None] | None = None):
+                 on_built: Callable[[str | None], None] | None = None, inference_period_s: float | None = None):
         """`background`: start on eager and build `backend` on a thread of its own (a compiled build takes a
         minute or more the first time; the cache makes later starts immediate), then switch to it;
-        `on_built(error or None)` is called when that is done."""
+        `on_built(error or None)` is called when that is done. `inference_period_s`: robot seconds between
+        inferences, which sets the guard's threshold (default: one chunk, as in sync evaluation; `pace`)."""
         if drift not in DRIFT_MODES:
             raise ValueError(f"drift must be one of {DRIFT_MODES}, got {drift!r}")
         self.policy, self.schedule, self.fixed_noise = policy, schedule, fixed_noise
-        self._spec = dict(drift=drift, dense=dense_schedule, settings=drift_settings, threads=threads)
+        self._spec = dict(drift=drift, dense=dense_schedule, settings=drift_settings, threads=threads,
+                          period=inference_period_s)
         if schedule is not None and schedule.is_dynamic:  # teacache: no static graph, its own eager runtime
             backend = "eager"
         self.target, self.building = backend, False
@@ -54,7 +56,7 @@ class PolicyRunner:
         s, spec = self.schedule, self._spec
         if spec["drift"] != "off" and s is not None and not s.is_dynamic:
             return guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
-                                     spec["threads"])
+                                     spec["threads"], spec["period"])
         if s is not None and s.is_dynamic:
             return _Dynamic(policy, s)
         return build(policy, s, backend, spec["threads"])
@@ -91,6 +93,12 @@ class PolicyRunner:
         self.generator.manual_seed(self.seed)
         if self.guard is not None:  # each episode's guard starts afresh, so episodes are measured alike
             self.guard.reset()
+
+    def pace(self, inference_period_s: float) -> None:
+        """The robot seconds between this runner's inferences from now on (the drift guard's threshold)."""
+        self._spec["period"] = inference_period_s
+        if self.guard is not None:
+            self.guard.pace(inference_period_s)
 
     def noise(self) -> Noise:
         if self.fixed_noise:

@@ -75,7 +75,8 @@ class DemoWriter:
 
 
 class Demos:
-    """The whole data set in memory (uint8 images), successful episodes only unless asked otherwise.
+    """The whole data set in memory (uint8 images), successful episodes (and a person's corrections, however
+    the episode ended) only unless asked otherwise.
     `path`: one zarr data set, several (a list, or one string with commas), recorded at the same dt."""
 
     def __init__(self, path: str | Path | list, successful_only: bool = True):
@@ -110,18 +111,25 @@ def _read(path: str | Path, successful_only: bool) -> dict:
         raise ValueError(f"{path}: not a {FORMAT} data set (format {root.attrs.get('format')!r})")
     ends = np.asarray(root["meta/episode_ends"][:])
     starts = np.concatenate([[0], ends[:-1]])
-    keep = np.asarray(root.attrs["success"], bool) if successful_only else np.ones(len(ends), bool)
-    idx = np.concatenate([np.arange(s, e) for s, e, k in zip(starts, ends, keep) if k] or [np.zeros(0, int)])
     data = root["data"]
-    optional = lambda name, default: np.asarray(data[name][:])[idx] if name in data else np.full(len(idx), default)  # noqa: E731
+    n = int(ends[-1]) if len(ends) else 0
+    whole = lambda name, default: np.asarray(data[name][:]) if name in data else np.full(n, default)  # noqa: E731
+    train, intervention = whole("train", True).astype(bool), whole("intervention", False).astype(bool)
+    keep = np.ones(len(ends), bool)
+    if successful_only:
+        # a person's correction (every training row after a take-over) is a label however the episode
+        # ended, as DAgger has it: `bac dataset --corrections` keeps failed episodes' corrections too
+        correction = np.array([bool(train[s:e].any() and intervention[s:e][train[s:e]].all())
+                               for s, e in zip(starts, ends)], bool)
+        keep = np.asarray(root.attrs["success"], bool) | correction
+    idx = np.concatenate([np.arange(s, e) for s, e, k in zip(starts, ends, keep) if k] or [np.zeros(0, int)])
     from .episodes import SOURCES
 
     return {"dt": float(root.attrs["dt"]), "seeds": [s for s, k in zip(root.attrs["seeds"], keep) if k],
             "image": np.asarray(data["image"][:])[idx], "state": np.asarray(data["state"][:])[idx],
             "action": np.asarray(data["action"][:])[idx], "lengths": (ends - starts)[keep],
-            "source": optional("source", SOURCES.index("expert")).astype(np.uint8),
-            "intervention": optional("intervention", False).astype(bool),
-            "train": optional("train", True).astype(bool), "kept": int(keep.sum()), "total": len(ends)}
+            "source": whole("source", SOURCES.index("expert")).astype(np.uint8)[idx],
+            "intervention": intervention[idx], "train": train[idx], "kept": int(keep.sum()), "total": len(ends)}
 
 
 class WindowSampler:

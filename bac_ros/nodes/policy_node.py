@@ -135,7 +135,7 @@ class PolicyNode(Node):
         from ..core.runner import PolicyRunner
 
         kwargs = dict(threads=threads, seed=self.params.seed, fixed_noise=self.params.fixed_noise, background=True,
-                      on_built=self._on_built)
+                      on_built=self._on_built, inference_period_s=1.0 / self.params.rate_hz)
         if mode != "off" and self.schedule is not None and not self.schedule.is_dynamic:
             try:
                 return PolicyRunner(self.policy, self.schedule, backend, drift=mode, dense_schedule=dense,

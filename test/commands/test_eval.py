@@ -69,7 +69,7 @@ def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own_episodes(tmp_path):
     from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.drift import DriftSettings, shadow_reference
+    from bac_ros.core.drift import SHADOW_STATISTIC, DriftSettings, shadow_reference
     from bac_ros.core.schedule import Schedule
 
     cfg = tmp_path / "tiny.yaml"
@@ -89,6 +89,17 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
     d = DriftSettings()
     assert ref.threshold(d.drift_cusum_k, d.drift_check_every, d.drift_false_alarm_rate) >= 1.0
     assert sched.calibration["shadow_deviation"]["median"] > 0  # the demonstrations' reference is kept
+    assert loop["statistic"] == sched.calibration["shadow_deviation"]["statistic"] == SHADOW_STATISTIC
+    tiny = PolicyConfig.load(str(cfg))
+    assert loop["inference_period_s"] == pytest.approx(tiny.n_action_steps * tiny.action_dt)  # sync episodes
+    # a reference measured on another statistic: refused by the guard, dropped (closed loop) or re-measured
+    del loop["statistic"], sched.calibration["shadow_deviation"]["statistic"]
+    sched.save(path)
+    with pytest.raises(ValueError, match="gripper included"):
+        shadow_reference(Schedule.load(path, tiny))
+    assert main(["schedule", *common, "--reference", str(path)]) == 0
+    again = Schedule.load(path, tiny).calibration
+    assert "shadow_closed_loop" not in again and again["shadow_deviation"]["statistic"] == SHADOW_STATISTIC
 
 
 def test_what_would_settle_a_comparison_by_hand():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.core.drift import DriftGuard, DriftSettings, GuardedInference, measure_reference, reference
+from bac_ros.core.drift import (SHADOW_STATISTIC, DriftGuard, DriftSettings, GuardedInference, measure_reference,
+                                reference, shadow_deviation)
 from bac_ros.core.inference import build, draw_noise
 from bac_ros.core.schedule import Schedule
 from support import tiny_config
@@ -21,7 +22,8 @@ def _schedule(cfg, steps, ref=None):
                         calibration={"observations": 2})
     if ref is not None:
         s.calibration["reuse_error"] = {"mean": 0.1, "p95": 0.1, "observations": 2}
-        s.calibration["shadow_deviation"] = {"median": ref, "mean": ref, "p95": ref, "observations": 2}
+        s.calibration["shadow_deviation"] = {"statistic": SHADOW_STATISTIC, "median": ref, "mean": ref, "p95": ref,
+                                             "observations": 2}
     return s
 
 
@@ -85,9 +87,10 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
     # ln deviations: mean 0, sd 1 by construction; one episode drifts up at its end
     calm = [[0.0, 1.0, -1.0, 0.0]] * 19
     loop = closed_loop_reference([[float(np.exp(v)) for v in ep] for ep in calm + [[0.0, 2.0, 3.0, 3.0]]],
-                                 list(range(20)))
+                                 list(range(20)), 0.25)
     assert loop["checks"] == 80 and loop["episodes_run"] == 20 and len(loop["episodes"]) == 20
-    ref = ShadowReference(loop["median"], 0.0, 1.0, "closed loop", tuple(tuple(e) for e in loop["episodes"]))
+    assert loop["inference_period_s"] == 0.25
+    ref = ShadowReference(loop["median"], 0.0, 1.0, "closed loop", tuple(tuple(e) for e in loop["episodes"]), 0.25)
     # a check every inference (k = 0.5): calm episodes peak at 0.5, the drifting one at 1.5 + 2.5 + 2.5 = 6.5
     peaks = ref.peaks(0.5, 1)
     assert sorted(peaks.tolist()) == pytest.approx([0.5] * 19 + [6.5], abs=1e-3)
@@ -95,6 +98,10 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
     assert ref.threshold(0.5, 1, 0.01) == pytest.approx(6.5, abs=1e-3)  # only the drifting episode's peak
     # a check every 2nd inference: each episode is seen twice (both phases)
     assert ref.peaks(0.5, 2).size == 40
+    # the guard's checks spaced in robot time: every 8th of inferences 1/32 s apart is one reference inference
+    # (0.25 s); every 8th of 0.25 s apart is every 8th reference inference; unrecorded: the sync period
+    assert ref.stride(8, 1 / 32, 0.5) == 1 and ref.stride(8, 0.25, 0.5) == 8 and ref.stride(1, 0.001, 0.5) == 1
+    assert dataclasses.replace(ref, period_s=0.0).stride(8, 0.25, 0.5) == 4
     # without closed-loop episodes: a log-normal read off the demonstrations' median and p95, h = the default
     s = _schedule(tiny_config(), [0, 4], ref=0.01)
     s.calibration["shadow_deviation"]["p95"] = 0.01 * np.exp(1.645 * 0.8)
@@ -103,6 +110,54 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
     assert demo.z(0.01 * np.exp(1.6)) == pytest.approx(2.0) and demo.threshold(0.5, 10, 0.05) == DEFAULT_THRESHOLD
     s.calibration["shadow_closed_loop"] = loop
     assert shadow_reference(s).source == "closed loop" and shadow_reference(s).median == loop["median"]
+    assert len(shadow_reference(s).episodes) == 20 and loop["episode_success"] == [True] * 20
+    # the drifting episode failed: h is read off the 19 the schedule solved (an alarm there is no false alarm)
+    failed = closed_loop_reference([[float(np.exp(v)) for v in ep] for ep in calm + [[0.0, 2.0, 3.0, 3.0]]],
+                                   list(range(20)), 0.25, [True] * 19 + [False])
+    assert failed["episodes_run"] == 20 and failed["episode_success"] == [True] * 19 + [False]
+    s.calibration["shadow_closed_loop"] = {**failed, "log_mean": 0.0, "log_sd": 1.0}
+    assert len(shadow_reference(s).episodes) == 19
+    assert shadow_reference(s).threshold(0.5, 1, 0.01) == pytest.approx(1.0)  # 0.5, raised to the minimum
+    with pytest.raises(ValueError, match="one success flag"):
+        closed_loop_reference([[1.0, 2.0]], [0], 0.25, [True, False])
+
+
+def test_the_guards_threshold_follows_how_often_it_checks_in_robot_time(tiny_policy):
+    cfg = tiny_policy.cfg
+    sync = cfg.n_action_steps * cfg.action_dt
+    s = _schedule(cfg, [0, 4, 7], ref=0.01)
+    # ln deviations with mean 0, sd 1: calm episodes with two consecutive spikes (z = 3) each
+    episodes = [[0.0] * 10 + [3.0, 3.0] + [0.0] * 28] * 20
+    s.calibration["shadow_closed_loop"] = {"statistic": SHADOW_STATISTIC, "median": 1.0, "log_mean": 0.0,
+                                           "log_sd": 1.0, "episodes": episodes, "inference_period_s": sync}
+    fast = build(tiny_policy, s, monitor=True)
+    settings = DriftSettings(drift_check_every=cfg.n_action_steps)
+    guarded = GuardedInference(tiny_policy, fast, build(tiny_policy, None), None, DriftGuard(settings))
+    # checked once a chunk's worth of sync inferences: no phase sees both spikes, h = 3 - k
+    assert guarded.stride == cfg.n_action_steps and guarded.threshold == pytest.approx(2.5)
+    # inferring every dt (policy_node), every n_action_steps-th is checked once per reference inference: the
+    # checks meet both spikes, and h rises to what that spacing shows on the reference
+    guarded.pace(cfg.action_dt)
+    assert guarded.stride == 1 and guarded.threshold == pytest.approx(5.0)
+    guarded.pace(sync)
+    assert guarded.threshold == pytest.approx(2.5)
+
+
+def test_the_shadow_deviation_is_the_joint_targets_and_a_reference_says_what_it_measured():
+    from bac_ros.core.drift import shadow_reference
+
+    cached, full = torch.zeros(1, 16, 8), torch.zeros(1, 16, 8)
+    full[0, 8:, 7] = 2.0  # the gripper closes half the horizon later: not drift
+    assert shadow_deviation(cached, full) == 0.0
+    full[0, :, :7] = 0.5
+    assert shadow_deviation(cached, full) == pytest.approx(0.25)
+    s = _schedule(tiny_config(), [0, 4], ref=0.01)
+    assert reference(s) == 0.01
+    del s.calibration["shadow_deviation"]["statistic"]  # measured before arm-mse: on the whole action
+    with pytest.raises(ValueError, match="gripper included.*--reference"):
+        reference(s)
+    with pytest.raises(ValueError, match="gripper included"):
+        shadow_reference(s)
 
 
 def test_guard_settings_are_validated():

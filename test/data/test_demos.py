@@ -58,11 +58,15 @@ def test_rows_carry_their_source_and_windows_start_only_at_training_rows(tmp_pat
     w.add_episode(6, True, *_fake_episode(3, rng))  # an expert's: every row trains
     with pytest.raises(ValueError, match="training row"):
         w.add_episode(7, True, images, states, actions, times, source, train, np.zeros(6, bool))
+    # a failed episode: its correction is kept (a person's labels, DAgger), its policy rows are not
+    w.add_episode(8, False, images, states, actions, times, source, train, train)
+    w.add_episode(9, False, images, states, actions, times, source, train, np.ones(6, bool))
     d = Demos(tmp_path / "c.zarr")
-    np.testing.assert_array_equal(d.source, np.r_[source, [SOURCES.index("expert")] * 3])
-    np.testing.assert_array_equal(d.intervention, np.r_[train, [False] * 3])
+    assert d.seeds == [5, 6, 8] and d.num_episodes == 3 and d.total_episodes == 4
+    np.testing.assert_array_equal(d.source, np.r_[source, [SOURCES.index("expert")] * 3, source])
+    np.testing.assert_array_equal(d.intervention, np.r_[train, [False] * 3, train])
     s = WindowSampler(d, horizon=3, n_obs_steps=2)
-    assert len(s) == 4 + 3
+    assert len(s) == 4 + 3 + 4
     img, st, act = s.batch(np.array([0]))  # the first training row: its history is the policy's row before it
     np.testing.assert_array_equal(img[0, 0], images[1])
     np.testing.assert_allclose(act[0, 0], actions[1].astype(np.float32))

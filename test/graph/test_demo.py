@@ -105,6 +105,12 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
 
     chunk = PolicyRunner(policy, schedule).select_action(demos.image[:1], demos.state[:1])
     assert chunk.shape == (policy.cfg.horizon - policy.cfg.n_obs_steps + 1, 8) and np.all(np.isfinite(chunk))
+    # a DAgger round: the corrections fine-tune it, however the corrected episode ended, normalisers kept
+    assert main(["train", "--data", str(tmp_path / "corr" / "demos.zarr"), "--init", str(tmp_path / "ck"),
+                 "--keep-normalizers", "--iterations", "2", "--batch-size", "4", "--out-dir", str(tmp_path / "dg")]) == 0
+    tuned = DiffusionPolicy.load(tmp_path / "dg")
+    np.testing.assert_array_equal(tuned.state_norm.low.numpy(), policy.state_norm.low.numpy())
+    assert tuned.weights_id != policy.weights_id
 
     # ---- the comparison, from the recordings alone ------------------------------------------------------
     assert main(["compare", str(tmp_path / "episodes"), "--out-dir", str(tmp_path / "cmp")]) == 0
