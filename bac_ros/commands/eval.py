@@ -275,7 +275,7 @@ class EpisodeWorker:
             self.runners[task.row] = _runner(self.policy, self.schedules[task.row], args)
         runner = self.runners[task.row]
         # sync: one inference per chunk; real time: one per observation, every dt
-        runner.pace(cfg.n_action_steps * cfg.action_dt if task.mode == "sync" else cfg.action_dt)
+        runner.pace(cfg.chunk_period_s if task.mode == "sync" else cfg.action_dt)
         if task.mode == "sync":
             play = functools.partial(run_sync, rules=self.rules)
         else:

@@ -147,8 +147,7 @@ def closed_loop(args, policy, path: str, sched) -> None:
         solved[task.seed] = bool(result["success"])
         print(f"  {sched.label} seed {task.seed}: {'success' if result['success'] else 'fail'}, "
               f"{len(deviations[task.seed])} checks", file=sys.stderr, flush=True)
-    cfg = policy.cfg  # sync episodes: one inference per chunk
-    loop = closed_loop_reference([deviations[s] for s in seeds], seeds, cfg.n_action_steps * cfg.action_dt,
+    loop = closed_loop_reference([deviations[s] for s in seeds], seeds, policy.cfg.chunk_period_s,  # sync episodes
                                  [solved[s] for s in seeds])
     successes = sum(solved.values())
     loop["success"] = successes / len(seeds)

@@ -137,6 +137,11 @@ class PolicyConfig:
         return [f"L{i}.{kind}" for i in range(self.n_layer) for kind in ("sa", "ca", "ffn")]
 
     @property
+    def chunk_period_s(self) -> float:
+        """Robot seconds a chunk's n_action_steps take to play: the time between inferences in sync mode."""
+        return self.n_action_steps * self.action_dt
+
+    @property
     def num_steps(self) -> int:
         return self.sampler.num_inference_steps
 

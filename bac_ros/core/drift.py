@@ -267,7 +267,7 @@ class GuardedInference:
                 shadow_reference(i.schedule), reference(i.schedule, "reuse_error")
         self.guard = guard or DriftGuard()
         # closed-loop references without a recorded period were sync episodes: one inference per chunk
-        self._sync_period_s = policy.cfg.n_action_steps * policy.cfg.action_dt
+        self._sync_period_s = policy.cfg.chunk_period_s
         self.pace(inference_period_s or self._sync_period_s)
         self.active = fast
         self.inferences = 0
@@ -282,7 +282,6 @@ class GuardedInference:
         threshold set for the latter."""
         s = self.guard.settings
         ref = shadow_reference(self.fast.schedule)
-        self.inference_period_s = inference_period_s
         self.stride = ref.stride(s.drift_check_every, inference_period_s, self._sync_period_s)
         self.threshold = s.drift_threshold or ref.threshold(s.drift_cusum_k, self.stride, s.drift_false_alarm_rate)
 
