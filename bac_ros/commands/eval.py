@@ -264,6 +264,7 @@ class EpisodeWorker:
         params = node_parameters("controller_node", args.params)
         self.rules = from_mapping(ChunkRules, params)
         self.runners: dict[int, object] = {}
+        self.check_period_s = _check_period_s(args)
         world = WorldConfig(hostname=hostname, image_size=cfg.encoder.image_shape[1], **world_overrides(args.world))
         self.sim = FreshWorld(world, from_mapping(ArmLimits, params))
 
@@ -274,8 +275,9 @@ class EpisodeWorker:
         if task.row not in self.runners:
             self.runners[task.row] = _runner(self.policy, self.schedules[task.row], args)
         runner = self.runners[task.row]
-        # sync: one inference per chunk; real time: one per observation, every dt
-        runner.pace(cfg.chunk_period_s if task.mode == "sync" else cfg.action_dt)
+        # sync: one inference per chunk; real time: one per observation, every dt. The guard checks as far
+        # apart in robot time as policy_node's (in sync at every inference, not every drift_check_every-th chunk)
+        runner.pace(cfg.chunk_period_s if task.mode == "sync" else cfg.action_dt, self.check_period_s)
         if task.mode == "sync":
             play = functools.partial(run_sync, rules=self.rules)
         else:
@@ -297,14 +299,31 @@ def make_worker(spec: dict, entries, policy, hostname: str) -> EpisodeWorker:
     return EpisodeWorker(spec, entries, policy, hostname)
 
 
+def _policy_params(args) -> dict:
+    """policy_node's section of --params, with the drift settings a caller overrides (`drift_overrides`)."""
+    from ..core.settings import node_parameters
+
+    return {**node_parameters("policy_node", args.params), **getattr(args, "drift_overrides", {})}
+
+
+def _check_period_s(args) -> float:
+    """Robot seconds between policy_node's shadow checks: drift_check_every inferences at rate_hz."""
+    from ..core.drift import DriftSettings
+    from ..core.runner import RATE_HZ
+    from ..core.settings import from_mapping
+
+    params = _policy_params(args)
+    return from_mapping(DriftSettings, params).drift_check_every / float(params.get("rate_hz", RATE_HZ))
+
+
 def _runner(policy, sched, args):
     """The runner of one row on --backend: with --drift, a cached schedule behind the drift guard (watching, or
     switching to policy_node's dense_schedule, both from --params)."""
     from ..core.drift import DriftSettings
     from ..core.runner import PolicyRunner
-    from ..core.settings import from_mapping, node_parameters
+    from ..core.settings import from_mapping
 
-    params = {**node_parameters("policy_node", args.params), **getattr(args, "drift_overrides", {})}
+    params = _policy_params(args)
     try:
         return PolicyRunner(policy, sched, args.backend, seed=args.seed, fixed_noise=args.fixed_noise,
                             drift=args.drift, dense_schedule=params.get("dense_schedule", ""),

@@ -131,6 +131,7 @@ def closed_loop(args, policy, path: str, sched) -> None:
     import functools
 
     from ..core.drift import DriftSettings, closed_loop_reference, shadow_reference
+    from ..core.runner import RATE_HZ
     from ..sim.workers import Task, run_tasks
     from .eval import make_worker
 
@@ -154,10 +155,12 @@ def closed_loop(args, policy, path: str, sched) -> None:
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
     sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop}
     sched.save(path)
-    d, ref, sync = DriftSettings(), shadow_reference(sched), loop["inference_period_s"]
-    h = {name: ref.threshold(d.drift_cusum_k, ref.stride(d.drift_check_every, period, sync), d.drift_false_alarm_rate)
-         for name, period in (("sync evaluation", sync), ("policy_node at 30 Hz", 1 / 30))}
+    d, ref = DriftSettings(), shadow_reference(sched)
+    # policy_node at its default rate, and bac eval in either mode, check every drift_check_every / RATE_HZ s
+    stride = ref.stride(d.drift_check_every, 1 / RATE_HZ, loop["inference_period_s"])
+    h = ref.threshold(d.drift_cusum_k, stride, d.drift_false_alarm_rate)
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
           f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); CUSUM threshold at the "
-          f"default settings (on the successful episodes): {', '.join(f'{k} {v:.2f}' for k, v in h.items())} -> {path}")
+          f"default settings (a check every {d.drift_check_every / RATE_HZ:.2f} s of robot time, on the successful "
+          f"episodes): {h:.2f} -> {path}")

@@ -25,11 +25,14 @@ h/2 -> warn; above h -> dense (run the dense schedule; watch only: would); a war
 at 0 (no flicker at the edge). h is set on the reference's closed-loop episodes so that at most
 `drift_false_alarm_rate` of them would raise an alarm with checks as far apart in robot time as the guard's
 (`GuardedInference.pace`: policy_node infers every 1/30 s, a sync evaluation once a chunk, so the same
-`drift_check_every` checks eight times as often on the robot); back to the fast schedule after
+`drift_check_every` checks eight times as often on the robot; `bac eval` spaces its checks as policy_node's in
+robot time) and never below what independent standard normal z would need (`normal_threshold`: a reference
+of a few dozen episodes does not show its own tail); back to the fast schedule after
 `drift_settle` checks in a row with z < k on the dense schedule (against its own reference).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -64,7 +67,7 @@ class DriftSettings:
 
 
 DEFAULT_THRESHOLD = 5.0  # h without closed-loop episodes (k = 0.5: ~460 in-control checks between alarms, normal z)
-MIN_THRESHOLD = 1.0
+NORMAL_DRAWS = 20000
 
 
 def cusum(z, k: float) -> np.ndarray:
@@ -108,13 +111,30 @@ class ShadowReference:
         return max(1, round(every * inference_period_s / (self.period_s or sync_period_s)))
 
     def threshold(self, k: float, every: int, rate: float) -> float:
-        """The lowest h (at least MIN_THRESHOLD) that at most `rate` of the reference episodes' sequences
-        exceed (an alarm is S > h)."""
+        """The lowest h that at most `rate` of the reference episodes' sequences exceed (an alarm is S > h),
+        and at least the h that standard normal z would need in sequences as long (`normal_threshold`)."""
         peaks = np.sort(self.peaks(k, every))
         if not peaks.size:
             return DEFAULT_THRESHOLD
         allowed = math.floor(rate * peaks.size + 1e-9)
-        return max(MIN_THRESHOLD, float(peaks[peaks.size - 1 - allowed]))
+        lengths = tuple(sorted(len(ep[p::every]) for ep in self.episodes for p in range(min(every, len(ep)))))
+        return max(float(peaks[peaks.size - 1 - allowed]), normal_threshold(k, lengths, rate))
+
+
+@functools.lru_cache(maxsize=64)
+def normal_threshold(k: float, lengths: tuple, rate: float) -> float:
+    """The h that at most `rate` of sequences of independent standard normal z (what the reference's
+    standardisation makes of data like its own), as long as `lengths`, exceed: the floor where the reference
+    has too few episodes to show its tail (27 sync episodes of 2-4 checks each had put h at 1.0, and 6 of 50
+    fresh episodes alarmed). Monte Carlo with a fixed seed, `NORMAL_DRAWS` sequences: the same h every time."""
+    rng = np.random.default_rng(0)
+    n = np.asarray(lengths)[rng.integers(len(lengths), size=NORMAL_DRAWS)]
+    z = rng.standard_normal((NORMAL_DRAWS, int(n.max())))
+    s, peak = np.zeros(NORMAL_DRAWS), np.zeros(NORMAL_DRAWS)
+    for i in range(z.shape[1]):
+        s = np.where(i < n, np.maximum(0.0, s + z[:, i] - k), s)
+        np.maximum(peak, s, out=peak)
+    return float(np.quantile(peak, 1.0 - rate))
 
 
 def shadow_reference(schedule) -> ShadowReference:
@@ -274,15 +294,17 @@ class GuardedInference:
         self.history: list[Check] = []
         self._pending = None
 
-    def pace(self, inference_period_s: float) -> None:
-        """The robot seconds between inferences (policy_node: 1 / rate_hz; sync evaluation: one chunk). h is
-        set on the reference episodes replayed at the checks' spacing in robot time, so that the
-        false-alarm rate holds per episode however often the guard checks: policy_node at 30 Hz checks
-        every 0.33 s, eight times as often as a sync evaluation, and would alarm far more often with a
-        threshold set for the latter."""
+    def pace(self, inference_period_s: float, check_period_s: float | None = None) -> None:
+        """The robot seconds between inferences (policy_node: 1 / rate_hz; sync evaluation: one chunk) and,
+        optionally, between checks (default: every `drift_check_every`-th inference; `bac eval` passes
+        policy_node's, drift_check_every / rate_hz, so that a sync evaluation checks as often in robot time
+        as the robot does). h is set on the reference episodes replayed at the checks' spacing in robot time,
+        so that the false-alarm rate holds per episode however often the guard checks."""
         s = self.guard.settings
+        self.every = (s.drift_check_every if check_period_s is None
+                      else max(1, round(check_period_s / inference_period_s)))
         ref = shadow_reference(self.fast.schedule)
-        self.stride = ref.stride(s.drift_check_every, inference_period_s, self._sync_period_s)
+        self.stride = ref.stride(self.every, inference_period_s, self._sync_period_s)
         self.threshold = s.drift_threshold or ref.threshold(s.drift_cusum_k, self.stride, s.drift_false_alarm_rate)
 
     def reset(self) -> None:
@@ -311,7 +333,7 @@ class GuardedInference:
     def __call__(self, image, state, noise):
         self.inferences += 1
         x, a = self.active(image, state, noise)
-        if self.inferences % self.guard.settings.drift_check_every == 1 % self.guard.settings.drift_check_every:
+        if self.inferences % self.every == 1 % self.every:
             self._pending = (self.active, self.active is self.dense, image, state, noise, x, self.active.reuse_error)
         return x, a
 

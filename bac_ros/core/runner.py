@@ -15,6 +15,7 @@ from .inference import Noise, build, draw_noise
 from .schedule import Schedule
 
 DRIFT_MODES = ("off", "watch", "guard")
+RATE_HZ = 30.0  # policy_node's default inference rate (its rate_hz); bac eval spaces the guard's checks by it
 BUILD_THREAD = "backend-build"  # nodes/runtime.py ends the process at shutdown rather than finalise around it
 
 
@@ -40,7 +41,7 @@ class PolicyRunner:
             raise ValueError(f"drift must be one of {DRIFT_MODES}, got {drift!r}")
         self.policy, self.schedule, self.fixed_noise = policy, schedule, fixed_noise
         self._spec = dict(drift=drift, dense=dense_schedule, settings=drift_settings, threads=threads,
-                          period=inference_period_s)
+                          period=inference_period_s, check_period=None)
         if schedule is not None and schedule.is_dynamic:  # teacache: no static graph, its own eager runtime
             backend = "eager"
         self.target, self.building = backend, False
@@ -55,8 +56,11 @@ class PolicyRunner:
     def _make(self, policy, backend: str):
         s, spec = self.schedule, self._spec
         if spec["drift"] != "off" and s is not None and not s.is_dynamic:
-            return guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
-                                     spec["threads"], spec["period"])
+            guarded = guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
+                                        spec["threads"], spec["period"])
+            if spec["check_period"] is not None:
+                guarded.pace(spec["period"] or policy.cfg.chunk_period_s, spec["check_period"])
+            return guarded
         if s is not None and s.is_dynamic:
             return _Dynamic(policy, s)
         return build(policy, s, backend, spec["threads"])
@@ -94,11 +98,12 @@ class PolicyRunner:
         if self.guard is not None:  # each episode's guard starts afresh, so episodes are measured alike
             self.guard.reset()
 
-    def pace(self, inference_period_s: float) -> None:
-        """The robot seconds between this runner's inferences from now on (the drift guard's threshold)."""
-        self._spec["period"] = inference_period_s
+    def pace(self, inference_period_s: float, check_period_s: float | None = None) -> None:
+        """The robot seconds between this runner's inferences from now on, and between the drift guard's
+        checks (default: every drift_check_every-th inference); they set the guard's threshold."""
+        self._spec.update(period=inference_period_s, check_period=check_period_s)
         if self.guard is not None:
-            self.guard.pace(inference_period_s)
+            self.guard.pace(inference_period_s, check_period_s)
 
     def noise(self) -> Noise:
         if self.fixed_noise:

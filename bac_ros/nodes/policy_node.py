@@ -19,7 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.drift import DriftSettings
 from ..core.inference import BACKENDS
-from ..core.runner import DRIFT_MODES
+from ..core.runner import DRIFT_MODES, RATE_HZ
 from ..core.images import to_policy_size
 from ..core.streaming import ObservationAligner
 from ..robot.kinematics import Kinematics
@@ -44,7 +44,7 @@ PARAMETERS = [
     Param("num_threads", 1, "torch and ONNX Runtime intra-op threads", (1, 256)),
     Param("image_topic", "camera/color/image_raw", "camera topic (sensor_msgs/Image)"),
     Param("joint_states_topic", "joint_states", "joint state topic (sensor_msgs/JointState)"),
-    Param("rate_hz", 30.0, "at most this many inferences a second (Hz)", (0.1, 1000.0)),
+    Param("rate_hz", RATE_HZ, "at most this many inferences a second (Hz)", (0.1, 1000.0)),
     Param("obs_tolerance_s", 0.03, "a camera frame and the nearest joint state further apart than this (s) are "
           "dropped", (0.0, 1.0)),
     Param("max_future_s", 0.25, "joint states and images stamped further ahead of the node's clock (s) are "

@@ -81,8 +81,26 @@ def test_guard_warns_switches_and_settles_back_with_hysteresis():
     assert g.state == "ok" and g.switches == 1
 
 
+def test_the_threshold_floor_is_what_standard_normal_checks_would_need():
+    from statistics import NormalDist
+
+    from bac_ros.core.drift import normal_threshold
+
+    norm = NormalDist()
+
+    # one check per episode: an alarm is z - k > h, so h = the normal quantile minus k (Monte Carlo, 20000 draws)
+    assert normal_threshold(0.5, (1,), 0.05) == pytest.approx(norm.inv_cdf(0.95) - 0.5, abs=0.03)
+    assert normal_threshold(0.5, (1,), 0.01) == pytest.approx(norm.inv_cdf(0.99) - 0.5, abs=0.05)
+    # fixed seed: the same h every time; more checks per episode or a lower rate: a higher h
+    assert normal_threshold.__wrapped__(0.5, (3, 4), 0.05) == normal_threshold(0.5, (3, 4), 0.05)
+    h = [normal_threshold(0.5, (n,), 0.05) for n in (1, 3, 10, 40)]
+    assert h == sorted(h) and h[-1] > 4.0
+    assert normal_threshold(0.5, (10,), 0.01) > h[2] and normal_threshold(1.0, (10,), 0.05) < h[2]
+
+
 def test_the_threshold_is_read_off_the_closed_loop_episodes():
-    from bac_ros.core.drift import DEFAULT_THRESHOLD, ShadowReference, closed_loop_reference, shadow_reference
+    from bac_ros.core.drift import (DEFAULT_THRESHOLD, ShadowReference, closed_loop_reference, normal_threshold,
+                                    shadow_reference)
 
     # ln deviations: mean 0, sd 1 by construction; one episode drifts up at its end
     calm = [[0.0, 1.0, -1.0, 0.0]] * 19
@@ -94,7 +112,8 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
     # a check every inference (k = 0.5): calm episodes peak at 0.5, the drifting one at 1.5 + 2.5 + 2.5 = 6.5
     peaks = ref.peaks(0.5, 1)
     assert sorted(peaks.tolist()) == pytest.approx([0.5] * 19 + [6.5], abs=1e-3)
-    assert ref.threshold(0.5, 1, 0.05) == pytest.approx(1.0)  # 19 of 20 at 0.5 (raised to the minimum, 1)
+    # 19 of 20 at 0.5: raised to what standard normal z would need in episodes of 4 checks
+    assert ref.threshold(0.5, 1, 0.05) == normal_threshold(0.5, (4,) * 20, 0.05) == pytest.approx(2.2, abs=0.1)
     assert ref.threshold(0.5, 1, 0.01) == pytest.approx(6.5, abs=1e-3)  # only the drifting episode's peak
     # a check every 2nd inference: each episode is seen twice (both phases)
     assert ref.peaks(0.5, 2).size == 40
@@ -117,30 +136,38 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
     assert failed["episodes_run"] == 20 and failed["episode_success"] == [True] * 19 + [False]
     s.calibration["shadow_closed_loop"] = {**failed, "log_mean": 0.0, "log_sd": 1.0}
     assert len(shadow_reference(s).episodes) == 19
-    assert shadow_reference(s).threshold(0.5, 1, 0.01) == pytest.approx(1.0)  # 0.5, raised to the minimum
+    assert shadow_reference(s).threshold(0.5, 1, 0.01) == normal_threshold(0.5, (4,) * 19, 0.01)  # 0.5, raised
     with pytest.raises(ValueError, match="one success flag"):
         closed_loop_reference([[1.0, 2.0]], [0], 0.25, [True, False])
 
 
-def test_the_guards_threshold_follows_how_often_it_checks_in_robot_time(tiny_policy):
+def test_the_guards_threshold_follows_how_often_it_checks_in_robot_time(tiny_policy, tiny_obs):
     cfg = tiny_policy.cfg
     sync = cfg.n_action_steps * cfg.action_dt
     s = _schedule(cfg, [0, 4, 7], ref=0.01)
-    # ln deviations with mean 0, sd 1: calm episodes with two consecutive spikes (z = 3) each
-    episodes = [[0.0] * 10 + [3.0, 3.0] + [0.0] * 28] * 20
+    # ln deviations with mean 0, sd 1: calm episodes with two consecutive spikes (z = 4) each
+    episodes = [[0.0] * 10 + [4.0, 4.0] + [0.0] * 28] * 20
     s.calibration["shadow_closed_loop"] = {"statistic": SHADOW_STATISTIC, "median": 1.0, "log_mean": 0.0,
                                            "log_sd": 1.0, "episodes": episodes, "inference_period_s": sync}
     fast = build(tiny_policy, s, monitor=True)
     settings = DriftSettings(drift_check_every=cfg.n_action_steps)
     guarded = GuardedInference(tiny_policy, fast, build(tiny_policy, None), None, DriftGuard(settings))
-    # checked once a chunk's worth of sync inferences: no phase sees both spikes, h = 3 - k
-    assert guarded.stride == cfg.n_action_steps and guarded.threshold == pytest.approx(2.5)
+    # checked once a chunk's worth of sync inferences: no phase sees both spikes, h = 4 - k
+    assert guarded.stride == cfg.n_action_steps and guarded.threshold == pytest.approx(3.5)
     # inferring every dt (policy_node), every n_action_steps-th is checked once per reference inference: the
     # checks meet both spikes, and h rises to what that spacing shows on the reference
     guarded.pace(cfg.action_dt)
-    assert guarded.stride == 1 and guarded.threshold == pytest.approx(5.0)
+    assert guarded.stride == 1 and guarded.threshold == pytest.approx(7.0)
     guarded.pace(sync)
-    assert guarded.threshold == pytest.approx(2.5)
+    assert guarded.every == cfg.n_action_steps and guarded.threshold == pytest.approx(3.5)
+    # sync inferences with checks spaced as policy_node's (bac eval): every inference is checked, as the
+    # robot's checks meet every reference inference, and h is the robot's
+    guarded.pace(sync, check_period_s=cfg.n_action_steps * cfg.action_dt)
+    assert guarded.every == 1 and guarded.stride == 1 and guarded.threshold == pytest.approx(7.0)
+    img, st = tiny_obs[0][:1], tiny_obs[1][:1]
+    for _ in range(3):
+        _run(guarded, tiny_policy, img, st)
+        assert guarded.settle() is not None
 
 
 def test_the_shadow_deviation_is_the_joint_targets_and_a_reference_says_what_it_measured():
