@@ -150,7 +150,7 @@ def test_the_guards_threshold_follows_how_often_it_checks_in_robot_time(tiny_pol
     s.calibration["shadow_closed_loop"] = {"statistic": SHADOW_STATISTIC, "median": 1.0, "log_mean": 0.0,
                                            "log_sd": 1.0, "episodes": episodes, "inference_period_s": sync}
     fast = build(tiny_policy, s, monitor=True)
-    settings = DriftSettings(drift_check_every=cfg.n_action_steps)
+    settings = DriftSettings(drift_check_every=cfg.n_action_steps, drift_false_alarm_rate=0.05)
     guarded = GuardedInference(tiny_policy, fast, build(tiny_policy, None), None, DriftGuard(settings))
     # checked once a chunk's worth of sync inferences: no phase sees both spikes, h = 4 - k
     assert guarded.stride == cfg.n_action_steps and guarded.threshold == pytest.approx(3.5)
