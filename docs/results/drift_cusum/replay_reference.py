@@ -1,4 +1,4 @@
-"""Replay `bac eval --drift watch` runs (their episodes.jsonl) against a schedule's reference: each check's
+"""Replay `bac eval --drift watch` runs (their episodes.jsonl, or the *_checks.json kept here) against a schedule's reference: each check's
 shadow deviation turned into z by that reference, the CUSUM restarted each episode, h at the default
 settings for a check at every sync inference (the spacing bac eval and policy_node share). Watch mode never
 changes the schedule, so this is what the run would have shown with that reference.
@@ -20,7 +20,10 @@ h = ref.threshold(s.drift_cusum_k, 1, s.drift_false_alarm_rate)
 loop = sched.calibration["shadow_closed_loop"]
 print(f"{args[0]} (rate {s.drift_false_alarm_rate}): {loop['episodes_run']} reference episodes ({len(ref.episodes)} solved), h {h:.2f}")
 for run in args[1:]:
-    eps = [json.loads(line) for line in open(f"{run}/episodes.jsonl").read().splitlines()[1:]]
+    if run.endswith(".json"):
+        eps = [{**e, "drift": [{"deviation": d} for d in e["deviation"]]} for e in json.load(open(run))]
+    else:
+        eps = [json.loads(line) for line in open(f"{run}/episodes.jsonl").read().splitlines()[1:]]
     alarms = {True: [], False: []}
     for e in eps:
         g = DriftGuard(s)
@@ -28,6 +31,6 @@ for run in args[1:]:
         if first:
             alarms[bool(e["success"])].append(first)
     solved = sum(bool(e["success"]) for e in eps)
-    print(f"  {run.rstrip('/').split('/')[-1]}: {len(eps)} episodes ({solved} solved); alarmed in "
+    print(f"  {run.rstrip('/').split('/')[-1].removesuffix('_checks.json')}: {len(eps)} episodes ({solved} solved); alarmed in "
           f"{len(alarms[True]) + len(alarms[False])} ({len(alarms[True])} solved), at checks "
           f"{sorted(alarms[True] + alarms[False])}")
