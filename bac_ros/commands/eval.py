@@ -264,7 +264,8 @@ class EpisodeWorker:
         params = node_parameters("controller_node", args.params)
         self.rules = from_mapping(ChunkRules, params)
         self.runners: dict[int, object] = {}
-        self.check_period_s = _check_period_s(args)
+        self.policy_params = _policy_params(args)
+        self.check_period_s = _check_period_s(self.policy_params)
         world = WorldConfig(hostname=hostname, image_size=cfg.encoder.image_shape[1], **world_overrides(args.world))
         self.sim = FreshWorld(world, from_mapping(ArmLimits, params))
 
@@ -273,7 +274,7 @@ class EpisodeWorker:
 
         args, cfg = self.args, self.policy.cfg
         if task.row not in self.runners:
-            self.runners[task.row] = _runner(self.policy, self.schedules[task.row], args)
+            self.runners[task.row] = _runner(self.policy, self.schedules[task.row], args, self.policy_params)
         runner = self.runners[task.row]
         # sync: one inference per chunk; real time: one per observation, every dt. The guard checks as far
         # apart in robot time as policy_node's (in sync at every inference, not every drift_check_every-th chunk)
@@ -306,24 +307,23 @@ def _policy_params(args) -> dict:
     return {**node_parameters("policy_node", args.params), **getattr(args, "drift_overrides", {})}
 
 
-def _check_period_s(args) -> float:
-    """Robot seconds between policy_node's shadow checks: drift_check_every inferences at rate_hz."""
+def _check_period_s(params: dict) -> float:
+    """Robot seconds between policy_node's shadow checks (`_policy_params`): drift_check_every inferences at
+    rate_hz."""
     from ..core.drift import DriftSettings
     from ..core.runner import RATE_HZ
     from ..core.settings import from_mapping
 
-    params = _policy_params(args)
     return from_mapping(DriftSettings, params).drift_check_every / float(params.get("rate_hz", RATE_HZ))
 
 
-def _runner(policy, sched, args):
+def _runner(policy, sched, args, params: dict):
     """The runner of one row on --backend: with --drift, a cached schedule behind the drift guard (watching, or
-    switching to policy_node's dense_schedule, both from --params)."""
+    switching to policy_node's dense_schedule; `params`: policy_node's, `_policy_params`)."""
     from ..core.drift import DriftSettings
     from ..core.runner import PolicyRunner
     from ..core.settings import from_mapping
 
-    params = _policy_params(args)
     try:
         return PolicyRunner(policy, sched, args.backend, seed=args.seed, fixed_noise=args.fixed_noise,
                             drift=args.drift, dense_schedule=params.get("dense_schedule", ""),

@@ -279,7 +279,7 @@ class GuardedInference:
     the state are kept, the schedule stays."""
 
     def __init__(self, policy, fast, full, dense=None, guard: DriftGuard | None = None,
-                 inference_period_s: float | None = None):
+                 inference_period_s: float | None = None, check_period_s: float | None = None):
         if policy.cfg.sampler.type != "ddim":
             raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
                              f"{policy.cfg.sampler.type}")
@@ -290,7 +290,7 @@ class GuardedInference:
         self.guard = guard or DriftGuard()
         # closed-loop references without a recorded period were sync episodes: one inference per chunk
         self._sync_period_s = policy.cfg.chunk_period_s
-        self.pace(inference_period_s or self._sync_period_s)
+        self.pace(inference_period_s or self._sync_period_s, check_period_s)
         self.active = fast
         self.inferences = 0
         self.history: list[Check] = []
@@ -372,8 +372,8 @@ def shadow_deviation(cached: torch.Tensor, full: torch.Tensor) -> float:
 
 
 def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
-                      backend: str = "eager", threads: int = 1,
-                      inference_period_s: float | None = None) -> GuardedInference:
+                      backend: str = "eager", threads: int = 1, inference_period_s: float | None = None,
+                      check_period_s: float | None = None) -> GuardedInference:
     """`schedule`'s inference behind the drift guard: `watch` (the dense schedule never runs) or `guard`
     (`dense`: a cached schedule's name or path, as `find_schedule` reads it), on `backend`. ValueError
     (ScheduleError included) naming what is missing."""
@@ -392,7 +392,7 @@ def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", se
     return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),
                             build(policy, None, backend, threads),
                             None if dense_schedule is None else build(policy, dense_schedule, backend, threads, monitor),
-                            DriftGuard(settings), inference_period_s)
+                            DriftGuard(settings), inference_period_s, check_period_s)
 
 
 @torch.inference_mode()

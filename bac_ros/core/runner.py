@@ -56,11 +56,8 @@ class PolicyRunner:
     def _make(self, policy, backend: str):
         s, spec = self.schedule, self._spec
         if spec["drift"] != "off" and s is not None and not s.is_dynamic:
-            guarded = guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
-                                        spec["threads"], spec["period"])
-            if spec["check_period"] is not None:
-                guarded.pace(spec["period"] or policy.cfg.chunk_period_s, spec["check_period"])
-            return guarded
+            return guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
+                                     spec["threads"], spec["period"], spec["check_period"])
         if s is not None and s.is_dynamic:
             return _Dynamic(policy, s)
         return build(policy, s, backend, spec["threads"])

@@ -105,16 +105,19 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
 def test_the_drift_guard_checks_as_far_apart_in_robot_time_as_policy_nodes(tmp_path):
     import argparse
 
-    from bac_ros.commands.eval import _check_period_s
+    from bac_ros.commands.eval import _check_period_s, _policy_params
+
+    def period(args):
+        return _check_period_s(_policy_params(args))
 
     # the package's parameters: policy_node's defaults, a check every 10th inference at 30 Hz
-    assert _check_period_s(argparse.Namespace(params=None)) == pytest.approx(1 / 3)
+    assert period(argparse.Namespace(params=None)) == pytest.approx(1 / 3)
     params = tmp_path / "lab.yaml"
     params.write_text(yaml.safe_dump({"policy_node": {"ros__parameters": {"rate_hz": 15.0, "drift_check_every": 5}}}))
-    assert _check_period_s(argparse.Namespace(params=str(params))) == pytest.approx(1 / 3)
+    assert period(argparse.Namespace(params=str(params))) == pytest.approx(1 / 3)
     # bac schedule's closed-loop reference: a check at every inference
     args = argparse.Namespace(params=None, drift_overrides={"drift_check_every": 1})
-    assert _check_period_s(args) == pytest.approx(1 / 30)
+    assert period(args) == pytest.approx(1 / 30)
 
 
 def test_what_would_settle_a_comparison_by_hand():

@@ -136,7 +136,9 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
     assert failed["episodes_run"] == 20 and failed["episode_success"] == [True] * 19 + [False]
     s.calibration["shadow_closed_loop"] = {**failed, "log_mean": 0.0, "log_sd": 1.0}
     assert len(shadow_reference(s).episodes) == 19
-    assert shadow_reference(s).threshold(0.5, 1, 0.01) == normal_threshold(0.5, (4,) * 19, 0.01)  # 0.5, raised
+    # 0.5, raised to the normal floor for episodes of 4 checks at 1 %
+    assert shadow_reference(s).threshold(0.5, 1, 0.01) == normal_threshold(0.5, (4,) * 19, 0.01)
+    assert normal_threshold(0.5, (4,) * 19, 0.01) == pytest.approx(3.2, abs=0.1)
     with pytest.raises(ValueError, match="one success flag"):
         closed_loop_reference([[1.0, 2.0]], [0], 0.25, [True, False])
 
