@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -279,6 +280,8 @@ class EpisodeWorker:
         # sync: one inference per chunk; real time: one per observation, every dt. The guard checks as far
         # apart in robot time as policy_node's (in sync at every inference, not every drift_check_every-th chunk)
         runner.pace(cfg.chunk_period_s if task.mode == "sync" else cfg.action_dt, self.check_period_s)
+        if runner.guard is not None:  # a reference being measured keeps the encoder's features of each check
+            runner.guard.record_features = bool(getattr(args, "drift_features", False))
         if task.mode == "sync":
             play = functools.partial(run_sync, rules=self.rules)
         else:
@@ -349,6 +352,10 @@ def _drift_fields(drift: list[list[dict]]) -> dict:
             "drift_alarm_episodes": sum(any(c["state"] == "dense" for c in ep) for ep in drift),
             "drift_first_alarm_check": [next((i + 1 for i, c in enumerate(ep) if c["state"] == "dense"), None)
                                         for ep in drift],
+            # which CUSUM raised each episode's first alarm (shadow | observation; None: no alarm)
+            "drift_first_alarm_signal": [next((c.get("alarm") for c in ep if c.get("alarm")), None) for ep in drift],
+            "drift_observation_z_median": median([c["observation_z"] for c in flat
+                                                  if math.isfinite(c.get("observation_z", math.nan))]),
             "drift_checks_per_episode": [len(ep) for ep in drift]}
 
 

@@ -106,6 +106,7 @@ def add_reference(args) -> int:
         cal = sched.calibration or {}
         if "shadow_closed_loop" in cal and (args.closed_loop > 0 or not current(cal["shadow_closed_loop"])):
             del cal["shadow_closed_loop"]  # measured again below, or measured on another statistic
+            cal.pop("observation_closed_loop", None)  # measured on the same episodes
             sched.save(path)
             if args.closed_loop <= 0:
                 print(f"{path}: its closed-loop reference was measured on another statistic and is dropped; "
@@ -130,8 +131,10 @@ def closed_loop(args, policy, path: str, sched) -> None:
     calibration world run by the schedule, its shadow deviation at every inference, written into the file."""
     import functools
 
-    from ..core.drift import DriftSettings, closed_loop_reference, shadow_reference
+    from ..core.drift import (DriftSettings, closed_loop_reference, observation_closed_loop, observation_reference,
+                              shadow_reference)
     from ..core.runner import RATE_HZ
+    from ..core.settings import from_mapping, node_parameters
     from ..sim.workers import Task, run_tasks
     from .eval import make_worker
 
@@ -139,12 +142,13 @@ def closed_loop(args, policy, path: str, sched) -> None:
     spec = {"config": args.config, "checkpoint": args.checkpoint, "seed": args.seed, "threads": args.threads,
             "device": args.device, "params": args.params, "world": [], "backend": "eager", "fixed_noise": False,
             "drift": "watch", "commit_steps": None, "latency_ms": None, "max_time": args.max_time,
-            "drift_overrides": {"drift_check_every": 1}}
+            "drift_overrides": {"drift_check_every": 1}, "drift_features": True}
     entries = [(sched.method, sched.num_updates, str(Path(path).resolve()))]
     make = functools.partial(make_worker, spec, entries, policy if args.workers <= 1 else None)
-    deviations, solved = {}, {}
+    deviations, features, solved = {}, {}, {}
     for task, result in run_tasks([Task("sync", 0, s) for s in seeds], make, args.workers, args.hostname):
         deviations[task.seed] = [c["deviation"] for c in result["drift"]]
+        features[task.seed] = [c["features"] for c in result["drift"]]
         solved[task.seed] = bool(result["success"])
         print(f"  {sched.label} seed {task.seed}: {'success' if result['success'] else 'fail'}, "
               f"{len(deviations[task.seed])} checks", file=sys.stderr, flush=True)
@@ -152,15 +156,22 @@ def closed_loop(args, policy, path: str, sched) -> None:
                                  [solved[s] for s in seeds])
     successes = sum(solved.values())
     loop["success"] = successes / len(seeds)
+    observed = observation_closed_loop([features[s] for s in seeds], seeds, policy.cfg.chunk_period_s,
+                                       [solved[s] for s in seeds])
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
-    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop}
+    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": observed}
     sched.save(path)
-    d, ref = DriftSettings(), shadow_reference(sched)
-    # policy_node at its default rate, and bac eval in either mode, check every drift_check_every / RATE_HZ s
-    stride = ref.stride(d.drift_check_every, 1 / RATE_HZ, loop["inference_period_s"])
-    h = ref.threshold(d.drift_cusum_k, stride, d.drift_false_alarm_rate)
+    params = node_parameters("policy_node", args.params)
+    d, rate_hz = from_mapping(DriftSettings, params), float(params.get("rate_hz", RATE_HZ))
+    # policy_node, and bac eval in either mode, check every drift_check_every / rate_hz s; each signal's h at
+    # half the rate (two CUSUMs)
+    h = [ref.threshold(d.drift_cusum_k, ref.stride(d.drift_check_every, 1 / rate_hz, loop["inference_period_s"]),
+                       d.drift_false_alarm_rate / 2)
+         for ref in (shadow_reference(sched), observation_reference(sched).signal)]
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
-          f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); CUSUM threshold at the "
-          f"default settings (a check every {d.drift_check_every / RATE_HZ:.2f} s of robot time, on the successful "
-          f"episodes): {h:.2f} -> {path}")
+          f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); observation distance ln sd "
+          f"{observed['log_sd']:.2f} (scored on {observed['folds']} folds of episodes); CUSUM thresholds at the "
+          f"settings of {args.params or 'config/grasp.yaml'} (a check every {d.drift_check_every / rate_hz:.2f} s of "
+          f"robot time, on the successful "
+          f"episodes): shadow {h[0]:.2f}, observation {h[1]:.2f} -> {path}")

@@ -12,23 +12,32 @@ Two signals, each divided by its value on the calibration observations (stored i
   new output and what the cache had been adding in its place (copy or forecast), averaged over one
   inference. Measured on shifted worlds it barely moved (docs/drift.md), so it does not drive the guard.
 
+- `observation distance` (the guard's second signal, nearly free): at the same checks, the squared Mahalanobis
+  distance of the observation encoder's output (image features and normalised joint state: what the denoiser
+  is conditioned on) from the closed-loop reference's observations. It says the robot sees what calibration
+  never showed (a moved camera, another cube) before the cache's error grows.
+
 The check is `GuardedInference`'s, over whole inferences of any backend (`core.inference`); the reuse error
 is measured on the eager backend only.
 
-Reference (`ShadowReference`): ln(shadow deviation) on the policy's own closed-loop observations of the
+Reference (`SignalReference`): ln(shadow deviation) on the policy's own closed-loop observations of the
 calibration world, run by the schedule itself (`bac schedule --reference FILE --closed-loop N`: the
 robot's observations lie further from the demonstrations than the demonstrations do, so a reference from
-demonstrations alone cries wolf); without one, a log-normal read off the demonstration statistics.
+demonstrations alone cries wolf); without one, a log-normal read off the demonstration statistics. The
+observations of those episodes give the observation distance's reference (`observation_reference`): their
+mean and whitening, and ln(distance) of each check scored by episode folds (a distance from statistics fitted
+on the same observations is too small by what they overfit).
 
-Policy (`DriftGuard`): a one-sided CUSUM on z = (ln deviation - mean) / sd: S <- max(0, S + z - k). S above
-h/2 -> warn; above h -> dense (run the dense schedule; watch only: would); a warning ends only when S is back
+Policy (`DriftGuard`): a one-sided CUSUM per signal on z = (ln value - mean) / sd: S <- max(0, S + z - k). Either
+S above its h/2 -> warn; above its h -> dense (run the dense schedule; watch only: would); a warning ends only when S is back
 at 0 (no flicker at the edge). h is set on the reference's closed-loop episodes so that at most
 `drift_false_alarm_rate` of them would raise an alarm with checks as far apart in robot time as the guard's
 (`GuardedInference.pace`: policy_node infers every 1/30 s, a sync evaluation once a chunk, so the same
 `drift_check_every` checks eight times as often on the robot; `bac eval` spaces its checks as policy_node's in
 robot time) and never below what independent standard normal z would need (`normal_threshold`: a reference
-of a few dozen episodes does not show its own tail); back to the fast schedule after
-`drift_settle` checks in a row with z < k on the dense schedule (against its own reference).
+of a few dozen episodes does not show its own tail); with both signals each h takes half the rate. Back to the
+fast schedule after `drift_settle` checks in a row with both z < k on the dense schedule (the shadow deviation
+against the dense schedule's own reference, the observations against the fast one's: the world's).
 """
 from __future__ import annotations
 
@@ -46,6 +55,10 @@ STATES = ("ok", "warn", "dense")
 ARM_DIMS = 7  # the action's joint targets; dim 7, the gripper command, is left out of the shadow deviation
 # what `shadow_deviation` measures, stored with every reference so that one measured otherwise is refused
 SHADOW_STATISTIC = "arm-mse"
+OBSERVATION_STATISTIC = "encoder-mahalanobis"
+OBSERVATION_FOLDS = 5  # the reference's own distances are scored on episodes left out of the fit (5 folds)
+OBSERVATION_SHRINK = 1e-3  # correlation shrunk this far toward the identity: invertible on few episodes
+SIGNALS = ("shadow", "observation")
 
 
 @dataclass
@@ -53,16 +66,19 @@ class DriftSettings:
     """The guard's settings (ROS parameters of policy_node under the same names)."""
     drift_check_every: int = setting(10, "every this many inferences, one is re-run at full precision (the "
                                      "shadow check)", 1, 100000)
-    drift_cusum_k: float = setting(0.5, "the CUSUM's allowance, in reference standard deviations of ln(shadow "
-                                   "deviation): a check adds z - k", 0.0, 10.0)
+    drift_cusum_k: float = setting(0.5, "the CUSUMs' allowance, in reference standard deviations of ln(shadow "
+                                   "deviation) and ln(observation distance): a check adds z - k", 0.0, 10.0)
     drift_false_alarm_rate: float = setting(0.01, "share of the reference's solved closed-loop episodes allowed "
                                             "an alarm; sets the threshold h. Fresh episodes alarm more often than "
                                             "the reference they were not part of: 0.01 gave 2 alarms in 83 solved "
                                             "fresh episodes of the calibration world (docs/drift.md)", 0.001, 0.5)
-    drift_threshold: float = setting(0.0, "the CUSUM's alarm threshold h; 0: the one drift_false_alarm_rate "
+    drift_threshold: float = setting(0.0, "the CUSUMs' alarm threshold h; 0: the one drift_false_alarm_rate "
                                      "gives on the schedule's reference", 0.0, 1000.0)
     drift_settle: int = setting(5, "checks in a row with z < k on the dense schedule before the fast one "
                                 "returns", 1, 100000)
+    drift_signals: str = setting("shadow,observation", "what the guard watches: the shadow deviation, and the "
+                                 "observation distance where the schedule has its reference (a rig whose camera "
+                                 "moves by design may leave it out)", choices=("shadow", "shadow,observation"))
 
     def __post_init__(self):
         check_ranges(self)
@@ -82,11 +98,11 @@ def cusum(z, k: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ShadowReference:
-    """What a schedule's shadow deviation looks like on data like its reference's: ln(deviation) ~ log_mean ±
-    log_sd; `episodes`: ln(deviation) at every inference of each closed-loop reference episode the schedule
-    solved (h is set on them: an alarm in an episode it is failing is no false alarm), empty for a reference
-    from demonstrations; `period_s`: robot seconds between those inferences (0: not recorded)."""
+class SignalReference:
+    """What one of the guard's signals looks like on data like its reference's: ln(value) ~ log_mean ± log_sd;
+    `episodes`: ln(value) at every inference of each closed-loop reference episode the schedule solved (h is
+    set on them: an alarm in an episode it is failing is no false alarm), empty for a reference from
+    demonstrations; `period_s`: robot seconds between those inferences (0: not recorded)."""
     median: float
     log_mean: float
     log_sd: float
@@ -139,7 +155,7 @@ def normal_threshold(k: float, lengths: tuple, rate: float) -> float:
     return float(np.quantile(peak, 1.0 - rate))
 
 
-def shadow_reference(schedule) -> ShadowReference:
+def shadow_reference(schedule) -> SignalReference:
     """The schedule's shadow-deviation reference: the closed-loop one if it has it, else one read off the
     demonstration statistics (median, p95: a log-normal's sd = ln(p95 / median) / 1.645); ValueError if none."""
     cal = (schedule.calibration or {}) if schedule is not None else {}
@@ -148,31 +164,117 @@ def shadow_reference(schedule) -> ShadowReference:
         _same_statistic(schedule, loop, "shadow_closed_loop")
         episodes = loop.get("episodes", ())
         solved = loop.get("episode_success") or [True] * len(episodes)
-        return ShadowReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3), "closed loop",
+        return SignalReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3), "closed loop",
                                tuple(tuple(e) for e, ok in zip(episodes, solved) if ok),
                                loop.get("inference_period_s", 0.0))
     median = reference(schedule)
     p95 = float((cal.get("shadow_deviation") or {}).get("p95") or median)
     sd = max(math.log(max(p95, median) / median) / 1.645, 0.1)
-    return ShadowReference(median, math.log(median), sd, "demonstrations")
+    return SignalReference(median, math.log(median), sd, "demonstrations")
 
 
 def closed_loop_reference(deviations: list[list[float]], seeds: list[int], period_s: float,
                           success: list[bool] | None = None) -> dict:
     """`calibration.shadow_closed_loop` from the shadow deviation at every inference of closed-loop episodes,
     `period_s` robot seconds apart; `success` per episode (default: all solved)."""
-    success = [True] * len(deviations) if success is None else list(success)
-    if len(success) != len(deviations):
-        raise ValueError("one success flag per episode")
-    success = [bool(ok) for ep, ok in zip(deviations, success) if ep]
+    success = _success(deviations, success)
     logs = [[math.log(max(d, 1e-30)) for d in ep] for ep in deviations if ep]
+    return {"statistic": SHADOW_STATISTIC, **_log_stats(logs, "shadow checks"), "episodes_run": len(logs),
+            "seeds": list(seeds), "inference_period_s": float(period_s), "episode_success": success}
+
+
+def _success(episodes: list, success: list[bool] | None) -> list[bool]:
+    success = [True] * len(episodes) if success is None else list(success)
+    if len(success) != len(episodes):
+        raise ValueError("one success flag per episode")
+    return [bool(ok) for ep, ok in zip(episodes, success) if len(ep)]
+
+
+def _log_stats(logs: list[list[float]], what: str) -> dict:
+    """A reference's fields from ln(value) per check per episode: median (of the values), log_mean, log_sd,
+    checks, episodes (rounded)."""
     flat = np.asarray([v for ep in logs for v in ep])
     if flat.size < 2:
-        raise ValueError("a closed-loop reference needs at least two shadow checks")
-    return {"statistic": SHADOW_STATISTIC, "median": float(np.exp(np.median(flat))), "log_mean": float(flat.mean()),
-            "log_sd": float(flat.std(ddof=1)), "checks": int(flat.size), "episodes_run": len(logs),
+        raise ValueError(f"a closed-loop reference needs at least two {what}")
+    return {"median": float(np.exp(np.median(flat))), "log_mean": float(flat.mean()),
+            "log_sd": float(flat.std(ddof=1)), "checks": int(flat.size),
+            "episodes": [[round(float(v), 4) for v in ep] for ep in logs]}
+
+
+def observation_features(policy, image: torch.Tensor, state: torch.Tensor) -> np.ndarray:
+    """What the denoiser is conditioned on, flat: the observation encoder's output for one observation (image
+    features and normalised joint state of each observed step)."""
+    with torch.inference_mode():
+        return policy.encode_obs(image.to(policy.device), state.to(policy.device)).reshape(-1).double().cpu().numpy()
+
+
+def _fit_whitening(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, W) with |W (f - mean)|^2 the squared Mahalanobis distance under the features' covariance, its
+    correlation shrunk by `OBSERVATION_SHRINK` toward the identity (invertible, whatever each feature's scale)."""
+    mean, sd = features.mean(0), features.std(0, ddof=1) + 1e-9
+    corr = np.atleast_2d(np.corrcoef(((features - mean) / sd).T)) if features.shape[1] > 1 else np.ones((1, 1))
+    corr = (1 - OBSERVATION_SHRINK) * np.nan_to_num(corr) + OBSERVATION_SHRINK * np.eye(len(corr))
+    return mean, np.linalg.cholesky(np.linalg.inv(corr)).T / sd
+
+
+def _distances(features: np.ndarray, mean: np.ndarray, whitening: np.ndarray) -> np.ndarray:
+    return (((np.atleast_2d(features) - mean) @ whitening.T) ** 2).sum(1)
+
+
+def observation_closed_loop(features: list[list[list[float]]], seeds: list[int], period_s: float,
+                            success: list[bool] | None = None) -> dict:
+    """`calibration.observation_closed_loop` from the encoder's features at every check of closed-loop episodes
+    (`observation_features`): their mean and whitening, and ln(squared Mahalanobis distance) of each check,
+    scored against a fit on the other folds' episodes (`OBSERVATION_FOLDS`): what fresh episodes will show."""
+    success = _success(features, success)
+    eps = [np.asarray(ep, float) for ep in features if len(ep)]
+    if len(eps) < 2:
+        raise ValueError("the observation reference needs at least two episodes (one to score on the other)")
+    folds = min(OBSERVATION_FOLDS, len(eps))
+    logs = []
+    for i, ep in enumerate(eps):
+        mean, w = _fit_whitening(np.concatenate([e for j, e in enumerate(eps) if j % folds != i % folds]))
+        logs.append(np.log(np.maximum(_distances(ep, mean, w), 1e-30)).tolist())
+    mean, w = _fit_whitening(np.concatenate(eps))
+    return {"statistic": OBSERVATION_STATISTIC, **_log_stats(logs, "checks"), "episodes_run": len(eps),
             "seeds": list(seeds), "inference_period_s": float(period_s), "episode_success": success,
-            "episodes": [[round(v, 4) for v in ep] for ep in logs]}
+            "folds": folds, "shrink": OBSERVATION_SHRINK, "mean": _significant(mean),
+            "whitening": [_significant(row) for row in w]}
+
+
+def _significant(values) -> list[float]:
+    return [float(f"{v:.6g}") for v in values]  # a schedule file of readable size; distances move < 1e-5
+
+
+@dataclass(frozen=True)
+class ObservationReference:
+    """The observation distance's reference (`observation_closed_loop`): `distance(features)` and the ln
+    distances' `signal`."""
+    mean: np.ndarray
+    whitening: np.ndarray
+    signal: SignalReference
+
+    def distance(self, features: np.ndarray) -> float:
+        if features.shape != self.mean.shape:
+            raise ValueError(f"observation features of size {features.size}, the reference has {self.mean.size}: "
+                             "measured with another observation encoder")
+        return float(_distances(features, self.mean, self.whitening)[0])
+
+
+def observation_reference(schedule) -> ObservationReference | None:
+    """The schedule's observation-distance reference, or None (measured before it existed: the guard watches
+    the shadow deviation only)."""
+    loop = ((schedule.calibration or {}).get("observation_closed_loop") if schedule is not None else None)
+    if not loop:
+        return None
+    if loop.get("statistic") != OBSERVATION_STATISTIC:
+        raise ValueError(f"schedule {_name(schedule)}: calibration.observation_closed_loop was measured on "
+                         f"{loop.get('statistic')!r}, not {OBSERVATION_STATISTIC}")
+    solved = loop.get("episode_success") or [True] * len(loop["episodes"])
+    return ObservationReference(np.asarray(loop["mean"], float), np.asarray(loop["whitening"], float),
+                                SignalReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3),
+                                                "closed loop", tuple(tuple(e) for e, ok in zip(loop["episodes"], solved)
+                                                                     if ok), loop.get("inference_period_s", 0.0)))
 
 
 def reference(schedule, key: str = "shadow_deviation") -> float:
@@ -221,7 +323,7 @@ class ReuseErrorMeter:
 
 
 class DriftGuard:
-    """Turns the shadow checks into a state: ok | warn | dense (see module docstring)."""
+    """Turns the checks' z into a state: ok | warn | dense, a CUSUM per signal (see module docstring)."""
 
     def __init__(self, settings: DriftSettings | None = None):
         self.settings = settings or DriftSettings()
@@ -229,40 +331,64 @@ class DriftGuard:
         self.reset()
 
     def reset(self) -> None:
-        """A fresh start (an evaluation episode): state ok, the CUSUM at 0."""
+        """A fresh start (an evaluation episode): state ok, the CUSUMs at 0."""
         self.state = "ok"
-        self.cusum = 0.0
+        self.sums = dict.fromkeys(SIGNALS, 0.0)
         self._calm = 0
-        self.last_z = self.last_ratio = float("nan")
-        self.threshold = float("nan")
+        self.last = dict.fromkeys(SIGNALS, float("nan"))
+        self.last_ratio = float("nan")
+        self.thresholds = dict.fromkeys(SIGNALS, float("nan"))
+        self.alarm_signal = ""  # the signal whose CUSUM raised the last alarm
 
-    def observe(self, z: float, threshold: float) -> str:
-        """One check's z (against the schedule that ran) -> the state from here on."""
-        if not np.isfinite(z):
+    @property
+    def cusum(self) -> float:
+        return self.sums["shadow"]
+
+    @property
+    def threshold(self) -> float:
+        return self.thresholds["shadow"]
+
+    @property
+    def last_z(self) -> float:
+        return self.last["shadow"]
+
+    def observe(self, z: float, threshold: float, observation_z: float = float("nan"),
+                observation_threshold: float = float("inf")) -> str:
+        """One check's z of each signal (the shadow deviation against the schedule that ran; nan: not measured)
+        and their thresholds -> the state from here on."""
+        zs = {"shadow": z, "observation": observation_z}
+        measured = {k: v for k, v in zs.items() if np.isfinite(v)}
+        if not measured:
             return self.state
         s = self.settings
-        self.last_z, self.threshold = z, threshold
+        self.last.update(zs)
+        self.thresholds.update(shadow=threshold, observation=observation_threshold)
         if self.state == "dense":
-            self._calm = self._calm + 1 if z < s.drift_cusum_k else 0
+            self._calm = self._calm + 1 if all(v < s.drift_cusum_k for v in measured.values()) else 0
             if self._calm >= s.drift_settle:
-                self.state, self._calm, self.cusum = "ok", 0, 0.0
+                self.state, self._calm = "ok", 0
+                self.sums = dict.fromkeys(SIGNALS, 0.0)
             return self.state
-        self.cusum = max(0.0, self.cusum + z - s.drift_cusum_k)
-        if self.cusum > threshold:
-            self.state, self._calm = "dense", 0
+        for k, v in measured.items():
+            self.sums[k] = max(0.0, self.sums[k] + v - s.drift_cusum_k)
+        over = [k for k in SIGNALS if self.sums[k] > self.thresholds[k]]
+        if over:
+            self.state, self._calm, self.alarm_signal = "dense", 0, over[0]
             self.switches += 1
-            self.cusum = 0.0  # the dense schedule's checks count calm ones from here
-        elif self.cusum > threshold / 2:
+            self.sums = dict.fromkeys(SIGNALS, 0.0)  # the dense schedule's checks count calm ones from here
+        elif any(self.sums[k] > self.thresholds[k] / 2 for k in SIGNALS):
             self.state = "warn"
-        elif self.cusum == 0.0:
+        elif all(v == 0.0 for v in self.sums.values()):
             self.state = "ok"  # a warning ends only at 0: hysteresis
         return self.state
 
 
 @dataclass(frozen=True)
 class Check:
-    """One shadow check: which schedule ran, its shadow ratio (deviation / the reference's median) and
-    reuse-error ratio, the guard's state after; the deviation, its z and the CUSUM after."""
+    """One check: which schedule ran, its shadow ratio (deviation / the reference's median) and reuse-error
+    ratio, the guard's state after; the deviation, its z and the CUSUM after; the observation distance, its z
+    and CUSUM (nan without an observation reference); the signal that raised an alarm here ("" if none);
+    the encoder's features when recorded (`GuardedInference.record_features`: a reference being measured)."""
     dense: bool
     ratio: float
     reuse: float
@@ -270,6 +396,11 @@ class Check:
     deviation: float = float("nan")
     z: float = float("nan")
     cusum: float = float("nan")
+    distance: float = float("nan")
+    observation_z: float = float("nan")
+    observation_cusum: float = float("nan")
+    alarm: str = ""
+    features: tuple | None = None
 
 
 class GuardedInference:
@@ -283,11 +414,15 @@ class GuardedInference:
         if policy.cfg.sampler.type != "ddim":
             raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
                              f"{policy.cfg.sampler.type}")
-        self.fast, self.full, self.dense = fast, full, dense
+        self.policy, self.fast, self.full, self.dense = policy, fast, full, dense
         for i in (fast, dense):  # what the guard compares with: say now if a schedule lacks it
             if i is not None:
                 shadow_reference(i.schedule), reference(i.schedule, "reuse_error")
         self.guard = guard or DriftGuard()
+        # the world's observations, whichever schedule runs: the fast schedule's reference
+        self.observed = (observation_reference(fast.schedule)
+                         if "observation" in self.guard.settings.drift_signals else None)
+        self.record_features = False
         # closed-loop references without a recorded period were sync episodes: one inference per chunk
         self._sync_period_s = policy.cfg.chunk_period_s
         self.pace(inference_period_s or self._sync_period_s, check_period_s)
@@ -306,8 +441,14 @@ class GuardedInference:
         self.every = (s.drift_check_every if check_period_s is None
                       else max(1, round(check_period_s / inference_period_s)))
         ref = shadow_reference(self.fast.schedule)
+        rate = s.drift_false_alarm_rate / (2 if self.observed is not None else 1)
         self.stride = ref.stride(self.every, inference_period_s, self._sync_period_s)
-        self.threshold = s.drift_threshold or ref.threshold(s.drift_cusum_k, self.stride, s.drift_false_alarm_rate)
+        self.threshold = s.drift_threshold or ref.threshold(s.drift_cusum_k, self.stride, rate)
+        self.observation_threshold = float("inf")
+        if self.observed is not None:
+            obs = self.observed.signal
+            self.observation_threshold = s.drift_threshold or obs.threshold(
+                s.drift_cusum_k, obs.stride(self.every, inference_period_s, self._sync_period_s), rate)
 
     def reset(self) -> None:
         """A new episode (evaluation): the guard at ok on the fast schedule; the history stays."""
@@ -354,9 +495,17 @@ class GuardedInference:
         ref, reuse_ref = shadow_reference(ran.schedule), reference(ran.schedule, "reuse_error")
         deviation = shadow_deviation(x, full)
         z = ref.z(deviation)
+        features = (observation_features(self.policy, image, state)
+                    if self.observed is not None or self.record_features else None)
+        distance = self.observed.distance(features) if self.observed is not None else float("nan")
+        obs_z = self.observed.signal.z(distance) if self.observed is not None else float("nan")
         self.guard.last_ratio = deviation / ref.median
-        state_ = self.guard.observe(z, self.threshold)
-        check = Check(dense, deviation / ref.median, reuse / reuse_ref, state_, deviation, z, self.guard.cusum)
+        before = self.guard.switches
+        state_ = self.guard.observe(z, self.threshold, obs_z, self.observation_threshold)
+        g = self.guard
+        check = Check(dense, deviation / ref.median, reuse / reuse_ref, state_, deviation, z, g.cusum, distance,
+                      obs_z, g.sums["observation"], g.alarm_signal if g.switches > before else "",
+                      tuple(round(float(v), 5) for v in features) if self.record_features else None)
         self.history.append(check)
         if self.dense is not None:
             self.active = self.dense if state_ == "dense" else self.fast

@@ -176,9 +176,14 @@ class PolicyNode(Node):
                       "dense": f"running {guarded.dense.label}" if guarded.dense is not None else
                       "would switch to a dense schedule (watch only)"}[state]
             g = guarded.guard
-            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} (CUSUM "
-                                f"{check.cusum:.1f}, alarm at {g.threshold:.1f}; shadow check {check.ratio:.2f}x "
-                                f"its reference median): {action}", "info" if state == "ok" else "warn")
+            why = {"observation": f"observation distance z {check.observation_z:.2f}, its CUSUM past "
+                                  f"{guarded.observation_threshold:.1f}",
+                   "shadow": f"shadow CUSUM past {guarded.threshold:.1f}"}.get(check.alarm, (
+                       f"CUSUM shadow {g.sums['shadow']:.1f} of {guarded.threshold:.1f}, observation "
+                       f"{g.sums['observation']:.1f} of {guarded.observation_threshold:.1f}"))
+            self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} ({why}; shadow "
+                                f"check {check.ratio:.2f}x its reference median): {action}",
+                                "info" if state == "ok" else "warn")
             self._drift_state = state
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -320,6 +325,9 @@ class PolicyNode(Node):
         reuse = guarded.history[-1].reuse if guarded.history else float("nan")
         return {"drift_state": g.state, "drift_cusum": f"{g.cusum:.3f}", "drift_threshold": f"{guarded.threshold:.3f}",
                 "drift_z_last": f"{g.last_z:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
+                "drift_observation_cusum": f"{g.sums['observation']:.3f}",
+                "drift_observation_threshold": f"{guarded.observation_threshold:.3f}",
+                "drift_observation_z_last": f"{g.last['observation']:.3f}", "drift_alarm_signal": g.alarm_signal,
                 "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(guarded.history)),
                 "drift_switches": str(g.switches), "drift_watching": str(self.drift_watching).lower(),
                 "schedule_active": guarded.label}

@@ -1,6 +1,7 @@
 """`bac eval`: paired tables across runs, episodes on two workers, an interrupted run resumed."""
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -69,7 +70,8 @@ def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own_episodes(tmp_path):
     from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.drift import SHADOW_STATISTIC, DriftSettings, shadow_reference
+    from bac_ros.core.drift import (OBSERVATION_STATISTIC, SHADOW_STATISTIC, DriftSettings, observation_reference,
+                                    shadow_reference)
     from bac_ros.core.schedule import Schedule
 
     cfg = tmp_path / "tiny.yaml"
@@ -92,6 +94,13 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
     assert loop["statistic"] == sched.calibration["shadow_deviation"]["statistic"] == SHADOW_STATISTIC
     tiny = PolicyConfig.load(str(cfg))
     assert loop["inference_period_s"] == pytest.approx(tiny.n_action_steps * tiny.action_dt)  # sync episodes
+    # the same checks' observations: the encoder's features, each episode scored against the other's fit
+    obs = sched.calibration["observation_closed_loop"]
+    assert obs["statistic"] == OBSERVATION_STATISTIC and obs["folds"] == 2 and obs["seeds"] == loop["seeds"]
+    assert [len(e) for e in obs["episodes"]] == [len(e) for e in loop["episodes"]]
+    width = tiny.n_obs_steps * (tiny.encoder.image_feature_dim + tiny.encoder.state_dim)
+    assert len(obs["mean"]) == width and np.asarray(obs["whitening"]).shape == (width, width)
+    assert observation_reference(sched).signal.log_sd > 0
     # a reference measured on another statistic: refused by the guard, dropped (closed loop) or re-measured
     del loop["statistic"], sched.calibration["shadow_deviation"]["statistic"]
     sched.save(path)
@@ -100,6 +109,7 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
     assert main(["schedule", *common, "--reference", str(path)]) == 0
     again = Schedule.load(path, tiny).calibration
     assert "shadow_closed_loop" not in again and again["shadow_deviation"]["statistic"] == SHADOW_STATISTIC
+    assert "observation_closed_loop" not in again  # measured on the same episodes: dropped with them
 
 
 def test_the_drift_guard_checks_as_far_apart_in_robot_time_as_policy_nodes(tmp_path):
@@ -143,3 +153,19 @@ def test_episodes_through_a_local_ray(tmp_path):
     assert row["ray"] and row["episodes"] == 2 and row["seed_list"] == [0, 1]
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()[1:]]
     assert sorted(e["seed"] for e in episodes) == [0, 1] and all(e["chunks"] >= 1 for e in episodes)
+
+
+def test_a_rows_drift_fields_say_which_signal_raised_each_episodes_alarm():
+    from bac_ros.commands.eval import _drift_fields
+
+    def check(state, alarm="", obs_z=float("nan"), dense=False):
+        return {"dense": dense, "ratio": 1.0, "reuse": 1.0, "state": state, "observation_z": obs_z, "alarm": alarm}
+
+    drift = [[check("ok", obs_z=0.0), check("warn", obs_z=2.0), check("dense", "observation", 3.0)],
+             [check("ok"), check("dense", "shadow"), check("dense", dense=True)],
+             [check("ok", obs_z=1.0)]]
+    f = _drift_fields(drift)
+    assert f["drift_alarm_episodes"] == 2 and f["drift_first_alarm_check"] == [3, 2, None]
+    assert f["drift_first_alarm_signal"] == ["observation", "shadow", None]
+    assert f["drift_observation_z_median"] == 1.5  # of the measured ones: 0, 2, 3, 1
+    assert f["dense_share"] == pytest.approx(1 / 7) and f["drift_checks_per_episode"] == [3, 3, 1]

@@ -99,7 +99,7 @@ def test_the_threshold_floor_is_what_standard_normal_checks_would_need():
 
 
 def test_the_threshold_is_read_off_the_closed_loop_episodes():
-    from bac_ros.core.drift import (DEFAULT_THRESHOLD, ShadowReference, closed_loop_reference, normal_threshold,
+    from bac_ros.core.drift import (DEFAULT_THRESHOLD, SignalReference, closed_loop_reference, normal_threshold,
                                     shadow_reference)
 
     # ln deviations: mean 0, sd 1 by construction; one episode drifts up at its end
@@ -108,7 +108,7 @@ def test_the_threshold_is_read_off_the_closed_loop_episodes():
                                  list(range(20)), 0.25)
     assert loop["checks"] == 80 and loop["episodes_run"] == 20 and len(loop["episodes"]) == 20
     assert loop["inference_period_s"] == 0.25
-    ref = ShadowReference(loop["median"], 0.0, 1.0, "closed loop", tuple(tuple(e) for e in loop["episodes"]), 0.25)
+    ref = SignalReference(loop["median"], 0.0, 1.0, "closed loop", tuple(tuple(e) for e in loop["episodes"]), 0.25)
     # a check every inference (k = 0.5): calm episodes peak at 0.5, the drifting one at 1.5 + 2.5 + 2.5 = 6.5
     peaks = ref.peaks(0.5, 1)
     assert sorted(peaks.tolist()) == pytest.approx([0.5] * 19 + [6.5], abs=1e-3)
@@ -194,6 +194,8 @@ def test_guard_settings_are_validated():
         DriftSettings(drift_false_alarm_rate=0.9)
     with pytest.raises(ValueError, match="drift_check_every"):
         DriftSettings(drift_check_every=0)
+    with pytest.raises(ValueError, match="drift_signals must be one of shadow, shadow,observation"):
+        DriftSettings(drift_signals="observation")  # the shadow deviation is what says the cache went wrong
 
 
 def _run(inference, policy, img, st, seed=0):
@@ -308,3 +310,84 @@ def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_infere
     assert runner.guard._pending is None and len(runner.guard.history) == 1  # controller plays no policy)
     assert (runner.guard.guard.state, runner.guard.guard.cusum) == (state, cusum)
     assert PolicyRunner(tiny_policy, None).settle() is None  # no guard: nothing to run
+
+
+def test_the_observation_distance_is_a_mahalanobis_distance_scored_on_episodes_left_out():
+    from bac_ros.core.drift import OBSERVATION_STATISTIC, observation_closed_loop, observation_reference
+
+    rng = np.random.default_rng(0)
+    scale = np.array([1.0, 10.0, 0.1, 1.0])  # features of very different spreads: whitened, each counts alike
+    calm = [(rng.standard_normal((30, 4)) * scale).tolist() for _ in range(10)]
+    loop = observation_closed_loop(calm, list(range(10)), 0.25)
+    assert loop["statistic"] == OBSERVATION_STATISTIC and loop["folds"] == 5 and loop["checks"] == 300
+    s = _schedule(tiny_config(), [0, 4], ref=0.01)
+    s.calibration["observation_closed_loop"] = loop
+    obs = observation_reference(s)
+    assert obs.distance(np.asarray(loop["mean"])) == pytest.approx(0.0, abs=1e-12)
+    # one standard deviation along any feature is a squared distance of about 1, whatever its scale
+    for i in range(4):
+        assert obs.distance(np.asarray(loop["mean"]) + np.eye(4)[i] * scale[i]) == pytest.approx(1.0, rel=0.2)
+    # scored on episodes left out of the fit: larger than the fit's own distances (which overfit), and z ~ 0
+    inside = [np.log(obs.distance(np.asarray(f))) for ep in calm for f in ep]
+    assert loop["log_mean"] > np.mean(inside)
+    fresh = rng.standard_normal((200, 4)) * scale
+    z = [obs.signal.z(obs.distance(f)) for f in fresh]
+    assert abs(np.mean(z)) < 0.25
+    # a moved camera: every feature half a standard deviation off -> z well above the CUSUM's allowance
+    assert np.mean([obs.signal.z(obs.distance(f + 0.5 * scale * 3)) for f in fresh]) > 1.0
+    with pytest.raises(ValueError, match="another observation encoder"):
+        obs.distance(np.zeros(5))
+    with pytest.raises(ValueError, match="two episodes"):
+        observation_closed_loop(calm[:1], [0], 0.25)
+    s.calibration["observation_closed_loop"] = {**loop, "statistic": "pixels"}
+    with pytest.raises(ValueError, match="observation_closed_loop was measured on 'pixels'"):
+        observation_reference(s)
+    del s.calibration["observation_closed_loop"]
+    assert observation_reference(s) is None  # measured before it existed: the shadow deviation alone
+
+
+def test_either_signal_raises_the_alarm_and_both_must_be_calm_to_settle():
+    g = DriftGuard(DriftSettings(drift_cusum_k=0.5, drift_settle=2))
+    h = 4.0
+    # the shadow deviation calm, the observations far off: the observation CUSUM alarms alone
+    assert [g.observe(0.0, h, 3.0, h) for _ in range(2)] == ["warn", "dense"]  # S_obs 2.5 > h / 2, then 5 > h
+    assert g.alarm_signal == "observation" and g.switches == 1
+    # on the dense schedule: both calm for drift_settle checks in a row; the observations alone keep it dense
+    assert [g.observe(0.0, h, 1.0, h) for _ in range(3)] == ["dense"] * 3
+    assert [g.observe(0.0, h, 0.0, h), g.observe(float("nan"), h, 0.0, h)] == ["dense", "ok"]
+    assert g.sums == {"shadow": 0.0, "observation": 0.0}
+    # the shadow deviation raises it as before; no observation reference (nan) changes nothing
+    assert [g.observe(z, h) for z in (3.0, 3.0)] == ["warn", "dense"] and g.alarm_signal == "shadow"
+    assert g.observe(float("nan"), h) == "dense"  # nothing measured: nothing changes
+
+
+def test_the_guard_measures_the_observation_distance_at_each_check(tiny_policy, tiny_obs):
+    from bac_ros.core.drift import observation_closed_loop, observation_features
+
+    cfg = tiny_policy.cfg
+    img, st = tiny_obs[0], tiny_obs[1]
+    # the reference: the tiny policy's features of its own observations, 2 per episode
+    feats = [observation_features(tiny_policy, img[i:i + 1], st[i:i + 1]).tolist() for i in range(img.shape[0])]
+    assert len(feats[0]) == cfg.n_obs_steps * (cfg.encoder.image_feature_dim + cfg.encoder.state_dim)
+    s = _schedule(cfg, [0, 4, 7], ref=1e-3)
+    s.calibration["observation_closed_loop"] = observation_closed_loop(
+        [feats[i:i + 2] for i in range(0, len(feats) - 1, 2)], [0], 0.25)
+    settings = DriftSettings(drift_check_every=1)
+    watch = GuardedInference(tiny_policy, build(tiny_policy, s, monitor=True), build(tiny_policy, None), None,
+                             DriftGuard(settings))
+    # two signals, each at half the false-alarm rate
+    assert watch.observed is not None and np.isfinite(watch.observation_threshold)
+    shadow_only = GuardedInference(tiny_policy, build(tiny_policy, s, monitor=True), build(tiny_policy, None), None,
+                                   DriftGuard(dataclasses.replace(settings, drift_signals="shadow")))
+    assert shadow_only.observed is None and shadow_only.observation_threshold == float("inf")
+    for guarded in (watch, shadow_only):
+        _run(guarded, tiny_policy, img[:1], st[:1])
+        guarded.settle()
+    check, alone = watch.history[0], shadow_only.history[0]
+    assert check.distance == pytest.approx(watch.observed.distance(np.asarray(feats[0])), rel=1e-6)
+    assert check.observation_z == pytest.approx(watch.observed.signal.z(check.distance))
+    assert check.observation_cusum == watch.guard.sums["observation"] and check.features is None
+    assert np.isnan(alone.distance) and alone.deviation == check.deviation  # the shadow check is the same
+    watch.record_features = True  # a reference being measured: the features of each check are kept
+    _run(watch, tiny_policy, img[:1], st[:1])
+    assert watch.settle().features == pytest.approx(feats[0], abs=1e-4)

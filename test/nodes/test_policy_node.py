@@ -1,5 +1,6 @@
 """policy_node as a process."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -101,6 +102,9 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         assert float(checked["drift_ratio_last"]) > 0
         # the statistic, its threshold (the shipped schedule's closed-loop reference) and the state
         assert float(checked["drift_cusum"]) >= 0 and float(checked["drift_threshold"]) >= 1.0
+        # the observation distance beside it (the shipped schedule carries its reference)
+        assert float(checked["drift_observation_threshold"]) >= 1.0
+        assert math.isfinite(float(checked["drift_observation_z_last"]))
         assert checked["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
 
         controller("ready")  # homing, a reset, the world between episodes: chunks go on, checks do not
