@@ -68,7 +68,7 @@ def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own_episodes(tmp_path):
+def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own_episodes(tmp_path, capsys):
     from bac_ros.core.config import PolicyConfig
     from bac_ros.core.drift import (OBSERVATION_STATISTIC, SHADOW_STATISTIC, DriftSettings, observation_reference,
                                     shadow_reference)
@@ -80,8 +80,12 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
     assert main(["schedule", *common, "--method", "uniform", "--num-updates", "3", "--observations", "2",
                  "--out-dir", str(tmp_path)]) == 0
     path = tmp_path / "uniform_s3.json"
+    lab = tmp_path / "lab.yaml"  # h is printed for the parameters the robot will run with
+    lab.write_text(yaml.safe_dump({"policy_node": {"ros__parameters": {"rate_hz": 15.0, "drift_check_every": 3}}}))
+    capsys.readouterr()
     assert main(["schedule", *common, "--reference", str(path), "--closed-loop", "2", "--max-time", "0.6",
-                 "--hostname", "127.0.0.66"]) == 0
+                 "--hostname", "127.0.0.66", "--params", str(lab)]) == 0
+    assert f"settings of {lab} (a check every 0.20 s of robot time" in capsys.readouterr().out
     sched = Schedule.load(path, PolicyConfig.load(str(cfg)))
     loop = sched.calibration["shadow_closed_loop"]
     assert loop["seeds"] == [400000, 400001] and loop["episodes_run"] == 2
