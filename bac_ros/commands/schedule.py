@@ -131,8 +131,8 @@ def closed_loop(args, policy, path: str, sched) -> None:
     calibration world run by the schedule, its shadow deviation at every inference, written into the file."""
     import functools
 
-    from ..core.drift import (DriftSettings, closed_loop_reference, observation_closed_loop, observation_reference,
-                              shadow_reference)
+    from ..core.drift import (DriftSettings, closed_loop_reference, guard_thresholds, observation_closed_loop,
+                              observation_reference, shadow_reference)
     from ..core.runner import RATE_HZ
     from ..core.settings import from_mapping, node_parameters
     from ..sim.workers import Task, run_tasks
@@ -156,22 +156,22 @@ def closed_loop(args, policy, path: str, sched) -> None:
                                  [solved[s] for s in seeds])
     successes = sum(solved.values())
     loop["success"] = successes / len(seeds)
-    observed = observation_closed_loop([features[s] for s in seeds], seeds, policy.cfg.chunk_period_s,
-                                       [solved[s] for s in seeds])
+    seen = observation_closed_loop([features[s] for s in seeds], seeds, policy.cfg.chunk_period_s,
+                                   [solved[s] for s in seeds])
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
-    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": observed}
+    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": seen}
     sched.save(path)
     params = node_parameters("policy_node", args.params)
     d, rate_hz = from_mapping(DriftSettings, params), float(params.get("rate_hz", RATE_HZ))
     # policy_node, and bac eval in either mode, check every drift_check_every / rate_hz s; each signal's h at
     # half the rate (two CUSUMs)
-    h = [ref.threshold(d.drift_cusum_k, ref.stride(d.drift_check_every, 1 / rate_hz, loop["inference_period_s"]),
-                       d.drift_false_alarm_rate / 2)
-         for ref in (shadow_reference(sched), observation_reference(sched).signal)]
+    observed = observation_reference(sched).signal if "observation" in d.drift_signals else None
+    h = guard_thresholds(d, shadow_reference(sched), observed, d.drift_check_every, 1 / rate_hz,
+                         loop["inference_period_s"])
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
           f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); observation distance ln sd "
-          f"{observed['log_sd']:.2f} (scored on {observed['folds']} folds of episodes); CUSUM thresholds at the "
+          f"{seen['log_sd']:.2f} (scored on {seen['folds']} folds of episodes); CUSUM thresholds at the "
           f"settings of {args.params or 'config/grasp.yaml'} (a check every {d.drift_check_every / rate_hz:.2f} s of "
           f"robot time, on the successful "
-          f"episodes): shadow {h[0]:.2f}, observation {h[1]:.2f} -> {path}")
+          f"episodes): shadow {h[0]:.2f}, observation {f'{h[1]:.2f}' if observed else 'off (drift_signals)'} -> {path}")

@@ -163,15 +163,35 @@ def shadow_reference(schedule) -> SignalReference:
     loop = cal.get("shadow_closed_loop")
     if loop:
         _same_statistic(schedule, loop, "shadow_closed_loop")
-        episodes = loop.get("episodes", ())
-        solved = loop.get("episode_success") or [True] * len(episodes)
-        return SignalReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3), "closed loop",
-                               tuple(tuple(e) for e, ok in zip(episodes, solved) if ok),
-                               loop.get("inference_period_s", 0.0))
+        return _closed_loop_signal(loop)
     median = reference(schedule)
     p95 = float((cal.get("shadow_deviation") or {}).get("p95") or median)
     sd = max(math.log(max(p95, median) / median) / 1.645, 0.1)
     return SignalReference(median, math.log(median), sd, "demonstrations")
+
+
+def _closed_loop_signal(loop: dict) -> SignalReference:
+    """A signal's reference from its closed-loop section (`closed_loop_reference`, `observation_closed_loop`):
+    h is read off the episodes the schedule solved."""
+    episodes = loop.get("episodes", ())
+    solved = loop.get("episode_success") or [True] * len(episodes)
+    return SignalReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3), "closed loop",
+                           tuple(tuple(e) for e, ok in zip(episodes, solved) if ok), loop.get("inference_period_s", 0.0))
+
+
+def guard_thresholds(settings: DriftSettings, shadow: SignalReference, observed: SignalReference | None, every: int,
+                     inference_period_s: float, sync_period_s: float) -> tuple[float, float, int]:
+    """(the shadow deviation's h, the observation distance's h (inf without its reference), the shadow
+    reference's inferences between checks) for a guard that checks every `every`-th inference,
+    `inference_period_s` robot seconds apart: each h read off its reference at the checks' spacing, at half
+    the false-alarm rate when both signals watch; `drift_threshold`, if set, for both."""
+    s = settings
+    rate = s.drift_false_alarm_rate / (2 if observed is not None else 1)
+    stride = shadow.stride(every, inference_period_s, sync_period_s)
+    h = s.drift_threshold or shadow.threshold(s.drift_cusum_k, stride, rate)
+    h_observed = math.inf if observed is None else s.drift_threshold or observed.threshold(
+        s.drift_cusum_k, observed.stride(every, inference_period_s, sync_period_s), rate)
+    return h, h_observed, stride
 
 
 def closed_loop_reference(deviations: list[list[float]], seeds: list[int], period_s: float,
@@ -271,11 +291,8 @@ def observation_reference(schedule) -> ObservationReference | None:
     if loop.get("statistic") != OBSERVATION_STATISTIC:
         raise ValueError(f"schedule {_name(schedule)}: calibration.observation_closed_loop was measured on "
                          f"{loop.get('statistic')!r}, not {OBSERVATION_STATISTIC}")
-    solved = loop.get("episode_success") or [True] * len(loop["episodes"])
     return ObservationReference(np.asarray(loop["mean"], float), np.asarray(loop["whitening"], float),
-                                SignalReference(loop["median"], loop["log_mean"], max(loop["log_sd"], 1e-3),
-                                                "closed loop", tuple(tuple(e) for e, ok in zip(loop["episodes"], solved)
-                                                                     if ok), loop.get("inference_period_s", 0.0)))
+                                _closed_loop_signal(loop))
 
 
 def reference(schedule, key: str = "shadow_deviation") -> float:
@@ -416,9 +433,10 @@ class GuardedInference:
             raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
                              f"{policy.cfg.sampler.type}")
         self.policy, self.fast, self.full, self.dense = policy, fast, full, dense
+        self._cache: dict[int, tuple] = {}  # id(schedule) -> (schedule, its references)
         for i in (fast, dense):  # what the guard compares with: say now if a schedule lacks it
             if i is not None:
-                shadow_reference(i.schedule), reference(i.schedule, "reuse_error")
+                self._references(i.schedule)
         self.guard = guard or DriftGuard()
         # the world's observations, whichever schedule runs: the fast schedule's reference
         self.observed = (observation_reference(fast.schedule)
@@ -441,15 +459,16 @@ class GuardedInference:
         s = self.guard.settings
         self.every = (s.drift_check_every if check_period_s is None
                       else max(1, round(check_period_s / inference_period_s)))
-        ref = shadow_reference(self.fast.schedule)
-        rate = s.drift_false_alarm_rate / (2 if self.observed is not None else 1)
-        self.stride = ref.stride(self.every, inference_period_s, self._sync_period_s)
-        self.threshold = s.drift_threshold or ref.threshold(s.drift_cusum_k, self.stride, rate)
-        self.observation_threshold = float("inf")
-        if self.observed is not None:
-            obs = self.observed.signal
-            self.observation_threshold = s.drift_threshold or obs.threshold(
-                s.drift_cusum_k, obs.stride(self.every, inference_period_s, self._sync_period_s), rate)
+        self.threshold, self.observation_threshold, self.stride = guard_thresholds(
+            s, self._references(self.fast.schedule)[0], self.observed.signal if self.observed is not None else None,
+            self.every, inference_period_s, self._sync_period_s)
+
+    def _references(self, schedule) -> tuple[SignalReference, float]:
+        """The schedule's shadow-deviation reference and reuse-error reference, read once (not at every check)."""
+        key = id(schedule)
+        if key not in self._cache:
+            self._cache[key] = (schedule, (shadow_reference(schedule), reference(schedule, "reuse_error")))
+        return self._cache[key][1]
 
     def reset(self) -> None:
         """A new episode (evaluation): the guard at ok on the fast schedule; the history stays."""
@@ -493,7 +512,7 @@ class GuardedInference:
         ran, dense, image, state, noise, x, reuse = self._pending
         self._pending = None
         full, _ = self.full(image, state, noise)
-        ref, reuse_ref = shadow_reference(ran.schedule), reference(ran.schedule, "reuse_error")
+        ref, reuse_ref = self._references(ran.schedule)
         deviation = shadow_deviation(x, full)
         z = ref.z(deviation)
         features = (observation_features(self.policy, image, state)

@@ -380,6 +380,7 @@ def test_the_guard_measures_the_observation_distance_at_each_check(tiny_policy, 
     shadow_only = GuardedInference(tiny_policy, build(tiny_policy, s, monitor=True), build(tiny_policy, None), None,
                                    DriftGuard(dataclasses.replace(settings, drift_signals="shadow")))
     assert shadow_only.observed is None and shadow_only.observation_threshold == float("inf")
+    assert watch.threshold >= shadow_only.threshold  # half the rate for the shadow deviation: h no lower
     for guarded in (watch, shadow_only):
         _run(guarded, tiny_policy, img[:1], st[:1])
         guarded.settle()

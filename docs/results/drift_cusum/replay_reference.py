@@ -9,7 +9,7 @@ import math
 import sys
 
 from bac_ros.core.config import PolicyConfig
-from bac_ros.core.drift import DriftGuard, DriftSettings, observation_reference, shadow_reference
+from bac_ros.core.drift import DriftGuard, DriftSettings, guard_thresholds, observation_reference, shadow_reference
 from bac_ros.core.schedule import Schedule
 
 args = sys.argv[1:]
@@ -19,10 +19,9 @@ args = [a for a in args if a not in ("--rate", "--shadow-only")]
 sched = Schedule.load(args[0], PolicyConfig.load("cpu"))
 ref, obs = shadow_reference(sched), None if shadow_only else observation_reference(sched)
 s = DriftSettings() if rate is None else DriftSettings(drift_false_alarm_rate=rate)
-share = s.drift_false_alarm_rate / (2 if obs is not None else 1)
-h = ref.threshold(s.drift_cusum_k, 1, share)
-h_obs = obs.signal.threshold(s.drift_cusum_k, 1, share) if obs is not None else math.inf
 loop = sched.calibration["shadow_closed_loop"]
+period = loop["inference_period_s"]  # a check at every reference inference, as in the runs replayed
+h, h_obs, _ = guard_thresholds(s, ref, obs.signal if obs is not None else None, 1, period, period)
 print(f"{args[0]} (rate {s.drift_false_alarm_rate}): {loop['episodes_run']} reference episodes ({len(ref.episodes)} solved), "
       f"h {h:.2f}" + (f", observation h {h_obs:.2f}" if obs is not None else ""))
 for run in args[1:]:
