@@ -39,10 +39,12 @@ from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 from .senders import Pending, SenderIdentity
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
+from .runtime import (LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background,
+                      start_native_thread, steady_timer)
 
 REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")
+CONNECTOR_JOIN_S = 3.0  # at shutdown, for an attempt to connect to end (franky's own timeouts can be longer)
 TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
 
 PARAMETERS = [
@@ -103,7 +105,8 @@ class ControllerNode(Node):
         self._played = None  # the chunk whose first command was reported
         self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
         self._source_since = 0.0
-        self._closing = threading.Event()
+        self._closing = threading.Event()  # set at shutdown: connect attempts end
+        self._shut_down = False
         self._pending = Pending()  # chunks from publishers discovery has not named yet
 
     def _create_interfaces(self) -> None:
@@ -142,9 +145,7 @@ class ControllerNode(Node):
 
     # ---- connection and faults -----------------------------------------------------------------------
     def _connect_in_background(self, deadline: float | None) -> threading.Thread:
-        t = threading.Thread(target=self._connect_loop, args=(deadline,), daemon=True, name="connect")
-        t.start()
-        return t
+        return start_native_thread(self._connect_loop, "connect", deadline)
 
     def _connect_loop(self, deadline: float | None) -> None:
         """Connect with back-off (0.25 s doubling to 5 s). `deadline` (start-up only): then give up, exit 2."""
@@ -153,6 +154,8 @@ class ControllerNode(Node):
             try:
                 arm = FR3Arm(self.robot_ip, **self._arm_args).start()
             except Exception as e:  # noqa: BLE001 - franky raises several types; all mean "not yet"
+                if self._closing.is_set():
+                    return
                 if deadline is not None and time.monotonic() > deadline:
                     self.exit_error = (
                         f"no FR3 at {self.robot_ip} within {self.params.connect_timeout_s:.0f} s (last error: {e}). Check "
@@ -165,6 +168,9 @@ class ControllerNode(Node):
                 self._closing.wait(delay)
                 delay = min(2 * delay, 5.0)
                 continue
+            if self._closing.is_set():  # connected while shutting down: nobody will drive it
+                arm.stop()
+                return
             with self._arm_lock:
                 self.arm = arm
             with self._lock:
@@ -189,7 +195,7 @@ class ControllerNode(Node):
         if gone:
             arm, self.arm = self.arm, None
             if arm is not None:  # its threads may block on the dead link: stop it aside
-                threading.Thread(target=arm.stop, daemon=True, name="drop-arm").start()
+                start_native_thread(arm.stop, "drop-arm")
             if self._connector is None or not self._connector.is_alive():  # one reconnect thread at a time
                 self._connector = self._connect_in_background(deadline=None)
         self._publish_state()
@@ -410,7 +416,13 @@ class ControllerNode(Node):
                                           level))
 
     def shutdown(self) -> None:
+        """Stop connecting, the side node and the arm (holding it first). Once: later calls do nothing."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self._closing.set()
+        if self._connector is not None:  # it may be inside franky: the process must not end around it
+            self._connector.join(CONNECTOR_JOIN_S)
         self._stop_side()
         self._side.destroy_node()
         arm, self.arm = self.arm, None

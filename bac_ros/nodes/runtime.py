@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from typing import Callable
 
@@ -204,12 +205,26 @@ def run_node(make: Callable[[], Node], name: str, args=None,
     return _exit(2 if error else 0)
 
 
+_NATIVE_THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+def start_native_thread(target: Callable, name: str, *args) -> threading.Thread:
+    """Start a daemon thread that may be inside native code (franky connecting, an arm's links closing) when
+    the process ends; `run_node` then ends the process with its exit code rather than finalise around it."""
+    thread = threading.Thread(target=target, args=args, daemon=True, name=name)
+    _NATIVE_THREADS.add(thread)
+    thread.start()
+    return thread
+
+
 def _exit(code: int) -> int:
     """`code`, or the process ended now with it when a thread of ours is still inside native code (torch's
-    exporter building a backend cannot be stopped): finalising the interpreter around such a thread aborts
-    the process ("terminate called without an active exception", exit -6) after a clean shutdown."""
+    exporter building a backend cannot be stopped; franky connecting): finalising the interpreter around such
+    a thread aborts the process after a clean shutdown ("terminate called without an active exception", exit
+    -6; once -11 in CI, controller_node retrying an absent robot)."""
     runner = sys.modules.get("bac_ros.core.runner")  # loaded only where a policy runs
-    if runner is not None and any(t.name == runner.BUILD_THREAD and t.is_alive() for t in threading.enumerate()):
+    building = runner is not None and any(t.name == runner.BUILD_THREAD and t.is_alive() for t in threading.enumerate())
+    if building or any(t.is_alive() for t in list(_NATIVE_THREADS)):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -74,3 +74,28 @@ def test_one_fault_starts_at_most_one_reconnect_thread(controller):
         controller.arm, controller.state = type("Gone", (), {"stop": lambda self: None})(), "running"
         controller._fault(RuntimeError("UDP receive: Timeout"), "control")
     assert len(started) == 1 and controller.state == "faulted" and "robot lost" in controller.reason
+
+
+
+def test_shutdown_waits_for_the_connect_attempt(controller, monkeypatch):
+    """The process must not end around a thread inside franky (CI: exit -11 on SIGINT while it retried)."""
+    import bac_ros.nodes.controller_node as module
+
+    controller._closing.set()  # the start-up connect loop ends
+    controller._connector.join(10)
+    controller._closing.clear()
+    attempts = []
+
+    def slow_arm(*a, **k):  # an attempt still inside the connect call when shutdown begins
+        attempts.append(time.monotonic())
+        time.sleep(1.0)
+        raise RuntimeError("Connection to FCI refused")
+
+    monkeypatch.setattr(module, "FR3Arm", slow_arm)
+    controller._connector = controller._connect_in_background(deadline=None)
+    while not attempts:
+        time.sleep(0.01)
+    controller.shutdown()
+    assert not controller._connector.is_alive()
+    assert len(attempts) == 1  # no retry once shutting down
+    controller.shutdown()  # a second call (run_node's, after the node's own) does nothing
