@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
                    help="every inference of an episode starts from the same noise (default: fresh noise each time)")
     e.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
                    help="change the world (repeatable): camera_pos=1.0,0.1,0.65, camera_target=..., camera_fovy=52, "
-                        "cube_rgba=0.1,0.3,0.9,1 (a shifted world for the drift guard)")
+                        "cube_rgba=0.1,0.3,0.9,1, table_rgba=0.3,0.3,0.3,1 (a shifted world for the drift guard)")
     e.add_argument("--drift", choices=["off", "watch", "guard"], default="off",
                    help="cached schedules: measure the drift guard's signal (watch), or also let the guard switch to "
                         "the dense schedule (guard; policy_node's dense_schedule and drift_* in --params)")

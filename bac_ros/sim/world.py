@@ -38,6 +38,7 @@ class WorldConfig:
     camera_target: tuple[float, float, float] = (0.5, 0.0, 0.06)
     camera_fovy: float = 48.0
     cube_rgba: tuple[float, float, float, float] = (0.85, 0.1, 0.1, 1.0)
+    table_rgba: tuple[float, float, float, float] = (0.55, 0.45, 0.35, 1.0)
     episode_time: float = 12.0  # sim seconds
     # franky-sim applies the last torque again when the client's command is late. A real FR3's real-time
     # loop makes that rare (and a long gap stops it with communication_constraints_violation); on a shared
@@ -215,7 +216,7 @@ class GraspWorld:
             quality.set("shadowsize", "0")
             quality.set("offsamples", "0")
         ET.SubElement(wb, "geom", name="table", type="box", pos=f"0.52 0 {TABLE_TOP - 0.01}", size="0.3 0.4 0.01",
-                      rgba="0.55 0.45 0.35 1", friction="1 0.005 0.0001")
+                      rgba=" ".join(map(str, cfg.table_rgba)), friction="1 0.005 0.0001")
         cube = ET.SubElement(wb, "body", name="cube", pos=f"0.5 0 {CUBE_HALF}")
         ET.SubElement(cube, "freejoint", name="cube_joint")
         ET.SubElement(cube, "geom", name="cube_geom", type="box", size=f"{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}",

@@ -18,8 +18,10 @@ def test_cube_poses_are_seeded_and_in_range():
 
 
 def test_world_overrides_parse_or_name_the_key():
-    kw = world_overrides(["camera_pos=1.0,0.1,0.65", "camera_fovy=52", "cube_rgba=0.1,0.3,0.9,1"])
-    assert kw == {"camera_pos": (1.0, 0.1, 0.65), "camera_fovy": 52.0, "cube_rgba": (0.1, 0.3, 0.9, 1.0)}
+    kw = world_overrides(["camera_pos=1.0,0.1,0.65", "camera_fovy=52", "cube_rgba=0.1,0.3,0.9,1",
+                          "table_rgba=0.3,0.3,0.3,1"])
+    assert kw == {"camera_pos": (1.0, 0.1, 0.65), "camera_fovy": 52.0, "cube_rgba": (0.1, 0.3, 0.9, 1.0),
+                  "table_rgba": (0.3, 0.3, 0.3, 1.0)}
     assert WorldConfig(**kw).camera_pos == (1.0, 0.1, 0.65)
     for bad, msg in [("camera_pos=1,2", "3 numbers"), ("colour=1", "KEY=VALUE"), ("camera_fovy", "KEY=VALUE"),
                      ("camera_fovy=wide", "comma list"), ("hostname=1", "KEY=VALUE")]:
