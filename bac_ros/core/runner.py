@@ -4,19 +4,18 @@ backend (`core.inference`), the noise each inference starts from, and the drift 
 from __future__ import annotations
 
 import copy
-import threading
 from typing import Callable
 
 import numpy as np
 import torch
 
+from ..native_threads import start_native_thread
 from .drift import DriftSettings, GuardedInference, guarded_inference
 from .inference import Noise, build, draw_noise
 from .schedule import Schedule
 
 DRIFT_MODES = ("off", "watch", "guard")
 RATE_HZ = 30.0  # policy_node's default inference rate (its rate_hz); bac eval spaces the guard's checks by it
-BUILD_THREAD = "backend-build"  # nodes/runtime.py ends the process at shutdown rather than finalise around it
 
 
 class PolicyRunner:
@@ -51,7 +50,7 @@ class PolicyRunner:
         self.reset(seed)
         if first != backend:
             self.building = True
-            threading.Thread(target=self._build, args=(on_built,), daemon=True, name=BUILD_THREAD).start()
+            start_native_thread(self._build, "backend-build", on_built)
 
     def _make(self, policy, backend: str):
         s, spec = self.schedule, self._spec

@@ -39,8 +39,8 @@ from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 from .senders import Pending, SenderIdentity
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import (LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background,
-                      start_native_thread, steady_timer)
+from ..native_threads import start_native_thread
+from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
 
 REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")

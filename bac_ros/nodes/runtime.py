@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections import Counter
 from typing import Callable
 
@@ -22,6 +21,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+
+from .. import native_threads
 
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # the last message, for late joiners
 
@@ -205,26 +206,10 @@ def run_node(make: Callable[[], Node], name: str, args=None,
     return _exit(2 if error else 0)
 
 
-_NATIVE_THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
-
-
-def start_native_thread(target: Callable, name: str, *args) -> threading.Thread:
-    """Start a daemon thread that may be inside native code (franky connecting, an arm's links closing) when
-    the process ends; `run_node` then ends the process with its exit code rather than finalise around it."""
-    thread = threading.Thread(target=target, args=args, daemon=True, name=name)
-    _NATIVE_THREADS.add(thread)
-    thread.start()
-    return thread
-
-
 def _exit(code: int) -> int:
-    """`code`, or the process ended now with it when a thread of ours is still inside native code (torch's
-    exporter building a backend cannot be stopped; franky connecting): finalising the interpreter around such
-    a thread aborts the process after a clean shutdown ("terminate called without an active exception", exit
-    -6; once -11 in CI, controller_node retrying an absent robot)."""
-    runner = sys.modules.get("bac_ros.core.runner")  # loaded only where a policy runs
-    building = runner is not None and any(t.name == runner.BUILD_THREAD and t.is_alive() for t in threading.enumerate())
-    if building or any(t.is_alive() for t in list(_NATIVE_THREADS)):
+    """`code`, or the process ended now with it while a thread of ours may still be inside native code
+    (`native_threads`): finalising the interpreter around it would abort the process."""
+    if native_threads.any_alive():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -76,7 +76,6 @@ def test_one_fault_starts_at_most_one_reconnect_thread(controller):
     assert len(started) == 1 and controller.state == "faulted" and "robot lost" in controller.reason
 
 
-
 def test_shutdown_waits_for_the_connect_attempt(controller, monkeypatch):
     """The process must not end around a thread inside franky (CI: exit -11 on SIGINT while it retried)."""
     import bac_ros.nodes.controller_node as module
