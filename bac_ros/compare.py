@@ -61,7 +61,8 @@ def episode_metrics(ep: Episode, kin: Kinematics) -> dict:
             "path_m": float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) if len(p) > 1 else 0.0,
             "smoothness": smoothness(ep.joints_t, ep.joints[:, :7]) if len(ep.joints_t) > 8 else None,
             "interventions": int(ep.row.get("interventions") or len(ep.interventions_t)),
-            "intervention_share": intervention_share(ep), "latency_ms": ep.latency_ms}
+            "intervention_share": intervention_share(ep), "latency_ms": ep.latency_ms,
+            "clock_rate": ep.row.get("clock_rate")}
 
 
 def common_seeds(rows: list[dict]) -> set | None:
@@ -82,7 +83,8 @@ def _median(values) -> float:
 def summarise(metrics: dict[str, list[dict]], within_s: float = 8.0) -> list[dict]:
     """Per label: episodes, successes, success rate with its 95 % Wilson interval; time to success (Kaplan-
     Meier median, share within `within_s`); TCP path length and smoothness on successes and on all;
-    interventions per episode and share of steps; latency p50/p95 (ms)."""
+    interventions per episode and share of steps; latency p50/p95 (ms); the median clock rate (robot s per wall
+    s, None where the recordings do not say)."""
     out = []
     for label, ms in metrics.items():
         n, k = len(ms), sum(m["success"] for m in ms)
@@ -104,6 +106,8 @@ def summarise(metrics: dict[str, list[dict]], within_s: float = 8.0) -> list[dic
                     "intervention_share": float(np.mean([m["intervention_share"] for m in ms])) if ms else 0.0,
                     "latency_ms_p50": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
                     "latency_ms_p95": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
+                    "clock_rate": _median(m.get("clock_rate") for m in ms) if any(m.get("clock_rate") for m in ms)
+                    else None,
                     "seeds": sorted(m["seed"] for m in ms if m["seed"] is not None)})
     return out
 

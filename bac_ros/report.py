@@ -69,6 +69,8 @@ EVAL_COLUMNS: list[Column] = [
     ("speedup", lambda r: r["speedup"], ".2f"),
     ("GFLOPs", lambda r: r["gflops"], ".3f"), ("inference Hz (closed loop)", lambda r: r["inference_hz"], ".1f"),
     ("action MSE vs full", lambda r: r["action_mse"], ".2e"),
+    ("obs->command ms p50", lambda r: r["obs_to_command_ms"]["p50"], ".0f"),
+    ("sim RT", lambda r: r["sim_realtime_factor"], ".2f"),
     ("drift ratio", lambda r: r["drift_ratio_median"], ".2f"), ("dense share", lambda r: r["dense_share"], ".0%")]
 
 GRAPH_COLUMNS: list[Column] = [
@@ -89,6 +91,31 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_success_vs_latency(rows: list[dict], path: str | Path) -> Path:
+    """Eval rows of emulated latencies: success rate (95 % Wilson interval) against the latency, a line per method."""
+    from .core.stats import wilson_interval
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    timed = [r for r in rows if r.get("latency_ms") is not None]
+    for method in dict.fromkeys(f"{method_label(r)} S={r['num_updates']}" for r in timed):
+        pts = sorted((r["latency_ms"], r["success_rate"], r["episodes"]) for r in timed
+                     if f"{method_label(r)} S={r['num_updates']}" == method)
+        xs, ys, ns = zip(*pts)
+        ci = [wilson_interval(round(y * n), n) for y, n in zip(ys, ns)]
+        err = [[y - lo for y, (lo, _) in zip(ys, ci)], [hi - y for y, (_, hi) in zip(ys, ci)]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=method)
+    ax.set_xlabel("inference latency (ms of robot time, emulated)")
+    ax.set_ylabel("success rate (95 % interval)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def plot_success_vs_speedup(rows: list[dict], path: str | Path) -> Path:
@@ -280,3 +307,19 @@ def plot_comparison(summary: list[dict], paths: dict[str, dict], path: str | Pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+SLOW_CLOCK = 0.8  # below this many robot seconds per wall second, a real-time figure is not a real arm's
+
+
+def slow_clock_note(rows: list[dict], label: str, rate: str) -> str:
+    """A line for the rows whose world ran below `SLOW_CLOCK` x real time (`rate`: the rows' key of robot seconds
+    per wall second), '' when none did: their latency and success were measured with the policy given 1/rate
+    times the robot time per inference that a real arm gives it."""
+    slow = [(r[label], r[rate]) for r in rows if r.get(rate) is not None and r[rate] < SLOW_CLOCK]
+    if not slow:
+        return ""
+    which = ", ".join(f"{name} at {x:.2f}x" for name, x in slow)
+    return (f"note: the world ran below {SLOW_CLOCK}x real time ({which}): latency and success were measured with "
+            "the policy given that much more robot time per inference than a real arm would give it; "
+            "`bac eval --mode realtime --latency-ms L` measures them for a computer of inference time L on any machine.")

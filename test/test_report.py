@@ -51,3 +51,21 @@ def test_bac_report_plots_the_metrics_logs(tmp_path):
     assert (tmp_path / "out" / "report.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit, match="no control.csv"):
         main(["report", str(tmp_path / "out")])
+
+
+def test_a_slow_world_is_said_next_to_its_figures():
+    from bac_ros.report import slow_clock_note
+
+    rows = [{"method": "bac", "sim_realtime_factor": 0.48}, {"method": "full", "sim_realtime_factor": 0.93},
+            {"method": "teleop", "sim_realtime_factor": None}]
+    note = slow_clock_note(rows, "method", "sim_realtime_factor")
+    assert "bac at 0.48x" in note and "full" not in note and "--latency-ms" in note
+    assert slow_clock_note(rows[1:], "method", "sim_realtime_factor") == ""
+
+
+def test_success_against_latency_figure(tmp_path):
+    from bac_ros.report import plot_success_vs_latency
+
+    rows = [{"method": m, "num_updates": s, "latency_ms": ms, "success_rate": r, "episodes": 20}
+            for m, s in (("full", 20), ("bac", 7)) for ms, r in ((0, 0.9), (67, 0.8), (150, 0.5))]
+    assert plot_success_vs_latency(rows, tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"

@@ -62,7 +62,7 @@ def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: 
           reference: str | None = None, margin: float = 0.05, within: float = 8.0) -> str:
     """Compare the recordings in `folders`, print the tables, write compare.md / .json / .png into `out`."""
     from ..compare import compare_recordings, pairwise, summarise
-    from ..report import COMPARE_COLUMNS, markdown, plot_comparison
+    from ..report import COMPARE_COLUMNS, markdown, plot_comparison, slow_clock_note
 
     metrics, paths, seeds = compare_recordings(folders, labels, all_seeds)
     summary = summarise(metrics, within)
@@ -70,6 +70,9 @@ def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: 
     scope = f"seeds {sorted(seeds)}" if seeds is not None else "all episodes"
     n = sum(r["episodes"] for r in summary)
     text = f"{n} recorded episodes ({scope}):\n{markdown(summary, COMPARE_COLUMNS)}" + pairs_text(pairs)
+    note = slow_clock_note(summary, "label", "clock_rate")
+    if note:
+        text += f"\n\n{note}"
     print(text)
     (out / "compare.md").write_text(text + "\n")
     write_json(out / "compare.json", {"labels": summary, "pairs": pairs, **provenance(),

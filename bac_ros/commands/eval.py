@@ -13,6 +13,7 @@ from pathlib import Path
 from ..core.acs import DEFAULT_TOP_N
 from ..core.inference import BACKENDS
 from ..core.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
+from ..core.stats import percentiles
 from ..runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
@@ -44,10 +45,11 @@ def add_parser(sub) -> None:
     e.add_argument("--params", default=None,
                    help="a ROS parameter file whose controller_node section sets the chunk rules and the safety "
                         "envelope (default: the package's config/grasp.yaml)")
-    e.add_argument("--latency-ms", type=float, default=None,
-                   help="real-time mode: pause the world while the policy infers and deliver each chunk this many ms "
-                        "of robot time after its observation (emulates a machine with that inference time; "
-                        "default: this machine's own compute time, the world running on)")
+    e.add_argument("--latency-ms", type=comma_list(float), default=None,
+                   help="real-time mode: emulate a computer whose inference takes this many ms of robot time (comma "
+                        "list: a sweep, every latency on the same seeds): the world holds while the policy infers and "
+                        "the chunk reaches the controller that long after the policy started (default: this "
+                        "machine's own compute time, the world running on)")
     e.add_argument("--backend", default="eager", choices=BACKENDS,
                    help="how the policy runs: eager PyTorch, ONNX Runtime (the whole inference compiled once per "
                         "schedule, cached), or a CUDA graph (--device cuda)")
@@ -79,17 +81,23 @@ def add_parser(sub) -> None:
 
 
 def write(rows: list[dict], out: Path, margin: float = 0.05) -> None:
-    from ..report import EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_speedup
+    from ..report import (EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_latency, plot_success_vs_speedup,
+                          slow_clock_note)
     from .compare import pairs_text
 
     pairs = paired(rows, margin)
-    table = markdown(rows, EVAL_COLUMNS) + pairs_text(pairs)
+    live = [r for r in rows if r["mode"] == "realtime" and r.get("latency_ms") is None]
+    note = slow_clock_note([{**r, "label": f"{r['method']} S={r['num_updates']}"} for r in live], "label",
+                           "sim_realtime_factor")
+    table = markdown(rows, EVAL_COLUMNS) + pairs_text(pairs) + (f"\n\n{note}" if note else "")
     print(table)
     (out / "eval.md").write_text(table + "\n")
     write_json(out / "eval.json", rows)
     if pairs:
         write_json(out / "pairs.json", pairs)
     print(f"wrote {out / 'eval.md'}, {out / 'eval.json'}, {plot_success_vs_speedup(rows, out / 'eval.png')}")
+    if len({r.get("latency_ms") for r in rows if r.get("latency_ms") is not None}) > 1:
+        print(f"wrote {plot_success_vs_latency(rows, out / 'latency.png')}")
     if any(r.get("drift_ratio_per_episode") for r in rows):
         print(f"wrote {plot_drift(rows, out / 'drift.png')}")
 
@@ -110,10 +118,11 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
     from ..report import method_label
 
     out = []
-    for mode in dict.fromkeys(r["mode"] for r in rows):
+    group = lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else "")  # noqa: E731
+    for mode in dict.fromkeys(group(r) for r in rows):
         metrics: dict[str, list[dict]] = {}
         for r in rows:
-            if r["mode"] != mode or "succeeded" not in r:
+            if group(r) != mode or "succeeded" not in r:
                 continue
             label = "full" if r["method"] == "full" else f"{method_label(r)} S={r['num_updates']}"
             metrics.setdefault(label, []).extend(
@@ -154,6 +163,8 @@ def _resumed(args):
     if not saved.is_file():
         raise SystemExit(f"--resume {run_dir}: no {ARGS_FILE} there (not a `bac eval` run folder)")
     kept = {k: v for k, v in json.loads(saved.read_text()).items() if k not in PARALLEL}
+    if isinstance(kept.get("latency_ms"), (int, float)):  # runs before the sweep took one latency
+        kept["latency_ms"] = [float(kept["latency_ms"])]
     return argparse.Namespace(**{**vars(args), **kept, "out_dir": str(run_dir)})
 
 
@@ -208,7 +219,7 @@ def run(args) -> int:
     brows = bench.run(policy, [s for s in schedules if s is not None], image, state, repeats=2, seed=args.seed,
                       with_runtime_full=False)
     by_key = {(r["method"], r["num_updates"]): r for r in brows}
-    modes = ["sync", "realtime"] if args.mode == "both" else [args.mode]
+    modes = episode_modes(args.mode, args.latency_ms)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     # seed-major: an interrupted run leaves whole pairs
     tasks = [Task(mode, i, seed) for seed in seeds for mode in modes for i in range(len(entries))]
@@ -253,7 +264,7 @@ class EpisodeWorker:
         import argparse
 
         from ..core.settings import from_mapping, node_parameters
-        from ..core.streaming import ChunkRules
+        from ..core.streaming import CONTROL_RATE_HZ, ChunkRules
         from ..robot.limits import ArmLimits
         from ..sim.episode import FreshWorld
         from ..sim.world import WorldConfig, world_overrides
@@ -264,6 +275,7 @@ class EpisodeWorker:
         self.schedules = [None if path is None else Schedule.load(path, cfg) for _, _, path in entries]
         params = node_parameters("controller_node", args.params)
         self.rules = from_mapping(ChunkRules, params)
+        self.control_rate_hz = float(params.get("control_rate_hz", CONTROL_RATE_HZ))
         self.runners: dict[int, object] = {}
         self.policy_params = _policy_params(args)
         self.check_period_s = _check_period_s(self.policy_params)
@@ -282,12 +294,14 @@ class EpisodeWorker:
         runner.pace(cfg.chunk_period_s if task.mode == "sync" else cfg.action_dt, self.check_period_s)
         if runner.guard is not None:  # a reference being measured keeps the encoder's features of each check
             runner.guard.record_features = bool(getattr(args, "drift_features", False))
-        if task.mode == "sync":
+        mode, latency_ms = split_mode(task.mode)
+        if mode == "sync":
             play = functools.partial(run_sync, rules=self.rules)
         else:
             play = functools.partial(run_realtime, rules=self.rules,
                                      commit_steps=cfg.n_action_steps if args.commit_steps is None else args.commit_steps,
-                                     latency_s=None if args.latency_ms is None else args.latency_ms / 1e3)
+                                     latency_s=None if latency_ms is None else latency_ms / 1e3,
+                                     control_rate_hz=self.control_rate_hz)
         n0 = len(runner.guard.history) if runner.guard else 0
         restarts = self.sim.restarts
         ep = self.sim.run(lambda world, arm: play(world, arm, runner, task.seed, max_time=args.max_time),
@@ -318,6 +332,18 @@ def _check_period_s(params: dict) -> float:
     from ..core.settings import from_mapping
 
     return from_mapping(DriftSettings, params).drift_check_every / float(params.get("rate_hz", RATE_HZ))
+
+
+def episode_modes(mode: str, latencies_ms: list[float] | None) -> list[str]:
+    """The episode modes of a run: sync, realtime (live), or realtime+<L>ms per emulated latency."""
+    realtime = ["realtime"] if not latencies_ms else [f"realtime+{L:g}ms" for L in latencies_ms]
+    return {"sync": ["sync"], "realtime": realtime, "both": ["sync", *realtime]}[mode]
+
+
+def split_mode(mode: str) -> tuple[str, float | None]:
+    """'realtime+35ms' -> ('realtime', 35.0); 'sync' -> ('sync', None)."""
+    base, _, latency = mode.partition("+")
+    return base, float(latency.removesuffix("ms")) if latency else None
 
 
 def _runner(policy, sched, args, params: dict):
@@ -360,9 +386,10 @@ def _drift_fields(drift: list[list[dict]]) -> dict:
 
 
 def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin) -> dict:
-    """One table row from its episodes (dicts, in seed order)."""
+    """One table row from its episodes (dicts, in seed order); `mode` as `episode_modes`."""
     from ..sim.world import world_overrides
 
+    mode, latency_ms = split_mode(mode)
     ms = [m for e in eps for m in e["inference_ms"]]
     drift = [e["drift"] for e in eps if e.get("drift") is not None]
     return {"mode": mode, "method": method, "num_updates": s, "episodes": len(eps),
@@ -377,7 +404,13 @@ def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin
             "succeeded": [int(e["success"]) for e in eps],
             "fixed_noise": args.fixed_noise, "backend": args.backend,
             "commit_steps": commit if mode == "realtime" else None,
-            "latency_ms": args.latency_ms if mode == "realtime" else None,
+            "latency_ms": latency_ms,
+            # realtime: robot ms from observation to the first command of its chunk, and to the controller
+            # (metrics_node's latency and obs_to_chunk in the graph), and the world's speed
+            "obs_to_command_ms": percentiles(m for e in eps for m in e.get("latency_ms") or []),
+            "obs_to_chunk_ms": percentiles(m for e in eps for m in e.get("obs_to_chunk_ms") or []),
+            "sim_realtime_factor": (statistics.fmean(e["realtime_factor"] for e in eps)
+                                    if mode == "realtime" and all(e.get("realtime_factor") for e in eps) else None),
             "dropped_points_per_episode": statistics.fmean(e["dropped_points"] for e in eps),
             "pause_timeouts": sum(e["pause_timeouts"] for e in eps),
             "velocity_stops": sum(e["velocity_stops"] for e in eps),

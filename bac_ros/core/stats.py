@@ -6,8 +6,9 @@ non-inferiority verdict, and the Kaplan-Meier estimate of time to success.
   (a two-sided binomial test on the discordant pairs), and Newcombe's score interval for the paired
   difference (Newcombe 1998, method 10). Different episodes (a real arm has no seeds): Fisher's exact test
   and Newcombe's hybrid score interval for independent rates (method 10 of the unpaired paper).
-- `verdict`: B against A at a margin δ from the 95 % interval of p_B − p_A: non-inferior (lower bound > −δ),
-  inferior (upper bound < −δ), worse (upper bound < 0), otherwise too few episodes to tell.
+- `verdict`: B against A at a margin δ from the 95 % interval of p_B − p_A and the exact test: non-inferior
+  (lower bound > −δ); better, inferior (upper bound < −δ) or worse (upper bound < 0) only when the exact test
+  also rejects at 5 %; otherwise too few episodes to tell.
 - `kaplan_meier`: time to success with failures censored where they ended (the episode limit): a method
   that succeeds rarely but quickly does not look fastest, as a median over successes alone would make it.
 """
@@ -19,6 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 Z95 = 1.959963984540054
+
+
+def percentiles(values, qs=(50, 95, 99)) -> dict[str, float]:
+    """{"p50": …, …} of `values` (NaN each when there are none)."""
+    a = np.asarray(list(values), float)
+    return {f"p{q}": float(np.percentile(a, q)) if a.size else float("nan") for q in qs}
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -105,16 +112,22 @@ class Comparison:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def verdict(ci: tuple[float, float], margin: float) -> str:
-    """B against A at margin δ from the 95 % interval of p_B − p_A: non-inferior (and better, when the interval
-    excludes 0); inferior (worse by more than δ); worse (worse, by an amount the episodes cannot place against
-    δ); too few episodes to tell (the interval holds both 0 and −δ)."""
+ALPHA = 0.05  # the exact tests' level, two-sided: the same as the 95 % intervals'
+
+
+def verdict(ci: tuple[float, float], margin: float, p_value: float, alpha: float = ALPHA) -> str:
+    """B against A at margin δ from the 95 % interval of p_B − p_A and the exact test's p: non-inferior (the
+    interval's lower bound above −δ), and better only when the test also rejects equality; inferior (the whole
+    interval below −δ) or worse (below 0) only when the test rejects; otherwise too few episodes to tell. An
+    interval and a test may disagree near their edges (they are different calculations): a side is called
+    better or worse only when both say so."""
     low, high = ci
+    rejects = p_value < alpha
     if low > -margin:
-        return "non-inferior" + (" and better" if low > 0 else "")
-    if high < -margin:
+        return "non-inferior" + (" and better" if low > 0 and rejects else "")
+    if high < -margin and rejects:
         return "inferior"
-    if high < 0:
+    if high < 0 and rejects:
         return "worse"
     return "too few episodes to tell"
 
@@ -127,10 +140,9 @@ def compare_paired(a: str, b: str, succeeded_a, succeeded_b, margin: float = 0.0
     both, only_a = int(np.sum(sa & sb)), int(np.sum(sa & ~sb))
     only_b, neither = int(np.sum(~sa & sb)), int(np.sum(~sa & ~sb))
     n = sa.size
-    ci = newcombe_paired(both, only_a, only_b, neither)
+    ci, p = newcombe_paired(both, only_a, only_b, neither), mcnemar_exact(only_a, only_b)
     return Comparison(a, b, True, n, n, int(sa.sum()), int(sb.sum()), (both, only_a, only_b, neither),
-                      (int(sb.sum()) - int(sa.sum())) / n, ci, "McNemar exact", mcnemar_exact(only_a, only_b),
-                      margin, verdict(ci, margin))
+                      (int(sb.sum()) - int(sa.sum())) / n, ci, "McNemar exact", p, margin, verdict(ci, margin, p))
 
 
 def compare_unpaired(a: str, b: str, success_a: int, n_a: int, success_b: int, n_b: int,
@@ -138,9 +150,9 @@ def compare_unpaired(a: str, b: str, success_a: int, n_a: int, success_b: int, n
     """Two methods on different episodes."""
     if n_a <= 0 or n_b <= 0:
         raise ValueError("each side needs at least one episode")
-    ci = newcombe_unpaired(success_a, n_a, success_b, n_b)
+    ci, p = newcombe_unpaired(success_a, n_a, success_b, n_b), fisher_exact(success_a, n_a, success_b, n_b)
     return Comparison(a, b, False, n_a, n_b, success_a, success_b, None, success_b / n_b - success_a / n_a, ci,
-                      "Fisher exact", fisher_exact(success_a, n_a, success_b, n_b), margin, verdict(ci, margin))
+                      "Fisher exact", p, margin, verdict(ci, margin, p))
 
 
 @dataclass(frozen=True)

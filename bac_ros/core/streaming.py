@@ -73,6 +73,8 @@ def chunk_velocity(actions: np.ndarray, stamp: float, dt: float, now: float) -> 
     return (actions[k + 1] - actions[k]) / dt
 
 
+CONTROL_RATE_HZ = 100.0  # controller_node's control ticks a second (its control_rate_hz), as the harness plays them
+
 # How a controller turns a chunk into a target at any time: "hold" is how the demonstrations were streamed.
 PLAYBACKS = {"hold": held_point, "interpolate": interpolate_chunk}
 

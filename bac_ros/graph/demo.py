@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core.config import CONFIG_DIR
 from ..core.motion import mean_smoothness, smoothness
+from ..core.stats import percentiles
 from ..robot.fr3_arm import HomingError
 from ..sim.episode import home_with_fallback
 from .client import GraphClient
@@ -269,13 +270,6 @@ def run(episodes: int, methods: list[tuple[str, str]], log_dir: Path, params_fil
     return rows
 
 
-def _percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
-    a = np.asarray(values)
-    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}
-
-
 def _in_windows(t: float, windows: list[tuple[float, float]]) -> bool:
     return any(a <= t <= b for a, b in windows)
 
@@ -291,13 +285,13 @@ def summarise(log_dir: Path, windows: list[tuple[float, float]]) -> dict:
     # a control sample covers the second before it: count it when that whole second is inside an episode
     hz = [h for t, h in control if _in_windows(t, windows) and _in_windows(t - 1.0, windows)]
     return {"control_hz": float(np.median(hz)) if hz else float("nan"),
-            "latency_ms": _percentiles([c for t, _, c in latency if _in_windows(t, windows)]),
-            "obs_to_chunk_ms": _percentiles([c for t, c, _ in latency if _in_windows(t, windows) and np.isfinite(c)])}
+            "latency_ms": percentiles([c for t, _, c in latency if _in_windows(t, windows)]),
+            "obs_to_chunk_ms": percentiles([c for t, c, _ in latency if _in_windows(t, windows) and np.isfinite(c)])}
 
 
 def format_rows(rows: list[dict]) -> str:
     """The demo's table, the CPU split and a legend."""
-    from ..report import GRAPH_COLUMNS, markdown
+    from ..report import GRAPH_COLUMNS, markdown, slow_clock_note
 
     lines = [markdown(rows, GRAPH_COLUMNS)]
     names = sorted({k for r in rows for k in r.get("cpu_percent", {})})
@@ -314,6 +308,9 @@ def format_rows(rows: list[dict]) -> str:
         lines += ["", "drift guard: " + "; ".join(
             f"{r['method']} alarmed in {r['drift_alarm_episodes']} of {len(r['drift_alarms_per_episode'])} episodes"
             for r in guarded) + " (switches to dense, or would-switch in watch; checked only while the policy plays)"]
+    note = slow_clock_note(rows, "method", "sim_realtime_factor")
+    if note:
+        lines += ["", note]
     lines += ["", "latency: observation stamp -> first command sent (expert: chunk stamp -> first command); "
               "vel. reversals/s: joint-velocity sign changes per second of motion, summed over joints; jerk rms in "
               "rad/s^3; sim RT: simulated seconds per wall second (below 1: the simulated FR3 waited for late torque "

@@ -32,7 +32,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import ChunkExecutor, ChunkRules, CommandKind
+from ..core.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules, CommandKind
 from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
@@ -59,7 +59,7 @@ PARAMETERS = [
     Param("auto_recover", False, "clear robot errors (a reflex, a tracking error) by itself and hold; false: stay "
           "faulted until bac/recover, as franka_ros2 (a person decides)"),
     Param("joint_state_rate_hz", 100.0, "joint_states rate (Hz, wall clock)", (1.0, 1000.0)),
-    Param("control_rate_hz", 100.0, "control ticks (Hz, wall clock)", (10.0, 1000.0)),
+    Param("control_rate_hz", CONTROL_RATE_HZ, "control ticks (Hz, wall clock)", (10.0, 1000.0)),
     Param("collision_torque_thresholds", (20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0),
           "franky set_collision_behavior torque thresholds (Nm, 7 joints): the FR3's own reflexes"),
     Param("collision_force_thresholds", (20.0, 20.0, 20.0, 25.0, 25.0, 25.0),

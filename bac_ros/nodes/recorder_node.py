@@ -16,7 +16,8 @@ Services (the teleop device's buttons and `bac session`'s keys call them):
 bac/record/state (std_msgs/String, latched, JSON): state, bag, elapsed_s, episode_time_s, reset_left_s, saved.
 The index line: label (the `label` parameter, else the source: teleop, or the policy's schedule), source,
 schedule, seed and cube (from sim_node when there is one), success, how it ended (stop, time_limit), duration,
-interventions (take-overs during the bag), bag, when."""
+interventions (take-overs during the bag), bag, when, and clock_rate: the graph's clock seconds per wall second
+(below 1: a simulated world ran slower than a real arm, so the policy had more robot time per inference)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -67,6 +68,12 @@ PARAMETERS = [
           choices=OUTCOMES),
     Param("auto_start", False, "start the next episode by itself when the reset time is over"),
 ]
+
+
+def _clock_rate(graph_s: float, wall_s: float) -> float | None:
+    """Seconds of the graph's clock per wall second over an episode (1 on a real arm; below 1 when a simulated
+    world waited for late commands); None when too short to tell."""
+    return round(graph_s / wall_s, 3) if wall_s > 0.5 else None
 
 
 class RecorderNode(Node):
@@ -192,7 +199,7 @@ class RecorderNode(Node):
             self.bag.write(self._names[topic], RECORDED[topic], now_ns, raw, latched=True)
         self.meta = {"bag": name, "label": label, "source": self.source, "schedule": schedule,
                      "started": _dt.datetime.now().isoformat(timespec="seconds"), "t_start": now_s(self),
-                     "interventions_at_start": self.interventions}
+                     "wall_start": time.monotonic(), "interventions_at_start": self.interventions}
         self.state = "recording"
         self._publish_state()
         return True, name
@@ -211,7 +218,8 @@ class RecorderNode(Node):
                "seed": ep.get("seed"), "cube": ep.get("cube_start"), "success": bool(success), "ended": ended,
                "duration_s": round(now_s(self) - m["t_start"], 3),
                "interventions": self.interventions - m["interventions_at_start"], "messages": bag.count,
-               "started": m["started"]}
+               "started": m["started"], "clock_rate": _clock_rate(now_s(self) - m["t_start"],
+                                                                   time.monotonic() - m["wall_start"])}
         append_index(self.out, row)
         self._last_saved = m["bag"]
         self._publish_state()

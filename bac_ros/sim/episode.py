@@ -32,15 +32,18 @@ class FreshWorld:
         self.restarts += count
 
     def run(self, episode: Callable, what: str):
-        """`episode(world, arm)`, on a fresh world again after a RuntimeError, at most WORLD_RESTARTS times."""
+        """`episode(world, arm)`, on a fresh world again after a RuntimeError or a franky error (a broken libfranka
+        link), at most WORLD_RESTARTS times."""
         import sys
+
+        import franky
 
         if self.world is None:
             self.restart()
         for attempt in range(1, WORLD_RESTARTS + 2):
             try:
                 return episode(self.world, self.arm)
-            except RuntimeError as e:
+            except (RuntimeError, franky.Exception) as e:
                 if attempt > WORLD_RESTARTS:
                     raise
                 print(f"\n{what}: {e}; restarting the world", file=sys.stderr)

@@ -3,27 +3,29 @@
 sync:      the world waits: its physics is paused while the policy observes and infers, then the
            n_action_steps actions are sent on the sim clock at dt, exactly as the expert's were recorded.
            Pure policy quality: slow inference (or a loaded machine) costs wall time, not success.
-realtime:  the world runs on while the policy infers on each new observation; a thread plays the chunks
-           through the same `ChunkExecutor` and limits as controller_node (config/grasp.yaml): point i
-           is held from stamp + i*dt until the next falls due, as in sync mode; points whose turn has
-           passed are dropped, as on a real arm.
-           An observer thread samples camera + joints every dt (as the camera does for policy_node).
-           Slow inference means stale chunks and fewer corrections, so it can cost success.
+realtime:  the graph without ROS, as a robot runs it: the world's camera renders a frame every dt of sim time with
+           the arm's state of the same tick (sim_node's camera and controller_node's joint states); the policy
+           infers on the newest observation whenever it is free and a new one is in (policy_node); a control loop
+           at controller_node's rate of robot time plays the chunks through the same `ChunkExecutor` and envelope
+           (config/grasp.yaml). The clock is read from shared memory, never through a round trip, so points go out
+           when due. Live, the latency is this machine's compute time at the world's speed; with `latency_s`, a
+           computer whose inference takes that long: the world holds while the policy infers, and the chunk
+           reaches the controller `latency_s` of robot time after the policy started (docs/control.md).
 Both modes keep time on the sim clock (the robot's time): franky-sim runs at or below real time (it waits
 for late torque commands; the rate is each episode's link realtime_factor), so a wall-clock schedule would
-play the actions faster, in robot time, than the demonstrations were recorded. Inference latency in
-real-time mode therefore costs its wall time x that factor of robot time.
+play the actions faster, in robot time, than the demonstrations were recorded.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 
 from ..core.runner import PolicyRunner
 from ..core.settings import from_mapping, node_parameters
-from ..core.streaming import Chunk, ChunkExecutor, ChunkRules, ObservationWindow
+from ..core.streaming import CONTROL_RATE_HZ, Chunk, ChunkExecutor, ChunkRules, CommandKind, ObservationWindow
 from ..robot.fr3_arm import FR3Arm, drive
 from .episode import observe, pause_and_observe, reset
 from .world import WorldProcess
@@ -40,25 +42,30 @@ class PolicyEpisode:
     # sync, or realtime with latency_s: inferences that outlasted WorldConfig.max_pause_s (the world stepped on)
     pause_timeouts: int = 0
     late_ms: list[float] = field(default_factory=list)  # sync: sim ms each point was sent after its time
+    # realtime: per chunk, robot ms from its observation to the controller (obs_to_chunk) and to its first
+    # command (latency: when it took over), as metrics_node measures them in the graph
+    latency_ms: list[float] = field(default_factory=list)
+    obs_to_chunk_ms: list[float] = field(default_factory=list)
+    realtime_factor: float | None = None  # realtime: sim seconds per wall second over the episode (the world's speed)
     velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see FR3Arm.check)
     workspace_refusals: int = 0  # targets refused at the TCP workspace box (see ArmLimits.workspace)
 
 
-class _Observer(threading.Thread):
-    """Samples camera + joint state every dt of sim time into an `ObservationWindow` (stamped with sim time)."""
+class _Camera(threading.Thread):
+    """The world's camera stream (`WorldProcess.camera`: a frame every dt of sim time, rendered by the physics
+    thread with the arm's state of the same tick, as sim_node's camera and controller_node's joint states reach
+    policy_node) into an `ObservationWindow`."""
 
-    def __init__(self, world: WorldProcess, arm: FR3Arm, hist: ObservationWindow, dt: float):
-        super().__init__(daemon=True, name="observer")
-        self.world, self.arm, self.hist, self.dt = world, arm, hist, dt
+    def __init__(self, world: WorldProcess, hist: ObservationWindow):
+        super().__init__(daemon=True, name="camera")
+        self.world, self.hist = world, hist
         self._halt = threading.Event()
 
     def run(self) -> None:
-        next_t = self.world.time()
         while not self._halt.is_set():
-            t, image, state = observe(self.world, self.arm)
-            self.hist.push(t, image, state)
-            next_t = max(next_t + self.dt, t)  # fell behind: no burst
-            self.world.wait_until(next_t, halt=self._halt)
+            frame = self.world.frame(0.05)
+            if frame is not None:
+                self.hist.push(*frame)
 
     def stop(self) -> None:
         self._halt.set()
@@ -146,24 +153,50 @@ def _rules(rules: ChunkRules | None, commit_steps: int) -> ChunkRules:
 
 
 class _ChunkPlayer(threading.Thread):
-    """Plays the chunks on the sim clock through a `ChunkExecutor`, ticking every 2 ms of wall time."""
+    """controller_node's control loop: a tick every 1/`rate_hz` s of robot time (the sim clock, read from shared
+    memory), each through the `ChunkExecutor` and the arm's envelope (`drive`). A chunk is offered when its
+    release time comes (`submit`): at once for a chunk inferred live, `latency_s` after its observation for an
+    emulated computer."""
 
-    def __init__(self, world: WorldProcess, arm: FR3Arm, executor: ChunkExecutor):
+    def __init__(self, world: WorldProcess, arm: FR3Arm, executor: ChunkExecutor, rate_hz: float):
         super().__init__(daemon=True, name="chunk-player")
-        self.world, self.arm, self.executor = world, arm, executor
+        self.world, self.arm, self.executor, self.period = world, arm, executor, 1.0 / rate_hz
         self._lock = threading.Lock()
+        self._pending: list[tuple[float, Chunk]] = []  # (release time, chunk), in release order
         self._halt = threading.Event()
+        self._played: Chunk | None = None
+        # robot ms from a chunk's observation to its offer (controller_node's receipt), and to the first
+        # command sent from it (when it took over): the graph's obs_to_chunk_ms and latency (metrics_node)
+        self.obs_to_chunk_ms: list[float] = []
+        self.latency_ms: list[float] = []
 
-    def submit(self, chunk: Chunk) -> None:
+    def submit(self, chunk: Chunk, release: float | None = None) -> None:
         with self._lock:
-            self.executor.offer(chunk, self.world.time())
+            self._pending.append((self.world.time() if release is None else release, chunk))
+
+    def _release(self, now: float) -> None:
+        while self._pending and self._pending[0][0] <= now + 1e-9:
+            _, chunk = self._pending.pop(0)
+            self.obs_to_chunk_ms.append((now - chunk.planned_from) * 1e3)
+            self.executor.offer(chunk, now)
 
     def run(self) -> None:
+        next_tick = self.world.time()
         while not self._halt.is_set():
             now = self.world.time()
             with self._lock:
-                drive(self.executor, self.arm, now)
-            self._halt.wait(0.002)
+                self._release(now)  # as a subscription callback: when it arrives, not at the next tick
+                release = self._pending[0][0] if self._pending else math.inf
+            if now < next_tick - 1e-9:  # the sim clock never runs ahead of the wall clock: no oversleeping
+                time.sleep(max(min(next_tick, release) - now, 0.0002))
+                continue
+            next_tick = max(next_tick + self.period, now)  # fell behind (a paused world): no burst
+            with self._lock:
+                out = drive(self.executor, self.arm, now)
+            chunk = self.executor.playing
+            if out is not None and out[0].kind is CommandKind.POINT and chunk is not self._played:
+                self._played = chunk
+                self.latency_ms.append((now - chunk.planned_from) * 1e3)
 
     def stop(self) -> None:
         self._halt.set()
@@ -171,50 +204,80 @@ class _ChunkPlayer(threading.Thread):
 
 def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, max_time: float = 12.0,
                  commit_steps: int | None = None, rules: ChunkRules | None = None,
-                 latency_s: float | None = None) -> PolicyEpisode:
-    """`commit_steps`: see `RecedingHorizon`; None: the policy's n_action_steps. `rules`: as `run_sync`.
-    `latency_s`: None: the world runs on while the policy infers, so the latency is this machine's compute
-    time. A number: the world is paused while the policy infers, and the chunk is handed to the player
-    `latency_s` of robot time after its observation: a machine whose inference takes that long (a GPU,
-    the robot's PC, or the machine an earlier result was measured on), on any machine."""
+                 latency_s: float | None = None, control_rate_hz: float = CONTROL_RATE_HZ) -> PolicyEpisode:
+    """The graph without ROS: camera frames every dt of sim time (`_Camera`), the policy inferring on the newest
+    observation whenever it is free and a new one is in (as policy_node), the chunks played by controller_node's
+    loop at `control_rate_hz` of robot time (`_ChunkPlayer`). `commit_steps`: see `RecedingHorizon`; None: the
+    policy's n_action_steps. `rules`: as `run_sync`.
+    `latency_s`: None: the world runs on while the policy infers, so the latency is this machine's compute time
+    (at the world's speed, below real time on a busy machine). A number: a computer whose inference takes that
+    long, on any machine: the world holds while the policy infers at the instant it became free, and the chunk
+    is offered `latency_s` of robot time later; the next inference starts then (or at the next frame)."""
     cfg = runner.policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
     executor, hist, ep, before = _begin(world, arm, runner, seed, _rules(rules, commit_steps))
-    player = _ChunkPlayer(world, arm, executor)
-    observer = _Observer(world, arm, hist, cfg.action_dt)
+    player = _ChunkPlayer(world, arm, executor, control_rate_hz)
+    camera = _Camera(world, hist)
+    world.camera(cfg.action_dt)
+    camera.start()
+    try:
+        _wait(lambda: hist.ready(), "the first camera frame")
+    except RuntimeError:
+        camera.stop()
+        world.camera(None)
+        raise
     t_start = world.time()
     executor.start(t_start)
-    t, image, state = observe(world, arm)
-    hist.push(t, image, state)
-    observer.start()
     player.start()
-    last_stamp = None
+    last_stamp, free_at = None, t_start
     try:
         while world.time() - t_start < max_time:
-            if hist.newest_stamp == last_stamp:  # no new observation since the last inference (as policy_node)
-                time.sleep(0.002)
+            if latency_s is not None:  # the world holds from the instant the policy is free and a frame is new
+                held = world.run_until(free_at)
+                _wait_for_frames(world, hist)
+                while hist.newest_stamp == last_stamp:
+                    held = world.run_until(world.next_frame_time)
+                    _wait_for_frames(world, hist)
+            elif hist.newest_stamp == last_stamp:  # no new observation since the last inference (as policy_node)
+                time.sleep(0.0005)
                 continue
-            if latency_s is not None:
-                world.pause()
-            try:
-                actions, ms, stamp = _infer(runner, hist)
-            finally:
-                if latency_s is not None:
-                    world.resume()
-            if latency_s is not None:
-                world.wait_until(stamp + latency_s)
+            actions, ms, stamp = _infer(runner, hist)
             last_stamp = stamp
             ep.inference_ms.append(ms)
             ep.chunks += 1
-            player.submit(Chunk(stamp, actions, cfg.action_dt))
+            chunk = Chunk(stamp, actions, cfg.action_dt)
+            if latency_s is None:
+                player.submit(chunk)
+            else:
+                free_at = held + latency_s
+                player.submit(chunk, release=free_at)
             runner.settle()
             if world.status()["success"]:
                 ep.success, ep.time_to_success = True, world.time() - t_start
                 break
     finally:
+        world.resume()
         player.stop()
-        observer.stop()
+        camera.stop()
         player.join(2)
-        observer.join(2)
-    ep.pause_timeouts = world.status()["pause_timeouts"]
+        camera.join(2)
+        world.camera(None)
+    status = world.status()
+    ep.pause_timeouts, ep.realtime_factor = status["pause_timeouts"], status["link"]["realtime_factor"]
+    ep.latency_ms, ep.obs_to_chunk_ms = player.latency_ms, player.obs_to_chunk_ms
     return _end(ep, arm, executor, before)
+
+
+def _wait(done, what: str, timeout: float = 5.0) -> None:
+    """Poll `done()` until true; RuntimeError naming `what` after `timeout` s of wall time."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come within {timeout:.0f} s")
+        time.sleep(0.0002)
+
+
+def _wait_for_frames(world: WorldProcess, hist: ObservationWindow) -> None:
+    """While the world holds: every frame rendered up to now is in the window (it may still be in the pipe)."""
+    last = world.last_frame_time
+    _wait(lambda: hist.newest_stamp is not None and hist.newest_stamp >= last - 1e-9, f"the frame of {last:.3f} s")

@@ -139,6 +139,19 @@ class CommandLink:
                 "longest_stale_ms": self.longest_stale, "realtime_factor": round(rt, 3)}
 
 
+class SharedClock:
+    """What a client process reads of the world without a round trip through the pipe (shared memory, one writer
+    each): the sim clock (s, written every tick), the last camera frame's time and the next one's, the sim time at which the
+    world pauses itself (`pause_at`, inf: never; after that tick's frame) and how many pauses have begun."""
+
+    def __init__(self, ctx):
+        self.time = ctx.Value("d", 0.0, lock=False)
+        self.next_frame = ctx.Value("d", math.inf, lock=False)
+        self.last_frame = ctx.Value("d", -math.inf, lock=False)
+        self.pause_at = ctx.Value("d", math.inf, lock=False)
+        self.pauses = ctx.Value("q", 0, lock=False)
+
+
 def sample_cube_pose(cfg: WorldConfig, seed: int) -> CubePose:
     rng = np.random.default_rng(seed)
     return CubePose(float(rng.uniform(*cfg.x_range)), float(rng.uniform(*cfg.y_range)),
@@ -206,6 +219,7 @@ class GraspWorld:
         self._running.set()
         self._holding = threading.Event()  # set by the server thread once it has stopped stepping
         self.pause_timeouts = 0
+        self.shared: SharedClock | None = None  # the clock and pauses a client process reads without a round trip
 
     # ---- scene -----------------------------------------------------------------------------------
     def _build_scene(self) -> None:
@@ -287,6 +301,8 @@ class GraspWorld:
 
     def _hold(self) -> None:
         self._holding.set()
+        if self.shared is not None:
+            self.shared.pauses.value += 1
         if not self._running.wait(self.cfg.max_pause_s):
             self.pause_timeouts += 1  # a client would lose its connection: step on
             self._running.set()
@@ -326,6 +342,12 @@ class GraspWorld:
             d.qvel[self._cube_qvel:self._cube_qvel + 6] = 0.0
             mujoco.mj_forward(m, d)
 
+    def arm_state_now(self) -> np.ndarray:
+        """(8,) the arm's joint positions and finger opening at this instant (what the FR3 reports), call under
+        `lock` or from the physics thread."""
+        d = self.sim.data
+        return np.concatenate([d.qpos[self._arm_qpos], [d.qpos[self._finger_qpos].sum()]])
+
     def finger_width(self) -> float:
         """Opening between the fingers (m), from the simulator state."""
         with self.lock:
@@ -362,6 +384,16 @@ class GraspWorld:
             if t >= due - 1e-9:
                 callback(*self.render_stamped())
                 self._frames = (period, callback, max(due + period, t - period))
+                if self.shared is not None:
+                    self.shared.last_frame.value = t
+        if self.shared is not None:
+            self.shared.time.value = t
+            if self._frames is not None:
+                self.shared.next_frame.value = self._frames[2]
+            if t >= self.shared.pause_at.value - 1e-9:  # after this tick's frame: the observation is in
+                self.shared.pause_at.value = math.inf
+                self._holding.clear()
+                self._running.clear()
 
     @property
     def success(self) -> bool:
@@ -390,11 +422,32 @@ class GraspWorld:
 # The simulator steps in Python at 1 kHz; in its own process it does not compete with the policy for the
 # GIL. The client drives the arm over libfranka as usual and uses this small RPC for the rest.
 
-def _serve(conn, cfg: WorldConfig) -> None:
+def _serve(conn, cfg: WorldConfig, shared: SharedClock | None = None, frames=None) -> None:
+    import queue
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    world = GraspWorld(cfg).start()
+    world = GraspWorld(cfg)
+    world.shared = shared
+    # The physics thread never waits on the pipe (a client that stops reading would stop the world and its
+    # libfranka link): it queues, a thread sends, and frames a full queue cannot take are dropped.
+    outbox: queue.Queue = queue.Queue(maxsize=64)  # 2 s of frames
+
+    def send_frame(stamp, rgb):  # the physics thread, right after rendering: the state of the same tick
+        try:
+            outbox.put_nowait((stamp, rgb, world.arm_state_now()))
+        except queue.Full:
+            pass
+
+    def sender():
+        while (item := outbox.get()) is not None:
+            try:
+                frames.send(item)
+            except (BrokenPipeError, OSError):
+                return
+
+    threading.Thread(target=sender, daemon=True, name="frames").start()
+    world.start()
     conn.send(("ready", None))
     try:
         while True:
@@ -410,12 +463,15 @@ def _serve(conn, cfg: WorldConfig) -> None:
                     out = world.render_stamped()
                 elif cmd == "place_arm":
                     out = world.place_arm(arg)
-                elif cmd == "time":
-                    out = world.time
                 elif cmd == "pause":
                     out = world.pause()
                 elif cmd == "resume":
                     out = world.resume()
+                elif cmd == "camera":  # frames every `arg` s of sim time to the frame pipe; None: off
+                    world._frames = None if arg is None else (float(arg), send_frame, world.time)
+                    if arg is None:
+                        shared.next_frame.value = math.inf
+                    out = None
                 elif cmd == "status":
                     out = {"time": world.time, "success": world.success, "cube": world.cube_position(),
                            "cube_yaw": world.cube_yaw(), "link": world.link.summary(),
@@ -426,17 +482,20 @@ def _serve(conn, cfg: WorldConfig) -> None:
             except Exception as e:  # noqa: BLE001 - reported to the client, which raises it
                 conn.send(("error", repr(e)))
     finally:
+        outbox.put(None)
         world.stop()
         conn.send(("stopped", None))
 
 
 class WorldProcess:
     """`GraspWorld` in a child process: start(), reset(seed), render(), status(), time(), pause(), resume(),
-    wait_until(t), stop()."""
+    wait_until(t), stop(); for real-time evaluation a camera stream (`camera`, `frame`) and a hold at an
+    instant of sim time (`run_until`). The clock is read from shared memory, the rest goes through a pipe."""
 
     def __init__(self, cfg: WorldConfig = WorldConfig(), start_timeout: float = 60.0):
         self.cfg, self._timeout = cfg, start_timeout
-        self._proc = self._conn = None
+        self._proc = self._conn = self._frames = self._shared = None
+        self._frames_since = -math.inf
         self._lock = threading.Lock()  # one request in flight on the pipe, whichever thread asks
 
     @property
@@ -448,7 +507,10 @@ class WorldProcess:
 
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.cfg), daemon=True, name="grasp-world")
+        self._frames, frames_child = ctx.Pipe(duplex=False)
+        self._shared = SharedClock(ctx)
+        self._proc = ctx.Process(target=_serve, args=(child, self.cfg, self._shared, frames_child), daemon=True,
+                                 name="grasp-world")
         self._proc.start()
         deadline = time.monotonic() + self._timeout
         while not self._conn.poll(0.2):
@@ -480,8 +542,52 @@ class WorldProcess:
         return self._call("status")
 
     def time(self) -> float:
-        """Sim clock (s)."""
-        return self._call("time")
+        """Sim clock (s), as of the last tick."""
+        return self._shared.time.value
+
+    def camera(self, period_s: float | None) -> None:
+        """Frames every `period_s` of sim time, rendered by the physics thread on the tick that reaches each one,
+        with the arm's state of that tick (`frame`); None stops them and drops those not yet read."""
+        self._frames_since = self.time()  # frames sent before (a stream stopped earlier) are not this one's
+        self._call("camera", period_s)
+        if period_s is None:
+            while self._frames.poll():
+                self._frames.recv()
+
+    def frame(self, timeout: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """The next camera frame (sim time, (H, W, 3) uint8 RGB, (8,) joints + finger opening) of the stream
+        started last, or None when none came within `timeout` s of wall time."""
+        deadline = time.monotonic() + timeout
+        while self._frames.poll(max(0.0, deadline - time.monotonic())):
+            frame = self._frames.recv()
+            if frame[0] >= self._frames_since - 1e-9:
+                return frame
+        return None
+
+    @property
+    def last_frame_time(self) -> float:
+        """When the camera's last frame was rendered (sim s)."""
+        return self._shared.last_frame.value
+
+    @property
+    def next_frame_time(self) -> float:
+        """When the camera's next frame falls due (sim s; inf: no camera)."""
+        return self._shared.next_frame.value
+
+    def run_until(self, t_sim: float, timeout: float = 10.0) -> float:
+        """Let the world run (resuming it if it holds) until its clock reaches `t_sim`, the frame of that tick
+        rendered, then hold it there (at the next tick if `t_sim` has passed); returns the sim time it holds at.
+        Resume with `resume()`: a hold ends by itself after `WorldConfig.max_pause_s`."""
+        pauses = self._shared.pauses.value
+        self._shared.pause_at.value = t_sim
+        self.resume()
+        deadline = time.monotonic() + timeout
+        while self._shared.pauses.value == pauses:
+            if time.monotonic() > deadline or not self._proc.is_alive():
+                self._shared.pause_at.value = math.inf
+                raise RuntimeError(f"the simulator did not pause at {t_sim:.3f} s within {timeout} s")
+            time.sleep(0.0002)
+        return self.time()
 
     def place_arm(self, q) -> None:
         """Simulator-only: the arm at joint positions `q`, at rest, fingers open."""
@@ -519,6 +625,9 @@ class WorldProcess:
             self._proc.kill()
             self._proc.join(5)
         self._proc = None
+        for conn in (self._conn, self._frames):
+            if conn is not None:
+                conn.close()
 
     def __enter__(self):
         return self.start()

@@ -36,6 +36,21 @@ def test_paired_compares_each_mode_apart_and_needs_two_methods():
     assert p["p_value"] == 1.0 and p["verdict"] == "too few episodes to tell"
 
 
+def test_a_latency_sweep_pairs_methods_within_each_latency():
+    from bac_ros.commands.eval import episode_modes, split_mode
+
+    assert episode_modes("sync", None) == ["sync"] and episode_modes("realtime", None) == ["realtime"]
+    assert episode_modes("both", [0, 67.5]) == ["sync", "realtime+0ms", "realtime+67.5ms"]
+    assert split_mode("realtime+67.5ms") == ("realtime", 67.5) and split_mode("realtime") == ("realtime", None)
+    at = lambda row, ms: {**row, "mode": "realtime", "latency_ms": ms}  # noqa: E731
+    rows = [at(_row("full", 20, 0, [1] * 10), 0), at(_row("bac", 7, 0, [1] * 10), 0),
+            at(_row("full", 20, 0, [1] * 10), 100), at(_row("bac", 7, 0, [0] * 5 + [1] * 5), 100)]
+    by_mode = {p["mode"]: p for p in paired(rows)}
+    assert set(by_mode) == {"realtime +0 ms", "realtime +100 ms"}
+    assert tuple(by_mode["realtime +0 ms"]["table"]) == (10, 0, 0, 0)
+    assert tuple(by_mode["realtime +100 ms"]["table"]) == (5, 5, 0, 0)
+
+
 @pytest.mark.slow
 def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"

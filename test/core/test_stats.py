@@ -63,11 +63,23 @@ def test_unpaired_comparison_and_verdict_rules():
     c = compare_unpaired("teleop", "policy", 18, 20, 12, 20)
     assert not c.paired and c.table is None and c.test == "Fisher exact"
     assert c.p_value == pytest.approx(fisher_exact(18, 20, 12, 20)) and c.difference == pytest.approx(-0.3)
-    assert -0.05 < c.ci[1] < 0 and c.verdict == "worse"  # worse for sure; by more than 5 points, not shown
+    # the interval excludes 0 but Fisher's p is 0.065: the test does not reject, so no side is called worse
+    assert -0.05 < c.ci[1] < 0 and c.p_value > 0.05 and c.verdict == "too few episodes to tell"
     assert compare_unpaired("teleop", "policy", 20, 20, 10, 20).verdict == "inferior"
-    assert verdict((-0.04, 0.1), 0.05) == "non-inferior" and verdict((0.01, 0.2), 0.05) == "non-inferior and better"
-    assert verdict((-0.3, -0.06), 0.05) == "inferior" and verdict((-0.1, 0.1), 0.05) == "too few episodes to tell"
-    assert verdict((-0.3, -0.01), 0.05) == "worse"
+    assert verdict((-0.04, 0.1), 0.05, 1.0) == "non-inferior"
+    assert verdict((0.01, 0.2), 0.05, 0.01) == "non-inferior and better"
+    assert verdict((0.01, 0.2), 0.05, 0.06) == "non-inferior"  # the interval clears 0, the test does not
+    assert verdict((-0.3, -0.06), 0.05, 0.001) == "inferior" and verdict((-0.3, -0.06), 0.05, 0.07) == "too few episodes to tell"
+    assert verdict((-0.1, 0.1), 0.05, 1.0) == "too few episodes to tell"
+    assert verdict((-0.3, -0.01), 0.05, 0.01) == "worse" and verdict((-0.3, -0.01), 0.05, 0.2) == "too few episodes to tell"
+
+
+def test_five_paired_episodes_call_no_side_worse():
+    """The demo's rows: teleop 5/5, BAC 2/5 on the same seeds. Newcombe's interval excludes 0, McNemar's exact p
+    is 2 * 0.5**3 = 0.25: too few episodes, not worse."""
+    c = compare_paired("teleop", "bac", [1] * 5, [1, 1, 0, 0, 0])
+    assert c.table == (2, 3, 0, 0) and c.p_value == pytest.approx(0.25) and c.ci[1] < 0
+    assert c.verdict == "too few episodes to tell"
 
 
 def test_kaplan_meier_censors_failures_where_they_ended():

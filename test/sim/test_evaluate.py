@@ -29,6 +29,31 @@ def test_closed_loop_smoke():
         ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=1, max_time=3.0)
         assert ep.chunks >= 2
         assert arm.commands_sent > 30
+        assert len(ep.latency_ms) >= 1 and ep.realtime_factor > 0
+
+
+@pytest.mark.slow
+def test_fixed_latency_delivers_each_chunk_that_long_after_the_policy_started():
+    """An emulated 50 ms computer: the world holds while the policy infers, whatever this machine's speed, so each
+    chunk reaches the controller 50 ms of robot time after the inference began, on an observation at most one
+    camera period older than that (policy_node takes the newest frame when it is free)."""
+    from bac_ros.core.config import PolicyConfig
+    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.core.runner import PolicyRunner
+    from bac_ros.robot.fr3_arm import FR3Arm
+    from bac_ros.sim.evaluate import run_realtime
+    from bac_ros.sim.world import WorldProcess
+
+    torch.manual_seed(0)
+    policy = DiffusionPolicy.build(PolicyConfig.load("cpu"))
+    dt_ms = policy.cfg.action_dt * 1e3
+    cfg = WorldConfig(hostname="127.0.0.7")
+    with WorldProcess(cfg) as world, FR3Arm(cfg.hostname) as arm:
+        ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05)
+    lat = ep.obs_to_chunk_ms[1:]  # the first observation may predate the episode's start by up to a period
+    assert len(lat) >= 15, ep.obs_to_chunk_ms
+    assert min(lat) >= 50 - 1e-6 and max(lat) <= 50 + dt_ms + 2.5, lat
+    assert ep.pause_timeouts == 0 and min(ep.latency_ms) >= 50 - 1e-6
 
 
 def test_home_with_fallback_asks_the_simulator_only_when_homing_fails():

@@ -85,3 +85,43 @@ def test_world_and_expert_episode():
         # the world waited for late torque commands rather than stepping on stale ones
         link = world.status()["link"]
         assert link["torque_ticks"] > 1000 and link["success_rate"] > 0.99, link
+
+
+@pytest.mark.slow
+def test_the_world_holds_at_an_instant_with_that_ticks_frame_in():
+    """`run_until`: the clock (shared memory) stops at the asked instant, after the camera frame of that tick;
+    frames come one camera period of sim time apart with the arm's state of their own tick."""
+    from bac_ros.sim.world import WorldProcess
+
+    import threading
+
+    period = 1 / 30
+    with WorldProcess(WorldConfig(hostname="127.0.0.8")) as world:
+        frames, halt = [], threading.Event()
+
+        def read():  # as the harness's camera thread
+            while not halt.is_set():
+                if (f := world.frame(0.05)) is not None:
+                    frames.append(f)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        world.camera(period)
+        t0 = world.time()
+        target = t0 + 0.3
+        held = world.run_until(target)
+        assert target - 1e-9 <= held <= target + 0.0021  # the tick that reaches it (1 ms ticks), or the next
+        time.sleep(0.1)
+        assert world.time() == held  # holding: the clock does not move
+        halt.set()
+        reader.join()
+        stamps = np.array([s for s, _, _ in frames])
+        assert len(frames) >= 8 and stamps[-1] <= held + 1e-9 and stamps[-1] == world.last_frame_time, (stamps, t0, held)
+        np.testing.assert_allclose(np.diff(stamps), period, atol=0.0011)
+        assert all(img.shape == (96, 96, 3) and state.shape == (8,) for _, img, state in frames)
+        assert world.next_frame_time > held
+        again = world.run_until(world.next_frame_time)  # resumes, then holds at the next frame
+        assert world.frame(1.0)[0] == pytest.approx(again, abs=1e-9)
+        world.camera(None)
+        world.resume()
+        assert world.frame(0.3) is None
