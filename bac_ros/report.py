@@ -107,14 +107,20 @@ def plot_success_vs_latency(rows: list[dict], path: str | Path) -> Path:
         ci = [wilson_interval(round(y * n), n) for y, n in zip(ys, ns)]
         err = [[y - lo for y, (lo, _) in zip(ys, ci)], [hi - y for y, (_, hi) in zip(ys, ci)]]
         ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=method)
-    ax.set_xlabel("inference latency (ms of robot time, emulated)")
-    ax.set_ylabel("success rate (95 % interval)")
+    return _save_success_axes(fig, ax, "inference latency (ms of robot time, emulated)", "success rate (95 % interval)",
+                              path)
+
+
+def _save_success_axes(fig, ax, xlabel: str, ylabel: str, path: str | Path) -> Path:
+    """A success-rate figure's labels, limits, grid and legend; written to `path` and closed."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return Path(path)
 
 
@@ -129,15 +135,7 @@ def plot_success_vs_speedup(rows: list[dict], path: str | Path) -> Path:
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, "o-" if mode == "sync" else "s--", label=f"{method} ({mode})")
-    ax.set_xlabel("wall-clock speedup vs full (same run)")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save_success_axes(fig, ax, "wall-clock speedup vs full (same run)", "success rate", path)
 
 
 def world_label(row: dict) -> str:
