@@ -18,7 +18,6 @@ play the actions faster, in robot time, than the demonstrations were recorded.
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -154,15 +153,14 @@ def _rules(rules: ChunkRules | None, commit_steps: int) -> ChunkRules:
 
 class _ChunkPlayer(threading.Thread):
     """controller_node's control loop: a tick every 1/`rate_hz` s of robot time (the sim clock, read from shared
-    memory), each through the `ChunkExecutor` and the arm's envelope (`drive`). A chunk is offered when its
-    release time comes (`submit`): at once for a chunk inferred live, `latency_s` after its observation for an
-    emulated computer."""
+    memory), each through the `ChunkExecutor` and the arm's envelope (`drive`); a chunk `submit`ted is offered
+    at once, as a subscription callback would, not at the next tick."""
 
     def __init__(self, world: WorldProcess, arm: FR3Arm, executor: ChunkExecutor, rate_hz: float):
         super().__init__(daemon=True, name="chunk-player")
         self.world, self.arm, self.executor, self.period = world, arm, executor, 1.0 / rate_hz
         self._lock = threading.Lock()
-        self._pending: list[tuple[float, Chunk]] = []  # (release time, chunk), in release order
+        self._pending: list[Chunk] = []
         self._halt = threading.Event()
         self._played: Chunk | None = None
         # robot ms from a chunk's observation to its offer (controller_node's receipt), and to the first
@@ -170,25 +168,29 @@ class _ChunkPlayer(threading.Thread):
         self.obs_to_chunk_ms: list[float] = []
         self.latency_ms: list[float] = []
 
-    def submit(self, chunk: Chunk, release: float | None = None) -> None:
+    def submit(self, chunk: Chunk) -> None:
         with self._lock:
-            self._pending.append((self.world.time() if release is None else release, chunk))
+            self._pending.append(chunk)
+
+    def idle(self) -> bool:
+        """Every chunk submitted has been offered."""
+        with self._lock:
+            return not self._pending
 
     def _release(self, now: float) -> None:
-        while self._pending and self._pending[0][0] <= now + 1e-9:
-            _, chunk = self._pending.pop(0)
+        for chunk in self._pending:
             self.obs_to_chunk_ms.append((now - chunk.planned_from) * 1e3)
             self.executor.offer(chunk, now)
+        self._pending.clear()
 
     def run(self) -> None:
         next_tick = self.world.time()
         while not self._halt.is_set():
             now = self.world.time()
             with self._lock:
-                self._release(now)  # as a subscription callback: when it arrives, not at the next tick
-                release = self._pending[0][0] if self._pending else math.inf
+                self._release(now)
             if now < next_tick - 1e-9:  # the sim clock never runs ahead of the wall clock: no oversleeping
-                time.sleep(max(min(next_tick, release) - now, 0.0002))
+                time.sleep(max(min(next_tick - now, 0.002), 0.0002))  # a new chunk waits at most 2 ms
                 continue
             next_tick = max(next_tick + self.period, now)  # fell behind (a paused world): no burst
             with self._lock:
@@ -211,8 +213,9 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
     policy's n_action_steps. `rules`: as `run_sync`.
     `latency_s`: None: the world runs on while the policy infers, so the latency is this machine's compute time
     (at the world's speed, below real time on a busy machine). A number: a computer whose inference takes that
-    long, on any machine: the world holds while the policy infers at the instant it became free, and the chunk
-    is offered `latency_s` of robot time later; the next inference starts then (or at the next frame)."""
+    long, on any machine: the world holds while the policy infers at the instant it became free, runs on, and
+    holds again `latency_s` of robot time later while the chunk reaches the controller; the next inference
+    starts then (on the newest frame, or the next one when none is new)."""
     cfg = runner.policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
     executor, hist, ep, before = _begin(world, arm, runner, seed, _rules(rules, commit_steps))
@@ -229,11 +232,10 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
     t_start = world.time()
     executor.start(t_start)
     player.start()
-    last_stamp, free_at = None, t_start
+    last_stamp, held = None, world.run_until(t_start) if latency_s is not None else t_start
     try:
         while world.time() - t_start < max_time:
             if latency_s is not None:  # the world holds from the instant the policy is free and a frame is new
-                held = world.run_until(free_at)
                 _wait_for_frames(world, hist)
                 while hist.newest_stamp == last_stamp:
                     held = world.run_until(world.next_frame_time)
@@ -248,10 +250,12 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
             chunk = Chunk(stamp, actions, cfg.action_dt)
             if latency_s is None:
                 player.submit(chunk)
-            else:
-                free_at = held + latency_s
-                player.submit(chunk, release=free_at)
-            runner.settle()
+                runner.settle()
+            else:  # the world holds again when the chunk comes out: it reaches the controller at that instant
+                runner.settle()
+                held = world.run_until(held + latency_s)
+                player.submit(chunk)
+                _wait(player.idle, "the controller taking the chunk")
             if world.status()["success"]:
                 ep.success, ep.time_to_success = True, world.time() - t_start
                 break

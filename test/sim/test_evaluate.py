@@ -50,10 +50,12 @@ def test_fixed_latency_delivers_each_chunk_that_long_after_the_policy_started():
     cfg = WorldConfig(hostname="127.0.0.7")
     with WorldProcess(cfg) as world, FR3Arm(cfg.hostname) as arm:
         ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05)
-    lat = ep.obs_to_chunk_ms[1:]  # the first observation may predate the episode's start by up to a period
-    assert len(lat) >= 15, ep.obs_to_chunk_ms
-    assert min(lat) >= 50 - 1e-6 and max(lat) <= 50 + dt_ms + 2.5, lat
-    assert ep.pause_timeouts == 0 and min(ep.latency_ms) >= 50 - 1e-6
+    lat = ep.obs_to_chunk_ms
+    assert len(lat) >= 15, lat
+    assert min(ep.latency_ms) >= 50 - 1e-6
+    # exact to the 1 ms tick unless an inference outlasted the world's hold (max_pause_s of wall time: a machine
+    # overloaded several times over), when the world stepped on while the policy thought
+    assert ep.pause_timeouts > 0 or (min(lat) >= 50 - 1e-6 and max(lat) <= 50 + dt_ms + 2.001), lat
 
 
 def test_home_with_fallback_asks_the_simulator_only_when_homing_fails():

@@ -3,7 +3,8 @@
 
     python docs/results/realtime_agreement/agreement.py NAME=RUN_DIR [NAME=RUN_DIR ...]
 
-Each RUN_DIR is a `bac eval` folder (each of its modes becomes NAME/<mode>) or a `bac demo` folder (NAME). Every
+Each RUN_DIR is a `bac eval` folder (each of its modes becomes NAME/<mode>) or a `bac demo` folder (NAME), or the
+files kept here: *_episodes.json (a `bac eval` run's episodes) and *_index.jsonl (a `bac demo` run's index). Every
 pair of evaluations is compared per method on the seeds both ran."""
 import itertools
 import json
@@ -16,13 +17,15 @@ from bac_ros.core.stats import compare_paired
 def outcomes(name: str, folder: Path) -> dict[tuple[str, str], dict[int, bool]]:
     """{(evaluation, method): {seed: success}}; methods named full or bac."""
     out: dict = {}
-    if (folder / "episodes.jsonl").is_file():
-        for line in (folder / "episodes.jsonl").read_text().splitlines()[1:]:
-            e = json.loads(line)
+    if folder.suffix == ".json" or (folder / "episodes.jsonl").is_file():
+        episodes = (json.loads(folder.read_text()) if folder.suffix == ".json" else
+                    [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()[1:]])
+        for e in episodes:
             out.setdefault((f"{name}/{e['mode']}", "full" if e["method"] == "full" else f"bac S={e['num_updates']}"),
                            {})[e["seed"]] = bool(e["success"])
     else:
-        for line in (folder / "episodes" / "index.jsonl").read_text().splitlines():
+        index = folder if folder.suffix == ".jsonl" else folder / "episodes" / "index.jsonl"
+        for line in index.read_text().splitlines():
             e = json.loads(line)
             method = "full" if e["label"] == "full" else ("bac S=7" if e["label"] == "bac" else e["label"])
             out.setdefault((name, method), {})[e["seed"]] = bool(e["success"])
