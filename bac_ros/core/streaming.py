@@ -203,6 +203,8 @@ class ChunkExecutor:
         self._catch_up = False
         self._holding = False
         self._last_now: float | None = None
+        self._first_sent: Chunk | None = None  # the chunk whose first command went out last
+        self.took_over: Chunk | None = None  # set by `sent` when the command was a chunk's first: latency's end
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self, now: float, commit_steps: int | None = None) -> None:
@@ -268,6 +270,7 @@ class ChunkExecutor:
     def tick(self, now: float, robot_t: float) -> Command | None:
         """The command due at `now` (the chunks' clock), or None (nothing new to send). `robot_t`: the robot's
         clock (monotonic), which times the chunk timeout."""
+        self.took_over = None
         if not self.started:
             return None
         if self._last_now is not None and now < self._last_now - self.CLOCK_JUMP_S:
@@ -304,11 +307,14 @@ class ChunkExecutor:
         return Command(CommandKind.HOLD, None, None, None)
 
     def sent(self, command: Command, held_back: bool) -> None:
-        """Report that the arm sent `command`; `held_back`: its limits stopped short of the target."""
+        """Report that the arm sent `command`; `held_back`: its limits stopped short of the target. Sets
+        `took_over` to the playing chunk when this was the first point sent from it (the end of its latency)."""
         if command.kind is CommandKind.HOLD:
             return
         self.counts["points" if command.kind is CommandKind.POINT else "catch_ups"] += 1
         self._sent_index, self._catch_up = command.index, held_back
+        if command.kind is CommandKind.POINT and self.playing is not self._first_sent:
+            self._first_sent = self.took_over = self.playing
 
 
 class ObservationWindow:

@@ -32,7 +32,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules, CommandKind
+from ..core.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules
 from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
@@ -102,7 +102,6 @@ class ControllerNode(Node):
         self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
         self._connector: threading.Thread | None = None
-        self._played = None  # the chunk whose first command was reported
         self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
         self._source_since = 0.0
         self._closing = threading.Event()  # set at shutdown: connect attempts end
@@ -274,9 +273,8 @@ class ControllerNode(Node):
         cmd, q = out
         width = cmd.gripper if cmd.gripper is not None else (0.0 if arm.gripper_closed else GRIPPER_MAX_WIDTH)
         self.cmd_pub.publish(vector_to_joint_state(q, None, width, now))
-        chunk = self.chunk_executor.playing
-        if cmd.kind is CommandKind.POINT and chunk is not self._played:
-            self._played = chunk
+        chunk = self.chunk_executor.took_over
+        if chunk is not None:
             ref = TimeReference(source="controller_node")
             ref.header.stamp, ref.time_ref = to_time(now), to_time(chunk.planned_from)
             self.first_pub.publish(ref)

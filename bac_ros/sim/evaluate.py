@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ..core.runner import PolicyRunner
 from ..core.settings import from_mapping, node_parameters
-from ..core.streaming import CONTROL_RATE_HZ, Chunk, ChunkExecutor, ChunkRules, CommandKind, ObservationWindow
+from ..core.streaming import CONTROL_RATE_HZ, Chunk, ChunkExecutor, ChunkRules, ObservationWindow
 from ..robot.fr3_arm import FR3Arm, drive
 from .episode import observe, pause_and_observe, reset
 from .world import WorldProcess
@@ -162,7 +162,6 @@ class _ChunkPlayer(threading.Thread):
         self._lock = threading.Lock()
         self._pending: list[Chunk] = []
         self._halt = threading.Event()
-        self._played: Chunk | None = None
         # robot ms from a chunk's observation to its offer (controller_node's receipt), and to the first
         # command sent from it (when it took over): the graph's obs_to_chunk_ms and latency (metrics_node)
         self.obs_to_chunk_ms: list[float] = []
@@ -194,10 +193,8 @@ class _ChunkPlayer(threading.Thread):
                 continue
             next_tick = max(next_tick + self.period, now)  # fell behind (a paused world): no burst
             with self._lock:
-                out = drive(self.executor, self.arm, now)
-            chunk = self.executor.playing
-            if out is not None and out[0].kind is CommandKind.POINT and chunk is not self._played:
-                self._played = chunk
+                drive(self.executor, self.arm, now)
+            if (chunk := self.executor.took_over) is not None:
                 self.latency_ms.append((now - chunk.planned_from) * 1e3)
 
     def stop(self) -> None:

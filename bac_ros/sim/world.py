@@ -265,12 +265,15 @@ class GraspWorld:
             renderer.close()
             self._gl.renderer = None
 
-    def trigger_camera(self, period_s: float, callback) -> None:
+    def trigger_camera(self, period_s: float | None, callback=None) -> None:
         """Render a frame every `period_s` of sim time, in the physics thread right after the tick that reaches
         it, and hand `callback(stamp, rgb)` each one: a camera triggered by the simulator's clock, so frames
         are exactly one period of robot time apart however slowly the machine runs the simulation (a camera
-        thread polling the clock dropped frames under load). The callback must return quickly."""
-        self._frames = (period_s, callback, self.time)
+        thread polling the clock dropped frames under load). The callback must return quickly. None: no more
+        frames."""
+        self._frames = None if period_s is None else (period_s, callback, self.time)
+        if period_s is None and self.shared is not None:
+            self.shared.next_frame.value = math.inf
 
     def __enter__(self):
         return self.start()
@@ -468,10 +471,7 @@ def _serve(conn, cfg: WorldConfig, shared: SharedClock | None = None, frames=Non
                 elif cmd == "resume":
                     out = world.resume()
                 elif cmd == "camera":  # frames every `arg` s of sim time to the frame pipe; None: off
-                    world._frames = None if arg is None else (float(arg), send_frame, world.time)
-                    if arg is None:
-                        shared.next_frame.value = math.inf
-                    out = None
+                    out = world.trigger_camera(None if arg is None else float(arg), send_frame)
                 elif cmd == "status":
                     out = {"time": world.time, "success": world.success, "cube": world.cube_position(),
                            "cube_yaw": world.cube_yaw(), "link": world.link.summary(),

@@ -168,12 +168,15 @@ def test_executor_sends_each_point_once_when_due_and_holds_after_the_timeout():
     assert hold.kind is CommandKind.HOLD and hold.q is None  # after start: an explicit hold until a chunk plays
     plan = np.arange(8, dtype=float)[:, None] * np.ones((1, 8))  # point i has value i
     assert ex.offer(Chunk(10.0, plan, dt), 10.13) is None  # arrives 1.3 steps late
-    sent = []
+    sent, took_over = [], []
     for k, now in enumerate(np.arange(10.13, 10.75, 0.01)):  # polled every 10 ms
         cmd = ex.tick(float(now), robot_t=50.13 + 0.01 * k)
         if cmd is not None:
             sent.append((cmd.q[0], float(now)))
             ex.sent(cmd, held_back=False)
+        if ex.took_over is not None:
+            took_over.append((ex.took_over.stamp, round(float(now), 2)))
+    assert took_over == [(10.0, 10.13)]  # the chunk's first command, once: where its latency ends
     values = [v for v, _ in sent]
     assert values == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # point 0 is stale; the rest each once, the last kept
     for v, now in sent:
