@@ -250,6 +250,8 @@ class GraspWorld:
         fingers = [j for j in (joint("robot0_finger_joint1"), joint("robot0_finger_joint2")) if j >= 0]
         self._arm_qpos, self._arm_qvel = m.jnt_qposadr[arm], m.jnt_dofadr[arm]
         self._finger_qpos, self._finger_qvel = m.jnt_qposadr[fingers], m.jnt_dofadr[fingers]
+        if self.shared is not None:  # franky-sim's warm-up has already run the clock (0.1 s) before the first tick
+            self.shared.time.value = self.time
         self.server.run_async(realtime=True)
         return self
 
