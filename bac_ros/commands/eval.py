@@ -14,6 +14,7 @@ from ..core.acs import DEFAULT_TOP_N
 from ..core.inference import BACKENDS
 from ..core.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
 from ..core.stats import percentiles
+from ..core.streaming import STITCHES
 from ..runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
@@ -50,6 +51,10 @@ def add_parser(sub) -> None:
                         "list: a sweep, every latency on the same seeds): the world holds while the policy infers and "
                         "the chunk reaches the controller that long after the policy started (default: this "
                         "machine's own compute time, the world running on)")
+    e.add_argument("--stitch", default="switch", choices=STITCHES,
+                   help="real-time mode: how a new chunk takes over: switch (at once, from its first point still "
+                        "due), prefix (denoised to continue what the arm will still execute of the playing chunk), "
+                        "ensemble (the mean of the targets of every chunk covering now; temporal ensembling)")
     e.add_argument("--backend", default="eager", choices=BACKENDS,
                    help="how the policy runs: eager PyTorch, ONNX Runtime (the whole inference compiled once per "
                         "schedule, cached), or a CUDA graph (--device cuda)")
@@ -205,6 +210,8 @@ def run(args) -> int:
     out = output_dir(args, "eval", f"{cfg.name}_{args.mode}")
     spec = {k: v for k, v in vars(args).items() if k != "func"}
     write_json(out / ARGS_FILE, spec)
+    if spec.get("stitch") == "switch":  # runs from before --stitch existed resume
+        spec.pop("stitch")
     identity = {"weights": policy.weights_id, "rows": [(m, s, content_hash(sc.source) if sc else None)
                                                        for (m, s, _), sc in zip(entries, schedules)],
                 **{k: v for k, v in spec.items() if k not in PARALLEL + ("episodes", "seed_start", "margin",
@@ -301,7 +308,8 @@ class EpisodeWorker:
             play = functools.partial(run_realtime, rules=self.rules,
                                      commit_steps=cfg.n_action_steps if args.commit_steps is None else args.commit_steps,
                                      latency_s=None if latency_ms is None else latency_ms / 1e3,
-                                     control_rate_hz=self.control_rate_hz)
+                                     control_rate_hz=self.control_rate_hz,
+                                     stitch=getattr(args, "stitch", "switch"))
         n0 = len(runner.guard.history) if runner.guard else 0
         restarts = self.sim.restarts
         ep = self.sim.run(lambda world, arm: play(world, arm, runner, task.seed, max_time=args.max_time),
@@ -411,6 +419,9 @@ def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin
             "obs_to_chunk_ms": percentiles(m for e in eps for m in e.get("obs_to_chunk_ms") or []),
             "sim_realtime_factor": (statistics.fmean(e["realtime_factor"] for e in eps)
                                     if mode == "realtime" and all(e.get("realtime_factor") for e in eps) else None),
+            "stitch": getattr(args, "stitch", "switch") if mode == "realtime" else None,
+            # realtime: around chunk switches (`switch_smoothness`), over the episodes
+            **_smoothness_fields(eps),
             "dropped_points_per_episode": statistics.fmean(e["dropped_points"] for e in eps),
             "pause_timeouts": sum(e["pause_timeouts"] for e in eps),
             "velocity_stops": sum(e["velocity_stops"] for e in eps),
@@ -421,6 +432,19 @@ def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin
             "schedule_hash": content_hash(sched.source) if sched is not None and sched.source else None,
             "params": args.params or "config/grasp.yaml", "world": world_overrides(args.world), "drift": args.drift,
             "workers": args.workers, "ray": bool(args.ray_address), **_drift_fields(drift), **origin}
+
+
+def _smoothness_fields(eps: list[dict]) -> dict:
+    """Medians over episodes of the target step at a switch (rad) and the RMS jerk around one (rad/s^3), and the
+    velocity reversals per switch over all switches; None where no episode switched."""
+    def median(key):
+        v = [e[key] for e in eps if e.get(key) is not None]
+        return statistics.median(v) if v else None
+
+    n = sum(e.get("switches") or 0 for e in eps)
+    rev = sum((e.get("switch_reversals") or 0) * (e.get("switches") or 0) for e in eps)
+    return {"switch_jump_rad": median("switch_jump_rad"), "switch_jerk": median("switch_jerk"),
+            "switch_reversals": rev / n if n else None, "switches_per_episode": n / len(eps)}
 
 
 def _warn(row: dict) -> None:

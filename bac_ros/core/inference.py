@@ -3,7 +3,7 @@
 A schedule is fixed before the robot moves: at each of the K denoising steps the set of blocks to recompute
 is static. The observation encoder, the K steps with their block sets and the sampler's updates are therefore
 one static graph per schedule (`ScheduledInference`), from (image, joint state, initial noise, DDPM's step
-noise drawn ahead) to (the denoised sample, the future actions). Backends run it:
+noise drawn ahead, the points the plan is held to) to (the denoised sample, the future actions). Backends run it:
 - `eager`: PyTorch op by op, the caching runtime (`CachedDenoiser`) itself: the reference;
 - `onnx`: exported once (`torch.onnx`, dynamo) and run by ONNX Runtime with `threads` intra-op threads (one by
   default, so the simulator and the controller keep the other cores); `CUDAExecutionProvider` where
@@ -16,6 +16,7 @@ fresh build is checked against eager before it is used or kept.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from .caching import CachedDenoiser
 from .schedule import Schedule
 
 BACKENDS = ("eager", "onnx", "cuda-graph")
-FORMAT = 1  # of the exported graph: bump when ScheduledInference's inputs or outputs change
+FORMAT = 2  # of the exported graph: bump when ScheduledInference's inputs or outputs change
 FROZEN_SOURCES = ("model.py", "encoders.py", "caching.py", "sampler.py", "policy.py", "inference.py")
 VERIFY_MSE = 1e-8  # a fresh artifact's future actions against eager, on random inputs (mean squared, rad)
 
@@ -40,10 +41,43 @@ def cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class Prefix:
+    """Points the plan is held to (inpainted at every denoising step, `Sampler.hold`): what the arm will still
+    execute of the previous chunk before the new one takes over, so that the new one continues it."""
+    actions: torch.Tensor  # (1, horizon, action_dim) absolute joint targets (rad) + gripper (m), over the horizon
+    mask: torch.Tensor  # (1, horizon, 1): 1 where held, 0 where free
+
+    @classmethod
+    def free(cls, cfg) -> "Prefix":
+        """Nothing held (the plan of an unconstrained inference, bit for bit)."""
+        return cls(torch.zeros(1, cfg.horizon, cfg.action_dim), torch.zeros(1, cfg.horizon, 1))
+
+    @classmethod
+    def future(cls, cfg, points) -> "Prefix":
+        """The first len(points) points of the future (from the observation's step on, as `select_action`
+        returns them), (p, action_dim), held."""
+        points = torch.as_tensor(points, dtype=torch.float32)
+        start, room = cfg.n_obs_steps - 1, cfg.horizon - cfg.n_obs_steps + 1
+        if points.ndim != 2 or points.shape[1] != cfg.action_dim or len(points) > room:
+            raise ValueError(f"a prefix is (p <= {room}, {cfg.action_dim}) points, got {tuple(points.shape)}")
+        out = cls.free(cfg)
+        out.actions[0, start:start + len(points)] = points
+        out.mask[0, start:start + len(points)] = 1.0
+        return out
+
+
+@dataclass(frozen=True)
 class Noise:
-    """What one inference starts from, drawn on the CPU (so a seed means the same noise on any device)."""
+    """What one inference starts from, drawn on the CPU (so a seed means the same noise on any device), and the
+    points it is held to (None: none)."""
     initial: torch.Tensor  # (1, horizon, action_dim)
     steps: torch.Tensor  # (K, 1, horizon, action_dim): DDPM's per-step noise; zeros where a step draws none
+    prefix: Prefix | None = None
+
+    def inputs(self, cfg) -> tuple[torch.Tensor, ...]:
+        """(initial, steps, prefix actions, prefix mask): the graph's noise inputs."""
+        prefix = self.prefix or Prefix.free(cfg)
+        return self.initial, self.steps, prefix.actions, prefix.mask
 
 
 def draw_noise(policy, generator: torch.Generator | None) -> Noise:
@@ -68,7 +102,8 @@ def step_noise(policy, generator: torch.Generator | None) -> torch.Tensor:
 
 
 class ScheduledInference(torch.nn.Module):
-    """(image (1, To, 3, H, W) float in [0, 1], state (1, To, S), noise (1, H, A), step noise (K, 1, H, A)) ->
+    """(image (1, To, 3, H, W) float in [0, 1], state (1, To, S), noise (1, H, A), step noise (K, 1, H, A),
+    prefix (1, H, A) absolute and its mask (1, H, 1), see `Prefix`) ->
     (denoised sample (1, H, A), normalised; future actions (1, H - To + 1, A), absolute), for one schedule (None:
     full precision, through the same hoisted runtime). The loop over steps is Python over a static plan, so an
     export or a capture records it unrolled."""
@@ -82,13 +117,22 @@ class ScheduledInference(torch.nn.Module):
         self.denoiser = CachedDenoiser(policy.model, self.schedule, policy.sampler.timesteps, monitor=monitor,
                                        kv_buffers=not export)
 
-    def forward(self, image: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, step_noise: torch.Tensor):
-        p, den = self.policy, self.denoiser
-        den.begin(p.encode_obs(image, state))
-        x = noise
-        for k, t in enumerate(p.sampler.timesteps):
-            x = p.sampler.step(k, den.step(k, x, t), x, noise=step_noise[k])
-        return x, p.future(p.from_model_actions(p.action_norm.unnormalize(x), state))
+    def forward(self, image: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, step_noise: torch.Tensor,
+                prefix: torch.Tensor, prefix_mask: torch.Tensor):
+        return denoise(self.policy, self.denoiser, image, state, noise, step_noise, prefix, prefix_mask)
+
+
+def denoise(policy, denoiser, image, state, noise, step_noise, prefix, prefix_mask):
+    """The inference loop (`ScheduledInference`'s inputs and outputs) on any denoiser runtime: encode, then at
+    each step the denoiser's prediction, the sampler's update and the held points inpainted."""
+    p, sampler = policy, policy.sampler
+    denoiser.begin(p.encode_obs(image, state))
+    known = p.action_norm.normalize(p.to_model_actions(prefix, state))
+    x = sampler.hold(-1, noise, known, noise, prefix_mask)
+    for k, t in enumerate(sampler.timesteps):
+        x = sampler.step(k, denoiser.step(k, x, t), x, noise=step_noise[k])
+        x = sampler.hold(k, x, known, noise, prefix_mask)
+    return x, p.future(p.from_model_actions(p.action_norm.unnormalize(x), state))
 
 
 class Inference:
@@ -127,7 +171,7 @@ class EagerInference(Inference):
     @torch.inference_mode()
     def __call__(self, image, state, noise):
         dev = self.policy.device
-        x, a = self.module(image.to(dev), state.to(dev), noise.initial.to(dev), noise.steps.to(dev))
+        x, a = self.module(image.to(dev), state.to(dev), *(t.to(dev) for t in noise.inputs(self.policy.cfg)))
         if x.is_cuda:
             torch.cuda.synchronize(x.device)
         return x.cpu(), a.cpu()
@@ -159,12 +203,15 @@ def artifact_key(policy, schedule: Schedule | None, backend: str, device: str) -
 
 
 def example_inputs(policy, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, Noise]:
-    """Random inputs of the right shapes (the export's trace and a fresh artifact's check)."""
+    """Random inputs of the right shapes (the export's trace and a fresh artifact's check), with three points
+    held, so the check covers the inpainting too."""
     cfg = policy.cfg
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(1, cfg.n_obs_steps, *cfg.encoder.image_shape, generator=g)
     state = torch.rand(1, cfg.n_obs_steps, cfg.encoder.state_dim, generator=g) * 2 - 1
-    return image, state, draw_noise(policy, g)
+    noise = draw_noise(policy, g)
+    held = state[0, -1:, :cfg.action_dim] + 0.05 * torch.randn(3, cfg.action_dim, generator=g)
+    return image, state, dataclasses.replace(noise, prefix=Prefix.future(cfg, held))
 
 
 class OnnxInference(Inference):
@@ -172,7 +219,7 @@ class OnnxInference(Inference):
     simulator and the controller)."""
 
     backend = "onnx"
-    NAMES = (["image", "state", "noise", "step_noise"], ["sample", "actions"])
+    NAMES = (["image", "state", "noise", "step_noise", "prefix", "prefix_mask"], ["sample", "actions"])
 
     def __init__(self, policy, schedule: Schedule | None, threads: int = 1, cache: Path | None = None):
         super().__init__(policy, schedule)
@@ -198,7 +245,7 @@ class OnnxInference(Inference):
         try:
             module = ScheduledInference(self.policy, self.schedule, export=True).eval()
             image, state, noise = example_inputs(self.policy)
-            args = (image, state, noise.initial, noise.steps)
+            args = (image, state, *noise.inputs(self.policy.cfg))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp.onnx")
             with torch.inference_mode(False), torch.no_grad():
@@ -222,7 +269,7 @@ class OnnxInference(Inference):
         return time.monotonic() - t0
 
     def __call__(self, image, state, noise):
-        feeds = dict(zip(self.NAMES[0], (image.numpy(), state.numpy(), noise.initial.numpy(), noise.steps.numpy())))
+        feeds = dict(zip(self.NAMES[0], (t.numpy() for t in (image, state, *noise.inputs(self.policy.cfg)))))
         x, a = self.session.run(None, feeds)
         return torch.from_numpy(x), torch.from_numpy(a)
 
@@ -241,7 +288,7 @@ class CudaGraphInference(Inference):
         self.module = ScheduledInference(policy, schedule)
         image, state, noise = example_inputs(policy)
         dev = policy.device
-        self.inputs = [t.to(dev).clone() for t in (image, state, noise.initial, noise.steps)]
+        self.inputs = [t.to(dev).clone() for t in (image, state, *noise.inputs(policy.cfg))]
         side = torch.cuda.Stream(dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.inference_mode(), torch.cuda.stream(side):
@@ -256,7 +303,7 @@ class CudaGraphInference(Inference):
 
     def __call__(self, image, state, noise):
         with torch.inference_mode():
-            for buf, src in zip(self.inputs, (image, state, noise.initial, noise.steps)):
+            for buf, src in zip(self.inputs, (image, state, *noise.inputs(self.policy.cfg))):
                 buf.copy_(src, non_blocking=True)
             self.graph.replay()
             x, a = (t.cpu() for t in self.outputs)  # the copy back waits for the replay

@@ -4,6 +4,7 @@ backend (`core.inference`), the noise each inference starts from, and the drift 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from ..native_threads import start_native_thread
 from .drift import DriftSettings, GuardedInference, guarded_inference
-from .inference import Noise, build, draw_noise
+from .inference import Noise, Prefix, build, denoise, draw_noise
 from .schedule import Schedule
 
 DRIFT_MODES = ("off", "watch", "guard")
@@ -106,14 +107,22 @@ class PolicyRunner:
             self.generator.manual_seed(self.seed)
         return draw_noise(self.policy, self.generator)
 
-    def select_action(self, images: np.ndarray, states: np.ndarray) -> np.ndarray:
+    def select_action(self, images: np.ndarray, states: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
         """An observation window (images (n_obs_steps, H, W, 3) uint8 RGB at the policy's size, joint states
         (n_obs_steps, 8)) -> the predicted future from the current step on, (m, 8) float32: joint targets (rad)
-        and gripper width (m). ValueError for an observation of the wrong shape or with non-finite states."""
+        and gripper width (m). `prefix` (p, 8): the first p points of that future, given (what the arm will still
+        execute of the previous chunk before this one takes over): the plan is denoised to continue them and
+        returns them as its first points. ValueError for an observation of the wrong shape or with non-finite
+        states, or a prefix of the wrong shape or with non-finite points."""
         img = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).unsqueeze(0).float().div_(255.0)
         st = torch.from_numpy(np.asarray(states, np.float32)).unsqueeze(0)
         self.policy.check_obs(img, st)
-        _, actions = self.inference(img, st, self.noise())
+        noise = self.noise()
+        if prefix is not None and len(prefix):
+            if not np.all(np.isfinite(prefix)):
+                raise ValueError("prefix contains NaN or inf")
+            noise = dataclasses.replace(noise, prefix=Prefix.future(self.policy.cfg, prefix))
+        _, actions = self.inference(img, st, noise)
         return actions[0].numpy()
 
     def settle(self, check: bool = True):
@@ -135,12 +144,7 @@ class _Dynamic:
 
     @torch.inference_mode()
     def __call__(self, image, state, noise: Noise):
-        p = self.policy
-        dev = p.device
-        image, state = image.to(dev), state.to(dev)
-        cond = p.encode_obs(image, state)
-        self.denoiser.begin(cond)
-        x = noise.initial.to(dev)
-        for k, t in enumerate(p.sampler.timesteps):
-            x = p.sampler.step(k, self.denoiser.step(k, x, t), x, noise=noise.steps[k].to(dev))
-        return x.cpu(), p.future(p.from_model_actions(p.action_norm.unnormalize(x), state)).cpu()
+        dev = self.policy.device
+        x, a = denoise(self.policy, self.denoiser, image.to(dev), state.to(dev),
+                       *(t.to(dev) for t in noise.inputs(self.policy.cfg)))
+        return x.cpu(), a.cpu()

@@ -27,6 +27,8 @@ class StepCoefficients:
     x0_coeff: torch.Tensor  # DDPM: weight of the predicted x_0 in the posterior mean; DDIM: sqrt(alpha_bar_prev)
     x_coeff: torch.Tensor  # DDPM: weight of x_t; DDIM: weight of the predicted noise (the direction to x_t)
     noise_std: torch.Tensor | None  # DDPM: std of the noise added after the mean (None at t = 0 and for DDIM)
+    sqrt_alpha_prev: torch.Tensor  # sqrt(alpha_bar) of the timestep the step lands on (1 after the last)
+    sqrt_beta_prev: torch.Tensor  # sqrt(1 - alpha_bar) of that timestep
 
 
 class Sampler:
@@ -60,12 +62,26 @@ class Sampler:
             return StepCoefficients(beta_prod_t ** 0.5, alpha_prod_t ** 0.5,
                                     (alpha_prod_prev ** 0.5 * current_beta_t) / beta_prod_t,
                                     current_alpha_t ** 0.5 * (1 - alpha_prod_prev) / beta_prod_t,
-                                    s._get_variance(t) ** 0.5 if t > 0 else None)
+                                    s._get_variance(t) ** 0.5 if t > 0 else None,
+                                    alpha_prod_prev ** 0.5, (1 - alpha_prod_prev) ** 0.5)
         prev_t = t - s.config.num_train_timesteps // s.num_inference_steps
         alpha_prod_prev = s.alphas_cumprod[prev_t] if prev_t >= 0 else s.final_alpha_cumprod
         std_dev_t = 0.0 * s._get_variance(t, prev_t) ** 0.5  # eta = 0
         return StepCoefficients(beta_prod_t ** 0.5, alpha_prod_t ** 0.5, alpha_prod_prev ** 0.5,
-                                (1 - alpha_prod_prev - std_dev_t ** 2) ** 0.5, None)
+                                (1 - alpha_prod_prev - std_dev_t ** 2) ** 0.5, None,
+                                alpha_prod_prev ** 0.5, (1 - alpha_prod_prev) ** 0.5)
+
+    def hold(self, k: int, sample: torch.Tensor, known: torch.Tensor, noise: torch.Tensor,
+             mask: torch.Tensor) -> torch.Tensor:
+        """Inpainting (hard conditioning): where `mask` is 1, `sample` replaced by the clean `known` noised to the
+        level step `k` lands on (k = -1: the level the loop starts at) with the fixed `noise`; elsewhere kept.
+        After the last step the level is clean, so the result equals `known` there. A zero mask returns
+        `sample` bit for bit."""
+        if k < 0:
+            a, b = self.steps[0].sqrt_alpha_prod, self.steps[0].sqrt_beta_prod
+        else:
+            a, b = self.steps[k].sqrt_alpha_prev, self.steps[k].sqrt_beta_prev
+        return mask * (a * known + b * noise) + (1 - mask) * sample
 
     def draws(self, k: int) -> bool:
         """Whether step `k` adds noise (DDPM, t > 0): it then draws it from the generator, in step order."""

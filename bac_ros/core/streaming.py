@@ -75,6 +75,11 @@ def chunk_velocity(actions: np.ndarray, stamp: float, dt: float, now: float) -> 
 
 CONTROL_RATE_HZ = 100.0  # controller_node's control ticks a second (its control_rate_hz), as the harness plays them
 
+# How a new chunk takes over from the one playing (the real-time harness's `stitch`, docs/control.md): at once from
+# its first point still due; the same, denoised to continue the playing one (`ChunkExecutor.continuation`); or
+# every chunk at once with the targets of all that cover now averaged (`ChunkRules.ensemble_chunks`).
+STITCHES = ("switch", "prefix", "ensemble")
+
 # How a controller turns a chunk into a target at any time: "hold" is how the demonstrations were streamed.
 PLAYBACKS = {"hold": held_point, "interpolate": interpolate_chunk}
 
@@ -148,6 +153,9 @@ class ChunkRules:
     chunk_max_dt_s: float = setting(0.2, "a chunk whose points are spaced wider (s) is refused", 0.001, 1.0)
     chunk_max_points: int = setting(512, "a chunk with more points is refused", 2, 100000)
     velocity_feedforward: bool = setting(True, "send the chunk's own velocity with each target")
+    ensemble_chunks: int = setting(1, "temporal ensembling: the target is the mean of this many newest chunks' "
+                                   "targets for now (those whose points still cover it); 1: the playing chunk's "
+                                   "alone", 1, 64)
 
     def __post_init__(self):
         check_ranges(self)
@@ -199,12 +207,16 @@ class ChunkExecutor:
         self._fresh = False  # a chunk was accepted since the last tick
         self._received: float | None = None  # robot time of the first tick after the newest accepted chunk
         self._playing: Chunk | None = None
+        self._recent: deque = deque(maxlen=rules.ensemble_chunks)  # chunks that took over, newest last
         self._sent_index = -1
         self._catch_up = False
         self._holding = False
         self._last_now: float | None = None
         self._first_sent: Chunk | None = None  # the chunk whose first command went out last
         self.took_over: Chunk | None = None  # set by `sent` when the command was a chunk's first: latency's end
+        # set by `tick` when a chunk took over from another: the largest joint difference (rad) between its target
+        # and the one the plan it replaced had for the same instant (how far apart the two plans are at the switch)
+        self.switch_gap: float | None = None
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self, now: float, commit_steps: int | None = None) -> None:
@@ -223,6 +235,7 @@ class ChunkExecutor:
     def _clear(self) -> None:
         self._horizon.clear()
         self._newest, self._received, self._playing, self._fresh = -math.inf, None, None, False
+        self._recent.clear()
         self._sent_index, self._catch_up, self._holding = -1, False, False
 
     @property
@@ -233,6 +246,32 @@ class ChunkExecutor:
     def playing(self) -> Chunk | None:
         """The chunk playing now (None before the first)."""
         return self._horizon.playing
+
+    def handover(self, arrival: float) -> tuple[Chunk, float] | None:
+        """For a chunk that reaches this executor at `arrival` (robot s) with none newer after it: (the chunk the
+        arm plays until it takes over, when it takes over); None when nothing plays before it."""
+        h = self._horizon
+        if h.playing is None:
+            return None
+        if arrival < h._until or h.waiting is None:  # it replaces the waiting one, or nothing waits
+            return h.playing, max(arrival, h._until)
+        w = h.waiting  # takes over first, and plays its commit
+        return w, max(arrival, w.stamp + (current_index(w.stamp, w.dt, h._until) + h.commit) * w.dt)
+
+    def continuation(self, stamp: float, dt: float, arrival: float, room: int) -> np.ndarray | None:
+        """Prefix-conditioned stitching: the points a chunk stamped `stamp` (spacing `dt`) that arrives at `arrival`
+        must start with to continue what the arm executes until it takes over: for each of its points up to the
+        one due at the takeover (at most `room`; see below), the target of the chunk playing before it in the middle of that
+        point's step (two chunks' grids are offset by up to a tick: the middle finds the point that overlaps it
+        most). None: nothing plays before it."""
+        before = self.handover(arrival)
+        if before is None:
+            return None
+        c, takeover = before
+        # through the point due half a step after the takeover: the control tick that makes it may come a little
+        # after the instant, across the new chunk's next point (grids offset by a tick)
+        n = max(1, min(current_index(stamp, dt, takeover + dt / 2) + 1, room))
+        return np.stack([self._play(c.actions, c.stamp, c.dt, stamp + (i + 0.5) * dt) for i in range(n)])
 
     # ---- input ---------------------------------------------------------------------------------------
     def offer(self, chunk: Chunk, now: float) -> str | None:
@@ -270,7 +309,7 @@ class ChunkExecutor:
     def tick(self, now: float, robot_t: float) -> Command | None:
         """The command due at `now` (the chunks' clock), or None (nothing new to send). `robot_t`: the robot's
         clock (monotonic), which times the chunk timeout."""
-        self.took_over = None
+        self.took_over = self.switch_gap = None
         if not self.started:
             return None
         if self._last_now is not None and now < self._last_now - self.CLOCK_JUMP_S:
@@ -284,7 +323,11 @@ class ChunkExecutor:
         if chunk is None or robot_t - self._received > self.rules.chunk_timeout_s:
             return self._hold()
         if chunk is not self._playing:
+            before = self._target(now, self._playing) if self._playing is not None else None
             self._playing, self._sent_index, self._catch_up = chunk, -1, False
+            self._recent.append(chunk)
+            if before is not None:
+                self.switch_gap = float(np.max(np.abs(self._target(now, chunk)[:7] - before[:7])))
             self.counts["points_stale"] += self._horizon.first_index  # their time passed before it arrived
         self._holding = False
         a, n = chunk.actions, len(chunk.actions)
@@ -295,9 +338,21 @@ class ChunkExecutor:
             kind = CommandKind.CATCH_UP if i == self._sent_index else CommandKind.POINT
         else:
             kind = CommandKind.POINT
-        target = self._play(a, chunk.stamp, chunk.dt, now)
-        dq = chunk_velocity(a[:, :7], chunk.stamp, chunk.dt, now) if self.rules.velocity_feedforward else None
+        target = self._target(now, chunk)
+        dq = np.mean([chunk_velocity(c.actions[:, :7], c.stamp, c.dt, now) for c in self._covering(now, chunk)],
+                     axis=0) if self.rules.velocity_feedforward else None
         return Command(kind, np.asarray(target[:7], float), dq, float(target[7]), i)
+
+    def _covering(self, now: float, playing: Chunk) -> list[Chunk]:
+        """The chunks whose targets make now's: the playing one, and with ensembling those before it that took
+        over since (newest `ensemble_chunks`) and whose points are not over."""
+        recent = list(self._recent)
+        at = next((i for i, c in enumerate(recent) if c is playing), None)
+        upto = recent[:at + 1] if at is not None else [playing]
+        return [c for c in upto if c is playing or now <= c.end]
+
+    def _target(self, now: float, playing: Chunk) -> np.ndarray:
+        return np.mean([self._play(c.actions, c.stamp, c.dt, now) for c in self._covering(now, playing)], axis=0)
 
     def _hold(self) -> Command:
         if not self._holding:

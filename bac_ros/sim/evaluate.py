@@ -18,13 +18,16 @@ play the actions faster, in robot time, than the demonstrations were recorded.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..core.runner import PolicyRunner
 from ..core.settings import from_mapping, node_parameters
-from ..core.streaming import CONTROL_RATE_HZ, Chunk, ChunkExecutor, ChunkRules, ObservationWindow
+from ..core.streaming import CONTROL_RATE_HZ, STITCHES, Chunk, ChunkExecutor, ChunkRules, ObservationWindow
 from ..robot.fr3_arm import FR3Arm, drive
 from .episode import observe, pause_and_observe, reset
 from .world import WorldProcess
@@ -46,6 +49,11 @@ class PolicyEpisode:
     latency_ms: list[float] = field(default_factory=list)
     obs_to_chunk_ms: list[float] = field(default_factory=list)
     realtime_factor: float | None = None  # realtime: sim seconds per wall second over the episode (the world's speed)
+    # realtime: smoothness within ±2 action steps of each chunk switch (`switch_smoothness`)
+    switches: int = 0
+    switch_jump_rad: float | None = None  # median over switches of the largest joint target step at the switch
+    switch_reversals: float | None = None  # joint velocity reversals per switch
+    switch_jerk: float | None = None  # median over switches of the RMS jerk (rad/s^3), the worst joint
     velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see FR3Arm.check)
     workspace_refusals: int = 0  # targets refused at the TCP workspace box (see ArmLimits.workspace)
 
@@ -70,15 +78,16 @@ class _Camera(threading.Thread):
         self._halt.set()
 
 
-def _infer(runner: PolicyRunner, hist: ObservationWindow):
+def _infer(runner: PolicyRunner, hist: ObservationWindow, prefix=None):
     """-> (plan, inference ms, stamp of the newest observation used). The plan is every predicted point
     from the current step on (`PolicyRunner.select_action`): sync mode plays the first n_action_steps (the
     next point gives the last one its velocity), real-time mode n_action_steps from the first still due.
+    `prefix(stamp)`: the points the plan must start with, for an observation of `stamp` (None: free).
     The drift guard's shadow check, if one is due, waits for `runner.settle()` after the chunk went out (as
     policy_node runs it): its full inference is not counted in the chunk's time, and it delays the next one."""
     images, states, stamp = hist.window()
     t0 = time.perf_counter()
-    plan = runner.select_action(images, states)
+    plan = runner.select_action(images, states, prefix(stamp) if prefix is not None else None)
     return plan, (time.perf_counter() - t0) * 1e3, stamp
 
 
@@ -166,10 +175,17 @@ class _ChunkPlayer(threading.Thread):
         # command sent from it (when it took over): the graph's obs_to_chunk_ms and latency (metrics_node)
         self.obs_to_chunk_ms: list[float] = []
         self.latency_ms: list[float] = []
+        # per tick: (robot s, measured joints (7,), a chunk took over (its first command), the gap at a switch (rad))
+        self.trace: list[tuple[float, np.ndarray, bool, float | None]] = []
 
     def submit(self, chunk: Chunk) -> None:
         with self._lock:
             self._pending.append(chunk)
+
+    def continuation(self, stamp: float, dt: float, arrival: float, room: int) -> np.ndarray | None:
+        """`ChunkExecutor.continuation`, between two ticks."""
+        with self._lock:
+            return self.executor.continuation(stamp, dt, arrival, room)
 
     def idle(self) -> bool:
         """Every chunk submitted has been offered."""
@@ -193,9 +209,10 @@ class _ChunkPlayer(threading.Thread):
                 continue
             next_tick = max(next_tick + self.period, now)  # fell behind (a paused world): no burst
             with self._lock:
-                drive(self.executor, self.arm, now)
+                out = drive(self.executor, self.arm, now)
             if (chunk := self.executor.took_over) is not None:
                 self.latency_ms.append((now - chunk.planned_from) * 1e3)
+            self.trace.append((now, self.arm.joint_positions(), chunk is not None, self.executor.switch_gap))
 
     def stop(self) -> None:
         self._halt.set()
@@ -203,7 +220,8 @@ class _ChunkPlayer(threading.Thread):
 
 def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, max_time: float = 12.0,
                  commit_steps: int | None = None, rules: ChunkRules | None = None,
-                 latency_s: float | None = None, control_rate_hz: float = CONTROL_RATE_HZ) -> PolicyEpisode:
+                 latency_s: float | None = None, control_rate_hz: float = CONTROL_RATE_HZ,
+                 stitch: str = "switch") -> PolicyEpisode:
     """The graph without ROS: camera frames every dt of sim time (`_Camera`), the policy inferring on the newest
     observation whenever it is free and a new one is in (as policy_node), the chunks played by controller_node's
     loop at `control_rate_hz` of robot time (`_ChunkPlayer`). `commit_steps`: see `RecedingHorizon`; None: the
@@ -212,10 +230,21 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
     (at the world's speed, below real time on a busy machine). A number: a computer whose inference takes that
     long, on any machine: the world holds while the policy infers at the instant it became free, runs on, and
     holds again `latency_s` of robot time later while the chunk reaches the controller; the next inference
-    starts then (on the newest frame, or the next one when none is new)."""
+    starts then (on the newest frame, or the next one when none is new).
+    `stitch`: how a new chunk takes over from the one playing. switch: at once, from its first point still due;
+    prefix: the same, but denoised to continue what the arm will still execute of the playing chunk until it
+    takes over (`ChunkExecutor.continuation`, at the latency expected: `latency_s`, or live the median of the last
+    chunks'); ensemble: every chunk takes over at once (commit 0) and the target is the mean of the targets of
+    the chunks that cover now (temporal ensembling, `ChunkRules.ensemble_chunks` = 16)."""
+    if stitch not in STITCHES:
+        raise ValueError(f"stitch must be one of {STITCHES}, got {stitch!r}")
     cfg = runner.policy.cfg
     commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
-    executor, hist, ep, before = _begin(world, arm, runner, seed, _rules(rules, commit_steps))
+    rules = _rules(rules, 0 if stitch == "ensemble" else commit_steps)
+    if stitch == "ensemble":
+        rules = dataclasses.replace(rules, ensemble_chunks=16)
+    room = cfg.horizon - cfg.n_obs_steps  # points a prefix may hold: all of the future but its last
+    executor, hist, ep, before = _begin(world, arm, runner, seed, rules)
     player = _ChunkPlayer(world, arm, executor, control_rate_hz)
     camera = _Camera(world, hist)
     world.camera(cfg.action_dt)
@@ -240,7 +269,15 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
             elif hist.newest_stamp == last_stamp:  # no new observation since the last inference (as policy_node)
                 time.sleep(0.0005)
                 continue
-            actions, ms, stamp = _infer(runner, hist)
+            prefix = None
+            if stitch == "prefix":
+                recent = player.obs_to_chunk_ms[-5:]
+
+                def prefix(stamp):  # noqa: E306 - the arrival expected for an observation of `stamp`
+                    arrival = held + latency_s if latency_s is not None else \
+                        stamp + (statistics.median(recent) / 1e3 if recent else 0.0)
+                    return player.continuation(stamp, cfg.action_dt, arrival, room)
+            actions, ms, stamp = _infer(runner, hist, prefix)
             last_stamp = stamp
             ep.inference_ms.append(ms)
             ep.chunks += 1
@@ -266,7 +303,51 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
     status = world.status()
     ep.pause_timeouts, ep.realtime_factor = status["pause_timeouts"], status["link"]["realtime_factor"]
     ep.latency_ms, ep.obs_to_chunk_ms = player.latency_ms, player.obs_to_chunk_ms
+    smooth = switch_smoothness(player.trace, 2 * cfg.action_dt)
+    ep.switches, ep.switch_jump_rad, ep.switch_reversals, ep.switch_jerk = (
+        smooth["switches"], smooth["jump_rad"], smooth["reversals"], smooth["jerk"])
     return _end(ep, arm, executor, before)
+
+
+def switch_smoothness(trace: list, window_s: float, moving: float = 0.05) -> dict:
+    """How the arm moves around chunk switches (every chunk's first command but the episode's first), from a
+    control loop's trace of (robot s, measured joints, first command of a chunk, `ChunkExecutor.switch_gap`):
+    `jump_rad`: the median over switches of the gap between the new plan's target and the old one's at the
+    switch (what the arm is asked to jump); `reversals`: joint velocity sign changes (both sides faster than `moving` rad/s) within
+    ±`window_s` of a switch, per switch; `jerk`: the median over switches of the RMS jerk (rad/s^3, finite
+    differences of the measured joints) within ±`window_s`, the worst joint. None where there is no switch."""
+    out = {"switches": 0, "jump_rad": None, "reversals": None, "jerk": None}
+    if len(trace) < 5:
+        return out
+    t = np.array([r[0] for r in trace])
+    q = np.stack([r[1] for r in trace])
+    keep = np.concatenate([[True], np.diff(t) > 1e-6])  # a tick per instant
+    t, q = t[keep], q[keep]
+    firsts = [i for i, r in enumerate(trace) if r[2]][1:]
+    if not firsts:
+        return out
+    v = np.diff(q, axis=0) / np.diff(t)[:, None]
+    tv = (t[1:] + t[:-1]) / 2
+    a = np.diff(v, axis=0) / np.diff(tv)[:, None]
+    ta = (tv[1:] + tv[:-1]) / 2
+    j = np.diff(a, axis=0) / np.diff(ta)[:, None]
+    tj = (ta[1:] + ta[:-1]) / 2
+    jumps, reversals, jerks = [], [], []
+    for i in firsts:
+        ts = trace[i][0]
+        gap = next((r[3] for r in reversed(trace[:i + 1]) if r[3] is not None), None)  # set on the switch's tick
+        if gap is not None:
+            jumps.append(gap)
+        w = (tv >= ts - window_s) & (tv <= ts + window_s)
+        vs = v[w]
+        flips = (np.sign(vs[1:]) != np.sign(vs[:-1])) & (np.abs(vs[1:]) > moving) & (np.abs(vs[:-1]) > moving)
+        reversals.append(int(flips.sum()))
+        wj = (tj >= ts - window_s) & (tj <= ts + window_s)
+        if wj.any():
+            jerks.append(float(np.max(np.sqrt(np.mean(j[wj] ** 2, axis=0)))))
+    out.update(switches=len(firsts), jump_rad=float(np.median(jumps)) if jumps else None,
+               reversals=float(np.mean(reversals)), jerk=float(np.median(jerks)) if jerks else None)
+    return out
 
 
 def _wait(done, what: str, timeout: float = 5.0) -> None:
