@@ -87,7 +87,8 @@ def fake_arm(limits=None, q0=None, auto_recover: bool = False, follow: bool = Tr
 
 def assert_within_envelope(ts, qs, limits, tol: float = 1e-9) -> None:
     """Every commanded position within the joint limits' margins or moving back in, and the speed and
-    acceleration between commands, over their real time gaps, within the envelope."""
+    acceleration between commands, over their real time gaps each at most max_step_s (the step cap: a longer
+    gap licenses no more), within the envelope."""
     import numpy as np
 
     ts, qs = np.asarray(ts, float), np.asarray(qs, float)
@@ -97,6 +98,7 @@ def assert_within_envelope(ts, qs, limits, tol: float = 1e-9) -> None:
         assert not np.any(out_hi[1:] & (d > tol)) and not np.any(out_lo[1:] & (d < -tol)), "moved further out"
     gaps = np.diff(ts)
     assert np.all(gaps > 0), "two commands at one robot time"
+    gaps = np.minimum(gaps, limits.max_step_s)
     u = np.diff(qs, axis=0) / gaps[:, None]
     speed = np.abs(u) / limits.velocity
     assert np.all(speed <= 1 + 1e-6), f"speed {speed.max():.3f} x the envelope"

@@ -5,7 +5,8 @@ command after a connect, recover, start or switch).
 Each command is shaped on the **real** time since the previous one (the robot's clock), never on the time a
 point was due; the commanded motion u = Δq / Δt then obeys, per joint:
 - speed: |u| ≤ max_velocity_factor × the FR3 velocity limit, and no step larger than that × `max_step_s`
-  however long the gap (the torque loop takes a target at once);
+  however long the gap (the torque loop takes a target at once): every band below is computed on
+  Δt = min(gap, `max_step_s`), so after a stall the arm resumes within the limits as if `max_step_s` had passed;
 - acceleration: |u − u_prev| ≤ max_acceleration_factor × the FR3 acceleration limit × Δt (a jump of the
   target sends franky's torque loop ringing: docs/control.md);
 - joint limits with braking in time: q + u Δt + u² / 2a stays inside the limits minus the margin, so the arm
@@ -148,17 +149,20 @@ class Envelope:
             raise ValueError(f"velocity feed-forward must be 7 finite values, got {dq_target}")
         if self.q is None:
             raise RuntimeError("the envelope has no state: reset it at the measured pose first")
-        dt = float(t) - self.t
-        if not dt > 1e-6:
+        gap = float(t) - self.t
+        if not gap > 1e-6:
             return None
         lim, a, q, u_prev = self.limits, self.limits.acceleration, self.q, self.u
+        # every band on at most max_step_s: a stall (a hung executor, a slow message) licenses no longer step,
+        # and the acceleration band on the whole gap would (it wins where the bands conflict)
+        dt = min(gap, lim.max_step_s)
         # the motion that reaches the target (inside the margins) arriving at its velocity, braking in time
         q_target = np.clip(q_target, lim.low, lim.high)
         err = q_target - q
         brake = braking_speed(np.abs(err), a, dt)  # this step, then braking, ends at the target
         want = np.clip(err / dt, dq_target - brake, dq_target + brake)
         # safety bands: speed (and the step a long gap may never license), joint limits braking in time
-        vmax = lim.velocity * min(1.0, lim.max_step_s / dt)
+        vmax = lim.velocity
         hi = np.minimum(vmax, braking_speed(lim.high - q, a, dt))
         lo = np.maximum(-vmax, -braking_speed(q - lim.low, a, dt))
         u = np.clip(want, lo, hi)

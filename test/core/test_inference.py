@@ -32,6 +32,34 @@ def test_eager_is_the_caching_runtime_bit_for_bit(sampler):
         torch.testing.assert_close(actions, want, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_held_points_come_out_as_given_and_a_free_prefix_changes_nothing(sampler):
+    """Prefix-conditioned sampling (`Sampler.hold` at every step): the held points are the plan's first points
+    (the last step lands on the clean level), the rest is denoised around them; nothing held is the unconditioned
+    inference bit for bit, full precision and cached alike."""
+    import dataclasses
+
+    from bac_ros.core.inference import Prefix
+    from bac_ros.core.policy import DiffusionPolicy
+    from support import tiny_config
+
+    policy = DiffusionPolicy.build(tiny_config(sampler=dict(type=sampler, num_train_timesteps=50,
+                                                            num_inference_steps=8)), seed=0)
+    cfg = policy.cfg
+    image, state, noise = example_inputs(policy, 3)  # three points held
+    held = noise.prefix.actions[0, cfg.n_obs_steps - 1:cfg.n_obs_steps + 2]
+    for schedule in (None, _sparse(cfg)):
+        run = build(policy, schedule)
+        _, free = run(image, state, dataclasses.replace(noise, prefix=None))
+        _, zero = run(image, state, dataclasses.replace(noise, prefix=Prefix.free(cfg)))
+        torch.testing.assert_close(zero, free, rtol=0, atol=0)
+        _, a = run(image, state, noise)
+        torch.testing.assert_close(a[0, :3], held, rtol=0, atol=1e-5)
+        assert float((a[0, 3:] - free[0, 3:]).abs().max()) > 1e-4  # the free points are denoised around them
+    with pytest.raises(ValueError, match="prefix"):
+        Prefix.future(cfg, torch.zeros(cfg.horizon, cfg.action_dim))  # more points than the future has
+
+
 @pytest.mark.slow
 def test_onnx_matches_eager_and_is_cached_by_what_it_depends_on(tiny_policy, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
@@ -72,6 +100,14 @@ def test_the_runner_draws_noise_as_the_sampler_does_and_builds_in_the_background
     np.testing.assert_array_equal(runner.select_action(img, st), a)
     with pytest.raises(ValueError, match="state"):
         runner.select_action(img, np.full_like(st, np.nan))
+    runner.reset(4)
+    given = a[:2] + 0.1
+    held = runner.select_action(img, st, given)  # the plan starts with the points given
+    np.testing.assert_allclose(held[:2], given, atol=1e-5)
+    with pytest.raises(ValueError, match="prefix"):
+        runner.select_action(img, st, np.full((2, 8), np.nan))
+    with pytest.raises(ValueError, match="prefix"):
+        runner.select_action(img, st, np.zeros((2, 5)))
     done = []
     bg = PolicyRunner(tiny_policy, _sparse(tiny_policy.cfg), "cuda-graph", background=True, on_built=done.append)
     assert bg.backend == "eager"

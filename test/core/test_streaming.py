@@ -259,3 +259,83 @@ def test_executor_plays_again_after_the_clock_restarts():
     ex.start(2.0)  # the new clock
     ex.offer(_chunk(2.0), 2.0)
     assert ex.tick(2.0, 0.0).kind is CommandKind.POINT
+
+
+def _play(ex, times, offers=()):
+    """Tick `ex` at `times` (robot clock = chunks' clock), offering each (time, chunk) when its time comes; ->
+    [(now, target q[0] or None, switch_gap)] of the commands sent."""
+    out, offers = [], list(offers)
+    for now in times:
+        now = float(now)
+        while offers and offers[0][0] <= now + 1e-12:
+            assert ex.offer(offers.pop(0)[1], now) is None
+        cmd = ex.tick(now, robot_t=now)
+        gap = ex.switch_gap
+        if cmd is not None:
+            ex.sent(cmd, held_back=False)
+            out.append((now, None if cmd.q is None else float(cmd.q[0]), gap))
+    return out
+
+
+def test_a_continuation_is_what_the_arm_plays_until_the_new_chunk_takes_over():
+    """Prefix-conditioned stitching's input: for a chunk observed at s that arrives at a, the points the chunk
+    playing until its takeover sends, on the new chunk's grid (offset here by a tick); a chunk that starts with
+    them takes over without a gap, one that does not jumps by its difference."""
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    dt = 1 / 30
+    ramp = np.arange(16, dtype=float)[:, None] * 0.01 * np.ones((1, 8))  # point i: 0.01 i rad
+    old = Chunk(0.0, ramp, dt)
+    ex = ChunkExecutor(ChunkRules(commit_steps=8))
+    ex.start(0.0)
+    ticks = np.arange(0.0, 0.6, 0.01)
+    _play(ex, ticks[ticks < 0.1], [(0.0, old)])
+    assert ex.handover(0.2) == (old, pytest.approx(8 * dt))  # arrives before old's commit ends: then
+    assert ex.handover(0.3)[1] == pytest.approx(0.3)  # after it: on arrival
+    s = 0.101  # observed a tick after old's point 3 fell due
+    pts = ex.continuation(s, dt, 0.2, room=15)
+    # through the new chunk's point due half a step after the takeover (its point 5 falls due 1 ms after it)
+    assert len(pts) == int((8 * dt + dt / 2 - s) / dt) + 1 == 6
+    np.testing.assert_allclose(pts[:, 0], 0.01 * (3 + np.arange(6)))  # old's points 3..8, one per step
+    assert len(ex.continuation(s, dt, 0.2, room=2)) == 2
+    stitched = Chunk(s, np.concatenate([pts, pts[-1] + 0.05 + ramp[:16 - len(pts)]]), dt)
+    sent = _play(ex, ticks[(ticks >= 0.1) & (ticks < 0.4)], [(0.2, stitched)])
+    gaps = [g for _, _, g in sent if g is not None]
+    assert gaps == [pytest.approx(0.0)]  # one switch, no gap
+    ex2 = ChunkExecutor(ChunkRules(commit_steps=8))
+    ex2.start(0.0)
+    _play(ex2, ticks[ticks < 0.1], [(0.0, old)])
+    plain = Chunk(s, ramp + 0.05, dt)  # the plan 0.05 rad off
+    gaps = [g for _, _, g in _play(ex2, ticks[(ticks >= 0.1) & (ticks < 0.4)], [(0.2, plain)]) if g is not None]
+    assert gaps == [pytest.approx(0.05 + 0.05 - 0.08)]  # at 0.27 s: its point 5 against old's point 8
+
+
+def test_a_chunk_waiting_at_the_commit_plays_first_and_is_the_one_continued():
+    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+
+    dt = 0.1
+    ex = ChunkExecutor(ChunkRules(commit_steps=2, chunk_max_dt_s=0.2))
+    ex.start(0.0)
+    a, b = _chunk(0.0, dt=dt, value=1.0), _chunk(0.05, dt=dt, value=2.0)
+    _play(ex, [0.0, 0.06], [(0.0, a), (0.06, b)])  # b waits for a's 2 steps (until 0.2)
+    before, takeover = ex.handover(0.25)  # arriving after 0.2: b takes over first and plays 2 steps
+    assert before is b and takeover == pytest.approx(0.05 + (1 + 2) * dt)
+    np.testing.assert_allclose(ex.continuation(0.1, dt, 0.25, room=8)[:, 0], 2.0)
+    assert ex.handover(0.15)[0] is a  # arriving before 0.2 it replaces b
+
+
+def test_temporal_ensembling_averages_the_chunks_that_cover_now():
+    from bac_ros.core.streaming import ChunkExecutor, ChunkRules
+
+    dt = 0.1
+    ex = ChunkExecutor(ChunkRules(commit_steps=0, ensemble_chunks=4, chunk_max_dt_s=0.2))
+    ex.start(0.0)
+    a, b = _chunk(0.0, n=4, dt=dt, value=0.0), _chunk(0.1, n=8, dt=dt, value=1.0)  # a's points end at 0.3
+    sent = _play(ex, np.arange(0.0, 0.6, 0.05), [(0.0, a), (0.1, b)])
+    values = dict((round(t, 2), v) for t, v, _ in sent)
+    assert values[0.0] == 0.0 and values[0.1] == pytest.approx(0.5)  # both cover 0.1..0.3
+    assert values[0.4] == pytest.approx(1.0)  # a is over
+    assert [g for _, _, g in sent if g is not None] == [pytest.approx(0.5)]  # the mean moved half way
+    single = ChunkExecutor(ChunkRules(commit_steps=0, chunk_max_dt_s=0.2))  # ensemble_chunks 1: the newest alone
+    single.start(0.0)
+    assert dict((round(t, 2), v) for t, v, _ in _play(single, [0.0, 0.1], [(0.0, a), (0.1, b)]))[0.1] == 1.0

@@ -20,10 +20,12 @@ def _run(env, targets, times, dq=None):
 
 
 def _check_motion(qs, ts, lim=LIM, tol=1e-9):
-    """Speed and acceleration of the commanded positions over their real time gaps."""
-    u = np.diff(qs, axis=0) / np.diff(ts)[:, None]
+    """Speed and acceleration of the commanded positions over their real time gaps, each at most max_step_s (the
+    step cap: a longer gap licenses no more)."""
+    gaps = np.minimum(np.diff(ts), lim.max_step_s)
+    u = np.diff(qs, axis=0) / gaps[:, None]
     assert np.all(np.abs(u) <= lim.velocity + tol), np.abs(u).max(0) / lim.velocity
-    du = np.abs(np.diff(u, axis=0)) / np.diff(ts)[1:, None]
+    du = np.abs(np.diff(u, axis=0)) / gaps[1:, None]
     assert np.all(du <= lim.acceleration * (1 + 1e-6) + tol), (du / lim.acceleration).max(0)
 
 
@@ -82,6 +84,25 @@ def test_a_long_gap_licenses_no_big_step_and_no_velocity_jump_after_it():
     ts = 5.0 + np.arange(1, 50) * 0.01
     qs = np.stack([Q_HOME, s.q] + [o.q for _, o in _run(env, [far] * len(ts), ts)])
     _check_motion(qs, np.r_[0.0, 5.0, ts])
+
+
+@pytest.mark.parametrize("stall", [0.06, 0.1, 0.15, 0.175, 1.0])
+def test_a_stall_while_moving_fast_licenses_no_step_past_the_cap(stall):
+    """Issue 35: a control tick that stalls 100-175 ms while a joint moves at its limit made the acceleration
+    band (on the real gap) override the step cap: a jump of 1.75x velocity x max_step_s. Every band is computed on
+    min(gap, max_step_s): the step stays within the cap and the motion after it within the envelope."""
+    env = Envelope(LIM)
+    env.reset(Q_HOME, 0.0)
+    far = Q_HOME + 2.0
+    ts = np.arange(1, 100) * 0.01  # up to speed (joints 5-7 braking for their limits)
+    _run(env, [far] * len(ts), ts)
+    assert np.allclose(env.u[:4], V[:4])
+    q_before, t_stall = env.q.copy(), ts[-1] + stall
+    s = env.step(far, None, t_stall)
+    assert np.all(np.abs(s.q - q_before) <= V * LIM.max_step_s + 1e-12), (s.q - q_before) / (V * LIM.max_step_s)
+    after = t_stall + np.arange(1, 30) * 0.01
+    qs = np.stack([q_before, s.q] + [o.q for _, o in _run(env, [far] * len(after), after)])
+    _check_motion(qs, np.r_[ts[-1], t_stall, after])
 
 
 def test_braking_speed_stops_exactly_at_the_limit():

@@ -50,6 +50,13 @@ def test_fixed_latency_delivers_each_chunk_that_long_after_the_policy_started():
     cfg = WorldConfig(hostname="127.0.0.7")
     with WorldProcess(cfg) as world, FR3Arm(cfg.hostname) as arm:
         ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05)
+        # prefix-conditioned stitching: every chunk starts with what the arm plays until it takes over, so the
+        # plans meet at every switch (an untrained policy's plans are far apart otherwise)
+        stitched = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05,
+                                stitch="prefix")
+    assert ep.switches >= 2 and ep.switch_jump_rad > 0.01
+    assert stitched.switches >= 2
+    assert stitched.pause_timeouts > 0 or stitched.switch_jump_rad < 1e-5, stitched.switch_jump_rad
     lat = ep.obs_to_chunk_ms
     assert len(lat) >= 15, lat
     assert min(ep.latency_ms) >= 50 - 1e-6
@@ -79,3 +86,25 @@ def test_home_with_fallback_asks_the_simulator_only_when_homing_fails():
     with pytest.raises(HomingError):
         home_with_fallback(home_failing(9), lambda: calls.append("put"), attempts=3)
     assert calls.count("put") == 3 and calls.count("home") == 4
+
+
+def test_smoothness_at_switches_from_a_control_trace():
+    """`switch_smoothness`: the plans' gap at each switch (the executor's), velocity reversals and jerk within the
+    window around switches, from the measured joints; the episode's first chunk is not a switch."""
+    import numpy as np
+
+    from bac_ros.sim.evaluate import switch_smoothness
+
+    t = np.arange(0.0, 1.0, 0.01)
+    q = np.zeros((len(t), 7))
+    q[:, 0] = np.where(t < 0.5, t, 1.0 - t)  # joint 1 turns back at 0.5 s (1 rad/s each way)
+    firsts = {0: None, 20: 0.02, 50: 0.04}  # tick -> gap at that chunk's first command
+    trace = [(float(t[i]), q[i], i in firsts, firsts.get(i)) for i in range(len(t))]
+    out = switch_smoothness(trace, window_s=0.067)
+    assert out["switches"] == 2 and out["jump_rad"] == pytest.approx(0.03)
+    assert out["reversals"] == pytest.approx(0.5)  # the turn is within the window of the switch at 0.5 s only
+    assert out["jerk"] > 0
+    smooth = switch_smoothness([(float(t[i]), np.outer(t, np.ones(7))[i], i in firsts, firsts.get(i))
+                                for i in range(len(t))], window_s=0.067)
+    assert smooth["reversals"] == 0 and smooth["jerk"] == pytest.approx(0.0, abs=1e-6)
+    assert switch_smoothness(trace[:3], 0.067)["switches"] == 0
