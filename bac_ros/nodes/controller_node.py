@@ -46,6 +46,10 @@ REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")
 CONNECTOR_JOIN_S = 3.0  # at shutdown, for an attempt to connect to end (franky's own timeouts can be longer)
 TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
+# Python's programming errors: a fault of this code, not of the robot or its link (franky's own errors are its
+# exception types, or RuntimeError from the link)
+INTERNAL_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, AssertionError, ArithmeticError,
+                   NameError)
 
 PARAMETERS = [
     Param("robot_ip", "172.16.0.2", "FR3 (FCI) address; franky-sim's loopback address in simulation"),
@@ -181,16 +185,20 @@ class ControllerNode(Node):
             return
 
     def _fault(self, error: BaseException, where: str) -> None:
-        """A robot error keeps the connection (recover with /bac/recover); anything else from franky means
-        the robot is gone: drop it and reconnect in the background."""
-        gone = not isinstance(error, RobotFault)
+        """A robot error keeps the connection (recover with /bac/recover), and so does an internal error (a bug
+        of ours, `INTERNAL_ERRORS`: not the robot's doing, said as such); anything else from franky means the
+        robot is gone: drop it and reconnect in the background."""
+        kind = "robot error" if isinstance(error, RobotFault) else \
+            "internal error" if isinstance(error, INTERNAL_ERRORS) else "robot lost"
+        gone = kind == "robot lost"
         with self._lock:
             if self.state == "faulted" and (not gone or self.arm is None):
                 return
             self.chunk_executor.stop()
             self.state = "faulted"
-            self.reason = f"{'robot lost' if gone else 'robot error'} in {where}: {error}"
-        self.reporter.count("faults_robot_lost" if gone else "faults_robot_error", self.reason, "error")
+            detail = f"{type(error).__name__}: {error}" if kind == "internal error" else str(error)
+            self.reason = f"{kind} in {where}: {detail}"
+        self.reporter.count(f"faults_{kind.replace(' ', '_')}", self.reason, "error")
         if gone:
             arm, self.arm = self.arm, None
             if arm is not None:  # its threads may block on the dead link: stop it aside

@@ -314,17 +314,23 @@ class FR3Arm:
         self._stopper = threading.Thread(target=stop, daemon=True, name="velocity-stop")
         self._stopper.start()
 
-    def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0, speed_factor: float = 0.25,
-                  gripper_timeout: float = 6.0, tolerance: float = 0.02, settle_timeout: float = 5.0) -> None:
+    HOME_SPEED_FACTOR = 0.25  # homing's peak speed (x the FR3 velocity limits) unless the lab's envelope is slower
+
+    def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
+                  speed_factor: float | None = None, gripper_timeout: float = 6.0, tolerance: float = 0.02,
+                  settle_timeout: float = 5.0) -> None:
         """Open the gripper (it opens while the arm moves), move the streamed target to `q_home` along a
-        min-jerk path timed in robot time (peaking at `speed_factor` x the joint velocity limits: longer
-        when the arm is far away), wait until every joint is within `tolerance` rad of home (RuntimeError
-        after `settle_timeout` s), then wait up to `gripper_timeout` s for the fingers to be open. Every
+        min-jerk path timed in robot time (peaking at `speed_factor` x the joint velocity limits, default
+        `HOME_SPEED_FACTOR` or the envelope's `max_velocity_factor` if lower, and at 90 % of the envelope's
+        acceleration: longer when the arm is far away), wait until every joint is within `tolerance` rad of home
+        (HomingError after `settle_timeout` s), then wait up to `gripper_timeout` s for the fingers to be open. Every
         duration is robot time, so a simulator running below real time slows homing instead of failing
         it. After a velocity stop the path starts again from where the arm came to rest (twice at most).
         Why slow: on franky-sim, homing from a posture a policy had thrown the arm into (joint 2 at -1.7 rad)
         at 0.5 x the limits set off the torque loop's swing (see `check`); at 0.25 x it did not. The workspace
         box does not apply: from a posture outside it the joint path home may first lead further out."""
+        if speed_factor is None:
+            speed_factor = min(self.HOME_SPEED_FACTOR, self.limits.max_velocity_factor)
         if not 0 < speed_factor <= self.limits.max_velocity_factor:
             raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
         self.open_gripper()
@@ -338,8 +344,10 @@ class FR3Arm:
         for _ in range(3):
             stops = self.velocity_stops
             q0 = self.joint_positions()
-            # min-jerk peaks at 1.875x the mean speed
-            d = max(duration, float(np.max(1.875 * np.abs(q_home - q0) / (speed_factor * DQ_MAX))))
+            # min-jerk peaks at 1.875x the mean speed and 5.77 distance / d^2 in acceleration
+            dist = np.abs(q_home - q0)
+            d = max(duration, float(np.max(1.875 * dist / (speed_factor * DQ_MAX))),
+                    float(np.sqrt(np.max(5.7735 * dist / (0.9 * self.limits.acceleration)))))
             t0, s = self.robot_time(), 0.0
             while s < 1.0 and self.velocity_stops == stops:
                 s = min(1.0, (self.robot_time() - t0) / d)

@@ -76,6 +76,23 @@ def test_one_fault_starts_at_most_one_reconnect_thread(controller):
     assert len(started) == 1 and controller.state == "faulted" and "robot lost" in controller.reason
 
 
+def test_an_internal_error_is_said_as_such_and_keeps_the_robot(controller):
+    """Issue 35: a ValueError in homing (its speed above the lab's factor) was reported as "robot lost" and the arm
+    dropped. A programming error keeps the connection, with its own reason and counter; /bac/recover clears it."""
+    controller._closing.set()
+    controller._connector.join(10)
+    started = []
+    controller._connect_in_background = lambda deadline: started.append(deadline)
+    arm = type("Arm", (), {"stop": lambda self: None})()
+    controller.arm, controller.state = arm, "running"
+    controller._fault(ValueError("speed_factor must be in (0, 0.1], got 0.25"), "homing")
+    assert controller.state == "faulted" and controller.arm is arm and not started
+    assert controller.reason == "internal error in homing: ValueError: speed_factor must be in (0, 0.1], got 0.25"
+    controller.state = "running"
+    controller._fault(RuntimeError("UDP receive: Timeout"), "control")  # the link: the robot is gone
+    assert "robot lost" in controller.reason and controller.arm is None and len(started) == 1
+
+
 def test_shutdown_waits_for_the_connect_attempt(controller, monkeypatch):
     """The process must not end around a thread inside franky (CI: exit -11 on SIGINT while it retried)."""
     import bac_ros.nodes.controller_node as module

@@ -172,3 +172,39 @@ def test_homing_from_a_thrown_posture_reaches_home():
             assert len(stopped) == arm.velocity_stops - before, (speed, arm.errors)
         with pytest.raises(ValueError):
             arm.move_home(Q_HOME, speed_factor=0.6)  # faster than the targets may move
+
+
+@pytest.mark.slow
+def test_homing_within_a_slow_labs_envelope():
+    """Issue 35: with max_velocity_factor 0.1 homing raised ValueError (its speed was fixed at 0.25) and the
+    controller took it for a lost robot. Its speed and acceleration now come from the envelope: it gets home
+    from 0.6 rad away, the measured joints never faster than 1.1x the lab's factor."""
+    import threading
+
+    from bac_ros.sim.world import WorldConfig, WorldProcess
+
+    limits = ArmLimits(max_velocity_factor=0.1, max_acceleration_factor=0.1)
+    away = Q_HOME + np.array([0.6, -0.4, 0.3, 0.5, 0.0, -0.3, 0.4])
+    cfg = WorldConfig(hostname="127.0.0.9")
+    with WorldProcess(cfg) as world, FR3Arm(cfg.hostname, limits=limits) as arm:
+        arm.hold(away)
+        world.place_arm(away)
+        time.sleep(0.3)
+        arm.restart_tracker()
+        speeds, done = [], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                speeds.append(np.abs(arm.state().dq) / (limits.max_velocity_factor * DQ_MAX))
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            arm.move_home(Q_HOME, duration=1.5)  # HomingError if it does not get home
+        finally:
+            done.set()
+            sampler.join()
+        assert np.max(np.abs(arm.joint_positions() - Q_HOME)) <= 0.02
+        assert len(speeds) > 100 and np.max(speeds) <= 1.1, np.max(speeds, axis=0)
+        assert arm.velocity_stops == 0
