@@ -90,6 +90,17 @@ class FR3Arm:
         self.workspace_refusals = 0  # targets refused because the TCP would leave the workspace box
         self.velocity_stops = 0  # damped stops because a joint moved faster than the limits allow
         self.errors: list[str] = []
+        # Braking to rest through the envelope, one step per `watchdog_tick`: "fault" (after a RobotFault of our
+        # own checks: nothing else is sent until a restart; then "held" at the measured pose, so an arm stopped by
+        # an obstacle does not push on) or "watchdog" (no command for watchdog_s while moving: ends holding where
+        # it stopped; the next command takes over). None: not braking.
+        self.braking: str | None = None
+        self.fault_stops = self.watchdog_stops = 0
+        self._lock = threading.RLock()  # the envelope and the torque loop's target: control tick vs watchdog
+        self._last_command_t: float | None = None  # robot time of the last target sent
+        self._last_dq = np.zeros(7)  # the feed-forward sent with it
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_halt = threading.Event()
 
     def start(self) -> "FR3Arm":
         """Connect (franky.Robot + Gripper) and start the torque loop holding the measured pose. Raises
@@ -114,6 +125,9 @@ class FR3Arm:
             self._gripper_worker = GripperWorker(self.gripper, self.robot_time)
             self._gripper_worker.start()
             self._start_tracker()
+            self._watchdog_halt.clear()
+            self._watchdog = threading.Thread(target=self._watch, daemon=True, name="arm-watchdog")
+            self._watchdog.start()
         except BaseException:
             self.stop()
             raise
@@ -138,12 +152,14 @@ class FR3Arm:
 
     def _start_tracker(self) -> None:
         franky = self._franky
-        self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
-                                                     lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
-        q = self.joint_positions()
-        self._tracker.set_target(q, np.zeros(7))
-        self.envelope.reset(q, self.robot_time())
-        self._off_since = None
+        q = checked_target(self.joint_positions())  # a non-finite measured pose never becomes a target
+        with self._lock:
+            self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
+                                                         lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
+            self._tracker.set_target(q, np.zeros(7))
+            self.envelope.reset(q, self.robot_time())
+            self._off_since, self.braking = None, None
+            self._last_command_t, self._last_dq = self.robot_time(), np.zeros(7)
 
     def robot_time(self) -> float:
         """The robot's clock (s): the FR3's, or the simulator's (below real time on a slow machine)."""
@@ -193,16 +209,23 @@ class FR3Arm:
         `RobotFault` from `check`."""
         checked_target(q_target)  # a bad target changes nothing
         self.check()
-        if self.stopping:
-            return None
-        out = self.envelope.step(q_target, dq_target, self.robot_time(), box=workspace)
-        return self._send(out)
+        with self._lock:
+            if self.stopping or self.braking in ("fault", "held"):
+                return None
+            self.braking = None  # a command takes over from the watchdog's braking
+            out = self.envelope.step(q_target, dq_target, self.robot_time(), box=workspace)
+            return self._send(out)
 
     def brake(self) -> np.ndarray | None:
         """A hold: brake at the envelope's acceleration to where the arm can stop, and stay there."""
         self.check()
-        if self.stopping:
-            return None
+        with self._lock:
+            if self.stopping or self.braking in ("fault", "held"):
+                return None
+            self.braking = None
+            return self._brake_step()
+
+    def _brake_step(self) -> np.ndarray | None:
         stop = np.clip(self.envelope.stop_point(), self.limits.low, self.limits.high)
         return self._send(self.envelope.step(stop, None, self.robot_time()))
 
@@ -210,6 +233,7 @@ class FR3Arm:
         if out is None:
             return None
         self._tracker.set_target(out.q, out.dq)
+        self._last_command_t, self._last_dq = self.robot_time(), np.asarray(out.dq, float)
         self.held_back = out.held_back
         self.clamped += out.clamped
         self.shaped += out.shaped
@@ -248,8 +272,10 @@ class FR3Arm:
             self.brake()
             return
         q = checked_target(q)
-        self._tracker.set_target(q, np.zeros(7))
-        self.envelope.reset(q, self.robot_time())
+        with self._lock:
+            self._tracker.set_target(q, np.zeros(7))
+            self.envelope.reset(q, self.robot_time())
+            self.braking, self._last_command_t, self._last_dq = None, self.robot_time(), np.zeros(7)
 
     def check(self) -> None:
         """Call every control tick; raises `RobotFault` (with `auto_recover`: recovers and carries on) for
@@ -270,6 +296,7 @@ class FR3Arm:
         js = self.robot.current_joint_state
         q, dq = np.asarray(js.position, float), np.asarray(js.velocity, float)
         if not (np.all(np.isfinite(q)) and np.all(np.isfinite(dq))):
+            self._fault_stop()
             raise RobotFault(f"measured joint state is not finite: q {q.tolist()}, dq {dq.tolist()}")
         lim = self.limits
         if lim.velocity_stop_enabled and np.any(np.abs(dq) > lim.stop_velocity_factor * DQ_MAX):
@@ -294,9 +321,58 @@ class FR3Arm:
     def _robot_error(self, message: str, cause: BaseException | None = None) -> None:
         self.errors.append(message)
         if not self.auto_recover:
+            if cause is None:  # our own check (franky's errors end its motion themselves)
+                self._fault_stop()
             raise RobotFault(message) from cause
         self.robot.recover_from_errors()
         self._start_tracker()
+
+    # ---- braking after a fault, and the watchdog ---------------------------------------------------------
+    def _fault_stop(self) -> None:
+        """A fault of our own checks: the watchdog thread brakes the arm to rest through the envelope (never the
+        stale target and feed-forward franky's tracker would keep), then holds the measured pose."""
+        with self._lock:
+            if self.braking != "fault":
+                self.braking = "fault"
+                self.fault_stops += 1
+
+    def watchdog_tick(self) -> None:
+        """Called every few ms on the watchdog's thread: one braking step when braking; starts braking when no
+        command came for `watchdog_s` of robot time while the arm was moving (or had feed-forward)."""
+        with self._lock:
+            if self._tracker is None or self.stopping or self.envelope.q is None or self.braking == "held":
+                return
+            now = self.robot_time()
+            if self.braking is None:
+                idle = self._last_command_t is not None and now - self._last_command_t > self.limits.watchdog_s
+                if not idle or not (np.any(np.abs(self.envelope.u) > 1e-3) or np.any(self._last_dq != 0)):
+                    return
+                self.braking = "watchdog"
+                self.watchdog_stops += 1
+                self.errors.append(f"no command for {now - self._last_command_t:.3f} s while moving: braking")
+            if np.any(np.abs(self.envelope.u) > 1e-3):  # rad/s: not yet at rest
+                self._brake_step()
+                return
+            if self.braking == "fault":  # at rest: hold where the arm is, pushing nothing
+                js = self.robot.current_joint_state
+                q = np.asarray(js.position, float)
+                if np.all(np.isfinite(q)) and np.all(np.isfinite(np.asarray(js.velocity, float))):
+                    self._tracker.set_target(q, np.zeros(7))
+                    self.envelope.reset(q, now)
+                self.braking = "held"  # nothing more until a restart
+            else:
+                self._tracker.set_target(self.envelope.q, np.zeros(7))
+                self.envelope.reset(self.envelope.q, now)
+                self._last_dq = np.zeros(7)
+                self.braking = None
+
+    def _watch(self) -> None:
+        while not self._watchdog_halt.wait(0.005):
+            try:
+                self.watchdog_tick()
+            except Exception as e:  # noqa: BLE001 - a robot gone: the control tick's check reports it
+                if not self.errors or self.errors[-1] != f"watchdog: {e}":
+                    self.errors.append(f"watchdog: {e}")
 
     def _stop_in_background(self) -> None:
         """The velocity stop: franky's damped stop and a bounded wait for it on a thread of its own, then a fresh
@@ -369,6 +445,10 @@ class FR3Arm:
 
     def stop(self) -> None:
         """Stop the gripper worker and the torque loop; best effort (the robot may be gone). Joins are bounded."""
+        self._watchdog_halt.set()
+        if self._watchdog is not None:
+            self._watchdog.join(1.0)
+            self._watchdog = None
         if self._stopper is not None:
             self._stopper.join(3.0)
         if self._gripper_worker is not None:

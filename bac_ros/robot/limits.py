@@ -52,6 +52,8 @@ class ArmLimits:
     tracking_tolerance: float = setting(0.25, "a joint measured further than this (rad) from its commanded target "
                                         "for tracking_timeout_s faults the controller (0: off)", 0.0, 3.0)
     tracking_timeout_s: float = setting(0.5, "how long (s of robot time) the tracking error may last", 0.01, 10.0)
+    watchdog_s: float = setting(0.1, "no command for this long (s of robot time) while the arm moves (a hung "
+                                "controller): it brakes to rest through the envelope and holds there", 0.02, 5.0)
 
     def __post_init__(self):
         check_ranges(self)

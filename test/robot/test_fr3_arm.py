@@ -141,10 +141,99 @@ def test_a_tracking_error_that_lasts_faults_with_the_joint_and_the_error():
         for _ in range(20):
             robot.t += 0.01
             arm.command(Q_HOME)
-    robot.q = Q_HOME.copy()  # back on target: the timer starts again
-    for _ in range(100):
+    robot.q = Q_HOME.copy()
+    robot.t += 0.01
+    assert arm.command(Q_HOME) is None and arm.braking == "fault"  # nothing but the brake until a recovery
+    arm.recover()
+    for _ in range(100):  # back on target: the timer starts again
         robot.t += 0.01
         arm.command(Q_HOME)
+
+
+def _moving(limits):
+    """A fake arm whose joint 1 moves at its speed limit (commands every 10 ms for 1 s)."""
+    arm, robot = fake_arm(limits)
+    for _ in range(100):
+        robot.t += 0.01
+        arm.command(Q_HOME + np.r_[2.0, np.zeros(6)])
+    assert arm.envelope.u[0] == pytest.approx(limits.velocity[0])
+    return arm, robot
+
+
+def _watch(arm, robot, seconds):
+    for _ in range(int(seconds / 0.01)):
+        robot.t += 0.01
+        arm.watchdog_tick()
+
+
+def test_a_fault_while_moving_brakes_to_rest_then_holds_the_measured_pose():
+    """Issue 35: after a fault of our own checks franky's tracker kept the last target and feed-forward (on
+    franky-sim the arm moved 0.089 rad after the fault, the loop still in control 1.5 s later). Now the arm brakes
+    through the envelope to rest, then holds the measured pose with zero feed-forward: an obstacle that caused
+    the tracking fault is not pushed on; nothing else is sent until a recovery."""
+    lim = ArmLimits(tracking_tolerance=0.2, tracking_timeout_s=0.1, workspace_enabled=False)
+    arm, robot = _moving(lim)
+    robot.follow = False
+    robot.q = arm.envelope.q - np.r_[0.3, np.zeros(6)]  # stopped by an obstacle, 0.3 rad short
+    with pytest.raises(RobotFault, match="tracking error"):
+        for _ in range(20):
+            robot.t += 0.01
+            arm.command(Q_HOME + np.r_[2.0, np.zeros(6)])
+    start, n = arm.envelope.q.copy(), len(robot.sent)
+    _watch(arm, robot, 1.0)
+    ts, qs = zip(*[(t, q) for t, q, _ in robot.sent[n - 1:-1]])  # the last: the hold at the measured pose
+    assert_within_envelope(ts, np.stack(qs), lim)  # braked at the envelope's limits, no jump
+    braking = lim.velocity[0] ** 2 / (2 * lim.acceleration[0])
+    assert qs[-1][0] - start[0] <= braking + 1e-6  # the stop point, not the stale target 2 rad on
+    t_last, q_last, dq_last = robot.sent[-1]
+    np.testing.assert_array_equal(q_last, robot.q)  # at rest: the measured pose, pushing nothing
+    assert np.all(dq_last == 0) and arm.braking == "held" and arm.fault_stops == 1
+    assert t_last - robot.sent[n][0] <= lim.velocity[0] / lim.acceleration[0] + 0.03
+    sent = len(robot.sent)
+    robot.t += 0.01
+    arm.watchdog_tick()
+    assert arm.command(Q_HOME) is None and len(robot.sent) == sent  # nothing more is sent
+    arm.recover()
+    assert arm.braking is None and robot.recovered == 1
+
+
+def test_a_non_finite_state_while_moving_brakes_on_the_envelope_alone():
+    lim = ArmLimits(workspace_enabled=False)
+    arm, robot = _moving(lim)
+    robot.follow = False  # the measured velocity stays NaN
+    robot.dq[3] = np.nan
+    robot.t += 0.01
+    with pytest.raises(RobotFault, match="not finite"):
+        arm.command(Q_HOME)
+    n = len(robot.sent)
+    _watch(arm, robot, 1.0)
+    ts, qs, dqs = zip(*robot.sent[n - 1:])
+    assert_within_envelope(ts, np.stack(qs), lim)
+    assert np.all(np.isfinite(np.stack(qs))) and arm.braking == "held"
+    assert np.all(np.abs(dqs[-1]) <= 1e-3)  # at rest (the measured pose is not usable: held where it stopped)
+
+
+def test_the_watchdog_brakes_a_moving_arm_whose_commands_stop_and_hands_back():
+    """A hung controller (no command for watchdog_s of robot time) while the arm moves: braked to rest through the
+    envelope and held with zero feed-forward; a command then takes over within the envelope."""
+    lim = ArmLimits(workspace_enabled=False)
+    arm, robot = _moving(lim)
+    n = len(robot.sent)
+    robot.t += lim.watchdog_s - 0.005
+    arm.watchdog_tick()
+    assert len(robot.sent) == n and arm.braking is None  # not yet
+    _watch(arm, robot, 1.0)
+    assert arm.watchdog_stops == 1 and arm.braking is None and np.all(robot.sent[-1][2] == 0)
+    for _ in range(30):
+        robot.t += 0.01
+        arm.command(Q_HOME + np.r_[2.0, np.zeros(6)])
+    ts, qs, _ = zip(*robot.sent[n - 1:])
+    # the watchdog's first step came after the gap (min(gap, max_step_s) in the envelope)
+    assert_within_envelope(ts, np.stack(qs), lim)
+    idle, _ = fake_arm(lim)  # an arm at rest with nothing to send: nothing to do
+    idle.robot.t += 1.0
+    idle.watchdog_tick()
+    assert idle.watchdog_stops == 0 and idle.robot.sent == []
 
 
 @pytest.mark.slow
