@@ -33,11 +33,13 @@ class FakeRobot:
         self.sent: list = []
         self.raise_next: list[Exception] = []  # poll_motion raises these, one per call
         self.recovered = 0
+        self.auto_advance = 0.0  # s the clock moves at every read (for code that waits on robot time)
 
     @property
     def state(self):
         from types import SimpleNamespace
 
+        self.t += self.auto_advance
         return SimpleNamespace(time=SimpleNamespace(to_sec=lambda: self.t))
 
     @property

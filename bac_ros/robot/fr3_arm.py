@@ -8,6 +8,7 @@ are watched every control tick (`check`).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -138,6 +139,7 @@ class FR3Arm:
         holds again with a new one: docs/control.md). Robot errors are cleared only with `recover` (or
         `auto_recover`): on a real arm that is a person's decision (`bac/recover`)."""
         try:
+            self.brake_to_rest(hard=self.stopping)  # franky's stop only damps: the arm coasted 2-2.5x further
             self._tracker.stop()
             self.robot.join_motion(2.0)
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
@@ -152,12 +154,15 @@ class FR3Arm:
 
     def _start_tracker(self) -> None:
         franky = self._franky
-        q = checked_target(self.joint_positions())  # a non-finite measured pose never becomes a target
+        js = self.robot.current_joint_state
+        q = checked_target(js.position)  # a non-finite measured pose never becomes a target
+        dq = np.asarray(js.velocity, float)
+        dq = dq if dq.shape == (7,) and np.all(np.isfinite(dq)) else np.zeros(7)
         with self._lock:
             self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
                                                          lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
             self._tracker.set_target(q, np.zeros(7))
-            self.envelope.reset(q, self.robot_time())
+            self.envelope.reset(q, self.robot_time(), dq)  # from the measured velocity, not "at rest"
             self._off_since, self.braking = None, None
             self._last_command_t, self._last_dq = self.robot_time(), np.zeros(7)
 
@@ -366,6 +371,41 @@ class FR3Arm:
                 self._last_dq = np.zeros(7)
                 self.braking = None
 
+    def brake_to_rest(self, timeout_s: float = 2.0, hard: bool = False) -> bool:
+        """Bring the streamed target to rest through the envelope (`hard`: at the FR3's own velocity and
+        acceleration limits from the measured velocity, for the velocity stop), then hold it with zero
+        feed-forward: what shutdown, a restart of the torque loop and the velocity stop do before franky's
+        damping-only stop. Returns whether it came to rest within `timeout_s` of wall time (a world that holds
+        its clock brakes nothing); nothing to do at rest or after a fault stop."""
+        if self._tracker is None or self.envelope.q is None or self.braking == "held":
+            return True
+        env = self.envelope
+        if hard:
+            full = dataclasses.replace(self.limits, max_velocity_factor=1.0, max_acceleration_factor=1.0,
+                                       acceleration_limit_enabled=True)
+            env = Envelope(full)
+            dq = np.asarray(self.robot.current_joint_state.velocity, float)
+            env.reset(self.envelope.q, self.envelope.t, dq if np.all(np.isfinite(dq)) else self.envelope.u)
+        deadline = time.monotonic() + timeout_s
+        clock, moved = self.robot_time(), time.monotonic()
+        while np.any(np.abs(env.u) > 1e-3):
+            now = time.monotonic()
+            if now > deadline or now - moved > 0.05:  # out of time, or the robot's clock stands still
+                return False
+            if self.robot_time() != clock:
+                clock, moved = self.robot_time(), now
+            with self._lock:
+                stop = np.clip(env.stop_point(), env.limits.low, env.limits.high)
+                out = env.step(stop, None, self.robot_time(), box=False)
+                if out is not None:
+                    self._tracker.set_target(out.q, out.dq)
+            time.sleep(0.002)
+        with self._lock:
+            self._tracker.set_target(env.q, np.zeros(7))
+            self.envelope.reset(env.q, self.robot_time())
+            self._last_command_t, self._last_dq = self.robot_time(), np.zeros(7)
+        return True
+
     def _watch(self) -> None:
         while not self._watchdog_halt.wait(0.005):
             try:
@@ -457,6 +497,7 @@ class FR3Arm:
             self._gripper_worker = None
         if self._tracker is not None:
             try:
+                self.brake_to_rest(timeout_s=1.0)
                 self._tracker.stop()
                 self.robot.join_motion(2.0)
             except Exception:  # noqa: BLE001 - best effort on shutdown

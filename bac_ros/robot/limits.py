@@ -132,9 +132,13 @@ class Envelope:
         self.u = np.zeros(7)
         self.t: float | None = None
 
-    def reset(self, q: np.ndarray, t: float) -> None:
-        """At rest at `q` at robot time `t` (a fresh torque loop holding the measured pose)."""
-        self.q, self.u, self.t = checked_target(q).copy(), np.zeros(7), float(t)
+    def reset(self, q: np.ndarray, t: float, u: np.ndarray | None = None) -> None:
+        """At `q` at robot time `t`, moving at `u` (rad/s; None: at rest): a fresh torque loop from the measured
+        state. A `u` beyond the bands is braked at the acceleration limit from there."""
+        u = np.zeros(7) if u is None else np.asarray(u, float)
+        if u.shape != (7,) or not np.all(np.isfinite(u)):
+            raise ValueError(f"velocity must be 7 finite values, got {u}")
+        self.q, self.u, self.t = checked_target(q).copy(), u.copy(), float(t)
 
     def stop_point(self) -> np.ndarray:
         """Where the arm comes to rest braking now at the envelope's acceleration (a hold's target)."""

@@ -253,12 +253,15 @@ def test_every_command_stays_in_the_envelope_whatever_comes_in(events, box):
             check_segment()
             robot.q = _pose(ev[1], ev[2])
             robot.t += 0.01
+            # the old loop brakes to rest on the running clock first; the arm is measured at the new pose
+            robot.auto_advance, robot.follow = 0.001, False
             try:
                 arm.restart_tracker()
             except ValueError:
                 assert ev[1] == "nan"  # a non-finite measured pose: no torque loop is started from it
                 robot.q = Q_HOME.copy()
                 arm.restart_tracker()
+            robot.auto_advance, robot.follow = 0.0, True
             robot.sent.clear()
             segment[:] = [(robot.t, arm.last_target)]
             ex.start(robot.t + clock_offset)

@@ -57,18 +57,26 @@ def test_a_velocity_stop_runs_aside_and_the_arm_starts_again_from_rest():
         robot.dq = 1.2 * DQ_MAX * np.eye(7)[3]
         arm.command(np.full(7, np.nan))
     assert arm.velocity_stops == 0
-    robot.follow = False
-    robot.q = Q_HOME + 0.3  # where the stop will leave it
     n = len(robot.sent)
-    arm.command(Q_HOME)  # the stop starts on its own thread: nothing more is sent by this call
+    robot.auto_advance = 0.0005  # the robot's clock runs while the stop brakes
+    arm.command(Q_HOME)  # the stop starts on its own thread
     arm._stopper.join(5)
+    robot.auto_advance = 0.0
     assert arm.velocity_stops == 1 and "stopped the arm" in arm.errors[-1] and not arm.stopping
     assert robot.recovered == 0  # a velocity stop clears no robot error (auto_recover off)
-    robot.dq = np.zeros(7)
+    # it braked the target from the measured 1.2x at the FR3's own acceleration limits, then held it
+    ts, qs, _ = zip(*robot.sent[n - 1:-2])
+    full = ArmLimits(max_velocity_factor=1.0, max_acceleration_factor=1.0)
+    u = np.diff(np.stack(qs), axis=0) / np.diff(ts)[:, None]
+    assert len(qs) > 5 and np.all(np.abs(np.diff(u, axis=0)) / np.diff(ts)[1:, None] <= full.acceleration + 1e-6)
+    assert np.all(robot.sent[-2][2] == 0)  # held at rest, then the fresh torque loop
+    m, rest, residual = len(robot.sent), robot.q.copy(), np.abs(robot.dq)
+    assert np.all(residual < 1e-2)  # the arm (following its targets here) came to rest
     robot.t += 0.01
-    sent = arm.command(Q_HOME)  # from where the arm came to rest, within the envelope
-    assert len(robot.sent) == n + 2  # the fresh torque loop's hold, then this command
-    assert np.all(np.abs(sent - (Q_HOME + 0.3)) <= arm.limits.acceleration * 0.01 ** 2 + 1e-12)
+    gap = robot.t - arm.envelope.t
+    sent = arm.command(Q_HOME)  # from where the arm came to rest and its measured velocity, within the envelope
+    assert len(robot.sent) == m + 1
+    assert np.all(np.abs(sent - rest) <= arm.limits.acceleration * gap ** 2 + residual * gap + 1e-12)
     arm, robot = fake_arm(ArmLimits(velocity_stop_enabled=False))
     robot.dq = 3 * DQ_MAX
     robot.t += 0.01
@@ -211,6 +219,21 @@ def test_a_non_finite_state_while_moving_brakes_on_the_envelope_alone():
     assert_within_envelope(ts, np.stack(qs), lim)
     assert np.all(np.isfinite(np.stack(qs))) and arm.braking == "held"
     assert np.all(np.abs(dqs[-1]) <= 1e-3)  # at rest (the measured pose is not usable: held where it stopped)
+
+
+def test_shutdown_while_moving_brakes_through_the_envelope_before_the_loop_stops():
+    """Issue 35: shutdown used franky's damping-only stop: from ~1.1 rad/s the arm coasted 0.17-0.23 rad, 2-2.5x
+    the envelope's braking distance. Now the target brakes at the envelope's acceleration first."""
+    lim = ArmLimits(workspace_enabled=False)
+    arm, robot = _moving(lim)
+    start, n = arm.envelope.q.copy(), len(robot.sent)
+    robot.auto_advance = 0.0005
+    arm.stop()
+    ts, qs, dqs = zip(*robot.sent[n - 1:-1])  # the last: held at rest
+    assert_within_envelope(ts, np.stack(qs), lim)
+    braking = lim.velocity[0] ** 2 / (2 * lim.acceleration[0])
+    assert qs[-1][0] - start[0] <= braking + 0.005 and len(qs) > 10
+    assert np.all(robot.sent[-1][2] == 0) and arm.robot is None
 
 
 def test_the_watchdog_brakes_a_moving_arm_whose_commands_stop_and_hands_back():
