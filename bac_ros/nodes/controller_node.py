@@ -268,12 +268,19 @@ class ControllerNode(Node):
             return  # not connected, faulted, or homing
         try:
             arm = self.arm
-            stops = arm.velocity_stops
+            stops, recoveries = arm.velocity_stops, arm.auto_recoveries
             now = now_s(self)
             with self._lock:
                 out = self._robot_call("control", lambda a: drive(self.chunk_executor, a, now))
+                if arm.auto_recoveries != recoveries:  # auto_recover: cleared by itself, then hold
+                    self.chunk_executor.stop()
+                    self.state, self.reason = "ready", f"recovered by itself from: {arm.errors[-1]}; holding"
+                    out = None
             if arm.velocity_stops != stops:
                 self.reporter.count("velocity_stops", arm.errors[-1])
+            if arm.auto_recoveries != recoveries:
+                self.reporter.count("recoveries", self.reason, "warn")
+                self._publish_state()
         finally:
             self._arm_lock.release()
         if out is None:

@@ -97,6 +97,8 @@ class FR3Arm:
         # it stopped; the next command takes over). None: not braking.
         self.braking: str | None = None
         self.fault_stops = self.watchdog_stops = 0
+        self.auto_recoveries = 0  # robot errors `auto_recover` cleared
+        self._clock: float | None = None  # the robot's clock at the last check
         self._lock = threading.RLock()  # the envelope and the torque loop's target: control tick vs watchdog
         self._last_command_t: float | None = None  # robot time of the last target sent
         self._last_dq = np.zeros(7)  # the feed-forward sent with it
@@ -163,7 +165,7 @@ class FR3Arm:
                                                          lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
             self._tracker.set_target(q, np.zeros(7))
             self.envelope.reset(q, self.robot_time(), dq)  # from the measured velocity, not "at rest"
-            self._off_since, self.braking = None, None
+            self._off_since, self.braking, self._clock = None, None, None
             self._last_command_t, self._last_dq = self.robot_time(), np.zeros(7)
 
     def robot_time(self) -> float:
@@ -285,7 +287,8 @@ class FR3Arm:
     def check(self) -> None:
         """Call every control tick; raises `RobotFault` (with `auto_recover`: recovers and carries on) for
         - an error of franky's control thread (a reflex, a control exception);
-        - a measured state that is not finite (nothing can be commanded from it);
+        - a measured state that is not finite (nothing can be commanded from it), a robot clock that is not finite
+          or goes back (the last target is held with no feed-forward: nothing can be braked on such a clock);
         - a joint further than `tracking_tolerance` from its target for `tracking_timeout_s` of robot time
           (the joint trajectory controller's path tolerance: a stuck or pushed arm).
         A joint measured faster than `stop_velocity_factor` x its limit starts a velocity stop on its own
@@ -293,6 +296,15 @@ class FR3Arm:
         franky-sim has no reflex, and a kick can saturate its torque loop into a swing that never decays."""
         if self.stopping:
             return
+        t = self.robot_time()
+        if not np.isfinite(t) or (self._clock is not None and t < self._clock - 1e-6):
+            with self._lock:  # no clock to brake on: hold the last target, no feed-forward (once)
+                if self._tracker is not None and self.envelope.q is not None and self.braking != "held":
+                    self._tracker.set_target(self.envelope.q, np.zeros(7))
+                self.braking, self._last_dq = "held", np.zeros(7)
+            self.errors.append(f"robot clock at {t} s after {self._clock} s")
+            raise RobotFault(f"the robot's clock is not monotonic or not finite: {t} s after {self._clock} s")
+        self._clock = t
         try:
             self.robot.poll_motion()
         except Exception as e:  # noqa: BLE001 - franky raises several exception types here
@@ -331,6 +343,7 @@ class FR3Arm:
             raise RobotFault(message) from cause
         self.robot.recover_from_errors()
         self._start_tracker()
+        self.auto_recoveries += 1
 
     # ---- braking after a fault, and the watchdog ---------------------------------------------------------
     def _fault_stop(self) -> None:

@@ -186,8 +186,14 @@ class Envelope:
                 u = np.sign(u_prev) * np.maximum(np.abs(u_prev) - a * dt, 0.0)  # brake along the last motion
         q_new = q + u * dt
         reached = np.allclose(q_new, q_target, rtol=0.0, atol=1e-9)
-        # on target: the plan's own velocity as feed-forward (within the bands); on the way: the limited motion
-        dq = np.clip(dq_target, lo, hi) if reached and not box_refused else u
+        # on target: the plan's own velocity as feed-forward (within the bands, the acceleration band too: a
+        # feed-forward beyond it asked 1.3-1.5x the acceleration on a smooth sine); on the way: the limited motion
+        if reached and not box_refused:
+            dq = np.clip(dq_target, lo, hi)
+            if lim.acceleration_limit_enabled:
+                dq = np.clip(dq, u_prev - a * dt, u_prev + a * dt)
+        else:
+            dq = u
         self.q, self.u, self.t = q_new, u, float(t)
         return Shaped(q_new, dq, held_back=not reached and not box_refused, clamped=clamped, shaped=shaped,
                       box_refused=box_refused)

@@ -115,3 +115,36 @@ def test_shutdown_waits_for_the_connect_attempt(controller, monkeypatch):
     assert not controller._connector.is_alive()
     assert len(attempts) == 1  # no retry once shutting down
     controller.shutdown()  # a second call (run_node's, after the node's own) does nothing
+
+
+def test_auto_recover_clears_a_robot_error_and_then_holds(controller):
+    """Issue 35: with auto_recover the chunk was driven again 10 ms after a reflex (0.72 rad in 0.7 s) where the
+    parameter says it holds. After the recovery the controller is ready and holding: nothing plays until
+    /bac/start."""
+    import numpy as np
+
+    from bac_ros.core.streaming import Chunk
+    from bac_ros.robot.model import Q_HOME
+    from support import fake_arm
+
+    controller._closing.set()
+    controller._connector.join(10)
+    arm, robot = fake_arm(auto_recover=True)
+    controller.arm, controller.state = arm, "running"
+    controller.chunk_executor.start(controller.get_clock().now().nanoseconds * 1e-9)
+    now = controller.get_clock().now().nanoseconds * 1e-9
+    plan = np.tile(np.r_[Q_HOME + 0.3, 0.04], (30, 1))
+    assert controller.chunk_executor.offer(Chunk(now, plan, 1 / 30), now) is None
+    robot.t += 0.01
+    controller.control_tick()
+    assert len(robot.sent) == 1  # playing
+    robot.raise_next.append(RuntimeError("cartesian reflex"))
+    robot.t += 0.01
+    controller.control_tick()  # the reflex: recovered by itself, then holding
+    assert arm.auto_recoveries == 1 and robot.recovered == 1
+    assert controller.state == "ready" and "recovered by itself" in controller.reason
+    n = len(robot.sent)
+    for _ in range(20):
+        robot.t += 0.01
+        controller.control_tick()
+    assert len(robot.sent) == n  # the chunk is not driven again

@@ -221,6 +221,25 @@ def test_a_non_finite_state_while_moving_brakes_on_the_envelope_alone():
     assert np.all(np.abs(dqs[-1]) <= 1e-3)  # at rest (the measured pose is not usable: held where it stopped)
 
 
+@pytest.mark.parametrize("clock", ["nan", "back"])
+def test_a_robot_clock_that_is_not_finite_or_goes_back_faults_and_holds_without_feed_forward(clock):
+    """Issue 35: such a clock sent nothing and never faulted, keeping the last feed-forward."""
+    lim = ArmLimits(workspace_enabled=False)
+    arm, robot = _moving(lim)
+    last = arm.envelope.q.copy()
+    robot.t = float("nan") if clock == "nan" else robot.t - 0.5
+    with pytest.raises(RobotFault, match="clock"):
+        arm.command(Q_HOME)
+    t, q, dq = robot.sent[-1]
+    np.testing.assert_array_equal(q, last)
+    assert np.all(dq == 0) and arm.braking == "held"
+    n = len(robot.sent)
+    with pytest.raises(RobotFault, match="clock"):  # still: nothing more is sent
+        arm.command(Q_HOME)
+    arm.watchdog_tick()
+    assert len(robot.sent) == n
+
+
 def test_shutdown_while_moving_brakes_through_the_envelope_before_the_loop_stops():
     """Issue 35: shutdown used franky's damping-only stop: from ~1.1 rad/s the arm coasted 0.17-0.23 rad, 2-2.5x
     the envelope's braking distance. Now the target brakes at the envelope's acceleration first."""

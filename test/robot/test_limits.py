@@ -105,6 +105,24 @@ def test_a_stall_while_moving_fast_licenses_no_step_past_the_cap(stall):
     _check_motion(qs, np.r_[ts[-1], t_stall, after])
 
 
+def test_the_feed_forward_stays_in_the_acceleration_band():
+    """Issue 35: on a smooth sine whose targets are reached the plan's own velocity went out as feed-forward,
+    asking 1.3-1.5x the acceleration; it is now within the acceleration band around the last motion."""
+    env = Envelope(LIM)
+    env.reset(Q_HOME, 0.0)
+    a, w = LIM.acceleration, 2 * np.pi * 1.5  # rad/s^2; 1.5 Hz
+    amp = 0.8 * LIM.velocity / w  # within the speed limit, its acceleration amp w^2 beyond the band
+    assert np.all(amp * w ** 2 > a)
+    for k in range(1, 300):
+        t = 0.01 * k
+        u_prev = env.u.copy()
+        out = env.step(Q_HOME + amp * np.sin(w * t), amp * w * np.cos(w * t), t)
+        assert np.all(np.abs(out.dq - u_prev) <= a * 0.01 + 1e-9), k
+    env.reset(Q_HOME, 0.0)  # from rest, a target one acceleration step away whose plan says "faster"
+    out = env.step(Q_HOME + a * 0.01 ** 2, 1.7 * a * 0.01, 0.01)
+    assert not out.held_back and np.all(np.abs(out.dq) <= a * 0.01 + 1e-9), out.dq / (a * 0.01)
+
+
 def test_braking_speed_stops_exactly_at_the_limit():
     a, dt = np.array([3.0]), 0.02
     u = braking_speed(np.array([0.1]), a, dt)
