@@ -248,12 +248,22 @@ class FR3Arm:
         self.commands_sent += 1
         return out.q
 
-    def _leaves_workspace(self, q_from: np.ndarray, q_stop: np.ndarray) -> bool:
-        """The TCP at `q_stop` is outside the box and further out than at `q_from` (moving back in, e.g.
-        homing from outside, is allowed)."""
+    FLOOR_FRAMES = 3  # the joint frames from the elbow (joint 4) on, and the TCP, are kept above the box's floor
+
+    def _workspace_excess(self, q: np.ndarray) -> float:
+        """How far (m) the arm at `q` is out of its workspace: the TCP out of the box, or a frame from the elbow
+        on (elbow, wrist, flange) below the box's floor (the TCP alone let them reach z -0.116 m)."""
         box = self.limits.workspace
-        out = box_excess(self._kin.fk(q_stop)[0], box)
-        return out > 0 and out > box_excess(self._kin.fk(q_from)[0], box) - 1e-9
+        frames, (_, tcp) = self._kin.frames(q)
+        floor = box[0][2]
+        below = max((floor - p[2] for _, p in frames[self.FLOOR_FRAMES:]), default=0.0)
+        return max(box_excess(tcp, box), below, 0.0)
+
+    def _leaves_workspace(self, q_from: np.ndarray, q_stop: np.ndarray) -> bool:
+        """The arm at `q_stop` is out of its workspace (`_workspace_excess`) and further out than at `q_from`
+        (moving back in, e.g. homing from outside, is allowed)."""
+        out = self._workspace_excess(q_stop)
+        return out > 0 and out > self._workspace_excess(q_from) - 1e-9
 
     def gripper_command(self, value: float) -> None:
         """`value`: commanded width-like signal in [0, 0.08] (0 = close). Hysteresis around the midpoint."""

@@ -240,6 +240,22 @@ def test_a_robot_clock_that_is_not_finite_or_goes_back_faults_and_holds_without_
     assert len(robot.sent) == n
 
 
+def test_the_workspace_covers_the_arms_frames_below_the_floor():
+    """Issue 35: the box checked the TCP only; other frames reached z -0.116 m with the floor at 0.03 m. Here the
+    TCP is in the box (z 0.052 m) and a wrist frame 1.5 cm under the floor: refused, as is moving further down."""
+    from bac_ros.robot.limits import box_excess
+
+    arm, _ = fake_arm()
+    q_low = np.array([1.091, 0.955, -0.206, -2.491, -2.038, 1.251, -2.311])
+    frames, (_, tcp) = arm._kin.frames(q_low)
+    assert box_excess(tcp, arm.limits.workspace) == 0  # the TCP alone passes
+    floor = arm.limits.workspace[0][2]
+    assert arm._workspace_excess(q_low) == pytest.approx(floor - min(p[2] for _, p in frames[3:]))
+    assert arm._leaves_workspace(Q_HOME, q_low)
+    assert not arm._leaves_workspace(q_low, Q_HOME)  # back in: allowed
+    assert arm._workspace_excess(Q_HOME) == 0
+
+
 def test_shutdown_while_moving_brakes_through_the_envelope_before_the_loop_stops():
     """Issue 35: shutdown used franky's damping-only stop: from ~1.1 rad/s the arm coasted 0.17-0.23 rad, 2-2.5x
     the envelope's braking distance. Now the target brakes at the envelope's acceleration first."""
