@@ -27,6 +27,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -46,6 +47,13 @@ REALTIME_MODES = ("enforce", "ignore")
 SOURCES = ("policy", "teleop")
 CONNECTOR_JOIN_S = 3.0  # at shutdown, for an attempt to connect to end (franky's own timeouts can be longer)
 TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
+
+
+def chunk_size_limit(max_points: int) -> int:
+    """The most bytes a serialised JointTrajectory of `max_points` points for 8 joints may take: every point with
+    positions, velocities, accelerations and efforts (4 x (4 + 8 x 8) bytes) and its time (8), plus 4 KiB for the
+    header and joint names. Larger ones are refused before they are deserialised."""
+    return 4096 + max_points * (4 * (4 + 8 * 8) + 8)
 # Python's programming errors: a fault of this code, not of the robot or its link (franky's own errors are its
 # exception types, or RuntimeError from the link)
 INTERNAL_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, AssertionError, ArithmeticError,
@@ -111,6 +119,10 @@ class ControllerNode(Node):
         self._closing = threading.Event()  # set at shutdown: connect attempts end
         self._shut_down = False
         self._pending = Pending()  # chunks from publishers discovery has not named yet
+        # the control tick's own duration and the gap between ticks (wall ms), the largest since the last
+        # /diagnostics (where they are reported, then reset)
+        self.tick_max_ms = self.tick_gap_max_ms = 0.0
+        self._tick_start: float | None = None
 
     def _create_interfaces(self) -> None:
         self.js_pub = self.create_publisher(JointState, "joint_states", 20)
@@ -119,8 +131,10 @@ class ControllerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # absolute: the aggregator's
         self.state_pub = self.create_publisher(String, "bac/controller_state", LATCHED_QOS)
         self.source_pub = self.create_publisher(String, "bac/source", LATCHED_QOS)
+        # Raw: a chunk is deserialised only once its sender is the source and its size fits the point limit (a
+        # 10 MB JointTrajectory held the control executor 1.05 s in deserialisation, whoever sent it)
         self._chunk_subs = {k: self.create_subscription(JointTrajectory, TOPICS[k],
-                                                        lambda m, info, k=k: self.on_chunk(m, info, k), 5)
+                                                        lambda m, info, k=k: self.on_chunk(m, info, k), 5, raw=True)
                             for k in SOURCES}
         self._identity = {k: SenderIdentity(lambda k=k: [  # publisher gid -> node, per topic
             (bytes(ep.endpoint_gid), ep.node_name, ep.node_namespace)
@@ -220,7 +234,8 @@ class ControllerNode(Node):
 
     # ---- inputs --------------------------------------------------------------------------------------
     @guarded()
-    def on_chunk(self, msg: JointTrajectory, info, kind: str = "policy") -> None:
+    def on_chunk(self, msg: bytes, info, kind: str = "policy") -> None:
+        """A serialised JointTrajectory from `kind`'s topic."""
         gid = bytes(info["publisher_gid"]["data"])
         sender = self._identity[kind].name(gid)
         if sender is None:  # discovery has not named its node yet: it waits (`settle_pending`)
@@ -249,8 +264,15 @@ class ControllerNode(Node):
         if kind != self.source:
             self.reporter.count(f"chunks_ignored_{kind}")  # the other source plays now: not an error
             return
+        limit = chunk_size_limit(self.chunk_executor.rules.chunk_max_points)
+        if len(msg) > limit:
+            self.chunk_executor.counts["refused_points"] += 1
+            self.reporter.warn("chunks_refused_points", f"chunk on {TOPICS[kind]} refused unread: {len(msg)} bytes, "
+                               f"more than chunk_max_points ({self.chunk_executor.rules.chunk_max_points}) fit in "
+                               f"({limit} bytes)")
+            return
         try:
-            chunk = trajectory_to_chunk(msg)
+            chunk = trajectory_to_chunk(deserialize_message(msg, JointTrajectory))
         except ValueError as e:
             self.reporter.count("chunks_refused_malformed", f"chunk refused: {e}")
             return
@@ -264,6 +286,16 @@ class ControllerNode(Node):
     # ---- control -------------------------------------------------------------------------------------
     @guarded()
     def control_tick(self) -> None:
+        t0 = time.perf_counter()
+        if self._tick_start is not None:  # the gap between two ticks (ms, wall): what a stalled executor shows
+            self.tick_gap_max_ms = max(self.tick_gap_max_ms, (t0 - self._tick_start) * 1e3)
+        self._tick_start = t0
+        try:
+            self._control_tick()
+        finally:
+            self.tick_max_ms = max(self.tick_max_ms, (time.perf_counter() - t0) * 1e3)
+
+    def _control_tick(self) -> None:
         if self.state not in ("ready", "running") or not self._arm_lock.acquire(blocking=False):
             return  # not connected, faulted, or homing
         try:
@@ -416,7 +448,9 @@ class ControllerNode(Node):
         values = {"state": self.state, "reason": self.reason, "source": self.source,
                   "interventions": len(self.interventions),
                   **{f"chunks_{k}": v for k, v in sorted(self.chunk_executor.counts.items())},
-                  **dict(sorted(self.reporter.counts.items()))}
+                  **dict(sorted(self.reporter.counts.items())),
+                  "control_tick_max_ms": round(self.tick_max_ms, 2), "control_gap_max_ms": round(self.tick_gap_max_ms, 2)}
+        self.tick_max_ms = self.tick_gap_max_ms = 0.0
         arm = self.arm
         if arm is not None:
             values.update({"commands": arm.commands_sent, "targets_clamped": arm.clamped,

@@ -158,7 +158,9 @@ def test_the_controller_plays_a_chunk_that_came_before_discovery_named_its_sende
         executor = node.chunk_executor
         played = lambda: sum(v for k, v in executor.counts.items() if k.startswith("refused_"))  # noqa: E731
         refused = lambda: node.reporter.counts["chunks_refused_source"]  # noqa: E731
-        chunk = chunk_to_trajectory(np.tile(np.r_[Q_HOME, 0.08], (2, 1)), 1.0, 1 / 30)
+        from rclpy.serialization import serialize_message
+
+        chunk = serialize_message(chunk_to_trajectory(np.tile(np.r_[Q_HOME, 0.08], (2, 1)), 1.0, 1 / 30))
         info = lambda gid: {"publisher_gid": {"data": list(gid)}}  # noqa: E731
         node.on_chunk(chunk, info(b"teleop-gid"), "teleop")  # look-up 1: unknown -> waits
         node.on_chunk(chunk, info(b"intruder-gid"), "teleop")  # unknown too -> waits beside it
@@ -173,6 +175,16 @@ def test_the_controller_plays_a_chunk_that_came_before_discovery_named_its_sende
         assert played() == 1 and refused() == 1 and len(node._pending) == 0
         node.on_chunk(chunk, info(b"teleop-gid"), "teleop")  # named now: straight on
         assert played() == 2 and refused() == 1
+        # 10 MB from the source (100 000 points): refused by its size, never deserialised (1 s of the control
+        # executor before); 10 MB from the intruder: refused for its sender, unread too
+        import bac_ros.nodes.controller_node as controller_module
+
+        read = []
+        monkeypatch.setattr(controller_module, "deserialize_message", lambda *a: read.append(a) or 1 / 0)
+        huge = bytes(10_000_000)
+        node.on_chunk(huge, info(b"teleop-gid"), "teleop")
+        node.on_chunk(huge, info(b"intruder-gid"), "teleop")
+        assert read == [] and executor.counts["refused_points"] == 1 and refused() == 2
     finally:
         node.shutdown()
         node.destroy_node()
