@@ -328,7 +328,14 @@ class ControllerNode(Node):
 
     @guarded()
     def publish_joint_state(self) -> None:
-        state = self._robot_call("joint states", lambda a: a.state())
+        arm = self.arm
+        if arm is not None and self.state == "faulted":  # a robot error keeps the link: the arm is still seen
+            try:
+                state = arm.state()
+            except Exception:  # noqa: BLE001 - faulted already; a robot gone is reported by the next call
+                return
+        else:
+            state = self._robot_call("joint states", lambda a: a.state())
         if state is not None:
             self.js_pub.publish(vector_to_joint_state(state.q, state.dq, state.width, now_s(self)))
 

@@ -460,7 +460,7 @@ class FR3Arm:
                   settle_timeout: float = 5.0) -> None:
         """Open the gripper (it opens while the arm moves), move the streamed target to `q_home` along a
         min-jerk path timed in robot time (peaking at `speed_factor` x the joint velocity limits, default
-        `HOME_SPEED_FACTOR` or the envelope's `max_velocity_factor` if lower, and at 90 % of the envelope's
+        `HOME_SPEED_FACTOR` or 90 % of the envelope's `max_velocity_factor` if lower, and at 90 % of the envelope's
         acceleration: longer when the arm is far away), wait until every joint is within `tolerance` rad of home
         (HomingError after `settle_timeout` s), then wait up to `gripper_timeout` s for the fingers to be open. Every
         duration is robot time, so a simulator running below real time slows homing instead of failing
@@ -469,7 +469,7 @@ class FR3Arm:
         at 0.5 x the limits set off the torque loop's swing (see `check`); at 0.25 x it did not. The workspace
         box does not apply: from a posture outside it the joint path home may first lead further out."""
         if speed_factor is None:
-            speed_factor = min(self.HOME_SPEED_FACTOR, self.limits.max_velocity_factor)
+            speed_factor = min(self.HOME_SPEED_FACTOR, 0.9 * self.limits.max_velocity_factor)  # tracking overshoots
         if not 0 < speed_factor <= self.limits.max_velocity_factor:
             raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
         self.open_gripper()
