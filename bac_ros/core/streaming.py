@@ -105,12 +105,42 @@ class RecedingHorizon:
 
     def current(self, now: float):
         if self.waiting is not None and (self.playing is None or now >= self._until - 1e-9):
-            self.playing, self.waiting = self.waiting, None
-            c = self.playing
-            self.first_index = current_index(c.stamp, c.dt, now)
-            self._until = c.stamp + (self.first_index + self.commit) * c.dt  # after `commit` of its points
-            self.switches += 1
+            self.take(self.waiting, now)
         return self.playing
+
+    def take(self, chunk, now: float) -> None:
+        """`chunk` takes over at `now` (from `current`; or a mirror of another process's horizon told so)."""
+        if self.waiting is chunk or (self.waiting is not None and self.waiting.stamp <= chunk.stamp):
+            self.waiting = None
+        self.playing = chunk
+        self.first_index = current_index(chunk.stamp, chunk.dt, now)
+        self._until = chunk.stamp + (self.first_index + self.commit) * chunk.dt  # after `commit` of its points
+        self.switches += 1
+
+    def handover(self, arrival: float):
+        """For a chunk that arrives at `arrival` with none newer after it: (the chunk playing until it takes over,
+        when it takes over); None when nothing plays before it."""
+        if self.playing is None:
+            return None
+        if arrival < self._until or self.waiting is None:  # it replaces the waiting one, or nothing waits
+            return self.playing, max(arrival, self._until)
+        w = self.waiting  # takes over first, and plays its commit
+        return w, max(arrival, w.stamp + (current_index(w.stamp, w.dt, self._until) + self.commit) * w.dt)
+
+    def continuation(self, play, stamp: float, dt: float, arrival: float, room: int) -> np.ndarray | None:
+        """Prefix-conditioned stitching: the points a chunk stamped `stamp` (spacing `dt`) that arrives at `arrival`
+        must start with to continue what the arm executes until it takes over: for each of its points up to the
+        one due at the takeover (at most `room`; see below), the target of the chunk playing before it (`play`:
+        a `PLAYBACKS` function) in the middle of that point's step (two chunks' grids are offset by up to a tick:
+        the middle finds the point that overlaps it most). None: nothing plays before it."""
+        before = self.handover(arrival)
+        if before is None:
+            return None
+        c, takeover = before
+        # through the point due half a step after the takeover: the control tick that makes it may come a little
+        # after the instant, across the new chunk's next point (grids offset by a tick)
+        n = max(1, min(current_index(stamp, dt, takeover + dt / 2) + 1, room))
+        return np.stack([play(c.actions, c.stamp, c.dt, stamp + (i + 0.5) * dt) for i in range(n)])
 
     def clear(self) -> None:
         self.playing = self.waiting = None
@@ -247,31 +277,14 @@ class ChunkExecutor:
         """The chunk playing now (None before the first)."""
         return self._horizon.playing
 
-    def handover(self, arrival: float) -> tuple[Chunk, float] | None:
-        """For a chunk that reaches this executor at `arrival` (robot s) with none newer after it: (the chunk the
-        arm plays until it takes over, when it takes over); None when nothing plays before it."""
-        h = self._horizon
-        if h.playing is None:
-            return None
-        if arrival < h._until or h.waiting is None:  # it replaces the waiting one, or nothing waits
-            return h.playing, max(arrival, h._until)
-        w = h.waiting  # takes over first, and plays its commit
-        return w, max(arrival, w.stamp + (current_index(w.stamp, w.dt, h._until) + h.commit) * w.dt)
+    @property
+    def horizon(self) -> RecedingHorizon:
+        """Which chunk plays and which waits (read it; `offer` and `tick` change it)."""
+        return self._horizon
 
     def continuation(self, stamp: float, dt: float, arrival: float, room: int) -> np.ndarray | None:
-        """Prefix-conditioned stitching: the points a chunk stamped `stamp` (spacing `dt`) that arrives at `arrival`
-        must start with to continue what the arm executes until it takes over: for each of its points up to the
-        one due at the takeover (at most `room`; see below), the target of the chunk playing before it in the middle of that
-        point's step (two chunks' grids are offset by up to a tick: the middle finds the point that overlaps it
-        most). None: nothing plays before it."""
-        before = self.handover(arrival)
-        if before is None:
-            return None
-        c, takeover = before
-        # through the point due half a step after the takeover: the control tick that makes it may come a little
-        # after the instant, across the new chunk's next point (grids offset by a tick)
-        n = max(1, min(current_index(stamp, dt, takeover + dt / 2) + 1, room))
-        return np.stack([self._play(c.actions, c.stamp, c.dt, stamp + (i + 0.5) * dt) for i in range(n)])
+        """`RecedingHorizon.continuation` of this executor's chunks, with its playback."""
+        return self._horizon.continuation(self._play, stamp, dt, arrival, room)
 
     # ---- input ---------------------------------------------------------------------------------------
     def offer(self, chunk: Chunk, now: float) -> str | None:

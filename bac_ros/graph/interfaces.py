@@ -34,6 +34,7 @@ policy_node     | subscribes | camera/color/image_raw   | sensor_msgs/Image     
 policy_node     | subscribes | joint_states             | sensor_msgs/JointState            | the arm (joint_states_topic)
 policy_node     | subscribes | bac/controller_state     | std_msgs/String                   | latched; the drift guard checks only while the policy plays (drift_watch_when)
 policy_node     | subscribes | bac/source               | std_msgs/String                   | latched; which source plays (for the drift guard)
+policy_node     | subscribes | bac/first_command        | sensor_msgs/TimeReference         | which of its chunks took over, when (prefix stitching)
 policy_node     | publishes  | bac/action_chunk         | trajectory_msgs/JointTrajectory   | stamped with the newest observation used; point i at i·dt; the whole predicted future
 policy_node     | publishes  | bac/markers              | visualization_msgs/MarkerArray    | the chunk's TCP path for rviz
 policy_node     | publishes  | /diagnostics             | diagnostic_msgs/DiagnosticArray   | inference Hz and ms, backend, refusals, the drift guard

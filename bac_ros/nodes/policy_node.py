@@ -11,7 +11,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image, JointState, TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -21,7 +21,7 @@ from ..core.drift import DriftSettings
 from ..core.inference import BACKENDS
 from ..core.runner import DRIFT_MODES, RATE_HZ
 from ..core.images import to_policy_size
-from ..core.streaming import ObservationAligner
+from ..core.streaming import PLAYBACKS, Chunk, ObservationAligner, RecedingHorizon
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 from .messages import (chunk_to_trajectory, controller_state_of, image_to_array, joint_state_to_vector, source_of,
@@ -30,6 +30,7 @@ from .params import Param, declare_params, from_settings, settings_from
 from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, steady_timer
 
 DRIFT_WATCH = ("playing", "always")
+STITCH = ("switch", "prefix")
 
 PARAMETERS = [
     Param("config", "cpu", "policy config: a name in config/ (cpu, cpu_ddpm100, paper) or a YAML path"),
@@ -53,6 +54,11 @@ PARAMETERS = [
     Param("seed", 0, "seed of the initial noise", (0, 2 ** 31 - 1)),
     Param("fixed_noise", False, "every inference starts from the noise of seed (the policy becomes a function of "
           "its observation)"),
+    Param("stitch", "switch", "how a new chunk takes over from the one the controller plays: switch (at once, from its "
+          "first point still due); prefix (denoised to continue what the arm will still execute of the playing chunk "
+          "until it takes over, as bac/first_command reports takeovers; docs/control.md)", choices=STITCH),
+    Param("commit_steps", -1, "controller_node's commit_steps, for prefix stitching (-1: the policy's "
+          "n_action_steps, the controller's default)", (-1, 1000)),
     Param("drift_guard", "watch", "the drift guard: off; watch (its signal on /diagnostics, a warning when it rises); "
           "guard (also runs dense_schedule while the signal stays high)", choices=DRIFT_MODES),
     Param("dense_schedule", "", "the guard's dense schedule (a cached schedule with drift references, e.g. bac_s12)"),
@@ -116,6 +122,12 @@ class PolicyNode(Node):
         self._new_obs = threading.Event()
         self._stop = threading.Event()
         self._period = 1.0 / self.params.rate_hz
+        # prefix stitching: this node's chunks as controller_node plays them (its takeovers on bac/first_command)
+        commit = cfg.n_action_steps if self.params.commit_steps < 0 else self.params.commit_steps
+        self._mirror = RecedingHorizon(commit)
+        self._published: deque = deque(maxlen=64)  # Chunk, newest last
+        self._publish_s: deque = deque(maxlen=9)  # node-clock s from an observation to its chunk's publication
+        self._mirror_lock = threading.Lock()  # the takeover callback vs the inference thread
 
     def _create_interfaces(self) -> None:
         self.create_subscription(Image, self.params.image_topic, self.on_image, 5)
@@ -127,6 +139,7 @@ class PolicyNode(Node):
         self.create_service(Trigger, "bac/policy/reset", self.on_reset)
         self.create_subscription(String, "bac/controller_state", self.on_controller_state, LATCHED_QOS)
         self.create_subscription(String, "bac/source", self.on_source, LATCHED_QOS)
+        self.create_subscription(TimeReference, "bac/first_command", self.on_first_command, 20)  # prefix stitching
 
     def _runner(self, backend: str, threads: int, mode: str, dense: str, settings: DriftSettings):
         """The policy's runner on `backend` (compiled ones are built in the background; eager meanwhile),
@@ -239,6 +252,9 @@ class PolicyNode(Node):
         with self._obs_lock:
             self.aligner = ObservationAligner(cfg.n_obs_steps, self.aligner.tolerance)
             self._last_used_stamp = None
+        with self._mirror_lock:
+            self._mirror.clear()
+            self._published.clear()
         with self._drift_lock:  # each episode's guard starts afresh, as in bac eval
             if self.runner.guard is not None:
                 self.runner.guard.reset()
@@ -255,6 +271,30 @@ class PolicyNode(Node):
     @guarded()
     def on_source(self, msg: String) -> None:
         self._controller["source"] = source_of(msg)
+
+    @guarded()
+    def on_first_command(self, msg: TimeReference) -> None:
+        """A chunk took over at the controller (header stamp: when; time_ref: the observation it was planned
+        from): one of ours, or another source's (then none of ours plays)."""
+        planned, at = to_sec(msg.time_ref), to_sec(msg.header.stamp)
+        with self._mirror_lock:
+            ours = next((c for c in reversed(self._published) if abs(c.stamp - planned) < 1e-6), None)
+            if ours is None:
+                self._mirror.clear()
+            else:
+                self._mirror.take(ours, at)
+
+    def _prefix(self, stamp: float) -> np.ndarray | None:
+        """Prefix stitching's points for an observation of `stamp` (None: switch, or nothing of ours plays)."""
+        if self.params.stitch != "prefix" or self._controller["state"] != "running":
+            return None
+        cfg = self.policy.cfg
+        arrival = stamp + (float(np.median(self._publish_s)) if self._publish_s else 0.0)
+        with self._mirror_lock:
+            if self._mirror.playing is None or self._mirror.playing.end < stamp:
+                return None
+            return self._mirror.continuation(PLAYBACKS["hold"], stamp, cfg.action_dt, arrival,
+                                             cfg.horizon - cfg.n_obs_steps)
 
     # ---- inference -------------------------------------------------------------------------------
     def _infer_loop(self) -> None:
@@ -278,9 +318,16 @@ class PolicyNode(Node):
             images, states, stamp = window.window()
             self._last_used_stamp = stamp
         t0 = time.perf_counter()
-        actions = self.runner.select_action(images, states)  # the controller plays n_action_steps from the
-        self.inference_ms.append((time.perf_counter() - t0) * 1e3)  # first point still due
-        self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, self.policy.cfg.action_dt))
+        # the controller plays n_action_steps from the first point still due
+        actions = self.runner.select_action(images, states, self._prefix(stamp))
+        self.inference_ms.append((time.perf_counter() - t0) * 1e3)
+        dt = self.policy.cfg.action_dt
+        self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, dt))
+        self._publish_s.append(now_s(self) - stamp)
+        with self._mirror_lock:
+            chunk = Chunk(stamp, np.asarray(actions, float), dt)
+            self._published.append(chunk)
+            self._mirror.offer(chunk)
         self.published += 1
         self.publish_markers(actions, stamp)
         self._watch_drift()  # after publishing: the shadow check delays the next inference, not this chunk

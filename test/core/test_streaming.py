@@ -290,8 +290,8 @@ def test_a_continuation_is_what_the_arm_plays_until_the_new_chunk_takes_over():
     ex.start(0.0)
     ticks = np.arange(0.0, 0.6, 0.01)
     _play(ex, ticks[ticks < 0.1], [(0.0, old)])
-    assert ex.handover(0.2) == (old, pytest.approx(8 * dt))  # arrives before old's commit ends: then
-    assert ex.handover(0.3)[1] == pytest.approx(0.3)  # after it: on arrival
+    assert ex.horizon.handover(0.2) == (old, pytest.approx(8 * dt))  # arrives before old's commit ends: then
+    assert ex.horizon.handover(0.3)[1] == pytest.approx(0.3)  # after it: on arrival
     s = 0.101  # observed a tick after old's point 3 fell due
     pts = ex.continuation(s, dt, 0.2, room=15)
     # through the new chunk's point due half a step after the takeover (its point 5 falls due 1 ms after it)
@@ -318,10 +318,10 @@ def test_a_chunk_waiting_at_the_commit_plays_first_and_is_the_one_continued():
     ex.start(0.0)
     a, b = _chunk(0.0, dt=dt, value=1.0), _chunk(0.05, dt=dt, value=2.0)
     _play(ex, [0.0, 0.06], [(0.0, a), (0.06, b)])  # b waits for a's 2 steps (until 0.2)
-    before, takeover = ex.handover(0.25)  # arriving after 0.2: b takes over first and plays 2 steps
+    before, takeover = ex.horizon.handover(0.25)  # arriving after 0.2: b takes over first and plays 2 steps
     assert before is b and takeover == pytest.approx(0.05 + (1 + 2) * dt)
     np.testing.assert_allclose(ex.continuation(0.1, dt, 0.25, room=8)[:, 0], 2.0)
-    assert ex.handover(0.15)[0] is a  # arriving before 0.2 it replaces b
+    assert ex.horizon.handover(0.15)[0] is a  # arriving before 0.2 it replaces b
 
 
 def test_temporal_ensembling_averages_the_chunks_that_cover_now():

@@ -124,3 +124,54 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out[-2000:]
     assert out.count("Traceback") == out.count("Exception ignored in"), out[-2000:]
+
+
+def test_prefix_stitching_follows_the_controllers_takeovers():
+    """stitch prefix: policy_node mirrors which of its chunks controller_node plays (bac/first_command) and holds
+    the next plan to what the arm executes until that plan takes over; nothing held when another source's chunk
+    took over, when the controller does not play, or after a reset."""
+    import rclpy
+    from sensor_msgs.msg import TimeReference
+    from std_srvs.srv import Trigger
+
+    from bac_ros.core.streaming import Chunk, held_point
+    from bac_ros.nodes import messages as msgs
+    from bac_ros.nodes.policy_node import PolicyNode
+
+    rclpy.init(domain_id=221, args=["--ros-args", "-p", "schedule:=bac_s7", "-p", "backend:=eager", "-p",
+                                    "drift_guard:='off'", "-p", "stitch:=prefix"])
+    node = PolicyNode()
+    try:
+        dt = node.policy.cfg.action_dt
+        ramp = np.arange(16)[:, None] * 0.01 * np.ones((1, 8))
+        ours = Chunk(10.0, ramp, dt)
+        with node._mirror_lock:
+            node._published.append(ours)
+            node._mirror.offer(ours)
+        node._publish_s.extend([0.1] * 3)  # observation -> publication
+        node._controller["state"] = "running"
+
+        def took_over(planned: float, at: float) -> None:
+            msg = TimeReference()
+            msg.header.stamp, msg.time_ref = msgs.to_time(at), msgs.to_time(planned)
+            node.on_first_command(msg)
+
+        took_over(10.0, 10.05)  # ours took over 50 ms after its observation: it plays until 10.0 + (1 + 8) dt
+        s = 10.101
+        held = node._prefix(s)  # arrives at 10.201, before ours' commit ends (10.3): takes over then
+        until = 10.0 + 9 * dt
+        assert len(held) == int((until + dt / 2 - s) / dt) + 1
+        np.testing.assert_allclose(held, [held_point(ramp, 10.0, dt, s + (i + 0.5) * dt) for i in range(len(held))])
+        node._controller["state"] = "ready"
+        assert node._prefix(s) is None  # the controller holds: nothing of ours plays
+        node._controller["state"] = "running"
+        took_over(9.9, 10.2)  # a teleoperator's chunk took over
+        assert node._prefix(s) is None
+        took_over(10.0, 10.25)
+        assert node._prefix(s) is not None
+        node.on_reset(Trigger.Request(), Trigger.Response())
+        assert node._prefix(s) is None
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
