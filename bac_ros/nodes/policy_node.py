@@ -116,6 +116,7 @@ class PolicyNode(Node):
         self._last_used_stamp = None
         self.inference_ms: deque = deque(maxlen=300)
         self.published = 0
+        self.stitched = 0  # chunks held to what the arm executes until they take over (stitch prefix)
         self._t_start = time.monotonic()
         self.kin = Kinematics.fr3()
         self._obs_lock = threading.Lock()  # the aligner: filled by the executor, read by the inference thread
@@ -319,7 +320,9 @@ class PolicyNode(Node):
             self._last_used_stamp = stamp
         t0 = time.perf_counter()
         # the controller plays n_action_steps from the first point still due
-        actions = self.runner.select_action(images, states, self._prefix(stamp))
+        prefix = self._prefix(stamp)
+        actions = self.runner.select_action(images, states, prefix)
+        self.stitched += prefix is not None
         self.inference_ms.append((time.perf_counter() - t0) * 1e3)
         dt = self.policy.cfg.action_dt
         self.chunk_pub.publish(chunk_to_trajectory(actions, stamp, dt))
@@ -361,6 +364,7 @@ class PolicyNode(Node):
                   "chunks_per_s": f"{hz:.2f}", "inference_ms_p50": f"{p50:.2f}",
                   "inference_ms_p95": f"{p95:.2f}", "obs_age_ms": f"{age:.1f}",
                   "obs_pairs_dropped": str(self.aligner.dropped), "chunks": str(self.published),
+                  "chunks_stitched": str(self.stitched),
                   **self._drift_values(), **{k: str(v) for k, v in sorted(self.reporter.counts.items())}}
         self.diag_pub.publish(diagnostics(self, "bac: policy_node", f"{hz:.1f} Hz", values, hardware_id=self.method))
 
@@ -382,6 +386,8 @@ class PolicyNode(Node):
     def shutdown(self) -> None:
         self._stop.set()
         self._worker.join(2.0)
+        if self.params.stitch == "prefix":
+            self.get_logger().info(f"stitch prefix: {self.stitched} of {self.published} chunks held to the playing one")
 
 
 def main(args=None) -> int:
