@@ -14,7 +14,7 @@ from ..core.acs import DEFAULT_TOP_N
 from ..core.inference import BACKENDS
 from ..core.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
 from ..core.stats import percentiles
-from ..core.streaming import STITCHES
+from ..core.streaming import STITCHES, ChunkRules, stitch_of
 from ..runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
@@ -51,10 +51,12 @@ def add_parser(sub) -> None:
                         "list: a sweep, every latency on the same seeds): the world holds while the policy infers and "
                         "the chunk reaches the controller that long after the policy started (default: this "
                         "machine's own compute time, the world running on)")
-    e.add_argument("--stitch", default="switch", choices=STITCHES,
+    e.add_argument("--stitch", default=None, choices=STITCHES,
                    help="real-time mode: how a new chunk takes over: switch (at once, from its first point still "
-                        "due), prefix (denoised to continue what the arm will still execute of the playing chunk), "
-                        "ensemble (the mean of the targets of every chunk covering now; temporal ensembling)")
+                        "due, after the playing one's commit), prefix (the same, denoised to continue what the arm "
+                        "will still execute of the playing chunk), ensemble (every chunk at once, the target the "
+                        "mean of those covering now; temporal ensembling). Default: what --params' controller_node "
+                        "section makes (config/grasp.yaml: ensemble)")
     e.add_argument("--backend", default="eager", choices=BACKENDS,
                    help="how the policy runs: eager PyTorch, ONNX Runtime (the whole inference compiled once per "
                         "schedule, cached), or a CUDA graph (--device cuda)")
@@ -170,6 +172,7 @@ def _resumed(args):
     kept = {k: v for k, v in json.loads(saved.read_text()).items() if k not in PARALLEL}
     if isinstance(kept.get("latency_ms"), (int, float)):  # runs before the sweep took one latency
         kept["latency_ms"] = [float(kept["latency_ms"])]
+    kept.setdefault("stitch", "switch")  # runs before --stitch played every chunk that way
     return argparse.Namespace(**{**vars(args), **kept, "out_dir": str(run_dir)})
 
 
@@ -208,6 +211,10 @@ def run(args) -> int:
     entries = _schedules(args, cfg)
     schedules = [None if path is None else Schedule.load(path, cfg) for _, _, path in entries]
     out = output_dir(args, "eval", f"{cfg.name}_{args.mode}")
+    if getattr(args, "stitch", None) is None:  # the controller's, as --params sets it; kept concrete for a resume
+        from ..core.settings import from_mapping, node_parameters
+
+        args.stitch = stitch_of(from_mapping(ChunkRules, node_parameters("controller_node", args.params)))
     spec = {k: v for k, v in vars(args).items() if k != "func"}
     write_json(out / ARGS_FILE, spec)
     if spec.get("stitch") == "switch":  # runs from before --stitch existed resume
@@ -254,7 +261,7 @@ def run(args) -> int:
     bar.close()
     origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
     rows = []
-    commit = cfg.n_action_steps if args.commit_steps is None else args.commit_steps
+    commit = 0 if args.stitch == "ensemble" else cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     for mode in modes:
         for i, (method, s, _) in enumerate(entries):
             eps = [done[(mode, method, s, seed)] for seed in seeds]
@@ -309,7 +316,7 @@ class EpisodeWorker:
                                      commit_steps=cfg.n_action_steps if args.commit_steps is None else args.commit_steps,
                                      latency_s=None if latency_ms is None else latency_ms / 1e3,
                                      control_rate_hz=self.control_rate_hz,
-                                     stitch=getattr(args, "stitch", "switch"))
+                                     stitch=args.stitch)
         n0 = len(runner.guard.history) if runner.guard else 0
         restarts = self.sim.restarts
         ep = self.sim.run(lambda world, arm: play(world, arm, runner, task.seed, max_time=args.max_time),
@@ -419,7 +426,7 @@ def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin
             "obs_to_chunk_ms": percentiles(m for e in eps for m in e.get("obs_to_chunk_ms") or []),
             "sim_realtime_factor": (statistics.fmean(e["realtime_factor"] for e in eps)
                                     if mode == "realtime" and all(e.get("realtime_factor") for e in eps) else None),
-            "stitch": getattr(args, "stitch", "switch") if mode == "realtime" else None,
+            "stitch": args.stitch if mode == "realtime" else None,
             # realtime: around chunk switches (`switch_smoothness`), over the episodes
             **_smoothness_fields(eps),
             "dropped_points_per_episode": statistics.fmean(e["dropped_points"] for e in eps),

@@ -79,6 +79,12 @@ CONTROL_RATE_HZ = 100.0  # controller_node's control ticks a second (its control
 # its first point still due; the same, denoised to continue the playing one (`ChunkExecutor.continuation`); or
 # every chunk at once with the targets of all that cover now averaged (`ChunkRules.ensemble_chunks`).
 STITCHES = ("switch", "prefix", "ensemble")
+ENSEMBLE_CHUNKS = 16  # temporal ensembling's chunks when a stitch asks for it without a count (a chunk's future)
+
+
+def stitch_of(rules: "ChunkRules") -> str:
+    """The stitching a controller's rules make: ensemble when they average chunks, else switch."""
+    return "ensemble" if rules.ensemble_chunks > 1 else "switch"
 
 # How a controller turns a chunk into a target at any time: "hold" is how the demonstrations were streamed.
 PLAYBACKS = {"hold": held_point, "interpolate": interpolate_chunk}

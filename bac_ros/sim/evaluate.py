@@ -27,7 +27,8 @@ import numpy as np
 
 from ..core.runner import PolicyRunner
 from ..core.settings import from_mapping, node_parameters
-from ..core.streaming import CONTROL_RATE_HZ, STITCHES, Chunk, ChunkExecutor, ChunkRules, ObservationWindow
+from ..core.streaming import (CONTROL_RATE_HZ, ENSEMBLE_CHUNKS, STITCHES, Chunk, ChunkExecutor, ChunkRules,
+                              ObservationWindow, stitch_of)
 from ..robot.fr3_arm import FR3Arm, drive
 from .episode import observe, pause_and_observe, reset
 from .world import WorldProcess
@@ -155,9 +156,15 @@ def _end(ep: PolicyEpisode, arm, executor, before) -> PolicyEpisode:
 
 
 def _rules(rules: ChunkRules | None, commit_steps: int) -> ChunkRules:
-    """The controller's rules (config/grasp.yaml) unless given, with the episode's commit."""
-    rules = rules or from_mapping(ChunkRules, node_parameters("controller_node"))
-    return dataclasses.replace(rules, commit_steps=commit_steps)
+    """The controller's rules (config/grasp.yaml) unless given, with the episode's commit and one chunk at a
+    time (no ensembling)."""
+    rules = rules or controller_rules()
+    return dataclasses.replace(rules, commit_steps=commit_steps, ensemble_chunks=1)
+
+
+def controller_rules() -> ChunkRules:
+    """controller_node's chunk rules as config/grasp.yaml sets them."""
+    return from_mapping(ChunkRules, node_parameters("controller_node"))
 
 
 class _ChunkPlayer(threading.Thread):
@@ -221,7 +228,7 @@ class _ChunkPlayer(threading.Thread):
 def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: int, max_time: float = 12.0,
                  commit_steps: int | None = None, rules: ChunkRules | None = None,
                  latency_s: float | None = None, control_rate_hz: float = CONTROL_RATE_HZ,
-                 stitch: str = "switch") -> PolicyEpisode:
+                 stitch: str | None = None) -> PolicyEpisode:
     """The graph without ROS: camera frames every dt of sim time (`_Camera`), the policy inferring on the newest
     observation whenever it is free and a new one is in (as policy_node), the chunks played by controller_node's
     loop at `control_rate_hz` of robot time (`_ChunkPlayer`). `commit_steps`: see `RecedingHorizon`; None: the
@@ -235,14 +242,18 @@ def run_realtime(world: WorldProcess, arm: FR3Arm, runner: PolicyRunner, seed: i
     prefix: the same, but denoised to continue what the arm will still execute of the playing chunk until it
     takes over (`ChunkExecutor.continuation`, at the latency expected: `latency_s`, or live the median of the last
     chunks'); ensemble: every chunk takes over at once (commit 0) and the target is the mean of the targets of
-    the chunks that cover now (temporal ensembling, `ChunkRules.ensemble_chunks` = 16)."""
+    the chunks that cover now (temporal ensembling: the rules' `ensemble_chunks`, or `ENSEMBLE_CHUNKS`). None:
+    what the controller's rules make (`stitch_of`: config/grasp.yaml ships ensemble)."""
+    rules = rules or controller_rules()
+    stitch = stitch or stitch_of(rules)
     if stitch not in STITCHES:
         raise ValueError(f"stitch must be one of {STITCHES}, got {stitch!r}")
     cfg = runner.policy.cfg
-    commit_steps = cfg.n_action_steps if commit_steps is None else commit_steps
-    rules = _rules(rules, 0 if stitch == "ensemble" else commit_steps)
     if stitch == "ensemble":
-        rules = dataclasses.replace(rules, ensemble_chunks=16)
+        count = rules.ensemble_chunks if rules.ensemble_chunks > 1 else ENSEMBLE_CHUNKS
+        rules = dataclasses.replace(rules, commit_steps=0, ensemble_chunks=count)
+    else:
+        rules = _rules(rules, cfg.n_action_steps if commit_steps is None else commit_steps)
     room = cfg.horizon - cfg.n_obs_steps  # points a prefix may hold: all of the future but its last
     executor, hist, ep, before = _begin(world, arm, runner, seed, rules)
     player = _ChunkPlayer(world, arm, executor, control_rate_hz)

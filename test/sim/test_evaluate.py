@@ -49,7 +49,8 @@ def test_fixed_latency_delivers_each_chunk_that_long_after_the_policy_started():
     dt_ms = policy.cfg.action_dt * 1e3
     cfg = WorldConfig(hostname="127.0.0.7")
     with WorldProcess(cfg) as world, FR3Arm(cfg.hostname) as arm:
-        ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05)
+        ep = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05,
+                          stitch="switch")
         # prefix-conditioned stitching: every chunk starts with what the arm plays until it takes over, so the
         # plans meet at every switch (an untrained policy's plans are far apart otherwise)
         stitched = run_realtime(world, arm, PolicyRunner(policy, None), seed=2, max_time=1.5, latency_s=0.05,

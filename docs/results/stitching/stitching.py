@@ -12,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bac_ros.core.stats import compare_paired
+from bac_ros.core.stats import compare_paired, mcnemar_exact
 
 
 def episodes(path: Path) -> list[dict]:
@@ -63,6 +63,19 @@ def main(args: list[str]) -> None:
             print(f"| {mode.split('+')[1]} | {name} | {sum(ok)}/{len(ok)} | {vs_switch} | {vs_sync} | {recovered} | "
                   f"{median(x.get('switch_jump_rad') for x in e):.4f} | {rev:.3f} | "
                   f"{median(x.get('switch_jerk') for x in e):.0f} |")
+    if "switch" in runs:  # every latency's pairs together: does a stitch win across the sweep?
+        ref = {(e["mode"], e["seed"]): bool(e["success"]) for e in runs["switch"]}
+        print()
+        for name, eps in runs.items():
+            if name == "switch":
+                continue
+            got = {(e["mode"], e["seed"]): bool(e["success"]) for e in eps}
+            keys = sorted(ref.keys() & got.keys())
+            only_switch = sum(ref[k] and not got[k] for k in keys)
+            only_it = sum(got[k] and not ref[k] for k in keys)
+            print(f"- {name} against switch over all {len(keys)} (latency, seed) pairs: {sum(got[k] for k in keys)} vs "
+                  f"{sum(ref[k] for k in keys)}; won only by {name} {only_it}, only by switch {only_switch}: exact "
+                  f"McNemar p {mcnemar_exact(only_switch, only_it):.2g}")
 
 
 if __name__ == "__main__":
