@@ -92,8 +92,8 @@ class FR3Arm:
         self.velocity_stops = 0  # damped stops because a joint moved faster than the limits allow
         self.errors: list[str] = []
         # Braking to rest through the envelope, one step per `watchdog_tick`: "fault" (after a RobotFault of our
-        # own checks: nothing else is sent until a restart; then "held" at the measured pose, so an arm stopped by
-        # an obstacle does not push on) or "watchdog" (no command for watchdog_s while moving: ends holding where
+        # own checks: nothing else is sent until a restart; at rest, "settle": the target moves through the
+        # envelope to the measured pose, then "held" there, so an arm stopped by an obstacle does not push on) or "watchdog" (no command for watchdog_s while moving: ends holding where
         # it stopped; the next command takes over). None: not braking.
         self.braking: str | None = None
         self.fault_stops = self.watchdog_stops = 0
@@ -102,6 +102,7 @@ class FR3Arm:
         self._lock = threading.RLock()  # the envelope and the torque loop's target: control tick vs watchdog
         self._last_command_t: float | None = None  # robot time of the last target sent
         self._last_dq = np.zeros(7)  # the feed-forward sent with it
+        self._settle_q: np.ndarray | None = None  # after a fault stop: the measured pose the target moves to
         self._watchdog: threading.Thread | None = None
         self._watchdog_halt = threading.Event()
 
@@ -217,7 +218,7 @@ class FR3Arm:
         checked_target(q_target)  # a bad target changes nothing
         self.check()
         with self._lock:
-            if self.stopping or self.braking in ("fault", "held"):
+            if self.stopping or self.braking in ("fault", "settle", "held"):
                 return None
             self.braking = None  # a command takes over from the watchdog's braking
             out = self.envelope.step(q_target, dq_target, self.robot_time(), box=workspace)
@@ -227,7 +228,7 @@ class FR3Arm:
         """A hold: brake at the envelope's acceleration to where the arm can stop, and stay there."""
         self.check()
         with self._lock:
-            if self.stopping or self.braking in ("fault", "held"):
+            if self.stopping or self.braking in ("fault", "settle", "held"):
                 return None
             self.braking = None
             return self._brake_step()
@@ -378,16 +379,22 @@ class FR3Arm:
                 self.braking = "watchdog"
                 self.watchdog_stops += 1
                 self.errors.append(f"no command for {now - self._last_command_t:.3f} s while moving: braking")
+            if self.braking == "settle":  # the target to the measured pose, through the envelope: no step
+                out = self.envelope.step(self._settle_q, None, now, box=False)
+                if out is not None:
+                    self._tracker.set_target(out.q, out.dq)
+                    if not out.held_back and np.all(np.abs(out.dq) <= 1e-3):
+                        self.braking = "held"  # nothing more until a restart
+                return
             if np.any(np.abs(self.envelope.u) > 1e-3):  # rad/s: not yet at rest
                 self._brake_step()
                 return
-            if self.braking == "fault":  # at rest: hold where the arm is, pushing nothing
+            if self.braking == "fault":  # at rest: then to where the arm is, pushing nothing
                 js = self.robot.current_joint_state
                 q = np.asarray(js.position, float)
-                if np.all(np.isfinite(q)) and np.all(np.isfinite(np.asarray(js.velocity, float))):
-                    self._tracker.set_target(q, np.zeros(7))
-                    self.envelope.reset(q, now)
-                self.braking = "held"  # nothing more until a restart
+                finite = np.all(np.isfinite(q)) and np.all(np.isfinite(np.asarray(js.velocity, float)))
+                # (a jump of the target to it, 0.05-0.07 rad at 600 Nm/rad, set franky-sim's loop swinging)
+                self._settle_q, self.braking = (q, "settle") if finite else (None, "held")
             else:
                 self._tracker.set_target(self.envelope.q, np.zeros(7))
                 self.envelope.reset(self.envelope.q, now)

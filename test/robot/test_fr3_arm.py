@@ -188,15 +188,16 @@ def test_a_fault_while_moving_brakes_to_rest_then_holds_the_measured_pose():
             robot.t += 0.01
             arm.command(Q_HOME + np.r_[2.0, np.zeros(6)])
     start, n = arm.envelope.q.copy(), len(robot.sent)
-    _watch(arm, robot, 1.0)
-    ts, qs = zip(*[(t, q) for t, q, _ in robot.sent[n - 1:-1]])  # the last: the hold at the measured pose
-    assert_within_envelope(ts, np.stack(qs), lim)  # braked at the envelope's limits, no jump
+    _watch(arm, robot, 2.0)
+    ts, qs, dqs = zip(*robot.sent[n - 1:])
+    # braked at the envelope's limits, then back to the measured pose through it: never a jump
+    assert_within_envelope(ts, np.stack(qs), lim)
     braking = lim.velocity[0] ** 2 / (2 * lim.acceleration[0])
-    assert qs[-1][0] - start[0] <= braking + 1e-6  # the stop point, not the stale target 2 rad on
-    t_last, q_last, dq_last = robot.sent[-1]
-    np.testing.assert_array_equal(q_last, robot.q)  # at rest: the measured pose, pushing nothing
-    assert np.all(dq_last == 0) and arm.braking == "held" and arm.fault_stops == 1
-    assert t_last - robot.sent[n][0] <= lim.velocity[0] / lim.acceleration[0] + 0.03
+    furthest = int(np.argmax([q[0] for q in qs]))
+    assert qs[furthest][0] - start[0] <= braking + 1e-6  # the stop point, not the stale target 2 rad on
+    assert ts[furthest] - ts[0] <= lim.velocity[0] / lim.acceleration[0] + 0.05  # (+ the ticks of the last mm)
+    np.testing.assert_allclose(qs[-1], robot.q, atol=1e-9)  # at rest at the measured pose, pushing nothing
+    assert np.all(np.abs(dqs[-1]) <= 1e-3) and arm.braking == "held" and arm.fault_stops == 1
     sent = len(robot.sent)
     robot.t += 0.01
     arm.watchdog_tick()
