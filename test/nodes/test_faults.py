@@ -648,8 +648,8 @@ def test_shutdown_while_moving_then_homing_at_a_slow_labs_factors(graph):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 35, open: after a tracking fault the arm swung up to 1.5 rad/s on franky-sim in 2 of "
-                   "9 runs (held target and measured pose alike); the other runs pass", strict=False)
+@pytest.mark.xfail(reason="issue 35, open: after a tracking fault the arm swung up to 1.5 rad/s on franky-sim in 3 of "
+                   "10 runs (held target and measured pose alike); the other runs pass", strict=False)
 @case("a tracking fault while moving at 1 rad/s (a 0.01 rad tolerance for 20 ms stands in for an obstacle)")
 def test_a_tracking_fault_while_moving_ends_at_rest(graph):
     """Issue 35's done-when: after a tracking fault while moving the arm is at rest within the envelope's braking
