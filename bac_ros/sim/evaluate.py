@@ -52,7 +52,7 @@ class PolicyEpisode:
     realtime_factor: float | None = None  # realtime: sim seconds per wall second over the episode (the world's speed)
     # realtime: smoothness within ±2 action steps of each chunk switch (`switch_smoothness`)
     switches: int = 0
-    switch_jump_rad: float | None = None  # median over switches of the largest joint target step at the switch
+    switch_jump_rad: float | None = None  # median over switches of the plans' gap there (ChunkExecutor.switch_gap, rad)
     switch_reversals: float | None = None  # joint velocity reversals per switch
     switch_jerk: float | None = None  # median over switches of the RMS jerk (rad/s^3), the worst joint
     velocity_stops: int = 0  # the arm stopped because a joint moved faster than its limit (see FR3Arm.check)
