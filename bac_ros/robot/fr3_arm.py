@@ -393,7 +393,7 @@ class FR3Arm:
                 js = self.robot.current_joint_state
                 q = np.asarray(js.position, float)
                 finite = np.all(np.isfinite(q)) and np.all(np.isfinite(np.asarray(js.velocity, float)))
-                # (a jump of the target to it, 0.05-0.07 rad at 600 Nm/rad, set franky-sim's loop swinging)
+                # through the envelope, not a jump: 0.05-0.07 rad at 600 Nm/rad is a 30-40 Nm torque step
                 self._settle_q, self.braking = (q, "settle") if finite else (None, "held")
             else:
                 self._tracker.set_target(self.envelope.q, np.zeros(7))

@@ -648,17 +648,18 @@ def test_shutdown_while_moving_then_homing_at_a_slow_labs_factors(graph):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 35, open: after a tracking fault the arm swung up to 1.5 rad/s on franky-sim in 3 of "
-                   "10 runs (held target and measured pose alike); the other runs pass", strict=False)
 @case("a tracking fault while moving at 1 rad/s (a 0.01 rad tolerance for 20 ms stands in for an obstacle)")
 def test_a_tracking_fault_while_moving_ends_at_rest(graph):
     """Issue 35's done-when: after a tracking fault while moving the arm is at rest within the envelope's braking
     distance (+ 0.02 rad) of the last target sent. The workspace box keeps the arm off the table, so a tight
-    tolerance makes the fault."""
+    tolerance makes the fault. Samples are this case's by the wall clock: the simulator's clock restarts with it
+    (an earlier case's robot time can be later than this one's; judged on those, this case once "swung" at the
+    earlier case's 1.5 rad/s)."""
     a, v, dt = LIMITS.acceleration[0], 1.0, 1 / 30
     try:
         _restart_controller(graph, tracking_tolerance=0.01, tracking_timeout_s=0.02)
         graph.client.call("bac/start")
+        since = graph.mark()
         with graph.lock:
             start = graph.joints[-1][2].copy()
         t_begin = graph.now()
@@ -671,14 +672,14 @@ def test_a_tracking_fault_while_moving_ends_at_rest(graph):
             time.sleep(dt)
         with graph.lock:
             _, t_fault, _, dq_fault = graph.joints[-1]
-            (t1, q1), (t2, q2) = [(t, q) for _, t, q in graph.commands if t <= t_fault][-2:]
+            (t1, q1), (t2, q2) = [(t, q) for w, t, q in graph.commands if w >= since and t <= t_fault][-2:]
         # the target's last velocity, which the envelope brakes from: two commands' difference (noisy when they came
         # close together) or the arm's measured speed, whichever is larger, never above the envelope's speed
         u = min(max(abs(q2[0] - q1[0]) / (t2 - t1), abs(dq_fault[0])), LIMITS.velocity[0])
         settled = t_fault + 0.2 + abs(u) / a
         graph.wait_for(lambda: graph.joints[-1][1] > settled + 0.3, 30, "joint states after the fault")  # robot time
         with graph.lock:
-            after = [(t, q, dq) for _, t, q, dq in graph.joints if t > t_fault]
+            after = [(t, q, dq) for w, t, q, dq in graph.joints if w >= since and t > t_fault]
         still = [abs(dq[0]) for t, _, dq in after if t >= settled]
         beyond = abs(after[-1][1][0] - q2[0])  # past the last target sent before the fault
         fault_braking = u ** 2 / (2 * a)
