@@ -1,15 +1,17 @@
 """`bac session`: record teleoperated episodes from this terminal's keyboard, through recorder_node's services
 (the same ones the teleop device's buttons call): Enter or space starts an episode, s ends it as a success,
 f as a failure, d discards it (while recording: record that episode again; between episodes: the last one
-saved), q quits. It prints the recorder's state (bac/record/state) as it changes."""
+saved), x stops the arm (the controller's bac/stop: nothing plays, it brakes and holds), q quits. It prints the
+recorder's state (bac/record/state) as it changes."""
 from __future__ import annotations
 
 import json
 import sys
 import time
 
-KEYS = {"\n": "start", "\r": "start", " ": "start", "s": "success", "f": "failure", "d": "discard", "q": "quit"}
-HELP = "keys: Enter/space start | s success | f failure | d discard | q quit"
+KEYS = {"\n": "start", "\r": "start", " ": "start", "s": "success", "f": "failure", "d": "discard", "x": "stop arm",
+        "q": "quit"}
+HELP = "keys: Enter/space start | s success | f failure | d discard | x stop the arm (bac/stop) | q quit"
 
 
 def add_parser(sub) -> None:
@@ -35,7 +37,8 @@ def run(args) -> int:
     node = rclpy.create_node("bac_session", namespace=args.namespace or None)
     clients = {"start": node.create_client(Trigger, "bac/record/start"),
                "stop": node.create_client(SetBool, "bac/record/stop"),
-               "discard": node.create_client(Trigger, "bac/record/discard")}
+               "discard": node.create_client(Trigger, "bac/record/discard"),
+               "stop arm": node.create_client(Trigger, "bac/stop")}
     state = {"text": None}
     node.create_subscription(String, "bac/record/state", lambda m: state.update(text=m.data),
                              QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -44,7 +47,8 @@ def run(args) -> int:
     def call(name: str, request) -> str:
         client = clients[name]
         if not client.wait_for_service(timeout_sec=args.timeout):
-            return f"{client.srv_name}: no recorder_node answers (is the graph up, in this namespace?)"
+            who = "controller_node" if name == "stop arm" else "recorder_node"
+            return f"{client.srv_name}: no {who} answers (is the graph up, in this namespace?)"
         fut = client.call_async(request)
         deadline = time.monotonic() + args.timeout
         while not fut.done() and time.monotonic() < deadline:
@@ -60,8 +64,8 @@ def run(args) -> int:
             return call("start", Trigger.Request())
         if what in ("success", "failure"):
             return call("stop", SetBool.Request(data=what == "success"))
-        if what == "discard":
-            return call("discard", Trigger.Request())
+        if what in ("discard", "stop arm"):
+            return call(what, Trigger.Request())
         return None
 
     interactive = sys.stdin.isatty()

@@ -239,6 +239,7 @@ class ChunkExecutor:
         self.counts: Counter = Counter()
         self._horizon = RecedingHorizon(rules.commit_steps)
         self._start = math.inf  # nothing plays before `start`
+        self._halted = False  # stopped with a hold every tick (bac/stop)
         self._newest = -math.inf  # stamp of the newest chunk offered since the start
         self._fresh = False  # a chunk was accepted since the last tick
         self._received: float | None = None  # robot time of the first tick after the newest accepted chunk
@@ -261,12 +262,13 @@ class ChunkExecutor:
         was trained with."""
         self._clear()
         self._horizon = RecedingHorizon(self.rules.commit_steps if commit_steps is None else commit_steps)
-        self._start, self._last_now = now, None
+        self._start, self._last_now, self._halted = now, None, False
 
-    def stop(self) -> None:
-        """Send nothing until the next `start` (homing, a fault)."""
+    def stop(self, hold: bool = False) -> None:
+        """Play no chunk until the next `start`: send nothing (homing, a fault), or with `hold` (bac/stop) a hold
+        every tick, so the arm brakes to where it can stop and stays there."""
         self._clear()
-        self._start, self._last_now = math.inf, None
+        self._start, self._last_now, self._halted = math.inf, None, hold
 
     def _clear(self) -> None:
         self._horizon.clear()
@@ -330,7 +332,7 @@ class ChunkExecutor:
         clock (monotonic), which times the chunk timeout."""
         self.took_over = self.switch_gap = None
         if not self.started:
-            return None
+            return self._hold() if self._halted else None
         if self._last_now is not None and now < self._last_now - self.CLOCK_JUMP_S:
             self.counts["clock_jumps"] += 1  # the chunks' clock went back: what was queued belongs to another
             self._clear()

@@ -14,7 +14,7 @@ from ..nodes.messages import chunk_to_trajectory, to_sec
 from ..nodes.runtime import now_s, spin_in_background, steady_timer
 
 SERVICES = ("bac/home", "bac/recover", "bac/sim/home", "bac/reset", "bac/policy/reset", "bac/start", "bac/take_over",
-            "bac/hand_back", "bac/record/start")  # std_srvs/Trigger
+            "bac/hand_back", "bac/stop", "bac/record/start")  # std_srvs/Trigger
 SET_BOOL_SERVICES = ("bac/record/stop",)  # std_srvs/SetBool
 
 

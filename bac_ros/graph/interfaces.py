@@ -28,6 +28,7 @@ controller_node | publishes  | /diagnostics             | diagnostic_msgs/Diagno
 controller_node | serves     | bac/start                | std_srvs/Trigger                  | play chunks planned from now on
 controller_node | serves     | bac/home                 | std_srvs/Trigger                  | open the gripper, move home slowly, hold until bac/start
 controller_node | serves     | bac/recover              | std_srvs/Trigger                  | clear a robot error, a fresh torque loop, hold
+controller_node | serves     | bac/stop                 | std_srvs/Trigger                  | a person's stop: nothing plays, homing ends, brake and hold (ready)
 controller_node | serves     | bac/take_over            | std_srvs/Trigger                  | the teleoperator plays (an intervention while running)
 controller_node | serves     | bac/hand_back            | std_srvs/Trigger                  | the policy plays again (chunks planned from now on)
 policy_node     | subscribes | camera/color/image_raw   | sensor_msgs/Image                 | the camera (image_topic)
@@ -48,6 +49,7 @@ teleop_node     | subscribes | teleop/gripper           | std_msgs/Bool         
 teleop_node     | publishes  | bac/teleop_chunk         | trajectory_msgs/JointTrajectory   | the next target (2 points), stamped with the input it came from
 teleop_node     | calls      | bac/take_over            | std_srvs/Trigger                  | the take-over button
 teleop_node     | calls      | bac/hand_back            | std_srvs/Trigger                  | the hand-back button
+teleop_node     | calls      | bac/stop                 | std_srvs/Trigger                  | the stop button
 teleop_node     | calls      | bac/record/start         | std_srvs/Trigger                  | the episode-start button
 teleop_node     | calls      | bac/record/stop          | std_srvs/SetBool                  | the success and failure buttons
 teleop_node     | calls      | bac/record/discard       | std_srvs/Trigger                  | the discard button

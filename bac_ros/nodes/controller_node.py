@@ -11,7 +11,7 @@ while a policy plays (state running) is an intervention: counted, stamped, on ba
 
 States (on /diagnostics and the latched /bac/controller_state):
 connecting  no robot yet: retries with back-off; exit 2 after `connect_timeout_s` at start-up
-ready       holding the measured pose; chunks play after /bac/start
+ready       holding the measured pose; chunks play after /bac/start (bac/stop: back here, braking first)
 running     playing chunks
 faulted     a robot error (reflex, control exception) or the robot gone: no commands; /bac/recover
             (franky's recover_from_errors, a fresh torque loop at the measured pose, then ready), and
@@ -34,7 +34,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules
-from ..robot.fr3_arm import FR3Arm, HomingError, RobotFault, drive
+from ..robot.fr3_arm import FR3Arm, HomingError, MotionStopped, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
@@ -151,6 +151,7 @@ class ControllerNode(Node):
         self._side.create_service(Trigger, "bac/home", self.on_home)
         self._side.create_service(Trigger, "bac/recover", self.on_recover)
         self.create_service(Trigger, "bac/start", self.on_start)
+        self.create_service(Trigger, "bac/stop", self.on_stop)
         self.create_service(Trigger, "bac/take_over", self.on_take_over)
         self.create_service(Trigger, "bac/hand_back", self.on_hand_back)
 
@@ -354,12 +355,16 @@ class ControllerNode(Node):
         with self._lock:
             self.chunk_executor.stop()  # after homing, hold home until /bac/start
             self.state, self.reason = "ready", "homing"
+        self._publish_state()
         try:
             with self._arm_lock:
                 self.arm.restart_tracker()  # a fresh torque loop per episode (see FR3Arm.restart_tracker)
                 self.arm.move_home(Q_HOME, duration=1.5)
             resp.success, resp.message = True, "home"
             self.reason = "at home; holding"
+        except MotionStopped:
+            resp.success, resp.message = False, "homing stopped by bac/stop"
+            self.reason = "stopped by bac/stop while homing; holding where it braked"
         except HomingError as e:
             resp.success, resp.message = False, str(e)
             self.reason = "homing failed; holding"
@@ -391,6 +396,25 @@ class ControllerNode(Node):
             self._fault(e, "recovery")
             resp.success, resp.message = False, f"recovery failed: {e}"
         self._publish_state()
+        return resp
+
+    @guarded_service()
+    def on_stop(self, _req, resp):
+        """A person's stop: neither the policy nor the teleoperator plays, a homing under way ends, and the arm brakes
+        through the envelope to where it can stop and holds there (ready) until /bac/start or /bac/home. Succeeds
+        in every state: faulted or not connected, nothing plays already."""
+        with self._lock:
+            if self.state not in ("ready", "running"):
+                resp.success, resp.message = True, f"nothing plays: {self.state}: {self.reason}"
+                return resp
+            self.chunk_executor.stop(hold=True)
+            self.state, self.reason = "ready", "stopped by bac/stop; holding where it braked"
+        arm = self.arm
+        if arm is not None:
+            arm.stop_motion()
+        self.reporter.count("stops", "stopped by bac/stop", "info")
+        self._publish_state()
+        resp.success, resp.message = True, "stopped: nothing plays; the arm holds where it braked (/bac/start plays again)"
         return resp
 
     @guarded_service()

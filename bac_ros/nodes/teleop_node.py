@@ -4,7 +4,7 @@ convention: keyboards and scripts publish that) becomes a TCP velocity; at the a
 differential IK turns it into the next joint target (`robot.servo`), which goes to the controller as a
 two-point chunk on bac/teleop_chunk, through the same executor, limits and acceleration shaping as the
 policy's chunks. Buttons: gripper close / open, take over / hand back (the controller's bac/take_over and
-bac/hand_back). With `input: twist` the gripper follows teleop/gripper (std_msgs/Bool, true = closed).
+bac/hand_back), stop (bac/stop). With `input: twist` the gripper follows teleop/gripper (std_msgs/Bool, true = closed).
 
 While the policy plays, the target follows what the controller last sent (so a take-over starts where the
 arm is going, without a jump); while teleop plays it is integrated from the previous target, and re-synced
@@ -35,6 +35,7 @@ INPUTS = ("twist", "joy", "spacemouse")
 # back, start)
 BUTTONS = (("close", 0, "closes the gripper"), ("open", 1, "opens it"),
            ("take_over", 2, "takes over from the policy"), ("hand_back", 3, "hands back to the policy"),
+           ("stop", 8, "stops the arm: nothing plays, it brakes and holds (the controller's bac/stop)"),
            ("episode_failure", 4, "ends the recorded episode as a failure"),
            ("episode_success", 5, "ends the recorded episode as a success"),
            ("episode_discard", 6, "discards the episode being recorded (or the last one saved)"),
@@ -124,7 +125,7 @@ class TeleopNode(Node):
         self.create_subscription(Joy, "teleop/joy", self.on_joy, 10)
         self.create_subscription(Bool, "teleop/gripper", self.on_gripper, 10)
         self.chunk_pub = self.create_publisher(JointTrajectory, "bac/teleop_chunk", 5)
-        self.switches = {k: self.create_client(Trigger, f"bac/{k}") for k in ("take_over", "hand_back")}
+        self.switches = {k: self.create_client(Trigger, f"bac/{k}") for k in ("take_over", "hand_back", "stop")}
         self.record = {"episode_start": self.create_client(Trigger, "bac/record/start"),
                        "episode_success": self.create_client(SetBool, "bac/record/stop"),
                        "episode_failure": self.create_client(SetBool, "bac/record/stop"),
@@ -181,7 +182,7 @@ class TeleopNode(Node):
             self.closed = True
         if b["open"] in down:
             self.closed = False
-        for name in ("take_over", "hand_back"):
+        for name in ("take_over", "hand_back", "stop"):
             if b[name] in down:
                 self.switches[name].call_async(Trigger.Request())  # the answer shows on bac/source
                 self.get_logger().info(f"button: {name.replace('_', ' ')}")

@@ -34,6 +34,10 @@ class HomingError(RuntimeError):
     """The arm did not reach home in time (it may be stuck on the table or the cube)."""
 
 
+class MotionStopped(HomingError):
+    """An internal motion (homing) was stopped on request (`FR3Arm.stop_motion`): the arm brakes from where it was."""
+
+
 class RobotFault(RuntimeError):
     """The robot reported an error (a reflex, a control or network exception): it needs `FR3Arm.recover`."""
 
@@ -105,6 +109,7 @@ class FR3Arm:
         self._settle_q: np.ndarray | None = None  # after a fault stop: the measured pose the target moves to
         self._watchdog: threading.Thread | None = None
         self._watchdog_halt = threading.Event()
+        self._motion_stop = threading.Event()  # ends a running internal motion (homing): `stop_motion`
 
     def start(self) -> "FR3Arm":
         """Connect (franky.Robot + Gripper) and start the torque loop holding the measured pose. Raises
@@ -474,17 +479,21 @@ class FR3Arm:
         it. After a velocity stop the path starts again from where the arm came to rest (twice at most).
         Why slow: on franky-sim, homing from a posture a policy had thrown the arm into (joint 2 at -1.7 rad)
         at 0.5 x the limits set off the torque loop's swing (see `check`); at 0.25 x it did not. The workspace
-        box does not apply: from a posture outside it the joint path home may first lead further out."""
+        box does not apply: from a posture outside it the joint path home may first lead further out.
+        `stop_motion` (from another thread: a person's stop) ends it at its next step with `MotionStopped`."""
         if speed_factor is None:
             speed_factor = min(self.HOME_SPEED_FACTOR, 0.9 * self.limits.max_velocity_factor)  # tracking overshoots
         if not 0 < speed_factor <= self.limits.max_velocity_factor:
             raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
+        self._motion_stop.clear()
         self.open_gripper()
         q_home = checked_target(q_home)
         q_start, stops_start = self.joint_positions(), self.velocity_stops
 
         def step_to(q):  # one command; the envelope times it by the robot's clock since the last one
             time.sleep(1.0 / rate)
+            if self._motion_stop.is_set():  # the caller's control ticks brake from here
+                raise MotionStopped("homing stopped on request")
             self.command(q, workspace=False)
 
         for _ in range(3):
@@ -511,7 +520,14 @@ class FR3Arm:
             step_to(q_home)
         expired = self._deadline(gripper_timeout)
         while not expired() and self.state().width < GRIPPER_MAX_WIDTH - 0.005:
+            if self._motion_stop.is_set():
+                raise MotionStopped("homing stopped on request (the arm is home, the fingers opening)")
             time.sleep(0.05)
+
+    def stop_motion(self) -> None:
+        """End a running internal motion (homing) at its next step: it raises `MotionStopped` (thread-safe; for a
+        person's stop while the arm homes). Nothing to do otherwise."""
+        self._motion_stop.set()
 
     def stop(self) -> None:
         """Stop the gripper worker and the torque loop; best effort (the robot may be gone). Joins are bounded."""

@@ -339,3 +339,23 @@ def test_temporal_ensembling_averages_the_chunks_that_cover_now():
     single = ChunkExecutor(ChunkRules(commit_steps=0, chunk_max_dt_s=0.2))  # ensemble_chunks 1: the newest alone
     single.start(0.0)
     assert dict((round(t, 2), v) for t, v, _ in _play(single, [0.0, 0.1], [(0.0, a), (0.1, b)]))[0.1] == 1.0
+
+
+def test_a_stop_with_hold_holds_every_tick_plays_nothing_until_start():
+    """bac/stop: nothing plays, a hold every tick (the arm brakes to where it can stop); a plain stop (homing, a
+    fault) sends nothing; start plays again, only chunks planned from then on."""
+    from bac_ros.core.streaming import ChunkExecutor, CommandKind
+
+    ex = ChunkExecutor()
+    ex.start(0.0)
+    ex.offer(_chunk(0.0, n=100, value=0.3), 0.0)
+    assert ex.tick(0.01, robot_t=0.01).kind is CommandKind.POINT
+    ex.stop(hold=True)
+    assert ex.offer(_chunk(0.1, n=100, value=0.5), 0.1) == "before_start"
+    assert all(ex.tick(t, robot_t=t).kind is CommandKind.HOLD for t in (0.11, 0.12, 0.13))
+    ex.stop()
+    assert ex.tick(0.14, robot_t=0.14) is None
+    ex.start(0.2)
+    ex.offer(_chunk(0.2, n=100, value=0.7), 0.2)
+    cmd = ex.tick(0.21, robot_t=0.21)
+    assert cmd.kind is CommandKind.POINT and cmd.q[0] == pytest.approx(0.7)

@@ -148,3 +148,31 @@ def test_auto_recover_clears_a_robot_error_and_then_holds(controller):
         robot.t += 0.01
         controller.control_tick()
     assert len(robot.sent) == n  # the chunk is not driven again
+
+
+def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
+    """bac/stop: running or ready -> ready (a hold every tick, homing told to end); faulted or connecting: it
+    succeeds and changes nothing (nothing plays)."""
+    from std_srvs.srv import Trigger
+
+    from bac_ros.core.streaming import CommandKind
+
+    class Homing:
+        stopped = 0
+
+        def stop_motion(self):
+            self.stopped += 1
+
+        def stop(self):
+            pass
+
+    arm = Homing()
+    controller.arm, controller.state = arm, "running"
+    controller.chunk_executor.start(0.0)
+    resp = controller.on_stop(Trigger.Request(), Trigger.Response())
+    assert resp.success and controller.state == "ready" and "bac/stop" in controller.reason and arm.stopped == 1
+    assert controller.chunk_executor.tick(1.0, robot_t=1.0).kind is CommandKind.HOLD
+    controller.state, controller.reason = "faulted", "robot error in control: reflex"
+    resp = controller.on_stop(Trigger.Request(), Trigger.Response())
+    assert resp.success and "nothing plays" in resp.message and controller.state == "faulted"
+    controller.arm = None
