@@ -277,13 +277,17 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded (truncated, corrupt, or for another architecture)."""
 
 
+SHIPPED_CHECKPOINTS = (None, "", "auto", "shipped")  # names of the checkpoint shipped for a config
+
+
 def resolve_checkpoint(cfg: PolicyConfig, checkpoint: str | None) -> str | None:
-    """'auto' -> the checkpoint shipped for this config (bac_ros/checkpoints/<name>); ValueError naming the config
-    when none is shipped (untrained weights never reach an arm by default). 'none' -> untrained (explicitly);
-    anything else is a checkpoint directory."""
+    """'auto' (or 'shipped', naming it on purpose) -> the checkpoint shipped for this config
+    (bac_ros/checkpoints/<name>, trained in the simulated grasp world); ValueError naming the config when none is
+    shipped (untrained weights never reach an arm by default). 'none' -> untrained (explicitly); anything else is
+    a checkpoint directory."""
     if checkpoint == "none":
         return None
-    if checkpoint in (None, "", "auto"):
+    if checkpoint in SHIPPED_CHECKPOINTS:
         shipped = CHECKPOINT_DIR / cfg.weights_name
         if not (shipped / "model.safetensors").is_file():
             raise ValueError(f"no checkpoint is shipped for config {cfg.name!r} (weights {cfg.weights_name!r}): name "

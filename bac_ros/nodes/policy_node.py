@@ -34,8 +34,10 @@ STITCH = ("switch", "prefix")
 
 PARAMETERS = [
     Param("config", "cpu", "policy config: a name in config/ (cpu, cpu_ddpm100, paper) or a YAML path"),
-    Param("checkpoint", "auto", "checkpoint folder; auto: the one shipped for the config (none shipped: the node "
-          "stops, naming the config); none: untrained weights (tests only: never on an arm)"),
+    Param("checkpoint", "auto", "checkpoint folder; auto: the one shipped for the config (trained in the simulated "
+          "world; on a robot, i.e. without use_sim_time, the node refuses it: name your own, or 'shipped' to run it on "
+          "purpose; none shipped: the node stops, naming the config); none: untrained weights (tests only: never on an "
+          "arm)"),
     Param("schedule", "", "caching schedule: a name in schedules/<model>/ (e.g. bac_s7), a path, or full (no "
           "caching); required (config/grasp.yaml names the default)"),
     Param("backend", "onnx", "how the policy runs: onnx (ONNX Runtime, the whole inference compiled once per "
@@ -100,8 +102,14 @@ class PolicyNode(Node):
         p = self.params
         torch.set_num_threads(p.num_threads)
         cfg = PolicyConfig.load(p.config)
-        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, p.checkpoint)).to(resolve_device(p.device))
         self.schedule = find_schedule(p.schedule, cfg)  # ScheduleError stops the node
+        if p.checkpoint in ("", "auto") and not self.get_parameter("use_sim_time").value:
+            raise ValueError(
+                "checkpoint 'auto' is the policy shipped with bac_ros, trained on our simulated cube (franky-sim), and "
+                "this node runs on a robot's clock (use_sim_time false): name your own checkpoint (checkpoint:=<dir> "
+                "from `bac train` on your demonstrations: README, 'The lab loop'), or checkpoint:=shipped to run the "
+                "simulation policy on purpose")
+        self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, p.checkpoint)).to(resolve_device(p.device))
         self.method = self.schedule.label if self.schedule else "full"
         self.runner = self._runner(p.backend, p.num_threads, p.drift_guard, p.dense_schedule,
                                    settings_from(DriftSettings, p))

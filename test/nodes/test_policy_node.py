@@ -23,6 +23,19 @@ def test_policy_node_refuses_a_wrong_schedule(tmp_path):
     assert "model.n_layer" in r.stderr
 
 
+def test_policy_node_on_a_robot_refuses_the_shipped_simulation_policy_unless_named():
+    """Issue 36: with a real robot (no simulated clock) `checkpoint: auto` would play the policy trained on our
+    simulated cube. The node stops (exit 2) with the reason and what to do instead."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "bac_ros.nodes.policy_node", "--ros-args", "-p", "schedule:=bac_s7"],
+                       capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                        "ROS_DOMAIN_ID": "203"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "simulated" in r.stderr and "checkpoint:=shipped" in r.stderr and "bac train" in r.stderr, r.stderr
+
+
 @pytest.mark.slow
 def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
     """policy_node as a process: an observation in -> a chunk out stamped with it; a reset clears the
@@ -47,7 +60,8 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
 
     from support import node_process
 
-    with node_process("policy_node", 205, "-p", "schedule:=bac_s7", "-p", "drift_check_every:=1") as (proc, ctx):
+    with node_process("policy_node", 205, "-p", "schedule:=bac_s7", "-p", "checkpoint:=shipped",
+                      "-p", "drift_check_every:=1") as (proc, ctx):
         node = rclpy.create_node("feeder", context=ctx)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
@@ -138,8 +152,8 @@ def test_prefix_stitching_follows_the_controllers_takeovers():
     from bac_ros.nodes import messages as msgs
     from bac_ros.nodes.policy_node import PolicyNode
 
-    rclpy.init(domain_id=221, args=["--ros-args", "-p", "schedule:=bac_s7", "-p", "backend:=eager", "-p",
-                                    "drift_guard:='off'", "-p", "stitch:=prefix"])
+    rclpy.init(domain_id=221, args=["--ros-args", "-p", "schedule:=bac_s7", "-p", "checkpoint:=shipped", "-p",
+                                    "backend:=eager", "-p", "drift_guard:='off'", "-p", "stitch:=prefix"])
     node = PolicyNode()
     try:
         dt = node.policy.cfg.action_dt

@@ -10,7 +10,7 @@ pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not
 
 NODES = {
     "controller_node": ["-p", "robot_ip:=127.0.0.99", "-p", "connect_timeout_s:=600.0"],
-    "policy_node": ["-p", "schedule:=bac_s7", "-p", "backend:=eager"],
+    "policy_node": ["-p", "schedule:=bac_s7", "-p", "backend:=eager", "-p", "checkpoint:=shipped"],
     "teleop_node": [],
     "recorder_node": [],
     "metrics_node": [],

@@ -394,7 +394,7 @@ def test_a_fault_against_an_obstacle_leaves_the_arm_at_rest_pushing_nothing_on_f
 
     limits = dataclasses.replace(from_mapping(ArmLimits, node_parameters("controller_node")),
                                  workspace_min=(0.25, -0.40, -0.10), tracking_tolerance=0.05, tracking_timeout_s=0.1)
-    cfg = WorldConfig(hostname="127.0.0.11")
+    cfg = WorldConfig(hostname="127.0.0.13")
     with WorldProcess(cfg), FR3Arm(cfg.hostname, limits=limits, auto_recover=False) as arm:
         arm.move_home(Q_HOME, duration=1.0)
         t0 = arm.robot_time()
