@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import bench, compare, dataset, demo, eval as eval_, record, reference, report, schedule, session, train
+from .commands import (bench, compare, dataset, demo, eval as eval_, preflight, record, reference, report, schedule,
+                       session, train)
 from .core.config import ConfigError
 from .core.schedule import ScheduleError
 
-COMMANDS = (schedule, bench, record, session, dataset, train, eval_, demo, compare, report, reference)
+COMMANDS = (preflight, schedule, bench, record, session, dataset, train, eval_, demo, compare, report, reference)
 
 
 def build_parser() -> argparse.ArgumentParser:

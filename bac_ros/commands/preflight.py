@@ -1,0 +1,273 @@
+"""`bac preflight`: before the first motion, what libfranka, franky and this package need, checked in under a
+minute: the parameter file (envelope, policy, schedule), the kernel and its real-time limits, the robot reachable
+with a libfranka that speaks its version, its gripper, optionally the 1 kHz link (`--link-test`: it opens the
+brakes and holds the arm where it is, as libfranka's communication test), the camera streaming at its rate, the
+clock. Each check: PASS, WARN or FAIL with the reason and the fix; a table, and `--json FILE`. Exit 1 on a FAIL."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+FRANKA_PORT = 1337  # libfranka's command connection (TCP); the 1 kHz exchange runs on UDP beside it
+RTPRIO_MIN = 80  # libfranka runs its control thread at SCHED_FIFO 80 with RealtimeConfig.Enforce
+MEMLOCK_MIN = 100 * 2 ** 20  # bytes; the franka docs' limits.conf sets memlock 102400 (KiB)
+LINK_PASS, LINK_WARN = 0.95, 0.90  # control_command_success_rate over the link test
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("preflight", help="check the robot, the machine, the camera and the parameter file before the "
+                                         "first motion (PASS / WARN / FAIL, exit 1 on a FAIL)")
+    p.add_argument("--robot-ip", help="the FR3's address (default: controller_node's robot_ip in --params)")
+    p.add_argument("--params", help="the lab's parameter file (default: the package's config/grasp.yaml)")
+    p.add_argument("--sim", action="store_true", help="against franky-sim: real-time checks warn instead of failing "
+                                                      "and the camera is the simulator's (not checked)")
+    p.add_argument("--link-test", type=float, default=0.0, metavar="S",
+                   help="hold the arm where it is for S seconds on the 1 kHz link and read libfranka's command "
+                        "success rate (opens the brakes; 0: not run)")
+    p.add_argument("--camera-seconds", type=float, default=1.0, help="how long to stream the camera (s)")
+    p.add_argument("--json", metavar="FILE", help="also write the checks as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..core.settings import node_parameters
+
+    params_path = Path(args.params) if args.params else None
+    params = {n: node_parameters(n, params_path) for n in ("controller_node", "policy_node", "camera_node")}
+    robot_ip = args.robot_ip or params["controller_node"].get("robot_ip", "172.16.0.2")
+    enforce = params["controller_node"].get("realtime_mode", "enforce") == "enforce" and not args.sim
+    t0 = time.monotonic()
+    checks = [envelope_check(params["controller_node"]), policy_check(params["policy_node"], args.sim),
+              *realtime_checks(enforce, realtime_kernel(), os.geteuid() == 0, resource.getrlimit(resource.RLIMIT_RTPRIO)[0],
+                               resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]),
+              *robot_checks(robot_ip, enforce, args.link_test),
+              camera_check(params["camera_node"], args.sim, args.camera_seconds), clock_check()]
+    print(table(checks))
+    failed = [c.name for c in checks if c.status == FAIL]
+    print(f"\n{len(checks)} checks in {time.monotonic() - t0:.1f} s: " +
+          (f"FAIL ({', '.join(failed)})" if failed else "no FAIL"))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"robot_ip": robot_ip, "params": str(params_path or "config/grasp.yaml"),
+                                               "sim": args.sim, "checks": [dataclasses.asdict(c) for c in checks],
+                                               "failed": failed}, indent=1) + "\n")
+    return 1 if failed else 0
+
+
+def table(checks: list[Check]) -> str:
+    rows = [("check", "status", "detail", "fix")] + [(c.name, c.status, c.detail, c.fix) for c in checks]
+    return "\n".join("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in
+                     [rows[0], ("---",) * 4, *rows[1:]])
+
+
+# ---- the parameter file -------------------------------------------------------------------------------
+def envelope_check(controller: dict) -> Check:
+    """The envelope a lab set: valid, and home inside its workspace box (else every streamed target is refused)."""
+    from ..core.settings import from_mapping
+    from ..robot.kinematics import Kinematics
+    from ..robot.limits import ArmLimits, box_excess
+    from ..robot.model import Q_HOME
+
+    try:
+        lim = from_mapping(ArmLimits, controller)
+    except (ValueError, TypeError) as e:
+        return Check("envelope", FAIL, str(e), "fix controller_node's parameters (docs/reference.md)")
+    detail = (f"speed {lim.max_velocity_factor:g}, acceleration {lim.max_acceleration_factor:g} x the FR3 limits; "
+              f"box {list(lim.workspace_min)}..{list(lim.workspace_max)} m")
+    if lim.workspace is not None and box_excess(Kinematics.fr3().fk(Q_HOME)[0], lim.workspace) > 0:
+        return Check("envelope", FAIL, detail + ": home's TCP is outside the box",
+                     "widen workspace_min / workspace_max to contain home (the TCP at 0.55, 0, 0.52 m)")
+    if not lim.velocity_stop_enabled or not lim.acceleration_limit_enabled:
+        return Check("envelope", WARN, detail + "; a safety band is off", "velocity_stop_enabled and "
+                     "acceleration_limit_enabled true, unless you know why not")
+    if lim.max_velocity_factor > 0.5 or lim.max_acceleration_factor > 0.5:
+        return Check("envelope", WARN, detail + "; above 0.5 for a first run", "start at 0.1 (README, a slow first run)")
+    return Check("envelope", PASS, detail)
+
+
+def policy_check(policy: dict, sim: bool) -> Check:
+    """policy_node's config, checkpoint and schedule load and belong together (what the node would refuse at start)."""
+    from ..core.config import PolicyConfig
+    from ..core.policy import DiffusionPolicy, resolve_checkpoint
+    from ..core.schedule import find_schedule
+
+    name, checkpoint, schedule = (policy.get("config", "cpu"), policy.get("checkpoint", "auto"),
+                                  policy.get("schedule", ""))
+    try:
+        cfg = PolicyConfig.load(name)
+        sched = find_schedule(schedule, cfg) if schedule else None
+        DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint))
+    except Exception as e:  # noqa: BLE001 - whatever the node would stop on, said in one line
+        return Check("policy", FAIL, f"{type(e).__name__}: {e}", "policy_node's config / checkpoint / schedule: "
+                     "docs/reference.md")
+    detail = f"config {name}, checkpoint {checkpoint}, schedule {schedule or '(none)'}" + \
+        (f" ({sched.label})" if sched is not None else "")
+    if not schedule:
+        return Check("policy", FAIL, detail, "set policy_node's schedule (bac_s7, full, or your own file)")
+    if checkpoint in ("", "auto", "shipped") and not sim:
+        return Check("policy", FAIL if checkpoint != "shipped" else WARN,
+                     detail + ": the shipped policy, trained on our simulated cube",
+                     "train your own (README, the lab loop) and set checkpoint and schedule")
+    return Check("policy", PASS, detail)
+
+
+# ---- the machine --------------------------------------------------------------------------------------
+def realtime_kernel() -> bool:
+    try:
+        if Path("/sys/kernel/realtime").read_text().strip() == "1":
+            return True
+    except OSError:
+        pass
+    return "PREEMPT_RT" in os.uname().version
+
+
+def realtime_checks(enforce: bool, rt_kernel: bool, root: bool, rtprio: int, memlock: int) -> list[Check]:
+    """libfranka's RealtimeConfig.Enforce needs a PREEMPT_RT kernel and the right to SCHED_FIFO priority 80 and to
+    lock memory; `enforce` False (simulation, realtime_mode ignore): what is missing is a warning."""
+    bad = FAIL if enforce else WARN
+    why = "" if enforce else " (realtime_mode ignore: simulation only)"
+    unlimited = resource.RLIM_INFINITY
+    kernel = Check("realtime kernel", PASS, os.uname().release) if rt_kernel else \
+        Check("realtime kernel", bad, f"{os.uname().release} is not PREEMPT_RT{why}",
+              "boot a PREEMPT_RT kernel (Ubuntu 24.04: `pro enable realtime-kernel`; franka docs, 'real-time kernel')")
+    ok_prio = root or rtprio == unlimited or rtprio >= RTPRIO_MIN
+    prio = Check("rtprio", PASS, f"limit {rtprio if rtprio != unlimited else 'unlimited'}" + (" (root)" if root else ""))\
+        if ok_prio else Check("rtprio", bad, f"limit {rtprio}, libfranka needs {RTPRIO_MIN}{why}",
+                              "a realtime group with `@realtime - rtprio 99` in /etc/security/limits.conf, you in it")
+    ok_mem = root or memlock == unlimited or memlock >= MEMLOCK_MIN
+    mem = Check("memlock", PASS, ("unlimited" if memlock == unlimited else f"{memlock / 2 ** 20:.0f} MiB") +
+                (" (root)" if root else "")) if ok_mem \
+        else Check("memlock", bad, f"{memlock / 2 ** 20:.1f} MiB{why}",
+                   "`@realtime - memlock 102400` in /etc/security/limits.conf, then log in again")
+    return [kernel, prio, mem]
+
+
+# ---- the robot ----------------------------------------------------------------------------------------
+def robot_checks(ip: str, enforce: bool, link_seconds: float) -> list[Check]:
+    """The FR3 reachable and speaking this libfranka; its gripper; optionally the 1 kHz link under a hold."""
+    import importlib.metadata as md
+
+    try:
+        franky_version = md.version("franky-control")
+    except md.PackageNotFoundError:
+        return [Check("robot", FAIL, "franky-control is not installed", "pip install franky-control")]
+    try:
+        with socket.create_connection((ip, FRANKA_PORT), timeout=2.0):
+            pass
+    except OSError as e:
+        return [Check("robot", FAIL, f"the FR3 at {ip}:{FRANKA_PORT} is not reachable ({e})",
+                      "robot on, FCI activated in Desk, this machine on its network, robot_ip right (ping it)")]
+    import franky
+
+    mode = franky.RealtimeConfig.Enforce if enforce else franky.RealtimeConfig.Ignore
+    try:
+        robot = franky.Robot(ip, realtime_config=mode)
+    except Exception as e:  # noqa: BLE001 - franky raises several types; each message says what
+        fix = "franky-control's libfranka and the robot's system version must match (franky docs)" \
+            if "version" in str(e).lower() else "FCI activated in Desk, no other client connected, real-time rights"
+        return [Check("robot", FAIL, f"{ip}: {type(e).__name__}: {e} (franky-control {franky_version})", fix)]
+    try:
+        # libfranka refuses a robot whose version it does not speak (IncompatibleVersionException): connected is
+        # the version check
+        out = [Check("robot", PASS, f"{ip}: connected, versions compatible (franky-control {franky_version})")]
+        try:
+            gripper = franky.Gripper(ip)
+            out.append(Check("gripper", PASS, f"connected (server version {gripper.server_version}), "
+                                              f"{gripper.width * 1000:.0f} mm open"))
+        except Exception as e:  # noqa: BLE001
+            out.append(Check("gripper", FAIL, f"{type(e).__name__}: {e}", "the Franka Hand connected and "
+                             "initialised in Desk"))
+        out.append(link_check(robot, link_seconds))
+        return out
+    finally:
+        del robot
+
+
+def link_check(robot, seconds: float) -> Check:
+    """Hold the measured pose on franky's torque loop for `seconds` (robot time) and read libfranka's
+    control_command_success_rate, the share of 1 kHz commands that reached the robot in time."""
+    if seconds <= 0:
+        return Check("link", WARN, "not run", "--link-test 10 (the arm is held where it is; it opens the brakes)")
+    import franky
+    import numpy as np
+
+    robot.recover_from_errors()
+    tracker = franky.JointImpedanceTracker(robot)
+    rates = []
+    try:
+        t0, wall = robot.state.time.to_sec(), time.monotonic()
+        while robot.state.time.to_sec() - t0 < seconds and time.monotonic() - wall < 10 * seconds + 5:
+            rates.append(float(robot.state.control_command_success_rate))
+            time.sleep(0.01)
+    finally:
+        tracker.stop()
+    worst = float(np.min(rates)) if rates else 0.0
+    detail = f"command success rate min {worst:.3f}, mean {np.mean(rates) if rates else 0:.3f} over {seconds:g} s"
+    if worst >= LINK_PASS:
+        return Check("link", PASS, detail)
+    return Check("link", WARN if worst >= LINK_WARN else FAIL, detail,
+                 "a direct cable to the robot, no other load on this machine, a real-time kernel")
+
+
+# ---- the camera and the clock -------------------------------------------------------------------------
+def camera_check(camera: dict, sim: bool, seconds: float) -> Check:
+    """A RealSense present and streaming camera_node's width x height at its rate."""
+    if sim:
+        return Check("camera", WARN, "not checked: the simulator renders the camera (--sim)")
+    width, height, fps = camera.get("width", 640), camera.get("height", 480), camera.get("fps", 30)
+    try:
+        import pyrealsense2 as rs
+    except ImportError:
+        return Check("camera", FAIL, "pyrealsense2 is not installed", "pip install pyrealsense2")
+    devices = list(rs.context().query_devices())
+    if not devices:
+        return Check("camera", FAIL, "no RealSense found", "plug it into a USB 3 port (lsusb), udev rules installed "
+                     "(librealsense's 99-realsense-libusb.rules), no other process holding it")
+    name = f"{devices[0].get_info(rs.camera_info.name)} #{devices[0].get_info(rs.camera_info.serial_number)}"
+    pipe, config = rs.pipeline(), rs.config()
+    config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
+    try:
+        pipe.start(config)
+    except RuntimeError as e:
+        return Check("camera", FAIL, f"{name}: {width}x{height}@{fps} would not start ({e})",
+                     "a mode the camera has (rs-enumerate-devices), or free it from another process")
+    try:
+        frames, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            if pipe.poll_for_frames():
+                frames += 1
+            time.sleep(0.002)
+        rate = frames / seconds
+    finally:
+        pipe.stop()
+    detail = f"{name}: {rate:.1f} of {fps} frames/s at {width}x{height}"
+    if rate >= 0.8 * fps:
+        return Check("camera", PASS, detail)
+    return Check("camera", FAIL, detail, "a USB 3 port and cable; no other stream on the same bus")
+
+
+def clock_check() -> Check:
+    """The system clock synchronised (stamps compared across machines: camera, policy, robot PC)."""
+    try:
+        out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    if out == "yes":
+        return Check("clock", PASS, "NTP-synchronised")
+    return Check("clock", WARN, f"not known to be synchronised ({out or 'timedatectl unavailable'})",
+                 "an NTP or PTP service (chrony) on every machine of the graph")
