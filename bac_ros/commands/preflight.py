@@ -16,7 +16,7 @@ from pathlib import Path
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 FRANKA_PORT = 1337  # libfranka's command connection (TCP); the 1 kHz exchange runs on UDP beside it
-RTPRIO_MIN = 80  # libfranka runs its control thread at SCHED_FIFO 80 with RealtimeConfig.Enforce
+RTPRIO_MIN = 99  # libfranka (RealtimeConfig.Enforce) puts its control thread at the highest SCHED_FIFO priority
 MEMLOCK_MIN = 100 * 2 ** 20  # bytes; the franka docs' limits.conf sets memlock 102400 (KiB)
 LINK_PASS, LINK_WARN = 0.95, 0.90  # control_command_success_rate over the link test
 
@@ -127,17 +127,13 @@ def policy_check(policy: dict, sim: bool) -> Check:
 
 # ---- the machine --------------------------------------------------------------------------------------
 def realtime_kernel() -> bool:
-    try:
-        if Path("/sys/kernel/realtime").read_text().strip() == "1":
-            return True
-    except OSError:
-        pass
-    return "PREEMPT_RT" in os.uname().version
+    """As libfranka decides it (/sys/kernel/realtime exists), or the kernel says PREEMPT_RT."""
+    return Path("/sys/kernel/realtime").exists() or "PREEMPT_RT" in os.uname().version
 
 
 def realtime_checks(enforce: bool, rt_kernel: bool, root: bool, rtprio: int, memlock: int) -> list[Check]:
-    """libfranka's RealtimeConfig.Enforce needs a PREEMPT_RT kernel and the right to SCHED_FIFO priority 80 and to
-    lock memory; `enforce` False (simulation, realtime_mode ignore): what is missing is a warning."""
+    """libfranka's RealtimeConfig.Enforce needs a PREEMPT_RT kernel and the right to the highest SCHED_FIFO priority
+    and to lock memory; `enforce` False (simulation, realtime_mode ignore): what is missing is a warning."""
     bad = FAIL if enforce else WARN
     why = "" if enforce else " (realtime_mode ignore: simulation only)"
     unlimited = resource.RLIM_INFINITY

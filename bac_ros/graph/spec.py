@@ -56,6 +56,16 @@ def grasp_graph(use_sim: bool, robot_ip: str | None = None, schedule: str | None
                          f"{mode!r}, {teleop_input!r}, {operator!r}")
     if operator != "none" and not use_sim:
         raise ValueError("the scripted operator needs the simulated world (use_sim)")
+    # arguments that would start nothing that uses them: said, not ignored
+    if teleop_input and mode == "policy":
+        raise ValueError(f"input:={teleop_input} needs a teleoperator: add mode:=teleop or mode:=shared")
+    if operator == "drive" and mode == "policy":
+        raise ValueError("operator:=drive drives through teleop_node: add mode:=teleop or mode:=shared")
+    if operator == "intervene" and mode != "shared":
+        raise ValueError("operator:=intervene takes over from a running policy: add mode:=shared")
+    if mode == "teleop" and (schedule or checkpoint):
+        raise ValueError("schedule:= and checkpoint:= are policy_node's, which mode:=teleop does not start: "
+                         "mode:=policy or mode:=shared")
     given = lambda **kw: {k: v for k, v in kw.items() if v not in (None, "")}  # noqa: E731
     sim_time = {"use_sim_time": True} if use_sim else {}
     host = (sim_hostname or SIM_HOSTNAME) if use_sim else None

@@ -26,6 +26,7 @@ def readme_first_run_params() -> dict:
 @pytest.mark.slow
 def test_the_readmes_slow_first_run_homes_plays_stops_and_homes_again(tmp_path):
     from bac_ros.core.config import CONFIG_DIR
+    from bac_ros.core.settings import node_parameters
     from bac_ros.graph import demo
     from bac_ros.robot.limits import ArmLimits
     from bac_ros.sim.expert import ExpertChunks
@@ -34,10 +35,11 @@ def test_the_readmes_slow_first_run_homes_plays_stops_and_homes_again(tmp_path):
     params = yaml.safe_load((CONFIG_DIR / "grasp.yaml").read_text())
     for node, section in mine.items():
         params.setdefault(node, {}).setdefault("ros__parameters", {}).update(section["ros__parameters"])
-    lim = params["controller_node"]["ros__parameters"]
-    assert lim["max_velocity_factor"] == 0.1 and lim["max_acceleration_factor"] == 0.1
     path = tmp_path / "my_grasp.yaml"
     path.write_text(yaml.safe_dump(params))
+    for node in ("controller_node", "teleop_node"):  # the one envelope, for every node that reads it
+        lim = node_parameters(node, path)
+        assert lim["max_velocity_factor"] == 0.1 and lim["max_acceleration_factor"] == 0.1, node
 
     d = demo.Demo(tmp_path, params_file=path, hostname="127.0.0.12", episode_time=60.0)
     try:

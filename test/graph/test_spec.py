@@ -49,6 +49,12 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
         grasp_graph(use_sim=False, mode="teleop", operator="drive")
     with pytest.raises(ValueError, match="mode must be one of"):
         grasp_graph(use_sim=True, mode="autopilot")
+    # combinations that would start nothing that uses them name the missing argument
+    for kw, missing in ((dict(teleop_input="joy"), "mode:=teleop"), (dict(operator="drive"), "mode:=teleop"),
+                        (dict(operator="intervene", mode="teleop"), "mode:=shared"),
+                        (dict(mode="teleop", checkpoint="runs/mine"), "mode:=policy")):
+        with pytest.raises(ValueError, match=missing):
+            grasp_graph(use_sim=True, **kw)
     for exe in set(sim) | set(real) | set(shared):
         module, func = scripts[exe].split(":")
         assert importlib.util.find_spec(module) is not None, module
