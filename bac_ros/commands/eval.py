@@ -141,6 +141,13 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
 
 def _schedules(args, cfg) -> list[tuple[str, int, str | None]]:
     """(method, S, schedule file or None for full) per row."""
+    from ..core.policy import SHIPPED_CHECKPOINTS
+
+    own = getattr(args, "checkpoint", "auto") not in (*SHIPPED_CHECKPOINTS, "none")
+    if own and not args.schedule_dir and any(m != "full" for m in args.methods):
+        raise SystemExit(f"--checkpoint {args.checkpoint} with the shipped schedules, calibrated on the shipped weights: "
+                         f"calibrate yours (`bac schedule --checkpoint {args.checkpoint} --data <demos> --method bac "
+                         f"--num-updates 7 --out-dir <dir>`) and pass --schedule-dir <dir>")
     directory = Path(args.schedule_dir) if args.schedule_dir else schedule_dir(cfg)
     entries = []
     for method in args.methods:

@@ -188,3 +188,21 @@ def test_a_rows_drift_fields_say_which_signal_raised_each_episodes_alarm():
     assert f["drift_first_alarm_signal"] == ["observation", "shadow", None]
     assert f["drift_observation_z_median"] == 1.5  # of the measured ones: 0, 2, 3, 1
     assert f["dense_share"] == pytest.approx(1 / 7) and f["drift_checks_per_episode"] == [3, 3, 1]
+
+
+def test_an_own_checkpoint_needs_its_own_schedules():
+    """Issue 36: `bac eval --checkpoint runs/mine` without --schedule-dir evaluated the shipped schedules,
+    calibrated on other weights, with only a warning. It is an error naming what to run; full alone needs none."""
+    import argparse
+
+    from bac_ros.commands.eval import _schedules
+    from bac_ros.core.config import PolicyConfig
+
+    cfg = PolicyConfig.load("cpu")
+    args = argparse.Namespace(checkpoint="runs/mine", schedule_dir=None, methods=["full", "bac"], num_updates=[7],
+                              similarity="cosine", top_n=3, reuse="copy", config="cpu")
+    with pytest.raises(SystemExit, match="--schedule-dir"):
+        _schedules(args, cfg)
+    assert _schedules(argparse.Namespace(**{**vars(args), "methods": ["full"]}), cfg) == [("full", cfg.num_steps, None)]
+    shipped = _schedules(argparse.Namespace(**{**vars(args), "checkpoint": "auto"}), cfg)
+    assert [m for m, _, _ in shipped] == ["full", "bac"]
