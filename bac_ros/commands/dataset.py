@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     d.add_argument("--labels", type=comma_list(str), default=["teleop"],
                    help="episodes with these labels (comma list; default: teleop)")
     d.add_argument("--all", action="store_true", help="failed episodes too (default: successful ones)")
+    d.add_argument("--image-roi", type=comma_list(int), default=None, metavar="X,Y,W,H",
+                   help="crop each camera frame to this (px) before the resize, as policy_node's image_roi "
+                        "(default: the whole frame)")
     d.add_argument("--corrections", action="store_true",
                    help="only the person's corrections (rows after a take-over from the policy), each run of them "
                         "an episode, for a DAgger round; failed episodes' corrections too")
@@ -53,9 +56,11 @@ def run(args) -> int:
     else:
         out = out / "demos.zarr"
         writer = DemoWriter(out, (size, size, 3), dt)
+    if args.image_roi is not None and (len(args.image_roi) != 4 or min(args.image_roi) < 0):
+        raise ValueError(f"--image-roi needs x,y,width,height (4 values >= 0), got {args.image_roi}")
     episodes = steps = repeated = 0
     for r in tqdm(rows, desc="episodes", unit="ep", file=sys.stderr):
-        s = to_steps(load_episode(r, images=True), size, dt)
+        s = to_steps(load_episode(r, images=True), size, dt, args.image_roi)
         parts = corrections(s, context) if args.corrections else [(s, np.ones(len(s), bool))] if len(s) else []
         for part, train in parts:
             writer.add_episode(r.get("seed") if r.get("seed") is not None else -1, r["success"], part.images,

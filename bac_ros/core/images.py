@@ -21,9 +21,16 @@ def decode_rgb(encoding: str, height: int, width: int, step: int, data) -> np.nd
     return np.ascontiguousarray(arr[:, :, ::-1] if encoding.startswith("bgr") else arr)
 
 
-def to_policy_size(rgb: np.ndarray, size: int) -> np.ndarray:
-    """A frame resized to the policy's `size` x `size` (area averaging, as a camera's full frame shrinks
-    best); unchanged when it has that size already. The same for policy_node and `bac dataset`."""
+def to_policy_size(rgb: np.ndarray, size: int, roi=None) -> np.ndarray:
+    """A frame cropped to `roi` (x, y, width, height in its pixels; None or a zero width: the whole frame) and
+    resized to the policy's `size` x `size` (area averaging, as a camera's frame shrinks best); unchanged when it
+    has that size already. The same for policy_node and `bac dataset`: a square crop keeps the scene's proportions
+    that a 640x480 frame squashed to a square loses. ValueError for a crop outside the frame."""
+    if roi is not None and roi[2] > 0:
+        x, y, w, h = (int(v) for v in roi)
+        if x < 0 or y < 0 or h <= 0 or x + w > rgb.shape[1] or y + h > rgb.shape[0]:
+            raise ValueError(f"image_roi {list(roi)} is outside the {rgb.shape[1]}x{rgb.shape[0]} frame")
+        rgb = rgb[y:y + h, x:x + w]
     if rgb.shape[0] == size and rgb.shape[1] == size:
         return rgb
     import cv2

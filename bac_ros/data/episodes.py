@@ -128,13 +128,13 @@ class Steps:
                      self.source[index], self.intervention[index], self.repeated_frames)
 
 
-def to_steps(ep: Episode, image_size: int, dt: float) -> Steps:
+def to_steps(ep: Episode, image_size: int, dt: float, roi=None) -> Steps:
     """One episode as training rows with the meaning of the expert's demonstrations (`bac record`): one row
     every `dt` of robot time, the observation = the camera frame and joint state at that tick, the action =
     what the robot was commanded for it (the last target the controller sent before the tick ended; a tick
     in which nothing new was sent keeps the target in effect). The ticks start at the first frame whose
     tick ends after the first command, and stop at the last frame (within half a tick) or the last command,
-    whichever comes first."""
+    whichever comes first. `roi`: the crop before the resize (`core.images.to_policy_size`)."""
     from ..core.images import to_policy_size
 
     if not len(ep.images_t) or not len(ep.joints_t) or not len(ep.commands_t):
@@ -155,7 +155,7 @@ def to_steps(ep: Episode, image_size: int, dt: float) -> Steps:
     j_t = ep.joints_t
     joint = np.abs(j_t[None, :] - ep.images_t[frame][:, None]).argmin(axis=1)
     source, intervention = ep.source_at(ticks)
-    return Steps(images=np.stack([to_policy_size(ep.images[i], image_size) for i in frame]),
+    return Steps(images=np.stack([to_policy_size(ep.images[i], image_size, roi) for i in frame]),
                  states=ep.joints[joint], actions=cmds[command], times=ticks, source=source.astype(np.uint8),
                  intervention=intervention, repeated_frames=int(np.sum(np.diff(nearest) == 0)))
 

@@ -59,6 +59,7 @@ def declare_params(node: Node, table: list[Param]) -> SimpleNamespace:
     attributes. ValueError naming the parameter for a value outside its range or choices; a set at run time is
     refused for read-only ones (by rclpy) and checked against the table for the others."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import ParameterException
 
     values = {}
     for p in table:
@@ -71,7 +72,12 @@ def declare_params(node: Node, table: list[Param]) -> SimpleNamespace:
         elif p.range is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
             d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
         default = list(p.default) if isinstance(p.default, tuple) else p.default
-        value = node.declare_parameter(p.name, default, d).value
+        try:
+            value = node.declare_parameter(p.name, default, d).value
+        except ParameterException as e:  # a value of another type (serial:=123456 is an integer): one line, exit 2
+            raise ValueError(f"parameter {p.name} ({type(p.default).__name__}): {e}"
+                             + (" (quote a string of digits: name:=\"'123'\")" if isinstance(p.default, str) else "")) \
+                from None
         value = tuple(value) if isinstance(p.default, tuple) else value
         problem = p.check(value)
         if problem:

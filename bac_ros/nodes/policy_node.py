@@ -46,6 +46,9 @@ PARAMETERS = [
     Param("device", "cpu", "where the policy runs: cpu, or cuda[:N] (a CUDA build of torch)"),
     Param("num_threads", 1, "torch and ONNX Runtime intra-op threads", (1, 256)),
     Param("image_topic", "camera/color/image_raw", "camera topic (sensor_msgs/Image)"),
+    Param("image_roi", (0, 0, 0, 0), "crop of each camera frame before it is resized to the policy's input: x, y, "
+          "width, height (px); width 0: the whole frame. The same as `bac dataset --image-roi` for the demonstrations "
+          "the policy learned from"),
     Param("joint_states_topic", "joint_states", "joint state topic (sensor_msgs/JointState)"),
     Param("rate_hz", RATE_HZ, "at most this many inferences a second (Hz)", (0.1, 1000.0)),
     Param("obs_tolerance_s", 0.03, "a camera frame and the nearest joint state further apart than this (s) are "
@@ -120,6 +123,9 @@ class PolicyNode(Node):
         self._drift_lock = threading.Lock()  # the guard: checked on the inference thread, reset by the service
         self._controller = {"state": None, "source": None}  # what controller_node last said it plays
         self.image_size = cfg.encoder.image_shape[1]
+        roi = self.params.image_roi
+        if len(roi) != 4 or min(roi) < 0:
+            raise ValueError(f"parameter image_roi must be 4 values >= 0 (x, y, width, height), got {list(roi)}")
         self.aligner = ObservationAligner(cfg.n_obs_steps, self.params.obs_tolerance_s)
         self._last_used_stamp = None
         self.inference_ms: deque = deque(maxlen=300)
@@ -249,7 +255,7 @@ class PolicyNode(Node):
         if got is None:
             return
         rgb, stamp = got
-        rgb = to_policy_size(rgb, self.image_size)
+        rgb = to_policy_size(rgb, self.image_size, self.params.image_roi)
         with self._obs_lock:
             self.aligner.add_image(stamp, rgb)
         self._new_obs.set()

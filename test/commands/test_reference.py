@@ -32,7 +32,8 @@ def test_the_interface_table_is_what_the_node_creates(node):
     from bac_ros.graph.interfaces import INTERFACES
 
     args = {"controller_node": ["-p", "robot_ip:=127.0.0.99", "-p", "connect_timeout_s:=600.0"],
-            "policy_node": ["-p", "schedule:=bac_s7", "-p", "backend:=eager", "-p", "drift_guard:='off'"]}
+            "policy_node": ["-p", "schedule:=bac_s7", "-p", "checkpoint:=shipped", "-p", "backend:=eager", "-p",
+                            "drift_guard:='off'"]}
     rclpy.init(domain_id=220, args=["--ros-args", *args.get(node, [])])
     module = importlib.import_module(f"bac_ros.nodes.{node}")
     cls = next(v for k, v in vars(module).items() if k.endswith("Node") and isinstance(v, type) and k != "Node")

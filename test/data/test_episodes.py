@@ -90,3 +90,18 @@ def test_sources_and_corrections_follow_the_take_overs():
     np.testing.assert_array_equal(first.times, s.times[9:21])
     assert train2[:2].tolist() == [False, False] and train2[2:].all()
     assert corrections(to_steps(_episode(np.random.default_rng(4))[0], 20, DT)) == []
+
+
+def test_a_region_of_interest_is_cropped_before_the_resize_the_same_for_policy_node_and_datasets():
+    """Issue 36: a 640x480 frame was squashed to the policy's square; image_roi crops first (x, y, w, h)."""
+    import pytest
+
+    from bac_ros.core.images import to_policy_size
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[100:300, 200:400] = 200  # the square a lab wants the policy to see
+    np.testing.assert_array_equal(to_policy_size(frame, 96, (200, 100, 200, 200)), np.full((96, 96, 3), 200, np.uint8))
+    assert to_policy_size(frame, 96, (0, 0, 0, 0)).shape == (96, 96, 3)  # width 0: the whole frame
+    assert 0 < to_policy_size(frame, 96).mean() < 200
+    with pytest.raises(ValueError, match="outside"):
+        to_policy_size(frame, 96, (500, 0, 200, 200))
