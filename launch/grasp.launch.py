@@ -1,7 +1,7 @@
 """ros2 launch bac_ros grasp.launch.py [use_sim:=true] [robot_ip:=172.16.0.2] [config:=<params.yaml>]
 [mode:=policy|teleop|shared] [input:=spacemouse|joy|twist] [schedule:=bac_s7|full|<file>] [checkpoint:=<dir>]
 [namespace:=<ns>]
-[rviz:=true] [operator:=none|drive|intervene (simulation)]
+[rviz:=true] [operator:=none|drive|intervene (simulation)] [robot_description:=<urdf>]
 
 The nodes come from `bac_ros.graph.spec.grasp_graph`, the same description `bac demo` starts; they may start
 in any order."""
@@ -28,6 +28,15 @@ def _nodes(context):
              for spec in grasp_graph(use_sim, arg("robot_ip") or None, arg("schedule") or None, mode=arg("mode") or None,
                                      teleop_input=arg("input") or None, operator=arg("operator") or None,
                                      checkpoint=arg("checkpoint") or None)]
+    try:  # the arm's links on /tf from joint_states (the lab's robot_state_publisher), for rviz's RobotModel
+        from bac_ros.robot.description import Description
+
+        description = Description(arg("robot_description") or None).xml
+        nodes.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                          namespace=namespace, parameters=[{"robot_description": description,
+                                                            "use_sim_time": use_sim}], output="screen"))
+    except (OSError, ValueError) as e:
+        print(f"[grasp.launch.py] no robot_state_publisher (rviz shows no arm): {e}")
     if arg("rviz").lower() in ("true", "1", "yes"):
         nodes.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
                           parameters=[{"use_sim_time": use_sim}],

@@ -54,6 +54,31 @@ def typestore():
     return get_typestore(getattr(Stores, f"ROS2_{distro}", Stores.ROS2_KILTED))
 
 
+TF, TF_STATIC, DESCRIPTION = "/tf", "/tf_static", "/robot_description"  # the arm's shape, for a viewer
+TF_TYPE, STRING_TYPE = "tf2_msgs/msg/TFMessage", "std_msgs/msg/String"
+
+
+def tf_cdr(store, transforms, t_ns: int) -> bytes:
+    """(parent, child, 4x4) transforms stamped `t_ns` as a serialised tf2_msgs/TFMessage (rosbags' own types: no
+    ROS message package needed to write them)."""
+    from ..robot.description import quaternion
+
+    T = store.types
+    sec, nsec = divmod(int(t_ns), 1_000_000_000)
+    out = []
+    for parent, child, m in transforms:
+        x, y, z, w = quaternion(m[:3, :3])
+        tf = T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](*map(float, m[:3, 3])),
+                                              rotation=T["geometry_msgs/msg/Quaternion"](x, y, z, w))
+        header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec, nsec), frame_id=parent)
+        out.append(T["geometry_msgs/msg/TransformStamped"](header=header, child_frame_id=child, transform=tf))
+    return bytes(store.serialize_cdr(T[TF_TYPE](transforms=out), TF_TYPE))
+
+
+def string_cdr(store, text: str) -> bytes:
+    return bytes(store.serialize_cdr(store.types[STRING_TYPE](data=text), STRING_TYPE))
+
+
 class BagWriter:
     """A rosbag2 bag (MCAP storage) taking messages already serialised as CDR, e.g. from an rclpy raw
     subscription: nothing is deserialised on the recording path."""
@@ -62,7 +87,7 @@ class BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.path = Path(path)
-        self._store = store or typestore()
+        self.store = store or typestore()
         self._writer = Writer(self.path, version=8, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._connections: dict[str, object] = {}
@@ -73,7 +98,7 @@ class BagWriter:
         conn = self._connections.get(topic)
         if conn is None:
             conn = self._connections[topic] = self._writer.add_connection(
-                topic, msgtype, typestore=self._store, offered_qos_profiles=offered_qos(latched))
+                topic, msgtype, typestore=self.store, offered_qos_profiles=offered_qos(latched))
         self._writer.write(conn, int(t_ns), bytes(cdr))
         self.count += 1
 

@@ -26,6 +26,8 @@ LAUNCH_ARGUMENTS = (
     ("checkpoint", "", "policy_node's checkpoint folder; empty: the parameter file's (shipped)"),
     ("namespace", "", "namespace of the whole graph"),
     ("rviz", "true", "rviz2 with config/grasp.rviz"),
+    ("robot_description", "", "the FR3's URDF for robot_state_publisher (the lab's ROS install runs it: /tf for rviz); "
+                              "empty: franky-sim's FR3 + hand; none found: no robot_state_publisher"),
 )
 
 

@@ -338,7 +338,7 @@ class ControllerNode(Node):
         else:
             state = self._robot_call("joint states", lambda a: a.state())
         if state is not None:
-            self.js_pub.publish(vector_to_joint_state(state.q, state.dq, state.width, now_s(self)))
+            self.js_pub.publish(vector_to_joint_state(state.q, state.dq, state.width, now_s(self), fingers=True))
 
     # ---- services ------------------------------------------------------------------------------------
     def _refuse_unless_usable(self, resp) -> bool:

@@ -57,12 +57,18 @@ def joint_state_to_vector(msg: JointState) -> np.ndarray:
     return q
 
 
-def vector_to_joint_state(q: np.ndarray, dq: np.ndarray | None, width: float, stamp: float) -> JointState:
-    msg = JointState(name=list(JOINT_NAMES))
+def vector_to_joint_state(q: np.ndarray, dq: np.ndarray | None, width: float, stamp: float,
+                          fingers: bool = False) -> JointState:
+    """q1..q7 and the gripper width (+ with `fingers`, the hand's two finger joints at half the width each, last:
+    what a robot_state_publisher needs for the hand's links) -> JointState."""
+    from ..robot.description import FINGER_JOINTS
+
+    extra = list(FINGER_JOINTS) if fingers else []
+    msg = JointState(name=list(JOINT_NAMES) + extra)
     msg.header.stamp = to_time(stamp)
-    msg.position = [float(x) for x in q] + [float(width)]
+    msg.position = [float(x) for x in q] + [float(width)] + [float(width) / 2] * len(extra)
     if dq is not None:
-        msg.velocity = [float(x) for x in dq] + [0.0]
+        msg.velocity = [float(x) for x in dq] + [0.0] * (1 + len(extra))
     return msg
 
 

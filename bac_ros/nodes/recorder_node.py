@@ -2,7 +2,9 @@
 beside them (`data.bags`). Messages are recorded as they arrive on the wire (raw CDR, stamped with this node's
 clock: the simulator's with use_sim_time), each topic with the QoS it is offered with (latched topics replay
 latched). Camera frames are stored compressed (`image_format`: jpeg by default, png, or raw) on
-`camera/color/image_raw/compressed`, as ROS's compressed image transport names them.
+`camera/color/image_raw/compressed`, as ROS's compressed image transport names them. Each bag also holds the
+arm's shape (`robot.description`): /robot_description and /tf_static at its start, /tf per joint state (the
+links' transforms, fingers included), so Foxglove or any MCAP viewer shows the arm replaying.
 
 An episode session, as a person records one (LeRobot's and diffusion_policy's recording scripts work alike):
     idle --start--> recording --stop(success) / time limit--> reset --reset_time_s--> idle (or the next episode
@@ -27,19 +29,21 @@ import re
 import shutil
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
-from rclpy.serialization import serialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from ..core.images import IMAGE_FORMATS, encode_compressed
-from ..data.bags import CAMERA, COMPRESSED, COMPRESSED_TYPE, LATCHED, RECORDED, BagWriter, append_index, remove_episode
-from .messages import image_to_array
+from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, STRING_TYPE, TF, TF_STATIC,
+                         TF_TYPE, BagWriter, append_index, remove_episode, string_cdr, tf_cdr)
+from .messages import image_to_array, joint_state_to_vector
 from .params import Param, declare_params
 from .runtime import LATCHED_QOS, Reporter, guarded, guarded_service, now_s, run_node, steady_timer
 
@@ -67,6 +71,8 @@ PARAMETERS = [
     Param("time_limit_outcome", "failure", "what an episode that reached its time limit is recorded as",
           choices=OUTCOMES),
     Param("auto_start", False, "start the next episode by itself when the reset time is over"),
+    Param("robot_description_file", "", "the FR3's URDF, for /robot_description, /tf_static and /tf in every bag "
+          "(a viewer shows the arm replaying); empty: franky-sim's FR3 + hand; none found: bags without them"),
 ]
 
 
@@ -95,6 +101,7 @@ class RecorderNode(Node):
         self._latest: dict[str, tuple[int, bytes]] = {}  # latched topics: their last message, for each bag's start
         self.source, self.interventions, self.episode = None, 0, {}
         self._schedule: tuple[str, float] | None = None  # policy_node's schedule and when it said so (wall s)
+        self.description = self._description(p.robot_description_file)
         self._subscribe(p.topics)
         self._create_interfaces()
         self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
@@ -122,12 +129,35 @@ class RecorderNode(Node):
         self.create_subscription(String, "bac/episode", self.on_episode, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
 
+    def _description(self, path: str):
+        """The arm's description for the bags' tf (None, said once, when there is none)."""
+        from ..robot.description import Description
+
+        try:
+            return Description(path or None)
+        except (OSError, ValueError, ET.ParseError) as e:
+            self.get_logger().warning(f"bags without /tf and /robot_description: {e}")
+            return None
+
     # ---- recording ---------------------------------------------------------------------------------------
     def on_message(self, topic: str, raw: bytes) -> None:
         t_ns = self.get_clock().now().nanoseconds
         if topic in LATCHED:
             self._latest[topic] = (t_ns, raw)
         self._write(topic, RECORDED[topic], t_ns, raw)
+        if topic == "joint_states" and self.bag is not None and self.description is not None:
+            self._write_tf(raw, t_ns)
+
+    def _write_tf(self, raw: bytes, t_ns: int) -> None:
+        """The links' transforms at this joint state, stamped as it is (a state without the arm's joints: none)."""
+        try:
+            msg = deserialize_message(raw, JointState)
+            q = joint_state_to_vector(msg)
+        except ValueError:
+            return
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        transforms = self.description.transforms(self.description.positions(q[:7], float(q[7])))
+        self._write(TF, TF_TYPE, t_ns, tf_cdr(self.bag.store, transforms, stamp))
 
     @guarded()
     def on_camera(self, msg: Image) -> None:
@@ -143,7 +173,7 @@ class RecorderNode(Node):
         if self.bag is None:
             return
         try:
-            self.bag.write(self._names[topic], msgtype, t_ns, cdr, latched=topic in LATCHED)
+            self.bag.write(self._names.get(topic, topic), msgtype, t_ns, cdr, latched=topic in LATCHED)
         except Exception as e:  # noqa: BLE001 - a full disk, a closed bag: counted, the node goes on
             self.reporter.count("write_failed", f"writing {topic} failed: {e!r}", "error")
 
@@ -197,6 +227,11 @@ class RecorderNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         for topic, (_, raw) in self._latest.items():  # every bag starts with the latched state
             self.bag.write(self._names[topic], RECORDED[topic], now_ns, raw, latched=True)
+        if self.description is not None:  # and the arm's shape
+            store = self.bag.store
+            self.bag.write(DESCRIPTION, STRING_TYPE, now_ns, string_cdr(store, self.description.xml), latched=True)
+            self.bag.write(TF_STATIC, TF_TYPE, now_ns, tf_cdr(store, self.description.static_transforms(), now_ns),
+                           latched=True)
         self.meta = {"bag": name, "label": label, "source": self.source, "schedule": schedule,
                      "started": _dt.datetime.now().isoformat(timespec="seconds"), "t_start": now_s(self),
                      "wall_start": time.monotonic(), "interventions_at_start": self.interventions}

@@ -25,8 +25,16 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
     launch = (ROOT / "launch" / "grasp.launch.py").read_text()
     assert "grasp_graph(" in launch and "OpaqueFunction" in launch and "in LAUNCH_ARGUMENTS)" in launch  # the launch file's nodes are the spec's
     assert set(_launch_arguments()) == {"use_sim", "robot_ip", "config", "schedule", "checkpoint", "namespace", "rviz",
-                                        "mode", "input", "operator"}
+                                        "mode", "input", "operator", "robot_description"}
     assert (ROOT / "config" / "grasp.rviz").exists() and "grasp.rviz" in launch
+    assert "robot_state_publisher" in launch and "Description(" in launch  # the arm on /tf, from joint_states
+    import yaml
+
+    rviz = yaml.safe_load((ROOT / "config" / "grasp.rviz").read_text())
+    displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    assert displays["rviz_default_plugins/RobotModel"]["Description Topic"]["Value"] == "robot_description"
+    topics = [d["Topic"]["Value"] for d in displays.values() if "Topic" in d]
+    assert topics and not any(t.startswith("/") for t in topics), topics  # relative: namespace:= moves the view
     demo = (ROOT / "bac_ros" / "graph" / "demo.py").read_text()
     assert "grasp_graph(" in demo  # bac demo starts the same spec
     scripts = _setup_scripts()

@@ -120,3 +120,49 @@ def test_a_recording_session_from_the_keyboard(tmp_path):
     assert frames[0][1].format.startswith("rgb8; jpeg") and np.abs(back.astype(int) - rgb).mean() < 3.0
     meta = (out / read_index(out)[0]["bag"] / "metadata.yaml").read_text()
     assert "durability: 1" in meta or "transient_local" in meta.lower()  # bac/source replays latched
+    assert_the_arm_replays(got)
+
+
+def assert_the_arm_replays(got: dict) -> None:
+    """The bag holds the arm's description and its transforms: parsed with a maintained URDF library (yourdfpy),
+    every link reaches fr3_link0 through /tf_static and each /tf message, and the TCP there is where the URDF puts
+    it for the recorded joint state."""
+    import io
+
+    yourdfpy = pytest.importorskip("yourdfpy")
+
+    (_, desc), = got["/robot_description"]
+    urdf = yourdfpy.URDF.load(io.StringIO(desc.data), load_meshes=False, build_collision_scene_graph=False,
+                              load_collision_meshes=False)
+    (_, static), = got["/tf_static"]
+    edges = {t.child_frame_id: t for t in static.transforms}
+    joints = [m for _, m in got["/joint_states"]]
+    tfs = [m for _, m in got["/tf"]]
+    assert len(tfs) == len(joints) > 5
+
+    def matrix(t):
+        x, y, z, w = t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w
+        m = np.eye(4)
+        m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+        m[:3, 3] = t.transform.translation.x, t.transform.translation.y, t.transform.translation.z
+        return m
+
+    for js, tf in zip(joints, tfs):
+        tree = {**edges, **{t.child_frame_id: t for t in tf.transforms}}
+        assert all(t.header.stamp == js.header.stamp for t in tf.transforms)  # stamped as the state it shows
+
+        def pose(link):
+            if link == "fr3_link0":
+                return np.eye(4)
+            t = tree[link]  # KeyError: a link that does not reach fr3_link0
+            return pose(t.header.frame_id) @ matrix(t)
+
+        for link in urdf.link_map:
+            if link != "base":  # fr3_link0's parent, above it
+                pose(link)
+        cfg = dict(zip(js.name, js.position))
+        urdf.update_cfg({**{n: cfg[n] for n in urdf.actuated_joint_names if n in cfg},
+                         "fr3_finger_joint1": cfg["fr3_gripper_width"] / 2})
+        np.testing.assert_allclose(pose("fr3_hand_tcp"), urdf.get_transform("fr3_hand_tcp", "fr3_link0"), atol=1e-6)
