@@ -1,5 +1,6 @@
 """policy_node: camera + joint_states -> the cached DP-T -> bac/action_chunk (stamped with the newest observation
-used), bac/markers (the chunk's TCP path for rviz), diagnostics (inference Hz, latencies, refusals)."""
+used), bac/markers (for rviz: the chunk's TCP path, the TCP's measured path of the last seconds beside it, and the
+controller's state), diagnostics (inference Hz, latencies, refusals)."""
 from __future__ import annotations
 
 import sys
@@ -78,6 +79,8 @@ class PolicyNode(Node):
     shadow check after each published chunk) runs on a thread of its own; a compiled backend is built on
     another, eager running meanwhile."""
 
+    EXECUTED_S = 3.0  # s of the measured TCP path drawn beside each chunk's plan
+
     def __init__(self):
         super().__init__("policy_node")
         self.params = p = declare_params(self, PARAMETERS)
@@ -143,6 +146,7 @@ class PolicyNode(Node):
         self._published: deque = deque(maxlen=64)  # Chunk, newest last
         self._publish_s: deque = deque(maxlen=9)  # node-clock s from an observation to its chunk's publication
         self._mirror_lock = threading.Lock()  # the takeover callback vs the inference thread
+        self._executed: deque = deque(maxlen=2000)  # (stamp, q1..q7) measured: the executed path beside the plan
 
     def _create_interfaces(self) -> None:
         self.create_subscription(Image, self.params.image_topic, self.on_image, 5)
@@ -248,6 +252,7 @@ class PolicyNode(Node):
             return
         with self._obs_lock:
             self.aligner.add_state(stamp, state)
+            self._executed.append((stamp, state[:7]))
 
     @guarded()
     def on_image(self, msg: Image) -> None:
@@ -282,6 +287,7 @@ class PolicyNode(Node):
     @guarded()
     def on_controller_state(self, msg: String) -> None:
         self._controller["state"] = controller_state_of(msg)
+        self._controller["state_text"] = msg.data
 
     @guarded()
     def on_source(self, msg: String) -> None:
@@ -364,7 +370,20 @@ class PolicyNode(Node):
         end.scale.x = end.scale.y = end.scale.z = 0.02
         closed = actions[-1, 7] < 0.04
         end.color.r, end.color.g, end.color.b, end.color.a = (0.9, 0.2, 0.1, 1.0) if closed else (0.1, 0.4, 0.9, 1.0)
-        self.marker_pub.publish(MarkerArray(markers=[m, end]))
+        # beside the plan: where the TCP went in the last EXECUTED_S (measured), and what the controller is doing
+        with self._obs_lock:
+            went = [q for t, q in self._executed if t >= stamp - self.EXECUTED_S]
+        done = Marker(ns="bac_executed", id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
+        done.header, done.pose.orientation.w, done.scale.x = m.header, 1.0, 0.004
+        done.color.r, done.color.g, done.color.b, done.color.a = 0.95, 0.55, 0.1, 1.0
+        if len(went) >= 2:
+            done.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in self.kin.fk_path(np.stack(went))]
+        text = Marker(ns="bac_state", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        text.header, text.pose.orientation.w, text.scale.z = m.header, 1.0, 0.04
+        text.pose.position = Point(x=0.0, y=0.0, z=1.2)
+        text.color.r = text.color.g = text.color.b = text.color.a = 1.0
+        text.text = f"{self.method} | controller {self._controller.get('state_text', 'not heard from')}"
+        self.marker_pub.publish(MarkerArray(markers=[m, end, done, text]))
 
     @guarded()
     def publish_diagnostics(self) -> None:

@@ -53,6 +53,7 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
     from std_msgs.msg import String
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
+    from visualization_msgs.msg import MarkerArray
 
     from bac_ros.robot.model import Q_HOME
 
@@ -65,8 +66,9 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         node = rclpy.create_node("feeder", context=ctx)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
-        chunks = []
+        chunks, markers = [], []
         node.create_subscription(JointTrajectory, "/bac/action_chunk", chunks.append, 10)
+        node.create_subscription(MarkerArray, "/bac/markers", markers.append, 10)
         diags = []
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(
             {kv.key: kv.value for kv in st.values} for st in m.status if "policy_node" in st.name), 10)
@@ -109,6 +111,14 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         controller("running")  # controller_node plays the policy's chunks: the guard checks
         first = observe(100.0)
         assert len(first.points) >= 8
+        observe(100.1)
+        for _ in range(20):
+            ex.spin_once(timeout_sec=0.05)
+        # rviz: the plan, the measured path beside it (the states observed) and the controller's state
+        drawn = {(mk.ns, mk.id): mk for mk in markers[-1].markers}
+        assert {ns for ns, _ in drawn} == {"bac_chunk", "bac_executed", "bac_state"}, set(drawn)
+        assert len(drawn["bac_chunk", 0].points) == len(first.points) and len(drawn["bac_executed", 0].points) >= 2
+        assert "running: as the test says" in drawn["bac_state", 0].text
         call_reset()
         observe(101.0)
         checked = diagnosed(lambda d: int(d.get("drift_checks", 0)) >= 2 and d["drift_ratio_last"] != "nan")
