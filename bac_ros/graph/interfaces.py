@@ -37,7 +37,7 @@ policy_node     | subscribes | bac/controller_state     | std_msgs/String       
 policy_node     | subscribes | bac/source               | std_msgs/String                   | latched; which source plays (for the drift guard)
 policy_node     | subscribes | bac/first_command        | sensor_msgs/TimeReference         | which of its chunks took over, when (prefix stitching)
 policy_node     | publishes  | bac/action_chunk         | trajectory_msgs/JointTrajectory   | stamped with the newest observation used; point i at i·dt; the whole predicted future
-policy_node     | publishes  | bac/markers              | visualization_msgs/MarkerArray    | the chunk's TCP path for rviz
+policy_node     | publishes  | bac/markers              | visualization_msgs/MarkerArray    | for rviz: the chunk's TCP path, the measured path beside it, the controller's state
 policy_node     | publishes  | /diagnostics             | diagnostic_msgs/DiagnosticArray   | inference Hz and ms, backend, refusals, the drift guard
 policy_node     | serves     | bac/policy/reset         | std_srvs/Trigger                  | forget the observation history, restart the drift guard (a new episode)
 teleop_node     | subscribes | joint_states             | sensor_msgs/JointState            | the arm
