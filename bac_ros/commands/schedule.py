@@ -41,6 +41,12 @@ def add_parser(sub) -> None:
     s.add_argument("--workers", type=int, default=1, help="closed loop: episodes in this many processes")
     s.add_argument("--hostname", default="127.0.0.1", help="closed loop: the first simulator's loopback address")
     s.add_argument("--params", default=None, help="closed loop: the parameter file (default config/grasp.yaml)")
+    s.add_argument("--closed-loop-bags", metavar="FOLDER",
+                   help="with --reference: the closed-loop reference from recorded episodes of the policy playing "
+                        "(recorder_node's bags and index.jsonl, e.g. on your arm) instead of simulated ones: a shadow "
+                        "check at the observation of every chunk it published")
+    s.add_argument("--image-roi", type=comma_list(int), default=None, metavar="X,Y,W,H",
+                   help="with --closed-loop-bags: the crop policy_node ran with (its image_roi)")
     add_output_options(s, "schedules (to ship one: copy it into schedules/<model>/)")
     s.set_defaults(func=run)
 
@@ -102,16 +108,18 @@ def add_reference(args) -> int:
         if sched.is_dynamic or sched.method == "full":
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
     current = lambda stats: (stats or {}).get("statistic") == SHADOW_STATISTIC  # noqa: E731
+    looped = args.closed_loop > 0 or bool(args.closed_loop_bags)
     for path, sched in zip(args.reference, schedules):
         cal = sched.calibration or {}
-        if "shadow_closed_loop" in cal and (args.closed_loop > 0 or not current(cal["shadow_closed_loop"])):
-            del cal["shadow_closed_loop"]  # measured again below, or measured on another statistic
+        # a current one is replaced only once measured again below (a failed run loses nothing)
+        if "shadow_closed_loop" in cal and not current(cal["shadow_closed_loop"]):
+            del cal["shadow_closed_loop"]  # measured on another statistic
             cal.pop("observation_closed_loop", None)  # measured on the same episodes
             sched.save(path)
-            if args.closed_loop <= 0:
+            if not looped:
                 print(f"{path}: its closed-loop reference was measured on another statistic and is dropped; "
                       "measure it again with --closed-loop 20", file=sys.stderr)
-    if args.closed_loop <= 0 or any(not (s.calibration or {}).get("reuse_error")
+    if not looped or any(not (s.calibration or {}).get("reuse_error")
                                     or not current(s.calibration.get("shadow_deviation")) for s in schedules):
         image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
         for path, sched, ref in zip(args.reference, schedules, measure_reference(policy, schedules, image, state,
@@ -121,8 +129,11 @@ def add_reference(args) -> int:
             dev, reuse = ref["shadow_deviation"], ref["reuse_error"]
             print(f"{sched.label}: shadow deviation median {dev['median']:.3e} (p95 {dev['p95']:.3e}), reuse error "
                   f"mean {reuse['mean']:.4f} over {dev['observations']} observations -> {path}")
-    for path, sched in zip(args.reference, schedules) if args.closed_loop > 0 else ():
-        closed_loop(args, policy, path, sched)
+    for path, sched in zip(args.reference, schedules) if looped else ():
+        if args.closed_loop_bags:
+            closed_loop_from_bags(args, policy, path, sched)
+        else:
+            closed_loop(args, policy, path, sched)
     return 0
 
 
@@ -131,10 +142,6 @@ def closed_loop(args, policy, path: str, sched) -> None:
     calibration world run by the schedule, its shadow deviation at every inference, written into the file."""
     import functools
 
-    from ..core.drift import (DriftSettings, closed_loop_reference, guard_thresholds, observation_closed_loop,
-                              observation_reference, shadow_reference)
-    from ..core.runner import RATE_HZ
-    from ..core.settings import from_mapping, node_parameters
     from ..sim.workers import Task, run_tasks
     from .eval import make_worker
 
@@ -152,12 +159,90 @@ def closed_loop(args, policy, path: str, sched) -> None:
         solved[task.seed] = bool(result["success"])
         print(f"  {sched.label} seed {task.seed}: {'success' if result['success'] else 'fail'}, "
               f"{len(deviations[task.seed])} checks", file=sys.stderr, flush=True)
-    loop = closed_loop_reference([deviations[s] for s in seeds], seeds, policy.cfg.chunk_period_s,  # sync episodes
-                                 [solved[s] for s in seeds])
-    successes = sum(solved.values())
-    loop["success"] = successes / len(seeds)
-    seen = observation_closed_loop([features[s] for s in seeds], seeds, policy.cfg.chunk_period_s,
-                                   [solved[s] for s in seeds])
+    write_closed_loop(args, path, sched, [deviations[s] for s in seeds], [features[s] for s in seeds],
+                      [solved[s] for s in seeds], seeds, policy.cfg.chunk_period_s)  # sync episodes
+
+
+def closed_loop_from_bags(args, policy, path: str, sched) -> None:
+    """The closed-loop reference from recorded episodes in which the policy played (`--closed-loop-bags`): at
+    every chunk policy_node published, the observation it was planned from (its camera frame and joint state,
+    from the bag, cropped as `--image-roi`) gets the guard's shadow check and observation features."""
+    import numpy as np
+    import torch
+
+    from ..core.drift import observation_features, shadow_checks
+    from ..data.bags import header_stamps, read_index
+    from ..data.episodes import load_episode
+
+    folder = Path(args.closed_loop_bags)
+    rows = [r for r in read_index(folder) if r.get("source") == "policy"]
+    if len(rows) < 2:
+        raise SystemExit(f"{folder}: {len(rows)} recorded episode(s) of the policy playing; the reference needs two "
+                         "or more (record them with recorder_node while policy_node plays)")
+    deviations, features, solved, names, gaps = [], [], [], [], []
+    for r in rows:
+        stamps = header_stamps(r["bag_path"], "/bac/action_chunk")
+        windows = bag_observations(load_episode(r, images=True), stamps, policy.cfg, args.image_roi)
+        if not windows:
+            print(f"  {r['bag']}: no chunk's observation in the bag, skipped", file=sys.stderr)
+            continue
+        image = torch.from_numpy(np.stack([w[0] for w in windows])).permute(0, 1, 4, 2, 3).float().div_(255.0)
+        state = torch.from_numpy(np.stack([w[1] for w in windows]).astype(np.float32))
+        (dev,), _ = shadow_checks(policy, [sched], image, state, args.seed)
+        deviations.append(dev)
+        features.append([observation_features(policy, image[i:i + 1], state[i:i + 1]).tolist()
+                         for i in range(len(image))])
+        solved.append(bool(r.get("success")))
+        names.append(r["bag"])
+        gaps.extend(np.diff(sorted(stamps)))
+        print(f"  {sched.label} {r['bag']}: {'success' if solved[-1] else 'fail'}, {len(dev)} checks",
+              file=sys.stderr, flush=True)
+    if len(deviations) < 2:
+        raise SystemExit(f"{folder}: fewer than two episodes with the observations of their chunks")
+    write_closed_loop(args, path, sched, deviations, features, solved, names, float(np.median(gaps)),
+                      source=f"recorded episodes in {folder}")
+
+
+def bag_observations(ep, chunk_stamps: list[float], cfg, roi=None, tolerance_s: float = 0.03) -> list:
+    """(images (n_obs, S, S, 3) uint8, states (n_obs, 8)) of each chunk whose observation the episode holds: its
+    frames up to the chunk's stamp, each with the nearest joint state (policy_node's own pairing)."""
+    import numpy as np
+
+    from ..core.images import to_policy_size
+    from ..core.streaming import ObservationAligner
+
+    wanted = {round(t, 6) for t in chunk_stamps}
+    aligner = ObservationAligner(cfg.n_obs_steps, tolerance_s)
+    order = np.argsort(ep.joints_t, kind="stable")
+    js_t, js = ep.joints_t[order], ep.joints[order]
+    size, k, out = cfg.encoder.image_shape[1], 0, []
+    for i in np.argsort(ep.images_t, kind="stable"):
+        t = float(ep.images_t[i])
+        while k < len(js_t) and js_t[k] <= t + tolerance_s:
+            aligner.add_state(float(js_t[k]), js[k])
+            k += 1
+        aligner.add_image(t, to_policy_size(ep.images[i], size, roi))
+        if round(t, 6) in wanted and aligner.observations.ready() and aligner.observations.newest_stamp == t:
+            images, states, _ = aligner.observations.window()
+            out.append((images, states))
+    return out
+
+
+def write_closed_loop(args, path: str, sched, deviations, features, solved, names, period_s: float,
+                      source: str = "") -> None:
+    """The closed-loop references (shadow deviation, observation distance) of these episodes into the schedule
+    file, and the CUSUM thresholds they give at the parameter file's guard settings."""
+    from ..core.drift import (DriftSettings, closed_loop_reference, guard_thresholds, observation_closed_loop,
+                              observation_reference, shadow_reference)
+    from ..core.runner import RATE_HZ
+    from ..core.settings import from_mapping, node_parameters
+
+    loop = closed_loop_reference(deviations, names, period_s, solved)
+    successes = sum(solved)
+    loop["success"] = successes / len(names)
+    seen = observation_closed_loop(features, names, period_s, solved)
+    if source:
+        loop["source"] = seen["source"] = source
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
     sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": seen}
     sched.save(path)
@@ -170,7 +255,7 @@ def closed_loop(args, policy, path: str, sched) -> None:
                          loop["inference_period_s"])
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
-          f"{loop['checks']} checks in {len(seeds)} episodes ({successes} successful); observation distance ln sd "
+          f"{loop['checks']} checks in {len(names)} episodes ({successes} successful); observation distance ln sd "
           f"{seen['log_sd']:.2f} (scored on {seen['folds']} folds of episodes); CUSUM thresholds at the "
           f"settings of {args.params or 'config/grasp.yaml'} (a check every {d.drift_check_every / rate_hz:.2f} s of "
           f"robot time, on the successful "

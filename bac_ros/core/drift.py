@@ -565,13 +565,11 @@ def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", se
 
 
 @torch.inference_mode()
-def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
-                      seed: int = 0) -> list[dict]:
-    """Each schedule's two signals over observations (one at a time, as deployed), against full precision
-    from the same noise (run once per observation for all of them): per schedule {"shadow_deviation":
-    {median, mean, p95, observations}, "reuse_error": {mean, p95, observations}}."""
-    if not schedules:
-        return []
+def shadow_checks(policy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+                  seed: int = 0) -> tuple[list[list[float]], list[list[float]]]:
+    """The guard's two signals at each observation (one at a time, as deployed): per schedule, the shadow
+    deviation against full precision from the same noise (run once per observation for all of them) and the
+    reuse error."""
     cfg = policy.cfg
     dens, full = [policy.denoiser(s, monitor=True) for s in schedules], policy.denoiser(Schedule.full(cfg))
     g = torch.Generator().manual_seed(seed)
@@ -584,6 +582,16 @@ def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, st
         for j, den in enumerate(dens):
             dev[j].append(shadow_deviation(policy.sample(cond, den, noise.clone(), gen()), reference_run))
             reuse[j].append(den.meter.value)
+    return dev, reuse
+
+
+def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+                      seed: int = 0) -> list[dict]:
+    """Each schedule's two signals over observations (`shadow_checks`): per schedule {"shadow_deviation":
+    {median, mean, p95, observations}, "reuse_error": {mean, p95, observations}}."""
+    if not schedules:
+        return []
+    dev, reuse = shadow_checks(policy, schedules, image, state, seed)
     out = []
     for d, r in zip(map(np.asarray, dev), map(np.asarray, reuse)):
         n = int(d.size)
