@@ -21,13 +21,15 @@ ROOT = "fr3_link0"  # the frame every command and the workspace box is in
 
 
 def default_urdf() -> Path:
-    """franky-sim's FR3 + hand URDF (FileNotFoundError naming what to install or set when it is not there)."""
-    try:
-        import franky_sim
-    except ImportError:
+    """franky-sim's FR3 + hand URDF, a data file of the installed package (not imported: the real arm's graph runs
+    no simulator code); FileNotFoundError naming what to install or set when it is not there."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("franky_sim")
+    if spec is None or not spec.origin:
         raise FileNotFoundError("no robot description: install franky-sim (its FR3 URDF) or set "
-                                "robot_description_file to your FR3's URDF (xacro franka_description)") from None
-    path = Path(franky_sim.__file__).parent / "assets" / "fr3.urdf"
+                                "robot_description_file to your FR3's URDF (xacro franka_description)")
+    path = Path(spec.origin).parent / "assets" / "fr3.urdf"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: franky-sim's FR3 URDF is missing")
     return path
