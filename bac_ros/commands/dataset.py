@@ -35,6 +35,7 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from ..core.images import check_roi
     from ..data.bags import read_index
     from ..data.demos import DemoWriter
     from ..data.episodes import corrections, load_episode, to_steps
@@ -56,8 +57,7 @@ def run(args) -> int:
     else:
         out = out / "demos.zarr"
         writer = DemoWriter(out, (size, size, 3), dt)
-    if args.image_roi is not None and (len(args.image_roi) != 4 or min(args.image_roi) < 0):
-        raise ValueError(f"--image-roi needs x,y,width,height (4 values >= 0), got {args.image_roi}")
+    check_roi(args.image_roi, "--image-roi")
     episodes = steps = repeated = 0
     for r in tqdm(rows, desc="episodes", unit="ep", file=sys.stderr):
         s = to_steps(load_episode(r, images=True), size, dt, args.image_roi)

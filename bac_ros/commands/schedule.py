@@ -171,9 +171,11 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
     import torch
 
     from ..core.drift import observation_features, shadow_checks
+    from ..core.images import check_roi
     from ..data.bags import header_stamps, read_index
     from ..data.episodes import load_episode
 
+    check_roi(args.image_roi, "--image-roi")
     folder = Path(args.closed_loop_bags)
     rows = [r for r in read_index(folder) if r.get("source") == "policy"]
     if len(rows) < 2:

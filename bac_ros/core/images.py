@@ -21,6 +21,14 @@ def decode_rgb(encoding: str, height: int, width: int, step: int, data) -> np.nd
     return np.ascontiguousarray(arr[:, :, ::-1] if encoding.startswith("bgr") else arr)
 
 
+def check_roi(roi, what: str = "image_roi"):
+    """`roi` as given (None: the whole frame) when it is 4 values >= 0 (x, y, width, height); ValueError naming
+    `what` otherwise. Whether it fits the frame is known only with the frame (`to_policy_size`)."""
+    if roi is not None and (len(roi) != 4 or min(roi) < 0):
+        raise ValueError(f"{what} must be 4 values >= 0 (x, y, width, height), got {list(roi)}")
+    return roi
+
+
 def to_policy_size(rgb: np.ndarray, size: int, roi=None) -> np.ndarray:
     """A frame cropped to `roi` (x, y, width, height in its pixels; None or a zero width: the whole frame) and
     resized to the policy's `size` x `size` (area averaging, as a camera's frame shrinks best); unchanged when it

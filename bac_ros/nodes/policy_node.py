@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..core.drift import DriftSettings
 from ..core.inference import BACKENDS
 from ..core.runner import DRIFT_MODES, RATE_HZ
-from ..core.images import to_policy_size
+from ..core.images import check_roi, to_policy_size
 from ..core.streaming import PLAYBACKS, Chunk, ObservationAligner, RecedingHorizon
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
@@ -126,9 +126,7 @@ class PolicyNode(Node):
         self._drift_lock = threading.Lock()  # the guard: checked on the inference thread, reset by the service
         self._controller = {"state": None, "source": None}  # what controller_node last said it plays
         self.image_size = cfg.encoder.image_shape[1]
-        roi = self.params.image_roi
-        if len(roi) != 4 or min(roi) < 0:
-            raise ValueError(f"parameter image_roi must be 4 values >= 0 (x, y, width, height), got {list(roi)}")
+        check_roi(self.params.image_roi, "parameter image_roi")
         self.aligner = ObservationAligner(cfg.n_obs_steps, self.params.obs_tolerance_s)
         self._last_used_stamp = None
         self.inference_ms: deque = deque(maxlen=300)
