@@ -110,6 +110,7 @@ class ControllerNode(Node):
         # Homing and recovery (their own executor thread) and the control tick all drive the Arm: one at a
         # time. A tick that finds the arm taken skips (it must not block the executor publishing joint states).
         self._arm_lock = threading.Lock()
+        self._homing_stop = threading.Event()  # this homing's: set by /bac/stop (a fresh one per /bac/home)
         self.arm: FR3Arm | None = None
         self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
@@ -355,11 +356,13 @@ class ControllerNode(Node):
         with self._lock:
             self.chunk_executor.stop()  # after homing, hold home until /bac/start
             self.state, self.reason = "ready", "homing"
+            # made here, with the state: a /bac/stop from now on ends this homing, even before the motion begins
+            self._homing_stop = stop = threading.Event()
         self._publish_state()
         try:
             with self._arm_lock:
                 self.arm.restart_tracker()  # a fresh torque loop per episode (see FR3Arm.restart_tracker)
-                self.arm.move_home(Q_HOME, duration=1.5)
+                self.arm.move_home(Q_HOME, duration=1.5, stop=stop)
             resp.success, resp.message = True, "home"
             self.reason = "at home; holding"
         except MotionStopped:
@@ -409,9 +412,7 @@ class ControllerNode(Node):
                 return resp
             self.chunk_executor.stop(hold=True)
             self.state, self.reason = "ready", "stopped by bac/stop; holding where it braked"
-        arm = self.arm
-        if arm is not None:
-            arm.stop_motion()
+            self._homing_stop.set()
         self.reporter.count("stops", "stopped by bac/stop", "info")
         self._publish_state()
         resp.success, resp.message = True, "stopped: nothing plays; the arm holds where it braked (/bac/start plays again)"

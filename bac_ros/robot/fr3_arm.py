@@ -35,7 +35,7 @@ class HomingError(RuntimeError):
 
 
 class MotionStopped(HomingError):
-    """An internal motion (homing) was stopped on request (`FR3Arm.stop_motion`): the arm brakes from where it was."""
+    """An internal motion (homing) was stopped on request (its `stop` event set): the arm brakes from where it was."""
 
 
 class RobotFault(RuntimeError):
@@ -109,7 +109,6 @@ class FR3Arm:
         self._settle_q: np.ndarray | None = None  # after a fault stop: the measured pose the target moves to
         self._watchdog: threading.Thread | None = None
         self._watchdog_halt = threading.Event()
-        self._motion_stop = threading.Event()  # ends a running internal motion (homing): `stop_motion`
 
     def start(self) -> "FR3Arm":
         """Connect (franky.Robot + Gripper) and start the torque loop holding the measured pose. Raises
@@ -469,7 +468,7 @@ class FR3Arm:
 
     def move_home(self, q_home: np.ndarray, duration: float = 3.0, rate: float = 100.0,
                   speed_factor: float | None = None, gripper_timeout: float = 6.0, tolerance: float = 0.02,
-                  settle_timeout: float = 5.0) -> None:
+                  settle_timeout: float = 5.0, stop: threading.Event | None = None) -> None:
         """Open the gripper (it opens while the arm moves), move the streamed target to `q_home` along a
         min-jerk path timed in robot time (peaking at `speed_factor` x the joint velocity limits, default
         `HOME_SPEED_FACTOR` or 90 % of the envelope's `max_velocity_factor` if lower, and at 90 % of the envelope's
@@ -480,19 +479,20 @@ class FR3Arm:
         Why slow: on franky-sim, homing from a posture a policy had thrown the arm into (joint 2 at -1.7 rad)
         at 0.5 x the limits set off the torque loop's swing (see `check`); at 0.25 x it did not. The workspace
         box does not apply: from a posture outside it the joint path home may first lead further out.
-        `stop_motion` (from another thread: a person's stop) ends it at its next step with `MotionStopped`."""
+        `stop` (set from another thread: a person's stop) ends it at its next step with `MotionStopped`; the caller
+        makes it when it accepts the request, so a stop that comes before the motion begins still ends it."""
         if speed_factor is None:
             speed_factor = min(self.HOME_SPEED_FACTOR, 0.9 * self.limits.max_velocity_factor)  # tracking overshoots
         if not 0 < speed_factor <= self.limits.max_velocity_factor:
             raise ValueError(f"speed_factor must be in (0, {self.limits.max_velocity_factor}], got {speed_factor}")
-        self._motion_stop.clear()
+        stop = stop or threading.Event()
         self.open_gripper()
         q_home = checked_target(q_home)
         q_start, stops_start = self.joint_positions(), self.velocity_stops
 
         def step_to(q):  # one command; the envelope times it by the robot's clock since the last one
             time.sleep(1.0 / rate)
-            if self._motion_stop.is_set():  # the caller's control ticks brake from here
+            if stop.is_set():  # the caller's control ticks brake from here
                 raise MotionStopped("homing stopped on request")
             self.command(q, workspace=False)
 
@@ -520,14 +520,9 @@ class FR3Arm:
             step_to(q_home)
         expired = self._deadline(gripper_timeout)
         while not expired() and self.state().width < GRIPPER_MAX_WIDTH - 0.005:
-            if self._motion_stop.is_set():
+            if stop.is_set():
                 raise MotionStopped("homing stopped on request (the arm is home, the fingers opening)")
             time.sleep(0.05)
-
-    def stop_motion(self) -> None:
-        """End a running internal motion (homing) at its next step: it raises `MotionStopped` (thread-safe; for a
-        person's stop while the arm homes). Nothing to do otherwise."""
-        self._motion_stop.set()
 
     def stop(self) -> None:
         """Stop the gripper worker and the torque loop; best effort (the robot may be gone). Joins are bounded."""

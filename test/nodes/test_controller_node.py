@@ -152,16 +152,23 @@ def test_auto_recover_clears_a_robot_error_and_then_holds(controller):
 
 def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
     """bac/stop: running or ready -> ready (a hold every tick, homing told to end); faulted or connecting: it
-    succeeds and changes nothing (nothing plays)."""
+    succeeds and changes nothing (nothing plays). A stop that comes while /bac/home restarts the torque loop,
+    before the motion begins, still ends that homing (it was lost when the motion cleared its own flag)."""
     from std_srvs.srv import Trigger
 
     from bac_ros.core.streaming import CommandKind
+    from bac_ros.robot.fr3_arm import MotionStopped
 
     class Homing:
-        stopped = 0
+        press_stop = True
 
-        def stop_motion(self):
-            self.stopped += 1
+        def restart_tracker(self):  # a person presses stop meanwhile
+            if self.press_stop:
+                assert controller.on_stop(Trigger.Request(), Trigger.Response()).success
+
+        def move_home(self, q, duration, stop):
+            if stop.is_set():
+                raise MotionStopped("homing stopped on request")
 
         def stop(self):
             pass
@@ -170,8 +177,14 @@ def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
     controller.arm, controller.state = arm, "running"
     controller.chunk_executor.start(0.0)
     resp = controller.on_stop(Trigger.Request(), Trigger.Response())
-    assert resp.success and controller.state == "ready" and "bac/stop" in controller.reason and arm.stopped == 1
+    assert resp.success and controller.state == "ready" and "bac/stop" in controller.reason
     assert controller.chunk_executor.tick(1.0, robot_t=1.0).kind is CommandKind.HOLD
+    resp = controller.on_home(Trigger.Request(), Trigger.Response())
+    assert not resp.success and resp.message == "homing stopped by bac/stop", resp.message
+    assert controller.state == "ready" and "stopped by bac/stop while homing" in controller.reason
+    arm.press_stop = False
+    resp = controller.on_home(Trigger.Request(), Trigger.Response())  # the next homing: that stop is spent
+    assert resp.success and controller.reason == "at home; holding", resp.message
     controller.state, controller.reason = "faulted", "robot error in control: reflex"
     resp = controller.on_stop(Trigger.Request(), Trigger.Response())
     assert resp.success and "nothing plays" in resp.message and controller.state == "faulted"
