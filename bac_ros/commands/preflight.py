@@ -221,26 +221,18 @@ def link_check(robot, seconds: float) -> Check:
 
 # ---- the camera and the clock -------------------------------------------------------------------------
 def camera_check(camera: dict, sim: bool, seconds: float) -> Check:
-    """A RealSense present and streaming camera_node's width x height at its rate."""
+    """The camera camera_node will open (its serial, mode, exposure and white balance: `robot.camera.open_camera`)
+    streaming at its rate."""
     if sim:
         return Check("camera", WARN, "not checked: the simulator renders the camera (--sim)")
-    width, height, fps = camera.get("width", 640), camera.get("height", 480), camera.get("fps", 30)
+    from ..robot.camera import CameraError, describe, open_camera
+
+    fps = camera.get("fps", 30)
     try:
-        import pyrealsense2 as rs
-    except ImportError:
-        return Check("camera", FAIL, "pyrealsense2 is not installed", "pip install pyrealsense2")
-    devices = list(rs.context().query_devices())
-    if not devices:
-        return Check("camera", FAIL, "no RealSense found", "plug it into a USB 3 port (lsusb), udev rules installed "
-                     "(librealsense's 99-realsense-libusb.rules), no other process holding it")
-    name = f"{devices[0].get_info(rs.camera_info.name)} #{devices[0].get_info(rs.camera_info.serial_number)}"
-    pipe, config = rs.pipeline(), rs.config()
-    config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
-    try:
-        pipe.start(config)
-    except RuntimeError as e:
-        return Check("camera", FAIL, f"{name}: {width}x{height}@{fps} would not start ({e})",
-                     "a mode the camera has (rs-enumerate-devices), or free it from another process")
+        pipe, profile = open_camera(camera.get("width", 640), camera.get("height", 480), fps, camera.get("serial", ""),
+                                    camera.get("exposure", 0.0), camera.get("white_balance", 0.0), warn=lambda _: None)
+    except CameraError as e:
+        return Check("camera", FAIL, str(e), "camera_node would stop with the same reason: what it says to check")
     try:
         frames, t0 = 0, time.monotonic()
         while time.monotonic() - t0 < seconds:
@@ -250,7 +242,7 @@ def camera_check(camera: dict, sim: bool, seconds: float) -> Check:
         rate = frames / seconds
     finally:
         pipe.stop()
-    detail = f"{name}: {rate:.1f} of {fps} frames/s at {width}x{height}"
+    detail = f"{describe(profile)}: {rate:.1f} frames/s"
     if rate >= 0.8 * fps:
         return Check("camera", PASS, detail)
     return Check("camera", FAIL, detail, "a USB 3 port and cable; no other stream on the same bus")

@@ -20,6 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
+from ..robot.camera import CameraError, describe, open_camera
 from .messages import array_to_image, to_time
 from .params import Param, declare_params
 from .runtime import Reporter, diagnostics, guarded, run_node, steady_timer
@@ -39,10 +40,6 @@ PARAMETERS = [
     Param("reconnect_period_s", 1.0, "how often a stalled or unplugged camera is tried again (s)", (0.1, 60.0)),
     Param("playback_file", "", "a RealSense recording (.bag, .db3) to play instead of a device (tests, replays)"),
 ]
-
-
-class CameraError(RuntimeError):
-    """No usable camera: the node exits 2 with this one line."""
 
 
 class CameraNode(Node):
@@ -149,78 +146,6 @@ class CameraNode(Node):
                 self.pipeline.stop()
             except RuntimeError:
                 pass
-
-
-def open_camera(width: int, height: int, fps: int, serial: str = "", exposure: float = 0.0,
-                white_balance: float = 0.0, playback_file: str = "", warn=print):
-    """A RealSense colour stream (rgb8) with capture times on the host clock, from the device `serial` (empty: the
-    only one attached) or a recording; CameraError saying what is missing or wrong and what to check."""
-    try:
-        import pyrealsense2 as rs
-    except ImportError as e:
-        raise CameraError(f"pyrealsense2 is not importable ({e}); install it (pip install pyrealsense2; Debian needs "
-                          "libusb-1.0-0)") from None
-    pipeline, config = rs.pipeline(), rs.config()
-    if playback_file:
-        from pathlib import Path
-
-        if not Path(playback_file).is_file():
-            raise CameraError(f"playback_file {playback_file}: no such file")
-        config.enable_device_from_file(playback_file, repeat_playback=False)
-        where = f"the recording {playback_file}"
-    else:
-        attached = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
-        if not attached:
-            raise CameraError("no RealSense camera is attached (lsusb; a USB 3 port; librealsense's udev rules)")
-        if serial and serial not in attached:
-            raise CameraError(f"no RealSense with serial {serial}: attached {', '.join(attached)}")
-        if not serial and len(attached) > 1:
-            raise CameraError(f"{len(attached)} RealSense cameras attached ({', '.join(attached)}): set `serial`")
-        config.enable_device(serial or attached[0])
-        where = f"RealSense {serial or attached[0]}"
-    config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
-    try:
-        profile = pipeline.start(config)
-    except RuntimeError as e:
-        raise CameraError(f"{where} would not stream colour {width}x{height} rgb8 at {fps} fps: {e} (a mode it has: "
-                          "rs-enumerate-devices; busy: another process holds it; permission: udev rules)") from None
-    sensor = next((s for s in profile.get_device().query_sensors()
-                   if any(sp.stream_type() == rs.stream.color for sp in s.get_stream_profiles())), None)
-    if sensor is None:  # (a recording's device names no colour sensor)
-        warn("the colour sensor was not found: exposure, white balance and global time left as they are")
-        return pipeline, profile
-    settings = ((rs.option.global_time_enabled, 1.0, None),  # capture times on the host clock
-                (rs.option.enable_auto_exposure, 0.0 if exposure else 1.0, None),
-                (rs.option.exposure, exposure or None, "exposure"),
-                (rs.option.enable_auto_white_balance, 0.0 if white_balance else 1.0, None),
-                (rs.option.white_balance, white_balance or None, "white_balance"))
-    for option, value, asked in settings:
-        if value is None:
-            continue
-        if not sensor.supports(option):
-            if asked and not playback_file:
-                pipeline.stop()
-                raise CameraError(f"{where} has no manual {asked}: set it to 0 (auto)")
-            continue
-        try:
-            sensor.set_option(option, value)
-        except RuntimeError as e:
-            if asked:
-                pipeline.stop()
-                raise CameraError(f"{where}: {asked} {value:g} refused ({e}; its range: rs-enumerate-devices -o)") \
-                    from None
-            warn(f"camera option {option} not set: {e}")
-    return pipeline, profile
-
-
-def describe(profile) -> str:
-    import pyrealsense2 as rs
-
-    dev = profile.get_device()
-    name = dev.get_info(rs.camera_info.name) if dev.supports(rs.camera_info.name) else "camera"
-    serial = dev.get_info(rs.camera_info.serial_number) if dev.supports(rs.camera_info.serial_number) else "?"
-    video = profile.get_stream(rs.stream.color).as_video_stream_profile()
-    return f"{name} #{serial}, {video.width()}x{video.height()} at {video.fps()} fps"
 
 
 def camera_info(profile, frame_id: str) -> CameraInfo:
