@@ -3,8 +3,9 @@ beside them (`data.bags`). Messages are recorded as they arrive on the wire (raw
 clock: the simulator's with use_sim_time), each topic with the QoS it is offered with (latched topics replay
 latched). Camera frames are stored compressed (`image_format`: jpeg by default, png, or raw) on
 `camera/color/image_raw/compressed`, as ROS's compressed image transport names them. Each bag also holds the
-arm's shape (`robot.description`): /robot_description and /tf_static at its start, /tf per joint state (the
-links' transforms, fingers included), so Foxglove or any MCAP viewer shows the arm replaying.
+arm's shape (`robot.description`): /robot_description and /tf_static at its start, /tf from the joint states at
+up to `tf_rate_hz` (the links' transforms, fingers included), so Foxglove or any MCAP viewer shows the arm
+replaying.
 
 An episode session, as a person records one (LeRobot's and diffusion_policy's recording scripts work alike):
     idle --start--> recording --stop(success) / time limit--> reset --reset_time_s--> idle (or the next episode
@@ -73,6 +74,8 @@ PARAMETERS = [
     Param("auto_start", False, "start the next episode by itself when the reset time is over"),
     Param("robot_description_file", "", "the FR3's URDF, for /robot_description, /tf_static and /tf in every bag "
           "(a viewer shows the arm replaying); empty: franky-sim's FR3 + hand; none found: bags without them"),
+    Param("tf_rate_hz", 30.0, "/tf is written at most this often (Hz of the node's clock) from the joint states, "
+          "which come at the control rate", (1.0, 1000.0)),
 ]
 
 
@@ -102,6 +105,7 @@ class RecorderNode(Node):
         self.source, self.interventions, self.episode = None, 0, {}
         self._schedule: tuple[str, float] | None = None  # policy_node's schedule and when it said so (wall s)
         self.description = self._description(p.robot_description_file)
+        self._tf_period_ns, self._tf_last_ns = int(1e9 / p.tf_rate_hz), None
         self._subscribe(p.topics)
         self._create_interfaces()
         self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
@@ -149,7 +153,10 @@ class RecorderNode(Node):
             self._write_tf(raw, t_ns)
 
     def _write_tf(self, raw: bytes, t_ns: int) -> None:
-        """The links' transforms at this joint state, stamped as it is (a state without the arm's joints: none)."""
+        """The links' transforms at this joint state, stamped as it is, unless one was written less than a
+        `tf_rate_hz` period ago (a state without the arm's joints: none)."""
+        if self._tf_last_ns is not None and 0 <= t_ns - self._tf_last_ns < self._tf_period_ns:
+            return  # decided before deserialising: the joint states come at the control rate
         try:
             msg = deserialize_message(raw, JointState)
             q = joint_state_to_vector(msg)
@@ -158,6 +165,7 @@ class RecorderNode(Node):
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         transforms = self.description.transforms(self.description.positions(q[:7], float(q[7])))
         self._write(TF, TF_TYPE, t_ns, tf_cdr(self.bag.store, transforms, stamp))
+        self._tf_last_ns = t_ns
 
     @guarded()
     def on_camera(self, msg: Image) -> None:

@@ -32,14 +32,13 @@ def test_link_poses_agree_with_a_urdf_library_and_meshes_resolve():
 
 
 def test_a_quaternion_rebuilds_its_rotation():
+    from scipy.spatial.transform import Rotation
+
     from bac_ros.robot.description import _axis_angle
 
     for axis, angle in (([0, 0, 1], 0.3), ([1, 0, 0], 3.1), ([0.3, -0.5, 0.8], -2.0), ([0, 1, 0], np.pi)):
         r = _axis_angle(np.array(axis, float), angle)
-        x, y, z, w = quaternion(r)
-        back = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        back = Rotation.from_quat(quaternion(r)).as_matrix()  # (x, y, z, w), as geometry_msgs orders it
         np.testing.assert_allclose(back, r, atol=1e-12)
 
 
