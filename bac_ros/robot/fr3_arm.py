@@ -95,10 +95,11 @@ class FR3Arm:
         self.workspace_refusals = 0  # targets refused because the TCP would leave the workspace box
         self.velocity_stops = 0  # damped stops because a joint moved faster than the limits allow
         self.errors: list[str] = []
-        # Braking to rest through the envelope, one step per `watchdog_tick`: "fault" (after a RobotFault of our
-        # own checks: nothing else is sent until a restart; at rest, "settle": the target moves through the
-        # envelope to the measured pose, then "held" there, so an arm stopped by an obstacle does not push on) or "watchdog" (no command for watchdog_s while moving: ends holding where
-        # it stopped; the next command takes over). None: not braking.
+        # Braking to rest through the envelope, one step per `watchdog_tick`. "fault": after a RobotFault of our
+        # own checks; nothing else is sent until a restart; at rest, "settle": the target moves through the
+        # envelope to the measured pose, then "held" there, so an arm stopped by an obstacle does not push on.
+        # "watchdog": no command for watchdog_s while moving; it ends holding where the arm stopped, and the
+        # next command takes over. None: not braking.
         self.braking: str | None = None
         self.fault_stops = self.watchdog_stops = 0
         self.auto_recoveries = 0  # robot errors `auto_recover` cleared
