@@ -25,12 +25,33 @@ from typing import Callable
 
 import torch
 
-from .drift import ReuseErrorMeter
 from .model import TransformerForDiffusion
 from .schedule import Schedule
 
 # recorder(step, block_index, branch_output) - for calibration and tests; None in production.
 Recorder = Callable[[int, int, torch.Tensor], None]
+
+
+class ReuseErrorMeter:
+    """Accumulates |y - reused| / |y| over the recomputes of one inference: the drift guard's reuse-error signal
+    (core/drift.py)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self._sum: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, computed: torch.Tensor, reused: torch.Tensor) -> None:
+        d = computed - reused
+        self._sum = self._sum + d.norm() / computed.norm().clamp_min(1e-12)
+        self.count += 1
+
+    @property
+    def value(self) -> float:
+        """Mean over this inference's recomputes; nan before any."""
+        return float(self._sum) / self.count if self.count else float("nan")
 
 
 class PlainDenoiser:

@@ -319,27 +319,6 @@ def _same_statistic(schedule, stats: dict, key: str) -> None:
                          "--data demos.zarr` (and `--closed-loop 20` for the closed-loop one)")
 
 
-class ReuseErrorMeter:
-    """Accumulates |y - reused| / |y| over the recomputes of one inference (see module docstring)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self._sum: torch.Tensor | float = 0.0
-        self.count = 0
-
-    def add(self, computed: torch.Tensor, reused: torch.Tensor) -> None:
-        d = computed - reused
-        self._sum = self._sum + d.norm() / computed.norm().clamp_min(1e-12)
-        self.count += 1
-
-    @property
-    def value(self) -> float:
-        """Mean over this inference's recomputes; nan before any."""
-        return float(self._sum) / self.count if self.count else float("nan")
-
-
 class DriftGuard:
     """Turns the checks' z into a state: ok | warn | dense, a CUSUM per signal (see module docstring)."""
 
