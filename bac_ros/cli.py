@@ -6,8 +6,8 @@ import sys
 
 from .commands import (bench, compare, dataset, demo, eval as eval_, preflight, record, reference, report, schedule,
                        session, train)
-from .core.config import ConfigError
-from .core.schedule import ScheduleError
+from .policy.config import ConfigError
+from .policy.schedule import ScheduleError
 
 COMMANDS = (preflight, schedule, bench, record, session, dataset, train, eval_, demo, compare, report, reference)
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bac_ros.core.policy import DiffusionPolicy, synthetic_observations
+from bac_ros.policy.diffusion import DiffusionPolicy, synthetic_observations
 from support import FAULT_TABLE, tiny_config
 
 

@@ -1,7 +1,7 @@
 """Helpers the tests share (importable as `support`: pytest.ini puts test/ on the path)."""
 import contextlib
 
-from bac_ros.core.config import PolicyConfig
+from bac_ros.policy.config import PolicyConfig
 
 TINY = dict(name="tiny", n_layer=2, n_head=2, n_emb=32, horizon=8, n_obs_steps=2, n_action_steps=4,
             action_dim=8, sampler=dict(type="ddim", num_train_timesteps=50, num_inference_steps=8),

@@ -29,8 +29,9 @@ def test_layout_and_setup_cfg():
     assert "script_dir=$base/lib/bac_ros" in cfg and "install_scripts=$base/lib/bac_ros" in cfg
 
 
-def test_core_imports_no_ros():
-    code = ("import sys, bac_ros.core.policy, bac_ros.core.calibrate, bac_ros.core.bench, bac_ros.core.acs;"
+def test_the_policy_imports_no_ros():
+    code = ("import sys, bac_ros.policy.diffusion, bac_ros.policy.calibrate, bac_ros.policy.bench, bac_ros.policy.acs,"
+            " bac_ros.policy.runner, bac_ros.drift.guarded;"
             "bad=[m for m in sys.modules if m.split('.')[0] in ('rclpy','sensor_msgs','std_msgs','franky')];"
             "sys.exit(str(bad) if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -58,8 +59,9 @@ def test_colcon_build(tmp_path):
 
 def test_shipped_configs_have_their_checkpoint():
     """Every config in config/ loads and finds its shipped weights (cpu_ddpm100 samples the cpu policy's)."""
-    from bac_ros.core.config import CONFIG_DIR, PolicyConfig
-    from bac_ros.core.policy import resolve_checkpoint
+    from bac_ros.core.paths import CONFIG_DIR
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.policy.diffusion import resolve_checkpoint
 
     cpu = PolicyConfig.load("cpu")
     ddpm100 = PolicyConfig.load("cpu_ddpm100")
@@ -126,3 +128,75 @@ def test_robot_and_nodes_do_not_need_the_simulator():
             for module, level in names:
                 resolved = module if level == 0 else ("bac_ros." + module if level == 2 else module)
                 assert not resolved.startswith(("bac_ros.sim", "sim", "franky_sim")), (path.name, module)
+
+
+def test_the_readmes_layout_names_every_package_and_no_other():
+    """The README's layout section and the tree agree (each `bac_ros/<room>/` line is a package, and every
+    package has its line)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    listed = set(re.findall(r"^bac_ros/(\w+)/", layout, flags=re.M))
+    packages = {p.parent.name for p in (root / "bac_ros").glob("*/__init__.py")}
+    assert listed == packages, (listed ^ packages)
+
+
+# a chunk's path from the bottom up: each package imports only those before it
+LAYERS = ("core", "robot", "data", "drift", "policy", "sim", "analysis", "nodes", "graph", "commands", "cli")
+
+
+def _imports() -> dict[str, set[str]]:
+    """bac_ros's modules and the bac_ros modules each imports (at module level or inside functions)."""
+    import ast
+
+    root = ROOT / "bac_ros"
+    modules = {}
+    for f in root.rglob("*.py"):
+        parts = f.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    edges = {}
+    for name, f in modules.items():
+        package = name if f.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges[name] = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            edges[name] |= {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def test_the_house_imports_downward_without_circles():
+    """Issue 37: every import runs down LAYERS (nodes -> policy / robot -> core), and no modules import each other
+    round a circle (the two there were: cli <-> commands.reference, caching -> drift -> inference -> caching)."""
+    edges = _imports()
+    room = lambda m: m.split(".")[1] if m.count(".") else "core"  # noqa: E731 - bac_ros/__init__: no code
+    upward = [(m, t) for m, ts in edges.items() for t in ts
+              if room(m) != room(t) and LAYERS.index(room(t)) > LAYERS.index(room(m))]
+    assert not upward, upward
+    assert {room(m) for m in edges} <= set(LAYERS)
+    seen, on_path = set(), []
+
+    def visit(m):  # depth first; a module met again on the current path closes a circle
+        if m in on_path:
+            raise AssertionError(f"import circle: {' -> '.join(on_path[on_path.index(m):] + [m])}")
+        if m in seen:
+            return
+        on_path.append(m)
+        for t in sorted(edges[m]):
+            visit(t)
+        on_path.pop()
+        seen.add(m)
+
+    for m in sorted(edges):
+        visit(m)

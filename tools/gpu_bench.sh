@@ -28,7 +28,7 @@ else
   "$PY" -m pip install -q torch --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cu126}"
   install() { "$PY" -m pip install -q "$@"; }
 fi
-# 2. what bac_ros' core needs beyond torch (diffusers for the samplers; the rest is usually there)
+# 2. what bac_ros' policy package needs beyond torch (diffusers for the samplers; the rest is usually there)
 need=$(PYTHONPATH="$SITE" "$PY" - <<'PYEOF'
 import importlib.util
 mods = {"diffusers": "diffusers==0.42.1", "safetensors": "safetensors", "yaml": "pyyaml", "pytest": "pytest",
@@ -51,7 +51,7 @@ print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device {torch.cuda
 PYEOF
 # 3. the tests marked cuda
 log "pytest -m cuda"
-"$PY" -m pytest -q -m cuda -p no:cacheprovider test/core/test_inference.py 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -3
+"$PY" -m pytest -q -m cuda -p no:cacheprovider test/policy/test_inference.py 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -3
 # 4. benches: schedules calibrated on the GPU for the untrained paper-size model (synthetic observations), then
 #    eager against the CUDA graph on the same observations and noise
 bench() {  # config, checkpoint, S, name, [a shipped schedule]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from ..core.schedule import Schedule, ScheduleError, schedule_dir
-from ..runs import content_hash, provenance, write_json
+from ..policy.schedule import Schedule, ScheduleError, schedule_dir
+from ..analysis.runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
@@ -41,8 +41,8 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..core import bench
-    from ..report import BENCH_COLUMNS, markdown
+    from ..policy import bench
+    from ..analysis.report import BENCH_COLUMNS, markdown
 
     policy = load_policy(args)
     cfg = policy.cfg
@@ -64,8 +64,8 @@ def run(args) -> int:
     (out / "table.md").write_text(table + "\n")
     print(f"wrote {out / 'rows.json'}, {out / 'table.md'}")
     if args.backend:
-        from ..core.inference import BACKENDS
-        from ..report import BACKEND_COLUMNS
+        from ..policy.inference import BACKENDS
+        from ..analysis.report import BACKEND_COLUMNS
 
         unknown = [b for b in args.backend if b not in BACKENDS]
         if unknown:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core.config import PolicyConfig
-from ..runs import run_dir
+from ..policy.config import PolicyConfig
+from ..analysis.runs import run_dir
 
 
 def comma_list(kind):
@@ -46,7 +46,7 @@ def output_dir(args, command: str, default_name: str) -> Path:
 def load_policy(args):
     import torch
 
-    from ..core.policy import DiffusionPolicy, resolve_checkpoint, resolve_device
+    from ..policy.diffusion import DiffusionPolicy, resolve_checkpoint, resolve_device
 
     cfg = PolicyConfig.load(args.config)
     if cfg.num_threads:
@@ -64,13 +64,13 @@ def load_policy(args):
 def observations(policy, n: int, seed: int, data: str | None = None):
     """`n` observation windows: random windows of recorded demonstrations when `data` is given (real
     features), else random images and states of the right shapes (for untrained models)."""
-    from ..core.policy import synthetic_observations
+    from ..policy.diffusion import synthetic_observations
 
     if not data:
         return synthetic_observations(policy.cfg, n, seed)
     import numpy as np
 
-    from ..core.train import to_tensors
+    from ..policy.train import to_tensors
     from ..data.demos import Demos, WindowSampler
 
     sampler = WindowSampler(Demos(data), policy.cfg.horizon, policy.cfg.n_obs_steps)

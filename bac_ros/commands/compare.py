@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..runs import provenance, write_json
+from ..analysis.runs import provenance, write_json
 from .common import add_output_options, comma_list, output_dir
 
 
@@ -50,7 +50,7 @@ def episodes_to_tell(p: dict) -> str:
 
 def pairs_text(pairs: list[dict]) -> str:
     """The pairwise table and the lines for what it cannot settle, after a blank line; '' without pairs."""
-    from ..report import PAIRWISE_COLUMNS, markdown
+    from ..analysis.report import PAIRWISE_COLUMNS, markdown
 
     if not pairs:
         return ""
@@ -61,8 +61,8 @@ def pairs_text(pairs: list[dict]) -> str:
 def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: bool = False,
           reference: str | None = None, margin: float = 0.05, within: float = 8.0) -> str:
     """Compare the recordings in `folders`, print the tables, write compare.md / .json / .png into `out`."""
-    from ..compare import compare_recordings, pairwise, summarise
-    from ..report import COMPARE_COLUMNS, markdown, plot_comparison, slow_clock_note
+    from ..analysis.compare import compare_recordings, pairwise, summarise
+    from ..analysis.report import COMPARE_COLUMNS, markdown, plot_comparison, slow_clock_note
 
     metrics, paths, seeds = compare_recordings(folders, labels, all_seeds)
     summary = summarise(metrics, within)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import PolicyConfig
+from ..policy.config import PolicyConfig
 from .common import add_output_options, comma_list, output_dir
 
 

@@ -3,7 +3,7 @@ scripted operator teleoperating, the policy with BAC and at full precision, on t
 recorded; success, control Hz, inference Hz, latency, smoothness, then the comparison from the recordings."""
 from __future__ import annotations
 
-from ..runs import provenance, write_json
+from ..analysis.runs import provenance, write_json
 from .common import add_output_options, comma_list, output_dir
 
 METHODS = ("teleop", "bac", "full", "shared", "expert")

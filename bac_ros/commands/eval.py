@@ -10,12 +10,12 @@ import statistics
 import sys
 from pathlib import Path
 
-from ..core.acs import DEFAULT_TOP_N
-from ..core.inference import BACKENDS
-from ..core.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
-from ..core.stats import percentiles
-from ..core.streaming import STITCHES, ChunkRules, stitch_of
-from ..runs import content_hash, provenance, write_json
+from ..policy.acs import DEFAULT_TOP_N
+from ..policy.inference import BACKENDS
+from ..policy.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
+from ..analysis.stats import percentiles
+from ..robot.streaming import STITCHES, ChunkRules, stitch_of
+from ..analysis.runs import content_hash, provenance, write_json
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
@@ -88,7 +88,7 @@ def add_parser(sub) -> None:
 
 
 def write(rows: list[dict], out: Path, margin: float = 0.05) -> None:
-    from ..report import (EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_latency, plot_success_vs_speedup,
+    from ..analysis.report import (EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_latency, plot_success_vs_speedup,
                           slow_clock_note)
     from .compare import pairs_text
 
@@ -121,8 +121,8 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
     """Per mode, every method against full precision (else the first row) on the seeds both ran: the 2x2
     table, the exact McNemar test, the difference with its interval and the verdict at `margin`. Rows of the
     same method from runs on different seeds (parallel hosts, `--merge`) are joined first."""
-    from ..compare import pairwise
-    from ..report import method_label
+    from ..analysis.compare import pairwise
+    from ..analysis.report import method_label
 
     out = []
     group = lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else "")  # noqa: E731
@@ -141,7 +141,7 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
 
 def _schedules(args, cfg) -> list[tuple[str, int, str | None]]:
     """(method, S, schedule file or None for full) per row."""
-    from ..core.policy import SHIPPED_CHECKPOINTS
+    from ..policy.diffusion import SHIPPED_CHECKPOINTS
 
     own = getattr(args, "checkpoint", "auto") not in (*SHIPPED_CHECKPOINTS, "none")
     if own and not args.schedule_dir and any(m != "full" for m in args.methods):
@@ -204,7 +204,7 @@ def _done(path: Path, identity: dict) -> dict[tuple, dict]:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..core import bench
+    from ..policy import bench
     from ..sim.workers import Task, run_tasks
 
     if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
@@ -285,7 +285,7 @@ class EpisodeWorker:
         import argparse
 
         from ..core.settings import from_mapping, node_parameters
-        from ..core.streaming import CONTROL_RATE_HZ, ChunkRules
+        from ..robot.streaming import CONTROL_RATE_HZ, ChunkRules
         from ..robot.limits import ArmLimits
         from ..sim.episode import FreshWorld
         from ..sim.world import WorldConfig, world_overrides
@@ -349,8 +349,8 @@ def _policy_params(args) -> dict:
 def _check_period_s(params: dict) -> float:
     """Robot seconds between policy_node's shadow checks (`_policy_params`): drift_check_every inferences at
     rate_hz."""
-    from ..core.drift import DriftSettings
-    from ..core.runner import RATE_HZ
+    from ..drift.guard import DriftSettings
+    from ..policy.runner import RATE_HZ
     from ..core.settings import from_mapping
 
     return from_mapping(DriftSettings, params).drift_check_every / float(params.get("rate_hz", RATE_HZ))
@@ -371,8 +371,8 @@ def split_mode(mode: str) -> tuple[str, float | None]:
 def _runner(policy, sched, args, params: dict):
     """The runner of one row on --backend: with --drift, a cached schedule behind the drift guard (watching, or
     switching to policy_node's dense_schedule; `params`: policy_node's, `_policy_params`)."""
-    from ..core.drift import DriftSettings
-    from ..core.runner import PolicyRunner
+    from ..drift.guard import DriftSettings
+    from ..policy.runner import PolicyRunner
     from ..core.settings import from_mapping
 
     try:

@@ -101,9 +101,9 @@ def envelope_check(controller: dict) -> Check:
 
 def policy_check(policy: dict, sim: bool) -> Check:
     """policy_node's config, checkpoint and schedule load and belong together (what the node would refuse at start)."""
-    from ..core.config import PolicyConfig
-    from ..core.policy import DiffusionPolicy, resolve_checkpoint
-    from ..core.schedule import find_schedule
+    from ..policy.config import PolicyConfig
+    from ..policy.diffusion import DiffusionPolicy, resolve_checkpoint
+    from ..policy.schedule import find_schedule
 
     name, checkpoint, schedule = (policy.get("config", "cpu"), policy.get("checkpoint", "auto"),
                                   policy.get("schedule", ""))

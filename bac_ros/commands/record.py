@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core.config import PolicyConfig
+from ..policy.config import PolicyConfig
 from .common import add_output_options, output_dir
 
 

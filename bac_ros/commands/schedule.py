@@ -4,9 +4,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..core.acs import DEFAULT_TOP_N
-from ..core.drift import SHADOW_STATISTIC, measure_reference
-from ..core.schedule import METHODS, schedule_file_name
+from ..policy.acs import DEFAULT_TOP_N
+from ..drift.reference import SHADOW_STATISTIC
+from ..policy.calibrate import measure_reference
+from ..policy.schedule import METHODS, schedule_file_name
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
@@ -54,8 +55,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..core import calibrate
-    from ..report import plot_update_map
+    from ..policy import calibrate
+    from ..analysis.report import plot_update_map
 
     if args.reference:
         return add_reference(args)
@@ -100,7 +101,7 @@ def run(args) -> int:
 def add_reference(args) -> int:
     """`--reference FILE...`: each schedule's drift references (calibration.shadow_deviation, .reuse_error)
     measured and written back in place."""
-    from ..core.schedule import Schedule
+    from ..policy.schedule import Schedule
 
     policy = load_policy(args)
     schedules = [Schedule.load(path, policy.cfg) for path in args.reference]
@@ -170,7 +171,8 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
     import numpy as np
     import torch
 
-    from ..core.drift import observation_features, shadow_checks
+    from ..drift.reference import observation_features
+    from ..policy.calibrate import shadow_checks
     from ..core.images import check_roi
     from ..data.bags import header_stamps, read_index
     from ..data.episodes import load_episode
@@ -211,7 +213,7 @@ def bag_observations(ep, chunk_stamps: list[float], cfg, roi=None, tolerance_s: 
     import numpy as np
 
     from ..core.images import to_policy_size
-    from ..core.streaming import ObservationAligner
+    from ..robot.streaming import ObservationAligner
 
     wanted = {round(t, 6) for t in chunk_stamps}
     aligner = ObservationAligner(cfg.n_obs_steps, tolerance_s)
@@ -234,9 +236,10 @@ def write_closed_loop(args, path: str, sched, deviations, features, solved, name
                       source: str = "") -> None:
     """The closed-loop references (shadow deviation, observation distance) of these episodes into the schedule
     file, and the CUSUM thresholds they give at the parameter file's guard settings."""
-    from ..core.drift import (DriftSettings, closed_loop_reference, guard_thresholds, observation_closed_loop,
-                              observation_reference, shadow_reference)
-    from ..core.runner import RATE_HZ
+    from ..drift.guard import DriftSettings, guard_thresholds
+    from ..drift.reference import (closed_loop_reference, observation_closed_loop, observation_reference,
+                                   shadow_reference)
+    from ..policy.runner import RATE_HZ
     from ..core.settings import from_mapping, node_parameters
 
     loop = closed_loop_reference(deviations, names, period_s, solved)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import PolicyConfig
+from ..policy.config import PolicyConfig
 from .common import add_output_options, output_dir
 
 
@@ -48,8 +48,8 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..core.policy import DiffusionPolicy, resolve_device
-    from ..core.train import TrainConfig, distributed, train
+    from ..policy.diffusion import DiffusionPolicy, resolve_device
+    from ..policy.train import TrainConfig, distributed, train
     from ..data.demos import Demos, WindowSampler
 
     rank, local_rank, world = distributed()

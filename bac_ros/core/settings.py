@@ -62,7 +62,7 @@ def node_parameters(node: str, path=None) -> dict:
 
     import yaml
 
-    from .config import CONFIG_DIR
+    from .paths import CONFIG_DIR
 
     path = Path(path) if path is not None else CONFIG_DIR / "grasp.yaml"
     try:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.config import CONFIG_DIR
-from ..core.motion import mean_smoothness, smoothness
-from ..core.stats import percentiles
+from ..core.paths import CONFIG_DIR
+from ..analysis.motion import mean_smoothness, smoothness
+from ..analysis.stats import percentiles
 from ..robot.fr3_arm import HomingError
 from ..sim.episode import home_with_fallback
 from .client import GraphClient
@@ -291,7 +291,7 @@ def summarise(log_dir: Path, windows: list[tuple[float, float]]) -> dict:
 
 def format_rows(rows: list[dict]) -> str:
     """The demo's table, the CPU split and a legend."""
-    from ..report import GRAPH_COLUMNS, markdown, slow_clock_note
+    from ..analysis.report import GRAPH_COLUMNS, markdown, slow_clock_note
 
     lines = [markdown(rows, GRAPH_COLUMNS)]
     names = sorted({k for r in rows for k in r.get("cpu_percent", {})})

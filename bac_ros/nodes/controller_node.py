@@ -33,14 +33,14 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..core.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules
+from ..robot.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules
 from ..robot.fr3_arm import FR3Arm, HomingError, MotionStopped, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
 from .senders import Pending, SenderIdentity
 from .params import Param, declare_params, from_settings, settings_from
-from ..native_threads import start_native_thread
+from ..core.native_threads import start_native_thread
 from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
 
 REALTIME_MODES = ("enforce", "ignore")

@@ -7,7 +7,7 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..core.images import decode_rgb
-from ..core.streaming import Chunk
+from ..robot.streaming import Chunk
 from ..robot.model import JOINT_NAMES
 
 

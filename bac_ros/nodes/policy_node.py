@@ -18,11 +18,11 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..core.drift import DriftSettings
-from ..core.inference import BACKENDS
-from ..core.runner import DRIFT_MODES, RATE_HZ
+from ..drift.guard import DriftSettings
+from ..policy.inference import BACKENDS
+from ..policy.runner import DRIFT_MODES, RATE_HZ
 from ..core.images import check_roi, to_policy_size
-from ..core.streaming import PLAYBACKS, Chunk, ObservationAligner, RecedingHorizon
+from ..robot.streaming import PLAYBACKS, Chunk, ObservationAligner, RecedingHorizon
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 from .messages import (chunk_to_trajectory, controller_state_of, image_to_array, joint_state_to_vector, source_of,
@@ -101,9 +101,9 @@ class PolicyNode(Node):
         """Weights, schedule and runner; what cannot be loaded stops the node (exit 2, one line)."""
         import torch
 
-        from ..core.config import PolicyConfig
-        from ..core.policy import DiffusionPolicy, resolve_checkpoint, resolve_device
-        from ..core.schedule import find_schedule
+        from ..policy.config import PolicyConfig
+        from ..policy.diffusion import DiffusionPolicy, resolve_checkpoint, resolve_device
+        from ..policy.schedule import find_schedule
 
         p = self.params
         torch.set_num_threads(p.num_threads)
@@ -162,7 +162,7 @@ class PolicyNode(Node):
         """The policy's runner on `backend` (compiled ones are built in the background; eager meanwhile),
         behind the drift guard unless it is off or there is no cache to watch. What the guard lacks stops the
         node in `guard` mode; in `watch` (the default) it is a warning."""
-        from ..core.runner import PolicyRunner
+        from ..policy.runner import PolicyRunner
 
         kwargs = dict(threads=threads, seed=self.params.seed, fixed_noise=self.params.fixed_noise, background=True,
                       on_built=self._on_built, inference_period_s=1.0 / self.params.rate_hz)

@@ -46,7 +46,7 @@ def drive(executor, arm: "FR3Arm", now: float):
     """One control tick, the same for controller_node and the evaluation harness: the executor's command for
     `now` (the chunks' clock) through the arm's envelope (a hold: brake to where the arm can stop), or just the
     arm's checks when there is none. Returns (command, target sent) or None."""
-    from ..core.streaming import CommandKind
+    from .streaming import CommandKind
 
     cmd = executor.tick(now, arm.robot_time())
     if cmd is None:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.runner import PolicyRunner
+from ..policy.runner import PolicyRunner
 from ..core.settings import from_mapping, node_parameters
-from ..core.streaming import (CONTROL_RATE_HZ, ENSEMBLE_CHUNKS, STITCHES, Chunk, ChunkExecutor, ChunkRules,
+from ..robot.streaming import (CONTROL_RATE_HZ, ENSEMBLE_CHUNKS, STITCHES, Chunk, ChunkExecutor, ChunkRules,
                               ObservationWindow, stitch_of)
 from ..robot.fr3_arm import FR3Arm, drive
 from .episode import observe, pause_and_observe, reset
@@ -216,7 +216,7 @@ class _ChunkPlayer(threading.Thread):
                 continue
             next_tick = max(next_tick + self.period, now)  # fell behind (a paused world): no burst
             with self._lock:
-                out = drive(self.executor, self.arm, now)
+                drive(self.executor, self.arm, now)
             if (chunk := self.executor.took_over) is not None:
                 self.latency_ms.append((now - chunk.planned_from) * 1e3)
             self.trace.append((now, self.arm.joint_positions(), chunk is not None, self.executor.switch_gap))

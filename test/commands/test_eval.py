@@ -84,10 +84,10 @@ def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own_episodes(tmp_path, capsys):
-    from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.drift import (OBSERVATION_STATISTIC, SHADOW_STATISTIC, DriftSettings, observation_reference,
-                                    shadow_reference)
-    from bac_ros.core.schedule import Schedule
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.drift.guard import DriftSettings
+    from bac_ros.drift.reference import OBSERVATION_STATISTIC, SHADOW_STATISTIC, observation_reference, shadow_reference
+    from bac_ros.policy.schedule import Schedule
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({"policy": TINY}))
@@ -196,7 +196,7 @@ def test_an_own_checkpoint_needs_its_own_schedules():
     import argparse
 
     from bac_ros.commands.eval import _schedules
-    from bac_ros.core.config import PolicyConfig
+    from bac_ros.policy.config import PolicyConfig
 
     cfg = PolicyConfig.load("cpu")
     args = argparse.Namespace(checkpoint="runs/mine", schedule_dir=None, methods=["full", "bac"], num_updates=[7],

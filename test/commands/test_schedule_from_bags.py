@@ -49,8 +49,8 @@ def record_policy_episode(folder, name: str, seed: int, chunks: int = 6) -> None
 def test_a_guard_reference_from_recorded_policy_episodes(tmp_path):
     import shutil
 
-    from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.schedule import Schedule, schedule_dir
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.policy.schedule import Schedule, schedule_dir
 
     folder = tmp_path / "episodes"
     for seed in range(3):

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from bac_ros.core.settings import describe, from_mapping, node_parameters
-from bac_ros.core.streaming import ChunkRules
+from bac_ros.robot.streaming import ChunkRules
 from bac_ros.robot.limits import ArmLimits
 
 

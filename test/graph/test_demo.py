@@ -91,8 +91,8 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
     # ---- a policy from those rows that loads and acts, and a BAC schedule calibrated for it -------------
     assert main(["train", "--data", str(tmp_path / "data" / "demos.zarr"), "--iterations", "3", "--batch-size", "4",
                  "--out-dir", str(tmp_path / "ck")]) == 0
-    from bac_ros.core.policy import DiffusionPolicy
-    from bac_ros.core.schedule import Schedule
+    from bac_ros.policy.diffusion import DiffusionPolicy
+    from bac_ros.policy.schedule import Schedule
 
     policy = DiffusionPolicy.load(tmp_path / "ck")
     assert policy.state_norm.low.numpy() == pytest.approx(demos.state.min(0), abs=1e-5)  # fitted on these rows
@@ -101,7 +101,7 @@ def test_end_to_end_graph_and_the_lab_loop(tmp_path):
                  str(tmp_path / "ck" / "bac_s7.json")]) == 0
     schedule = Schedule.load(tmp_path / "ck" / "bac_s7.json", policy.cfg)
     assert schedule.calibration["weights"] == policy.weights_id  # calibrated on these weights
-    from bac_ros.core.runner import PolicyRunner
+    from bac_ros.policy.runner import PolicyRunner
 
     chunk = PolicyRunner(policy, schedule).select_action(demos.image[:1], demos.state[:1])
     assert chunk.shape == (policy.cfg.horizon - policy.cfg.n_obs_steps + 1, 8) and np.all(np.isfinite(chunk))

@@ -25,7 +25,7 @@ def readme_first_run_params() -> dict:
 
 @pytest.mark.slow
 def test_the_readmes_slow_first_run_homes_plays_stops_and_homes_again(tmp_path):
-    from bac_ros.core.config import CONFIG_DIR
+    from bac_ros.core.paths import CONFIG_DIR
     from bac_ros.core.settings import node_parameters
     from bac_ros.graph import demo
     from bac_ros.robot.limits import ArmLimits

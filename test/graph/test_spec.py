@@ -85,8 +85,8 @@ def test_parameter_file_names_only_declared_parameters_and_the_default_schedule_
     """A typo in a lab's parameter file would be ignored by ROS: every key must be a declared parameter, with a
     value its table allows. The default schedule is named in config/grasp.yaml only; the launch file and `bac demo`
     read it there."""
-    from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.schedule import find_schedule
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.policy.schedule import find_schedule
 
     params = yaml.safe_load((ROOT / "config" / "grasp.yaml").read_text())
     for node, section in params.items():

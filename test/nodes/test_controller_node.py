@@ -123,7 +123,7 @@ def test_auto_recover_clears_a_robot_error_and_then_holds(controller):
     /bac/start."""
     import numpy as np
 
-    from bac_ros.core.streaming import Chunk
+    from bac_ros.robot.streaming import Chunk
     from bac_ros.robot.model import Q_HOME
     from support import fake_arm
 
@@ -156,7 +156,7 @@ def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
     before the motion begins, still ends that homing (it was lost when the motion cleared its own flag)."""
     from std_srvs.srv import Trigger
 
-    from bac_ros.core.streaming import CommandKind
+    from bac_ros.robot.streaming import CommandKind
     from bac_ros.robot.fr3_arm import MotionStopped
 
     class Homing:

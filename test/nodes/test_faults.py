@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
 
-from bac_ros.core.motion import resample  # noqa: E402
+from bac_ros.analysis.motion import resample  # noqa: E402
 from bac_ros.core.settings import from_mapping, node_parameters  # noqa: E402
 from bac_ros.robot.kinematics import Kinematics  # noqa: E402
 from bac_ros.robot.limits import ArmLimits, box_excess  # noqa: E402
@@ -213,7 +213,7 @@ class Graph:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    from bac_ros.core.config import CONFIG_DIR
+    from bac_ros.core.paths import CONFIG_DIR
 
     g = Graph(tmp_path_factory.mktemp("faults"))
     g.params = CONFIG_DIR / "grasp.yaml"
@@ -724,7 +724,7 @@ def test_unreachable_robot_exits_2_with_what_to_check():
 
 @pytest.mark.slow
 def test_truncated_or_foreign_files_give_one_line_and_exit_2(tmp_path):
-    from bac_ros.core.config import PACKAGE_ROOT
+    from bac_ros.core.paths import PACKAGE_ROOT
 
     t0 = time.monotonic()
     shipped = PACKAGE_ROOT / "schedules" / "grasp_dpt_cpu" / "bac_s7.json"

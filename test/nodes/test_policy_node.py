@@ -157,7 +157,7 @@ def test_prefix_stitching_follows_the_controllers_takeovers():
     from sensor_msgs.msg import TimeReference
     from std_srvs.srv import Trigger
 
-    from bac_ros.core.streaming import Chunk, held_point
+    from bac_ros.robot.streaming import Chunk, held_point
     from bac_ros.nodes import messages as msgs
     from bac_ros.nodes.policy_node import PolicyNode
 

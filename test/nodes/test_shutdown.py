@@ -75,7 +75,7 @@ def test_a_thread_inside_franky_at_exit_does_not_crash_the_process():
     pytest.importorskip("franky")
     script = """
 import sys, time, franky
-from bac_ros.native_threads import start_native_thread
+from bac_ros.core.native_threads import start_native_thread
 from bac_ros.nodes.runtime import _exit
 def connect():
     while True:

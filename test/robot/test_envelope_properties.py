@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
+from bac_ros.robot.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
 from bac_ros.robot.fr3_arm import RobotFault, drive
 from bac_ros.robot.kinematics import Kinematics
 from bac_ros.robot.limits import ArmLimits, box_excess

@@ -21,7 +21,7 @@ def test_no_chunk_stream_drives_the_arm_past_its_limits():
     flailed at 9-12x its velocity limits. Now such a dt is refused, and within the allowed dt every command
     moves within the envelope on the robot's own clock, approaching the far point at the limits (catch-up),
     never past the joint limits."""
-    from bac_ros.core.streaming import Chunk, ChunkExecutor
+    from bac_ros.robot.streaming import Chunk, ChunkExecutor
 
     arm, robot = fake_arm(ArmLimits(workspace_enabled=False))  # the box: its own test
     ex = ChunkExecutor()
@@ -371,7 +371,7 @@ def test_a_stalled_control_loop_resumes_within_the_step_cap_on_franky_sim():
             done.set()
             sampler.join()
     assert t_stall is not None and arm.watchdog_stops >= 1
-    ts, qs = np.array([t for t, _ in targets]), np.stack([q for _, q in targets])
+    qs = np.stack([q for _, q in targets])
     step = np.max(np.abs(np.diff(qs, axis=0)) / (vmax * limits.max_step_s))
     assert step <= 1.0 + 1e-9, step
     mt, speed = np.array([t for t, _ in measured]), np.max(np.stack([s for _, s in measured]), axis=1)

@@ -8,10 +8,10 @@ from bac_ros.sim.world import WorldConfig
 @pytest.mark.slow
 def test_closed_loop_smoke():
     """One short episode per mode with an untrained policy: the loop runs and reports inference."""
-    from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.policy import DiffusionPolicy
-    from bac_ros.core.runner import PolicyRunner
-    from bac_ros.core.schedule import Schedule
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.policy.diffusion import DiffusionPolicy
+    from bac_ros.policy.runner import PolicyRunner
+    from bac_ros.policy.schedule import Schedule
     from bac_ros.robot.fr3_arm import FR3Arm
     from bac_ros.sim.evaluate import run_realtime, run_sync
     from bac_ros.sim.world import WorldProcess
@@ -37,9 +37,9 @@ def test_fixed_latency_delivers_each_chunk_that_long_after_the_policy_started():
     """An emulated 50 ms computer: the world holds while the policy infers, whatever this machine's speed, so each
     chunk reaches the controller 50 ms of robot time after the inference began, on an observation at most one
     camera period older than that (policy_node takes the newest frame when it is free)."""
-    from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.policy import DiffusionPolicy
-    from bac_ros.core.runner import PolicyRunner
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.policy.diffusion import DiffusionPolicy
+    from bac_ros.policy.runner import PolicyRunner
     from bac_ros.robot.fr3_arm import FR3Arm
     from bac_ros.sim.evaluate import run_realtime
     from bac_ros.sim.world import WorldProcess

@@ -2,7 +2,7 @@
 each episode (as bac eval counts alarms) and run on through all episodes in seed order (as policy_node, which
 never restarts it). Usage: python replay.py H RUN_DIR..."""
 import json, sys
-from bac_ros.core.drift import DriftGuard, DriftSettings
+from bac_ros.drift.guard import DriftGuard, DriftSettings
 h = float(sys.argv[1])
 for name in sys.argv[2:]:
     eps = [json.loads(line) for line in open(f"{name}/episodes.jsonl").read().splitlines()[1:]]

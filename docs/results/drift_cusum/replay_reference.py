@@ -8,9 +8,10 @@ import json
 import math
 import sys
 
-from bac_ros.core.config import PolicyConfig
-from bac_ros.core.drift import DriftGuard, DriftSettings, guard_thresholds, observation_reference, shadow_reference
-from bac_ros.core.schedule import Schedule
+from bac_ros.policy.config import PolicyConfig
+from bac_ros.drift.guard import DriftGuard, DriftSettings, guard_thresholds
+from bac_ros.drift.reference import observation_reference, shadow_reference
+from bac_ros.policy.schedule import Schedule
 
 args = sys.argv[1:]
 rate = float(args.pop(args.index("--rate") + 1)) if "--rate" in args else None

@@ -1,4 +1,4 @@
-"""How much of a speedup the precomputed update (core/sampler.py) gives, in one run: each method timed with
+"""How much of a speedup the precomputed update (policy/sampler.py) gives, in one run: each method timed with
 diffusers' `scheduler.step` and with `Sampler.step` on the same observations and noise, alternating.
 
     python docs/results/lossless_point/probe_sampler.py --config cpu_ddpm100 --schedule FILE... [--observations 16]
@@ -10,9 +10,9 @@ import time
 import torch
 
 from bac_ros.commands.common import observations
-from bac_ros.core.config import PolicyConfig
-from bac_ros.core.policy import DiffusionPolicy, resolve_checkpoint
-from bac_ros.core.schedule import Schedule
+from bac_ros.policy.config import PolicyConfig
+from bac_ros.policy.diffusion import DiffusionPolicy, resolve_checkpoint
+from bac_ros.policy.schedule import Schedule
 
 
 class DiffusersStep:

@@ -1,5 +1,5 @@
 """Paired agreement between evaluations of the same seeds: `bac eval` runs (episodes.jsonl) and `bac demo` runs
-(episodes/index.jsonl), per method, with the exact McNemar test and Newcombe's interval (bac_ros.core.stats).
+(episodes/index.jsonl), per method, with the exact McNemar test and Newcombe's interval (bac_ros.analysis.stats).
 
     python docs/results/realtime_agreement/agreement.py NAME=RUN_DIR [NAME=RUN_DIR ...]
 
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from bac_ros.core.stats import compare_paired
+from bac_ros.analysis.stats import compare_paired
 
 
 def outcomes(name: str, folder: Path) -> dict[tuple[str, str], dict[int, bool]]:

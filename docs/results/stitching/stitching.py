@@ -1,6 +1,6 @@
 """Stitching under latency: today's switch, prefix-conditioned sampling and temporal ensembling on the same seeds
 at each emulated latency, against sync (the world waits) on those seeds. Success with the exact McNemar test
-and Newcombe's interval (bac_ros.core.stats); smoothness at switches (the episode fields `switch_smoothness`
+and Newcombe's interval (bac_ros.analysis.stats); smoothness at switches (the episode fields `switch_smoothness`
 fills); for each latency where switch loses >= 10 points to sync, the share of that loss a stitch recovers.
 
     python docs/results/stitching/stitching.py SYNC_EPISODES NAME=EPISODES [NAME=EPISODES ...] > table.md
@@ -12,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bac_ros.core.stats import compare_paired, mcnemar_exact
+from bac_ros.analysis.stats import compare_paired, mcnemar_exact
 
 
 def episodes(path: Path) -> list[dict]:

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.core import calibrate, flops
-from bac_ros.core.caching import CachedDenoiser, TeaCacheDenoiser
-from bac_ros.core.policy import DiffusionPolicy
-from bac_ros.core.schedule import Schedule
+from bac_ros.policy import calibrate, flops
+from bac_ros.policy.caching import CachedDenoiser, TeaCacheDenoiser
+from bac_ros.policy.diffusion import DiffusionPolicy
+from bac_ros.policy.schedule import Schedule
 
 from support import tiny_config
 
@@ -29,7 +29,7 @@ def _random_schedule(cfg, seed):
 def test_full_schedule_is_bit_exact(sampler, hoist):
     cfg = tiny_config(sampler=dict(type=sampler, num_train_timesteps=50, num_inference_steps=8))
     policy = DiffusionPolicy.build(cfg, seed=1)
-    from bac_ros.core.policy import synthetic_observations
+    from bac_ros.policy.diffusion import synthetic_observations
     img, st = synthetic_observations(cfg, 3, seed=2)
     for i in range(3):  # batch 1, as deployed
         plain = _predict(policy, img[i:i + 1], st[i:i + 1], policy.denoiser(None), seed=i)
@@ -175,7 +175,7 @@ def test_calibration_statistics(tiny_policy, tiny_obs):
 def test_l1_similarity_sees_a_change_of_size_that_cosine_misses():
     """A block whose output keeps its direction but grows 5x over the steps: cosine finds nothing to update
     for; the L1 similarity makes the program spread the updates over the growth."""
-    from bac_ros.core import acs
+    from bac_ros.policy import acs
 
     k = 10
     sizes = np.linspace(1.0, 5.0, k)
@@ -210,7 +210,7 @@ def test_make_schedules(tiny_policy, tiny_obs):
 def test_forecast_schedules_are_chosen_for_the_forecast(tiny_policy, tiny_obs):
     """`reuse: forecast` per-block schedules come from the forecast-scored ACS on the observations' Gram
     matrices (one per observation and block), and say so in their calibration."""
-    from bac_ros.core import acs
+    from bac_ros.policy import acs
 
     img, st = tiny_obs
     stats = calibrate.collect(tiny_policy, img, st, batch_size=4, gram=True)

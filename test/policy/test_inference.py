@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.core.inference import build, draw_noise, example_inputs
-from bac_ros.core.schedule import Schedule
+from bac_ros.policy.inference import build, draw_noise, example_inputs
+from bac_ros.policy.schedule import Schedule
 
 
 def _sparse(cfg, reuse="copy"):
@@ -16,7 +16,7 @@ def _sparse(cfg, reuse="copy"):
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_eager_is_the_caching_runtime_bit_for_bit(sampler):
-    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.policy.diffusion import DiffusionPolicy
     from support import tiny_config
 
     policy = DiffusionPolicy.build(tiny_config(sampler=dict(type=sampler, num_train_timesteps=50,
@@ -39,8 +39,8 @@ def test_held_points_come_out_as_given_and_a_free_prefix_changes_nothing(sampler
     inference bit for bit, full precision and cached alike."""
     import dataclasses
 
-    from bac_ros.core.inference import Prefix
-    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.policy.inference import Prefix
+    from bac_ros.policy.diffusion import DiffusionPolicy
     from support import tiny_config
 
     policy = DiffusionPolicy.build(tiny_config(sampler=dict(type=sampler, num_train_timesteps=50,
@@ -73,7 +73,7 @@ def test_onnx_matches_eager_and_is_cached_by_what_it_depends_on(tiny_policy, tmp
     assert float(((a - a0) ** 2).mean()) < 1e-10 and float(((x - x0) ** 2).mean()) < 1e-10
     again = build(tiny_policy, schedule, "onnx")
     assert again.built_s is None and again.path == onnx.path  # ... then taken from the cache
-    from bac_ros.core.inference import artifact_key
+    from bac_ros.policy.inference import artifact_key
 
     other = Schedule.create(tiny_policy.cfg, "acs-blockwise", {b: [0, 4, 7] for b in tiny_policy.cfg.block_ids},
                             num_updates=3)
@@ -89,7 +89,7 @@ def test_onnx_matches_eager_and_is_cached_by_what_it_depends_on(tiny_policy, tmp
 
 
 def test_the_runner_draws_noise_as_the_sampler_does_and_builds_in_the_background(tiny_policy, tiny_obs):
-    from bac_ros.core.runner import PolicyRunner
+    from bac_ros.policy.runner import PolicyRunner
 
     img = (tiny_obs[0][0].permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
     st = tiny_obs[1][0].numpy()
@@ -130,8 +130,8 @@ def test_the_cuda_graph_replays_the_eager_inference(sampler):
     copied into its static buffers; the runner plays it."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from bac_ros.core.policy import DiffusionPolicy
-    from bac_ros.core.runner import PolicyRunner
+    from bac_ros.policy.diffusion import DiffusionPolicy
+    from bac_ros.policy.runner import PolicyRunner
     from support import tiny_config
 
     policy = DiffusionPolicy.build(tiny_config(sampler=dict(type=sampler, num_train_timesteps=50,

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from bac_ros.core.stats import (compare_paired, compare_unpaired, fisher_exact, kaplan_meier, mcnemar_exact,
+from bac_ros.analysis.stats import (compare_paired, compare_unpaired, fisher_exact, kaplan_meier, mcnemar_exact,
                                 newcombe_paired, newcombe_unpaired, verdict, wilson_interval)
 
 

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from bac_ros.core.drift import (SHADOW_STATISTIC, DriftGuard, DriftSettings, GuardedInference, measure_reference,
-                                reference, shadow_deviation)
-from bac_ros.core.inference import build, draw_noise
-from bac_ros.core.schedule import Schedule
+from bac_ros.drift.guard import DriftGuard, DriftSettings
+from bac_ros.drift.guarded import GuardedInference
+from bac_ros.drift.reference import SHADOW_STATISTIC, reference, shadow_deviation
+from bac_ros.policy.calibrate import measure_reference
+from bac_ros.policy.inference import build, draw_noise
+from bac_ros.policy.schedule import Schedule
 from support import tiny_config
 
 
@@ -60,7 +62,7 @@ def test_forecast_meter_measures_the_forecast_error(tiny_policy, tiny_obs):
 
 
 def test_cusum_by_hand():
-    from bac_ros.core.drift import cusum
+    from bac_ros.drift.reference import cusum
 
     assert cusum([1.0, 2.0, -5.0, 0.5, 3.0], k=0.5).tolist() == [0.5, 2.0, 0.0, 0.0, 2.5]
 
@@ -84,7 +86,7 @@ def test_guard_warns_switches_and_settles_back_with_hysteresis():
 def test_the_threshold_floor_is_what_standard_normal_checks_would_need():
     from statistics import NormalDist
 
-    from bac_ros.core.drift import normal_threshold
+    from bac_ros.drift.reference import normal_threshold
 
     norm = NormalDist()
 
@@ -99,8 +101,8 @@ def test_the_threshold_floor_is_what_standard_normal_checks_would_need():
 
 
 def test_the_threshold_is_read_off_the_closed_loop_episodes():
-    from bac_ros.core.drift import (DEFAULT_THRESHOLD, SignalReference, closed_loop_reference, normal_threshold,
-                                    shadow_reference)
+    from bac_ros.drift.reference import (DEFAULT_THRESHOLD, SignalReference, closed_loop_reference, normal_threshold,
+                                         shadow_reference)
 
     # ln deviations: mean 0, sd 1 by construction; one episode drifts up at its end
     calm = [[0.0, 1.0, -1.0, 0.0]] * 19
@@ -173,7 +175,7 @@ def test_the_guards_threshold_follows_how_often_it_checks_in_robot_time(tiny_pol
 
 
 def test_the_shadow_deviation_is_the_joint_targets_and_a_reference_says_what_it_measured():
-    from bac_ros.core.drift import shadow_reference
+    from bac_ros.drift.reference import shadow_reference
 
     cached, full = torch.zeros(1, 16, 8), torch.zeros(1, 16, 8)
     full[0, 8:, 7] = 2.0  # the gripper closes half the horizon later: not drift
@@ -243,7 +245,7 @@ def test_guard_needs_references_and_ddim(tiny_policy):
     with pytest.raises(ValueError, match="static schedule"):
         tiny_policy.denoiser(Schedule.create(cfg, "teacache", {}, num_updates=3,
                                              teacache={"threshold": 0.2, "mean_updates": 3.0}), monitor=True)
-    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.policy.diffusion import DiffusionPolicy
 
     from support import tiny_config
     ddpm = DiffusionPolicy.build(tiny_config(sampler=dict(type="ddpm", num_train_timesteps=50,
@@ -254,7 +256,7 @@ def test_guard_needs_references_and_ddim(tiny_policy):
 
 
 def test_guarded_inference_builds_the_guard_or_names_what_is_missing(tiny_policy):
-    from bac_ros.core.drift import guarded_inference
+    from bac_ros.policy.runner import guarded_inference
 
     s = _schedule(tiny_policy.cfg, [0, 4], ref=0.1)
     watch = guarded_inference(tiny_policy, s, "watch")
@@ -288,8 +290,8 @@ def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_infere
     publishing), so `_infer` leaves it pending and `settle` runs it."""
     import numpy as np
 
-    from bac_ros.core.runner import PolicyRunner
-    from bac_ros.core.streaming import ObservationWindow
+    from bac_ros.policy.runner import PolicyRunner
+    from bac_ros.robot.streaming import ObservationWindow
     from bac_ros.sim.evaluate import _infer
 
     cfg = tiny_policy.cfg
@@ -313,7 +315,7 @@ def test_the_harness_runs_the_shadow_check_after_the_chunk_not_inside_its_infere
 
 
 def test_the_observation_distance_is_a_mahalanobis_distance_scored_on_episodes_left_out():
-    from bac_ros.core.drift import OBSERVATION_STATISTIC, observation_closed_loop, observation_reference
+    from bac_ros.drift.reference import OBSERVATION_STATISTIC, observation_closed_loop, observation_reference
 
     rng = np.random.default_rng(0)
     scale = np.array([1.0, 10.0, 0.1, 1.0])  # features of very different spreads: whitened, each counts alike
@@ -362,7 +364,7 @@ def test_either_signal_raises_the_alarm_and_both_must_be_calm_to_settle():
 
 
 def test_the_guard_measures_the_observation_distance_at_each_check(tiny_policy, tiny_obs):
-    from bac_ros.core.drift import observation_closed_loop, observation_features
+    from bac_ros.drift.reference import observation_closed_loop, observation_features
 
     cfg = tiny_policy.cfg
     img, st = tiny_obs[0], tiny_obs[1]

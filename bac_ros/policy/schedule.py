@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .acs import DEFAULT_TOP_N
-from .config import PolicyConfig, package_data_dir
+from ..core.paths import package_data_dir
+from .config import PolicyConfig
 
 FORMAT = "bac-schedule/1"
 REUSE = ("copy", "forecast")  # a skipped block adds its last output, or extrapolates its last two

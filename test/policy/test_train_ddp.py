@@ -11,8 +11,8 @@ import hashlib, json, os, sys
 import numpy as np, torch
 sys.path.insert(0, {test_dir!r})
 from support import tiny_config
-from bac_ros.core.policy import DiffusionPolicy
-from bac_ros.core.train import TrainConfig, train
+from bac_ros.policy.diffusion import DiffusionPolicy
+from bac_ros.policy.train import TrainConfig, train
 
 class Source:
     def __len__(self):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from bac_ros.core.policy import DiffusionPolicy, make_scheduler, synthetic_observations
-from bac_ros.core.sampler import Sampler
+from bac_ros.policy.diffusion import DiffusionPolicy, make_scheduler, synthetic_observations
+from bac_ros.policy.sampler import Sampler
 
 from support import tiny_config
 

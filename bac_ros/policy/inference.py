@@ -31,7 +31,7 @@ from .schedule import Schedule
 
 BACKENDS = ("eager", "onnx", "cuda-graph")
 FORMAT = 2  # of the exported graph: bump when ScheduledInference's inputs or outputs change
-FROZEN_SOURCES = ("model.py", "encoders.py", "caching.py", "sampler.py", "policy.py", "inference.py")
+FROZEN_SOURCES = ("model.py", "encoders.py", "caching.py", "sampler.py", "diffusion.py", "inference.py")
 VERIFY_MSE = 1e-8  # a fresh artifact's future actions against eager, on random inputs (mean squared, rad)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bac_ros.core.streaming import ObservationAligner, ObservationWindow, current_index, held_point
+from bac_ros.robot.streaming import ObservationAligner, ObservationWindow, current_index, held_point
 
 
 def test_current_index_holds_each_point_for_its_step_and_drops_stale_ones():
@@ -62,7 +62,7 @@ def test_observation_window_keeps_the_newest_and_pads_a_short_history():
 
 
 def test_interpolate_chunk():
-    from bac_ros.core.streaming import interpolate_chunk
+    from bac_ros.robot.streaming import interpolate_chunk
 
     a = np.arange(4, dtype=float)[:, None] * np.ones((1, 8))
     np.testing.assert_allclose(interpolate_chunk(a, 1.0, 0.1, 0.9), a[0])
@@ -72,7 +72,7 @@ def test_interpolate_chunk():
 
 
 def test_chunk_velocity_is_the_slope_interpolate_chunk_follows():
-    from bac_ros.core.streaming import chunk_velocity, interpolate_chunk
+    from bac_ros.robot.streaming import chunk_velocity, interpolate_chunk
 
     dt, stamp = 0.1, 5.0
     actions = np.array([[0.0, 1.0], [0.2, 1.0], [0.6, 0.5], [0.6, 0.5]])
@@ -88,7 +88,7 @@ def test_chunk_velocity_is_the_slope_interpolate_chunk_follows():
 
 
 def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
-    from bac_ros.core.streaming import Chunk, RecedingHorizon
+    from bac_ros.robot.streaming import Chunk, RecedingHorizon
 
     dt = 0.1
     h = RecedingHorizon(commit=3)
@@ -121,13 +121,13 @@ def test_receding_horizon_plays_commit_steps_then_the_newest_chunk():
 
 
 def _chunk(stamp, n=16, dt=1 / 30, value=0.0):
-    from bac_ros.core.streaming import Chunk
+    from bac_ros.robot.streaming import Chunk
 
     return Chunk(stamp, np.full((n, 8), value, float), dt)
 
 
 def test_executor_refuses_what_it_cannot_play_safely_and_counts_why():
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+    from bac_ros.robot.streaming import Chunk, ChunkExecutor, ChunkRules
 
     ex = ChunkExecutor(ChunkRules(chunk_max_future_s=0.25, chunk_max_points=64))
     assert ex.offer(_chunk(10.0), 10.0) == "before_start"  # nothing plays before start
@@ -159,7 +159,7 @@ def test_executor_refuses_what_it_cannot_play_safely_and_counts_why():
 
 
 def test_executor_sends_each_point_once_when_due_and_holds_after_the_timeout():
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
+    from bac_ros.robot.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
 
     dt = 0.1
     ex = ChunkExecutor(ChunkRules(commit_steps=4, chunk_max_dt_s=0.2, chunk_timeout_s=1.0))
@@ -190,7 +190,7 @@ def test_executor_sends_each_point_once_when_due_and_holds_after_the_timeout():
 
 def test_executor_times_out_on_the_robots_clock_not_the_chunks():
     """The chunks' clock (ROS time) may stall or run fast; the timeout counts the robot's monotonic time."""
-    from bac_ros.core.streaming import ChunkExecutor, ChunkRules, CommandKind
+    from bac_ros.robot.streaming import ChunkExecutor, ChunkRules, CommandKind
 
     ex = ChunkExecutor(ChunkRules(chunk_timeout_s=0.5))
     ex.start(0.0)
@@ -204,7 +204,7 @@ def test_executor_times_out_on_the_robots_clock_not_the_chunks():
 def test_a_clock_jump_back_empties_the_queue_and_holds():
     """`use_sim_time` flipped at run time, a bag played with --clock: the chunks' clock goes back. Point 0 of
     the old chunk must not become the target again (it did: 0.29 rad back); the new clock's chunks play."""
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, CommandKind
+    from bac_ros.robot.streaming import Chunk, ChunkExecutor, CommandKind
 
     ex = ChunkExecutor()
     ex.start(1000.0)
@@ -223,7 +223,7 @@ def test_a_clock_jump_back_empties_the_queue_and_holds():
 
 
 def test_executor_catches_up_a_point_the_limits_held_back():
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
+    from bac_ros.robot.streaming import Chunk, ChunkExecutor, ChunkRules, CommandKind
 
     ex = ChunkExecutor(ChunkRules(chunk_max_dt_s=0.2))
     ex.start(0.0)
@@ -248,7 +248,7 @@ def test_executor_catches_up_a_point_the_limits_held_back():
 def test_executor_plays_again_after_the_clock_restarts():
     """A restarted simulator starts its clock at 0: the commands after a new start must not wait for the old
     clock (seen: no command after the controller reconnected to a restarted franky-sim)."""
-    from bac_ros.core.streaming import ChunkExecutor, CommandKind
+    from bac_ros.robot.streaming import ChunkExecutor, CommandKind
 
     ex = ChunkExecutor()
     ex.start(100.0)
@@ -281,7 +281,7 @@ def test_a_continuation_is_what_the_arm_plays_until_the_new_chunk_takes_over():
     """Prefix-conditioned stitching's input: for a chunk observed at s that arrives at a, the points the chunk
     playing until its takeover sends, on the new chunk's grid (offset here by a tick); a chunk that starts with
     them takes over without a gap, one that does not jumps by its difference."""
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+    from bac_ros.robot.streaming import Chunk, ChunkExecutor, ChunkRules
 
     dt = 1 / 30
     ramp = np.arange(16, dtype=float)[:, None] * 0.01 * np.ones((1, 8))  # point i: 0.01 i rad
@@ -311,7 +311,7 @@ def test_a_continuation_is_what_the_arm_plays_until_the_new_chunk_takes_over():
 
 
 def test_a_chunk_waiting_at_the_commit_plays_first_and_is_the_one_continued():
-    from bac_ros.core.streaming import Chunk, ChunkExecutor, ChunkRules
+    from bac_ros.robot.streaming import ChunkExecutor, ChunkRules
 
     dt = 0.1
     ex = ChunkExecutor(ChunkRules(commit_steps=2, chunk_max_dt_s=0.2))
@@ -325,7 +325,7 @@ def test_a_chunk_waiting_at_the_commit_plays_first_and_is_the_one_continued():
 
 
 def test_temporal_ensembling_averages_the_chunks_that_cover_now():
-    from bac_ros.core.streaming import ChunkExecutor, ChunkRules
+    from bac_ros.robot.streaming import ChunkExecutor, ChunkRules
 
     dt = 0.1
     ex = ChunkExecutor(ChunkRules(commit_steps=0, ensemble_chunks=4, chunk_max_dt_s=0.2))
@@ -344,7 +344,7 @@ def test_temporal_ensembling_averages_the_chunks_that_cover_now():
 def test_a_stop_with_hold_holds_every_tick_plays_nothing_until_start():
     """bac/stop: nothing plays, a hold every tick (the arm brakes to where it can stop); a plain stop (homing, a
     fault) sends nothing; start plays again, only chunks planned from then on."""
-    from bac_ros.core.streaming import ChunkExecutor, CommandKind
+    from bac_ros.robot.streaming import ChunkExecutor, CommandKind
 
     ex = ChunkExecutor()
     ex.start(0.0)

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from .core.acs import DEFAULT_TOP_N
+from ..policy.acs import DEFAULT_TOP_N
 
 Column = tuple[str, Callable[[dict], object], str]  # header, value of a row, format spec
 
@@ -56,7 +56,7 @@ BACKEND_COLUMNS: list[Column] = [
 
 def _with_interval(rate: float, n: int) -> str:
     """A success rate with its 95 % Wilson interval: '60% [23%, 88%]'."""
-    from .core.stats import wilson_interval
+    from .stats import wilson_interval
 
     low, high = wilson_interval(round(rate * n), n)
     return f"{rate:.0%} [{low:.0%}, {high:.0%}]"
@@ -95,7 +95,7 @@ def _pyplot():
 
 def plot_success_vs_latency(rows: list[dict], path: str | Path) -> Path:
     """Eval rows of emulated latencies: success rate (95 % Wilson interval) against the latency, a line per method."""
-    from .core.stats import wilson_interval
+    from .stats import wilson_interval
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))

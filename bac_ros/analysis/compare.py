@@ -3,11 +3,11 @@ same as simulated ones), like with like:
 
 - success with its 95 % Wilson interval; each label against a reference label (the first, or the one
   named) with the exact paired test on the seeds both ran (McNemar), or Fisher's exact test when the
-  episodes carry no seeds (a real arm), the difference's interval and a non-inferiority verdict (`core.stats`);
+  episodes carry no seeds (a real arm), the difference's interval and a non-inferiority verdict (`analysis.stats`);
 - time to success as a survival measure: failures censored where they ended (Kaplan-Meier): median time
   and the share succeeded within T;
 - TCP path length and smoothness on successful episodes (and, apart, on all), from traces resampled onto a
-  uniform grid (`core.motion.resample`), so bunched stamps cannot create speeds;
+  uniform grid (`analysis.motion.resample`), so bunched stamps cannot create speeds;
 - latency the same for every source: the observation (policy) or input (teleop) a chunk came from -> the
   first command it produced (bac/first_command);
 - interventions per episode and the share of steps a person drove after taking over.
@@ -18,10 +18,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from .core.motion import mean_smoothness, resample, smoothness
-from .core.stats import compare_paired, compare_unpaired, kaplan_meier, wilson_interval
-from .data.episodes import Episode
-from .robot.kinematics import Kinematics
+from .motion import mean_smoothness, resample, smoothness
+from .stats import compare_paired, compare_unpaired, kaplan_meier, wilson_interval
+from ..data.episodes import Episode
+from ..robot.kinematics import Kinematics
 
 TRACE_HZ = 50.0  # resampling rate of measured traces (the controller publishes joint states at 100 Hz)
 
@@ -143,8 +143,8 @@ def pairwise(metrics: dict[str, list[dict]], reference: str | None = None, margi
 def compare_recordings(folders: list, labels: list[str] | None = None, all_seeds: bool = False):
     """The episodes recorded in `folders` (bags + index.jsonl): (metrics per label, TCP paths per label and
     seed for the figure, the seeds compared or None for all episodes)."""
-    from .data.bags import read_index
-    from .data.episodes import load_episode
+    from ..data.bags import read_index
+    from ..data.episodes import load_episode
 
     rows = [r for folder in folders for r in read_index(folder)]
     if labels:

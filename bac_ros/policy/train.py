@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .policy import DiffusionPolicy
+from .diffusion import DiffusionPolicy
 
 
 class WindowSource(Protocol):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bac_ros.core.motion import mean_smoothness, smoothness
+from bac_ros.analysis.motion import mean_smoothness, smoothness
 
 
 def min_jerk(t, T):

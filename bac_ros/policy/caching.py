@@ -34,7 +34,7 @@ Recorder = Callable[[int, int, torch.Tensor], None]
 
 class ReuseErrorMeter:
     """Accumulates |y - reused| / |y| over the recomputes of one inference: the drift guard's reuse-error signal
-    (core/drift.py)."""
+    (bac_ros/drift)."""
 
     def __init__(self):
         self.reset()
@@ -119,7 +119,7 @@ class CachedDenoiser:
         self._when = [0] * len(cfg.block_ids)  # forecast: the step each block last computed at
         self._cond = self._obs_tok = None
         self._obs_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        # monitor: the drift guard's signal, each recompute's distance from what was reused (drift.py)
+        # monitor: the drift guard's signal, each recompute's distance from what was reused (bac_ros/drift)
         self.meter = ReuseErrorMeter() if monitor else None
 
     def begin(self, cond: torch.Tensor) -> None:

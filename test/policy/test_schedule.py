@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bac_ros.core.schedule import Schedule, ScheduleError
+from bac_ros.policy.schedule import Schedule, ScheduleError
 
 from support import tiny_config
 
@@ -107,8 +107,8 @@ def test_weights_mismatch_warns(tiny_cfg):
 
 
 def test_find_schedule_by_name_path_or_full(tmp_path):
-    from bac_ros.core.config import PolicyConfig
-    from bac_ros.core.schedule import find_schedule, schedule_dir
+    from bac_ros.policy.config import PolicyConfig
+    from bac_ros.policy.schedule import find_schedule, schedule_dir
 
     cpu = PolicyConfig.load("cpu")
     assert find_schedule("full", cpu) is None

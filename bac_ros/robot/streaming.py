@@ -33,7 +33,7 @@ from enum import Enum
 
 import numpy as np
 
-from .settings import check_ranges, setting
+from ..core.settings import check_ranges, setting
 
 
 def current_index(stamp: float, dt: float, now: float) -> int:
@@ -351,7 +351,7 @@ class ChunkExecutor:
                 self.switch_gap = float(np.max(np.abs(self._target(now, chunk)[:7] - before[:7])))
             self.counts["points_stale"] += self._horizon.first_index  # their time passed before it arrived
         self._holding = False
-        a, n = chunk.actions, len(chunk.actions)
+        n = len(chunk.actions)
         i = min(current_index(chunk.stamp, chunk.dt, now), n - 1)
         if self.rules.chunk_playback == "hold":
             if i == self._sent_index and not self._catch_up:

@@ -1,6 +1,6 @@
 """`PolicyRunner`: the one entry point from an observation window to a chunk, for policy_node and the evaluation
 harness alike (diffusion_policy's `predict_action`, LeRobot's `select_action`): the schedule's inference on a
-backend (`core.inference`), the noise each inference starts from, and the drift guard (`core.drift`)."""
+backend (`policy.inference`), the noise each inference starts from, and the drift guard (`bac_ros.drift`)."""
 from __future__ import annotations
 
 import copy
@@ -10,10 +10,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..native_threads import start_native_thread
-from .drift import DriftSettings, GuardedInference, guarded_inference
+from ..drift.guard import DriftGuard, DriftSettings
+from ..drift.guarded import GuardedInference
+from ..drift.reference import reference, shadow_reference
+from ..core.native_threads import start_native_thread
 from .inference import Noise, Prefix, build, denoise, draw_noise
-from .schedule import Schedule
+from .schedule import Schedule, find_schedule
 
 DRIFT_MODES = ("off", "watch", "guard")
 RATE_HZ = 30.0  # policy_node's default inference rate (its rate_hz); bac eval spaces the guard's checks by it
@@ -135,7 +137,7 @@ class PolicyRunner:
 
 
 class _Dynamic:
-    """A dynamic schedule (TeaCache) on the eager runtime, behind the same call as `core.inference`'s."""
+    """A dynamic schedule (TeaCache) on the eager runtime, behind the same call as `policy.inference`'s."""
 
     backend = "eager"
 
@@ -148,3 +150,25 @@ class _Dynamic:
         x, a = denoise(self.policy, self.denoiser, image.to(dev), state.to(dev),
                        *(t.to(dev) for t in noise.inputs(self.policy.cfg)))
         return x.cpu(), a.cpu()
+
+
+def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
+                      backend: str = "eager", threads: int = 1, inference_period_s: float | None = None,
+                      check_period_s: float | None = None) -> GuardedInference:
+    """`schedule`'s inference behind the drift guard: `watch` (the dense schedule never runs) or `guard`
+    (`dense`: a cached schedule's name or path, as `find_schedule` reads it), on `backend`. ValueError
+    (ScheduleError included) naming what is missing."""
+    if mode not in ("watch", "guard"):
+        raise ValueError(f"the drift guard's mode must be watch or guard, got {mode!r}")
+    dense_schedule = find_schedule(dense, policy.cfg) if mode == "guard" else None
+    if mode == "guard" and dense_schedule is None:
+        raise ValueError("the guard's dense_schedule must name a cached schedule (not full)")
+    for s in (schedule, dense_schedule):
+        if s is not None:
+            shadow_reference(s)  # a schedule without references: say so before anything is built
+            reference(s, "reuse_error")
+    monitor = backend == "eager"
+    return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),
+                            build(policy, None, backend, threads),
+                            None if dense_schedule is None else build(policy, dense_schedule, backend, threads, monitor),
+                            DriftGuard(settings), inference_period_s, check_period_s)

@@ -13,9 +13,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..drift.reference import SHADOW_STATISTIC, shadow_deviation
 from . import acs
 from .caching import CachedDenoiser, TeaCacheDenoiser
-from .policy import DiffusionPolicy
+from .diffusion import DiffusionPolicy
 from .schedule import Schedule
 
 SIMILARITIES = ("cosine", "l1")
@@ -194,3 +195,41 @@ def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None,
                                 similarity, reuse)
     return Schedule.create(cfg, method, blocks, num_updates=num_updates, bua=bua,
                            calibration=calibration if method != "full" else None, reuse=reuse)
+
+
+@torch.inference_mode()
+def shadow_checks(policy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+                  seed: int = 0) -> tuple[list[list[float]], list[list[float]]]:
+    """The guard's two signals at each observation (one at a time, as deployed): per schedule, the shadow
+    deviation against full precision from the same noise (run once per observation for all of them) and the
+    reuse error."""
+    cfg = policy.cfg
+    dens, full = [policy.denoiser(s, monitor=True) for s in schedules], policy.denoiser(Schedule.full(cfg))
+    g = torch.Generator().manual_seed(seed)
+    dev, reuse = [[] for _ in dens], [[] for _ in dens]
+    for i in range(image.shape[0]):
+        noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
+        cond = policy.encode_obs(image[i:i + 1].to(policy.device), state[i:i + 1].to(policy.device))
+        gen = lambda: torch.Generator().manual_seed(seed + i)  # noqa: E731 - the same per-step noise for all
+        reference_run = policy.sample(cond, full, noise.clone(), gen())
+        for j, den in enumerate(dens):
+            dev[j].append(shadow_deviation(policy.sample(cond, den, noise.clone(), gen()), reference_run))
+            reuse[j].append(den.meter.value)
+    return dev, reuse
+
+
+def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
+                      seed: int = 0) -> list[dict]:
+    """Each schedule's two signals over observations (`shadow_checks`): per schedule {"shadow_deviation":
+    {median, mean, p95, observations}, "reuse_error": {mean, p95, observations}}."""
+    if not schedules:
+        return []
+    dev, reuse = shadow_checks(policy, schedules, image, state, seed)
+    out = []
+    for d, r in zip(map(np.asarray, dev), map(np.asarray, reuse)):
+        n = int(d.size)
+        out.append({"shadow_deviation": {"statistic": SHADOW_STATISTIC, "median": float(np.median(d)),
+                                         "mean": float(d.mean()),
+                                         "p95": float(np.percentile(d, 95)), "observations": n},
+                    "reuse_error": {"mean": float(r.mean()), "p95": float(np.percentile(r, 95)), "observations": n}})
+    return out

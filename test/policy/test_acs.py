@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bac_ros.core.acs import (bubbling_union, forecast_similarity, optimal_forecast_steps, optimal_update_steps,
+from bac_ros.policy.acs import (bubbling_union, forecast_similarity, optimal_forecast_steps, optimal_update_steps,
                               top_error_blocks, uniform_steps)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bac_ros.compare import common_seeds, episode_metrics, pairwise, summarise, wilson_interval
+from bac_ros.analysis.compare import common_seeds, episode_metrics, pairwise, summarise, wilson_interval
 from bac_ros.data.episodes import Episode, Switch
 from bac_ros.robot.kinematics import Kinematics
 from bac_ros.robot.model import Q_HOME
@@ -63,8 +63,8 @@ def test_pairwise_is_paired_on_common_seeds_and_fisher_without_seeds():
 
 
 def test_resampled_traces_cannot_make_speeds_from_bunched_stamps():
-    from bac_ros.compare import tcp_speed
-    from bac_ros.core.motion import resample
+    from bac_ros.analysis.compare import tcp_speed
+    from bac_ros.analysis.motion import resample
 
     rng = np.random.default_rng(0)
     t = np.repeat(np.arange(0, 2, 0.02), 3) + rng.uniform(0, 1e-4, 300)  # stamps bunched in threes

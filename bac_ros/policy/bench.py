@@ -11,7 +11,7 @@ import torch
 from . import flops
 from .acs import DEFAULT_TOP_N
 from .caching import PlainDenoiser, TeaCacheDenoiser
-from .policy import DiffusionPolicy
+from .diffusion import DiffusionPolicy
 from .schedule import Schedule
 
 ROW_KEYS = ("method", "num_updates", "ms_median", "speedup", "gflops", "action_mse", "action_max_abs")
@@ -45,7 +45,7 @@ def variant(s: Schedule) -> str:
 def run_backends(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
                  backends: list[str], repeats: int = 3, seed: int = 0, threads: int = 1,
                  progress: Callable[[], None] | None = None) -> list[dict]:
-    """Full precision and each static schedule on each backend (`core.inference`), timed in one run on the same
+    """Full precision and each static schedule on each backend (`policy.inference`), timed in one run on the same
     observations and noise, interleaved: rows with `backend`, `ms_median`, `speedup` (against full precision on
     the same backend: like with like), `speedup_vs_eager_full`, and `action_mse_vs_eager` (against the same
     schedule on eager)."""
@@ -162,7 +162,7 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
 def _drift_ratios(policy: DiffusionPolicy, schedules: list[Schedule | None], image: torch.Tensor,
                   state: torch.Tensor, seed: int) -> list[float | None]:
     """Per entry: its schedule's median shadow deviation here over its calibration median (None without one)."""
-    from .drift import measure_reference
+    from .calibrate import measure_reference
 
     refs = [((s.calibration or {}).get("shadow_deviation") or {}).get("median") if s is not None else None
             for s in schedules]

@@ -9,8 +9,8 @@ from support import tiny_config
 
 
 def test_one_training_step_and_checkpoint(tmp_path):
-    from bac_ros.core.policy import DiffusionPolicy
-    from bac_ros.core.train import TrainConfig, train
+    from bac_ros.policy.diffusion import DiffusionPolicy
+    from bac_ros.policy.train import TrainConfig, train
 
     cfg = tiny_config()
 
@@ -59,7 +59,7 @@ def test_one_training_step_and_checkpoint(tmp_path):
 
 
 def test_relative_actions_round_trip_and_normalise_offsets():
-    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.policy.diffusion import DiffusionPolicy
 
     policy = DiffusionPolicy(tiny_config(relative_action_dims=7))
     g = torch.Generator().manual_seed(0)
@@ -82,7 +82,7 @@ def test_relative_actions_round_trip_and_normalise_offsets():
 
 
 def test_state_history_off_hides_older_joint_states():
-    from bac_ros.core.policy import DiffusionPolicy
+    from bac_ros.policy.diffusion import DiffusionPolicy
 
     g = torch.Generator().manual_seed(1)
     image = torch.rand(1, 2, 3, 32, 32, generator=g)
@@ -100,7 +100,7 @@ def test_state_history_off_hides_older_joint_states():
 
 
 def test_fixed_noise_makes_inference_a_function_of_the_observation(tiny_policy, tiny_cfg):
-    from bac_ros.core.streaming import ObservationWindow
+    from bac_ros.robot.streaming import ObservationWindow
     from bac_ros.robot.model import Q_HOME
     from bac_ros.sim.evaluate import _infer
 
@@ -108,7 +108,7 @@ def test_fixed_noise_makes_inference_a_function_of_the_observation(tiny_policy, 
     size = tiny_cfg.encoder.image_shape[1]
     hist.push(1.0, np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8),
               np.r_[Q_HOME, 0.08].astype(np.float32))
-    from bac_ros.core.runner import PolicyRunner
+    from bac_ros.policy.runner import PolicyRunner
 
     fixed_runner = PolicyRunner(tiny_policy, None, seed=7, fixed_noise=True)
     fixed = [_infer(fixed_runner, hist)[0] for _ in range(2)]

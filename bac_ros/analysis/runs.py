@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .core.config import PACKAGE_ROOT
+from ..core.paths import PACKAGE_ROOT
 
 RUNS_ROOT = Path("runs")
 
