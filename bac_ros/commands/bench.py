@@ -64,7 +64,7 @@ def run(args) -> int:
     (out / "table.md").write_text(table + "\n")
     print(f"wrote {out / 'rows.json'}, {out / 'table.md'}")
     if args.backend:
-        from ..policy.inference import BACKENDS
+        from ..policy.inference import BACKENDS, Backend
         from ..analysis.report import BACKEND_COLUMNS
 
         unknown = [b for b in args.backend if b not in BACKENDS]
@@ -74,7 +74,7 @@ def run(args) -> int:
         print(f"\nbackends {', '.join(args.backend)} ({threads} intra-op thread(s); compiled graphs are built once "
               "and cached)", flush=True)
         with tqdm(total=args.observations * args.repeats, desc="backends", unit="obs", file=sys.stderr) as bar:
-            brows = bench.run_backends(policy, schedules, image, state, args.backend, args.repeats, args.seed,
+            brows = bench.run_backends(policy, schedules, image, state, [Backend(b) for b in args.backend], args.repeats, args.seed,
                                        threads, bar.update)
         for r in brows:
             r.update(origin, schedule_hash=content_hash(r["schedule_file"]))

@@ -13,6 +13,7 @@ def comma_list(kind):
     """argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)]."""
     def parse(text: str):
         return [kind(x) for x in text.split(",") if x.strip()]
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse's message: "invalid Method value: 'x'"
     return parse
 
 

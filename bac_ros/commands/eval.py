@@ -10,9 +10,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from ..drift.guard import DriftMode, DriftState
 from ..policy.acs import DEFAULT_TOP_N
-from ..policy.inference import BACKENDS
-from ..policy.schedule import ACS_METHODS, Schedule, schedule_dir, schedule_file_name
+from ..policy.inference import BACKENDS, Backend
+from ..policy.schedule import ACS_METHODS, Method, Schedule, schedule_dir, schedule_file_name
 from ..analysis.stats import percentiles
 from ..robot.streaming import STITCHES, ChunkRules, stitch_of
 from ..analysis.runs import content_hash, provenance, write_json
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
     add_policy_options(e)
     e.add_argument("--episodes", type=int, default=50)
     e.add_argument("--seed-start", type=int, default=0, help="first world seed (demonstrations use 100000..)")
-    e.add_argument("--methods", type=comma_list(str), default=["full", "bac"],
+    e.add_argument("--methods", type=comma_list(Method), default=[Method.FULL, Method.BAC],
                    help="comma list of full and the schedule methods (uniform, teacache, acs-unified, acs-blockwise, "
                         "bac)")
     e.add_argument("--num-updates", type=comma_list(int), default=[7], help="S values (comma list)")
@@ -57,7 +58,7 @@ def add_parser(sub) -> None:
                         "will still execute of the playing chunk), ensemble (every chunk at once, the target the "
                         "mean of those covering now; temporal ensembling). Default: what --params' controller_node "
                         "section makes (config/grasp.yaml: ensemble)")
-    e.add_argument("--backend", default="eager", choices=BACKENDS,
+    e.add_argument("--backend", default=Backend.EAGER, type=Backend, choices=BACKENDS,
                    help="how the policy runs: eager PyTorch, ONNX Runtime (the whole inference compiled once per "
                         "schedule, cached), or a CUDA graph (--device cuda)")
     e.add_argument("--fixed-noise", action="store_true",
@@ -65,7 +66,7 @@ def add_parser(sub) -> None:
     e.add_argument("--world", action="append", default=[], metavar="KEY=VALUE",
                    help="change the world (repeatable): camera_pos=1.0,0.1,0.65, camera_target=..., camera_fovy=52, "
                         "cube_rgba=0.1,0.3,0.9,1, table_rgba=0.3,0.3,0.3,1 (a shifted world for the drift guard)")
-    e.add_argument("--drift", choices=["off", "watch", "guard"], default="off",
+    e.add_argument("--drift", choices=list(DriftMode), type=DriftMode, default=DriftMode.OFF,
                    help="cached schedules: measure the drift guard's signal (watch), or also let the guard switch to "
                         "the dense schedule (guard; policy_node's dense_schedule and drift_* in --params)")
     e.add_argument("--bench-observations", type=int, default=16)
@@ -131,11 +132,11 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
         for r in rows:
             if group(r) != mode or "succeeded" not in r:
                 continue
-            label = "full" if r["method"] == "full" else f"{method_label(r)} S={r['num_updates']}"
+            label = Method.FULL if r["method"] == Method.FULL else f"{method_label(r)} S={r['num_updates']}"
             metrics.setdefault(label, []).extend(
                 {"seed": seed, "success": bool(ok)} for seed, ok in zip(row_seeds(r), r["succeeded"]))
         if len(metrics) > 1:
-            out += [{"mode": mode, **p} for p in pairwise(metrics, "full" if "full" in metrics else None, margin)]
+            out += [{"mode": mode, **p} for p in pairwise(metrics, Method.FULL if Method.FULL in metrics else None, margin)]
     return out
 
 
@@ -144,15 +145,15 @@ def _schedules(args, cfg) -> list[tuple[str, int, str | None]]:
     from ..policy.diffusion import SHIPPED_CHECKPOINTS
 
     own = getattr(args, "checkpoint", "auto") not in (*SHIPPED_CHECKPOINTS, "none")
-    if own and not args.schedule_dir and any(m != "full" for m in args.methods):
+    if own and not args.schedule_dir and any(m != Method.FULL for m in args.methods):
         raise SystemExit(f"--checkpoint {args.checkpoint} with the shipped schedules, calibrated on the shipped weights: "
                          f"calibrate yours (`bac schedule --checkpoint {args.checkpoint} --data <demos> --method bac "
                          f"--num-updates 7 --out-dir <dir>`) and pass --schedule-dir <dir>")
     directory = Path(args.schedule_dir) if args.schedule_dir else schedule_dir(cfg)
     entries = []
     for method in args.methods:
-        if method == "full":
-            entries.append(("full", cfg.num_steps, None))
+        if method == Method.FULL:
+            entries.append((Method.FULL, cfg.num_steps, None))
             continue
         for s in args.num_updates:
             path = directory / schedule_file_name(method, s, args.similarity, top_n=args.top_n, reuse=args.reuse)
@@ -395,10 +396,10 @@ def _drift_fields(drift: list[list[dict]]) -> dict:
             "drift_ratio_per_episode": [round(median([c["ratio"] for c in ep]), 3) for ep in drift],
             "reuse_ratio_median": median([c["reuse"] for c in flat]), "drift_checks": len(flat),
             "dense_share": sum(c["dense"] for c in flat) / max(1, len(flat)),
-            "drift_warned_share": sum(c["state"] != "ok" for c in flat) / max(1, len(flat)),
+            "drift_warned_share": sum(c["state"] != DriftState.OK for c in flat) / max(1, len(flat)),
             # the guard restarts each episode: an alarm is an episode whose checks reached dense
-            "drift_alarm_episodes": sum(any(c["state"] == "dense" for c in ep) for ep in drift),
-            "drift_first_alarm_check": [next((i + 1 for i, c in enumerate(ep) if c["state"] == "dense"), None)
+            "drift_alarm_episodes": sum(any(c["state"] == DriftState.DENSE for c in ep) for ep in drift),
+            "drift_first_alarm_check": [next((i + 1 for i, c in enumerate(ep) if c["state"] == DriftState.DENSE), None)
                                         for ep in drift],
             # which CUSUM raised each episode's first alarm (shadow | observation; None: no alarm)
             "drift_first_alarm_signal": [next((c.get("alarm") for c in ep if c.get("alarm")), None) for ep in drift],
@@ -420,7 +421,7 @@ def _row(mode, method, s, sched, eps: list[dict], b, seeds, args, commit, origin
             "action_mse": b["action_mse"], "inference_ms_p95": float(sorted(ms)[int(0.95 * (len(ms) - 1))]),
             "seeds": [seeds[0], seeds[-1]], "seed_list": list(seeds),
             "similarity": args.similarity if method in ACS_METHODS else "cosine",
-            "top_n": args.top_n if method == "bac" else None,
+            "top_n": args.top_n if method == Method.BAC else None,
             "reuse": sched.reuse if sched is not None else None,
             # per episode, in seed order: which seeds each method solves (paired comparisons)
             "succeeded": [int(e["success"]) for e in eps],

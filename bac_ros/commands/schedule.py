@@ -5,9 +5,12 @@ import sys
 from pathlib import Path
 
 from ..policy.acs import DEFAULT_TOP_N
+from ..drift.guard import DriftMode
 from ..drift.reference import SHADOW_STATISTIC
 from ..policy.calibrate import measure_reference
-from ..policy.schedule import METHODS, schedule_file_name
+from ..policy.inference import Backend
+from ..policy.schedule import ACS_METHODS, METHODS, Method, schedule_file_name
+from ..robot.streaming import Source
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
 
 
@@ -17,7 +20,7 @@ REFERENCE_OBS = 32  # observations the drift guard's reference is measured on
 def add_parser(sub) -> None:
     s = sub.add_parser("schedule", help="calibrate and write caching schedules (JSON + update-map PNG)")
     add_policy_options(s)
-    s.add_argument("--method", type=comma_list(str), default=["bac"], help=f"comma list of {', '.join(METHODS)}")
+    s.add_argument("--method", type=comma_list(Method), default=[Method.BAC], help=f"comma list of {', '.join(METHODS)}")
     s.add_argument("--num-updates", type=comma_list(int), help="S: updates per block (comma list)")
     s.add_argument("--top-n", type=comma_list(int), default=[DEFAULT_TOP_N],
                    help="bubbling-union blocks (bac; comma list: one schedule each, files suffixed _n<N>)")
@@ -70,15 +73,15 @@ def run(args) -> int:
     cfg = policy.cfg
     image, state = observations(policy, args.observations, args.seed, args.data)
     stats = None
-    if any(m in ("acs-unified", "acs-blockwise", "bac") for m in methods):
+    if any(m in ACS_METHODS for m in methods):
         with tqdm(total=image.shape[0], desc="calibrating", unit="obs", file=sys.stderr) as bar:
             stats = calibrate.collect(policy, image, state, seed=args.seed, progress=bar.update,
                                       gram=args.reuse == "forecast")
     out_dir = None if args.out else output_dir(args, "schedule", cfg.name)
     made = []
     for method, s, top_n in [(m, s, n) for m in methods for s in sizes
-                             for n in (args.top_n if m == "bac" else [DEFAULT_TOP_N])]:
-        if method != "full" and s is None:
+                             for n in (args.top_n if m == Method.BAC else [DEFAULT_TOP_N])]:
+        if method != Method.FULL and s is None:
             raise SystemExit(f"method '{method}' needs --num-updates")
         sched = calibrate.make_schedule(policy, method, s, stats, top_n=top_n, force_last=args.force_last,
                                         image=image[: args.teacache_observations],
@@ -106,7 +109,7 @@ def add_reference(args) -> int:
     policy = load_policy(args)
     schedules = [Schedule.load(path, policy.cfg) for path in args.reference]
     for path, sched in zip(args.reference, schedules):
-        if sched.is_dynamic or sched.method == "full":
+        if sched.is_dynamic or sched.method == Method.FULL:
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
     current = lambda stats: (stats or {}).get("statistic") == SHADOW_STATISTIC  # noqa: E731
     looped = args.closed_loop > 0 or bool(args.closed_loop_bags)
@@ -148,8 +151,8 @@ def closed_loop(args, policy, path: str, sched) -> None:
 
     seeds = list(range(args.closed_loop_seed_start, args.closed_loop_seed_start + args.closed_loop))
     spec = {"config": args.config, "checkpoint": args.checkpoint, "seed": args.seed, "threads": args.threads,
-            "device": args.device, "params": args.params, "world": [], "backend": "eager", "fixed_noise": False,
-            "drift": "watch", "commit_steps": None, "latency_ms": None, "max_time": args.max_time,
+            "device": args.device, "params": args.params, "world": [], "backend": Backend.EAGER, "fixed_noise": False,
+            "drift": DriftMode.WATCH, "commit_steps": None, "latency_ms": None, "max_time": args.max_time,
             "drift_overrides": {"drift_check_every": 1}, "drift_features": True}
     entries = [(sched.method, sched.num_updates, str(Path(path).resolve()))]
     make = functools.partial(make_worker, spec, entries, policy if args.workers <= 1 else None)
@@ -179,7 +182,7 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
 
     check_roi(args.image_roi, "--image-roi")
     folder = Path(args.closed_loop_bags)
-    rows = [r for r in read_index(folder) if r.get("source") == "policy"]
+    rows = [r for r in read_index(folder) if r.get("source") == Source.POLICY]
     if len(rows) < 2:
         raise SystemExit(f"{folder}: {len(rows)} recorded episode(s) of the policy playing; the reference needs two "
                          "or more (record them with recorder_node while policy_node plays)")

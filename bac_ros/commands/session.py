@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 KEYS = {"\n": "start", "\r": "start", " ": "start", "s": "success", "f": "failure", "d": "discard", "x": "stop arm",
         "q": "quit"}
@@ -31,7 +30,7 @@ def run(args) -> int:
     from std_msgs.msg import String
     from std_srvs.srv import SetBool, Trigger
 
-    from ..nodes.runtime import spin_in_background
+    from ..nodes.runtime import ServiceUnavailable, call_service, spin_in_background
 
     rclpy.init()
     node = rclpy.create_node("bac_session", namespace=args.namespace or None)
@@ -46,16 +45,13 @@ def run(args) -> int:
 
     def call(name: str, request) -> str:
         client = clients[name]
-        if not client.wait_for_service(timeout_sec=args.timeout):
+        try:
+            r = call_service(client, request, args.timeout)
+        except ServiceUnavailable:
             who = "controller_node" if name == "stop arm" else "recorder_node"
             return f"{client.srv_name}: no {who} answers (is the graph up, in this namespace?)"
-        fut = client.call_async(request)
-        deadline = time.monotonic() + args.timeout
-        while not fut.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not fut.done():
-            return f"{client.srv_name}: no answer within {args.timeout:.0f} s"
-        r = fut.result()
+        except TimeoutError as e:
+            return str(e)
         return ("ok: " if r.success else "refused: ") + r.message
 
     def act(key: str) -> str | None:

@@ -21,18 +21,21 @@ def setting(default: Any, description: str, low: float | None = None, high: floa
                                                         "choices": choices})
 
 
+def out_of_range(name: str, value, bounds: tuple | None = None, choices: tuple | None = None) -> str | None:
+    """Why `value` is not allowed for `name` (outside `choices`, or outside [low, high] `bounds`), or None."""
+    if choices is not None and value not in choices:
+        return f"{name} must be one of {', '.join(choices)}, got {value!r}"
+    if bounds and bounds[0] is not None and not isinstance(value, bool) and not bounds[0] <= value <= bounds[1]:
+        return f"{name} must be in [{bounds[0]}, {bounds[1]}], got {value}"
+    return None
+
+
 def check_ranges(obj) -> None:
     """ValueError naming the field when a value lies outside the range or choices its `setting` declares."""
     for f in dataclasses.fields(obj):
-        low, high = f.metadata.get("range", (None, None))
-        choices = f.metadata.get("choices")
-        value = getattr(obj, f.name)
-        if choices is not None and value not in choices:
-            raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
-        if low is None or isinstance(value, bool):
-            continue
-        if not low <= value <= high:
-            raise ValueError(f"{f.name} must be in [{low}, {high}], got {value}")
+        why = out_of_range(f.name, getattr(obj, f.name), f.metadata.get("range"), f.metadata.get("choices"))
+        if why:
+            raise ValueError(why)
 
 
 def from_mapping(cls, values: dict, strict: bool = False):
@@ -46,12 +49,6 @@ def from_mapping(cls, values: dict, strict: bool = False):
             raise ValueError(f"unknown parameter(s) for {cls.__name__}: {unknown}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kwargs)
-
-
-def describe(cls) -> list[tuple[str, Any, str, float | None, float | None]]:
-    """(name, default, description, low, high) for every field of a settings dataclass."""
-    return [(f.name, f.default, f.metadata.get("description", ""), *f.metadata.get("range", (None, None)))
-            for f in dataclasses.fields(cls)]
 
 
 def node_parameters(node: str, path=None) -> dict:

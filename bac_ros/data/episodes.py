@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..robot.streaming import Source
 from .bags import CAMERA, COMPRESSED, read_messages
 
 SOURCES = ("expert", "policy", "teleop")  # who commanded a training row (data/source holds the index)
@@ -67,7 +68,7 @@ def _switches(messages) -> list[Switch]:
         d = json.loads(m.data)
         since = float(d.get("since", 0.0))
         stamps = {round(float(s), 4) for s in d.get("intervention_stamps", [])}
-        out[since] = Switch(since, d["source"], d["source"] == "teleop" and round(since, 4) in stamps)
+        out[since] = Switch(since, d["source"], d["source"] == Source.TELEOP and round(since, 4) in stamps)
     return [out[k] for k in sorted(out)]
 
 

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from ..core.settings import check_ranges, setting
 from .reference import SignalReference
+
+class DriftState(StrEnum):
+    """What the guard makes of its checks: in range, rising (a warning), or run the dense schedule."""
+    OK = "ok"
+    WARN = "warn"
+    DENSE = "dense"
+
+
+class DriftMode(StrEnum):
+    """What the guard may do: nothing, watch (report only), or guard (switch to the dense schedule)."""
+    OFF = "off"
+    WATCH = "watch"
+    GUARD = "guard"
+
 
 SIGNALS = ("shadow", "observation")
 
@@ -62,7 +77,7 @@ class DriftGuard:
 
     def reset(self) -> None:
         """A fresh start (an evaluation episode): state ok, the CUSUMs at 0."""
-        self.state = "ok"
+        self.state = DriftState.OK
         self.sums = dict.fromkeys(SIGNALS, 0.0)
         self._calm = 0
         self.last = dict.fromkeys(SIGNALS, float("nan"))
@@ -93,21 +108,21 @@ class DriftGuard:
         s = self.settings
         self.last.update(zs)
         self.thresholds.update(shadow=threshold, observation=observation_threshold)
-        if self.state == "dense":
+        if self.state == DriftState.DENSE:
             self._calm = self._calm + 1 if all(v < s.drift_cusum_k for v in measured.values()) else 0
             if self._calm >= s.drift_settle:
-                self.state, self._calm = "ok", 0
+                self.state, self._calm = DriftState.OK, 0
                 self.sums = dict.fromkeys(SIGNALS, 0.0)
             return self.state
         for k, v in measured.items():
             self.sums[k] = max(0.0, self.sums[k] + v - s.drift_cusum_k)
         over = [k for k in SIGNALS if self.sums[k] > self.thresholds[k]]
         if over:
-            self.state, self._calm, self.alarm_signal = "dense", 0, over[0]
+            self.state, self._calm, self.alarm_signal = DriftState.DENSE, 0, over[0]
             self.switches += 1
             self.sums = dict.fromkeys(SIGNALS, 0.0)  # the dense schedule's checks count calm ones from here
         elif any(self.sums[k] > self.thresholds[k] / 2 for k in SIGNALS):
-            self.state = "warn"
+            self.state = DriftState.WARN
         elif all(v == 0.0 for v in self.sums.values()):
-            self.state = "ok"  # a warning ends only at 0: hysteresis
+            self.state = DriftState.OK  # a warning ends only at 0: hysteresis
         return self.state

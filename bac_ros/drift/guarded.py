@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .guard import DriftGuard, guard_thresholds
+from .guard import DriftGuard, DriftState, guard_thresholds
 from .reference import (SignalReference, observation_features, observation_reference, reference, shadow_deviation,
                         shadow_reference)
 
@@ -135,5 +135,5 @@ class GuardedInference:
                       tuple(round(float(v), 5) for v in features) if self.record_features else None)
         self.history.append(check)
         if self.dense is not None:
-            self.active = self.dense if state_ == "dense" else self.fast
+            self.active = self.dense if state_ == DriftState.DENSE else self.fast
         return check

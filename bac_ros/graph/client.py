@@ -118,19 +118,18 @@ class GraphClient:
         (RuntimeError when it failed and `must_succeed`, else the failure is printed and '' returned)."""
         from std_srvs.srv import Trigger
 
-        c = self._clients[service]
-        deadline = time.monotonic() + timeout
-        while not c.wait_for_service(timeout_sec=0.5):
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service {service} did not come up within {timeout:.0f} s")
-        fut = c.call_async(request if request is not None else Trigger.Request())
-        while not fut.done() and time.monotonic() < deadline:
-            self.check()
-            time.sleep(0.005)
-        if fut.done() and fut.result().success:
-            return fut.result().message
-        msg = f"{service} failed: {fut.result().message if fut.done() else 'no answer in time'}"
+        from ..nodes.runtime import ServiceUnavailable, call_service
+
+        try:
+            r = call_service(self._clients[service], request if request is not None else Trigger.Request(), timeout,
+                             self.check)
+        except ServiceUnavailable:
+            raise RuntimeError(f"service {service} did not come up within {timeout:.0f} s") from None
+        except TimeoutError:
+            r = None
+        if r is not None and r.success:
+            return r.message
+        msg = f"{service} failed: {r.message if r is not None else 'no answer in time'}"
         if must_succeed:
             raise RuntimeError(msg)
         print(f"  {msg}", flush=True)
@@ -146,16 +145,17 @@ class GraphClient:
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
         from rcl_interfaces.srv import SetParameters
 
+        from ..nodes.runtime import call_service
+
         c = self.node.create_client(SetParameters, f"{node_name}/set_parameters")
-        if not c.wait_for_service(timeout_sec=30.0):
-            raise RuntimeError(f"{node_name} has no parameter service")
-        self.check()
         pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str)
               else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(value)))
-        fut = c.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
-        self.wait_for(fut.done, 10.0, f"setting {node_name} {name} did not answer")
-        if not fut.result().results[0].successful:
-            raise RuntimeError(f"setting {node_name} {name} failed: {fut.result().results[0].reason}")
+        try:
+            r = call_service(c, SetParameters.Request(parameters=[Parameter(name=name, value=pv)]), 30.0, self.check)
+        except TimeoutError as e:
+            raise RuntimeError(f"setting {node_name} {name}: {e}") from None
+        if not r.results[0].successful:
+            raise RuntimeError(f"setting {node_name} {name} failed: {r.results[0].reason}")
 
     def stream_as(self, node_name: str | None) -> None:
         """Publish chunks on bac/action_chunk as a node named `node_name` from now on (the controller plays

@@ -5,9 +5,21 @@ service names are relative, so a namespace moves the whole graph; the nodes may 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ..robot.streaming import Source
 
 SIM_HOSTNAME = "127.0.0.1"  # franky-sim's libfranka server (sim_node's default hostname)
-MODES = ("policy", "teleop", "shared")  # who drives: the policy, a person, or the policy with a person ready
+
+
+class Mode(StrEnum):
+    """Who drives the launched graph."""
+    POLICY = "policy"  # policy_node
+    TELEOP = "teleop"  # a person through teleop_node
+    SHARED = "shared"  # the policy, with a person ready to take over
+
+
+MODES = tuple(Mode)
 INPUTS = ("spacemouse", "joy", "twist")
 OPERATORS = ("none", "drive", "intervene")  # the scripted operator (simulation only)
 
@@ -52,33 +64,33 @@ def grasp_graph(use_sim: bool, robot_ip: str | None = None, schedule: str | None
     policy_node drives), teleop (teleop_node drives) or shared (the policy drives, a person can take over);
     `teleop_input`: teleop_node's input; `operator` (simulation): the scripted operator drives (`drive`, mode
     teleop) or watches and intervenes; `schedule`, `checkpoint`: policy_node's."""
-    mode, operator = mode or "policy", operator or "none"
+    mode, operator = mode or Mode.POLICY, operator or "none"
     if mode not in MODES or (teleop_input or "twist") not in INPUTS or operator not in OPERATORS:
         raise ValueError(f"mode must be one of {MODES}, input one of {INPUTS}, operator one of {OPERATORS}; got "
                          f"{mode!r}, {teleop_input!r}, {operator!r}")
     if operator != "none" and not use_sim:
         raise ValueError("the scripted operator needs the simulated world (use_sim)")
     # arguments that would start nothing that uses them: said, not ignored
-    if teleop_input and mode == "policy":
+    if teleop_input and mode == Mode.POLICY:
         raise ValueError(f"input:={teleop_input} needs a teleoperator: add mode:=teleop or mode:=shared")
-    if operator == "drive" and mode == "policy":
+    if operator == "drive" and mode == Mode.POLICY:
         raise ValueError("operator:=drive drives through teleop_node: add mode:=teleop or mode:=shared")
-    if operator == "intervene" and mode != "shared":
+    if operator == "intervene" and mode != Mode.SHARED:
         raise ValueError("operator:=intervene takes over from a running policy: add mode:=shared")
-    if mode == "teleop" and (schedule or checkpoint):
+    if mode == Mode.TELEOP and (schedule or checkpoint):
         raise ValueError("schedule:= and checkpoint:= are policy_node's, which mode:=teleop does not start: "
                          "mode:=policy or mode:=shared")
     given = lambda **kw: {k: v for k, v in kw.items() if v not in (None, "")}  # noqa: E731
     sim_time = {"use_sim_time": True} if use_sim else {}
     host = (sim_hostname or SIM_HOSTNAME) if use_sim else None
     controller = given(robot_ip=host or robot_ip, realtime_mode="ignore" if use_sim else None,
-                       source={"teleop": "teleop", "shared": "policy"}.get(mode))
+                       source={Mode.TELEOP: Source.TELEOP.value, Mode.SHARED: Source.POLICY.value}.get(mode))
     nodes = [NodeSpec("controller_node", {**controller, **sim_time}),
              NodeSpec("sim_node", given(hostname=sim_hostname)) if use_sim else NodeSpec("camera_node"),
              NodeSpec("metrics_node", sim_time), NodeSpec("recorder_node", sim_time)]
-    if mode != "teleop":
+    if mode != Mode.TELEOP:
         nodes.append(NodeSpec("policy_node", {**given(schedule=schedule, checkpoint=checkpoint), **sim_time}))
-    if mode != "policy":
+    if mode != Mode.POLICY:
         nodes.append(NodeSpec("teleop_node", {**given(input="twist" if operator != "none" else teleop_input),
                                               **sim_time}))
     if operator != "none":

@@ -19,7 +19,6 @@ faulted     a robot error (reflex, control exception) or the robot gone: no comm
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -33,20 +32,21 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ..robot.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules
+from ..core.native_threads import start_native_thread
 from ..robot.fr3_arm import FR3Arm, HomingError, MotionStopped, RobotFault, drive
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
-from .messages import to_time, trajectory_to_chunk, vector_to_joint_state
+from ..robot.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules, Source
+from .messages import (ControllerState, controller_state_message, source_message, to_time,
+                       trajectory_to_chunk, vector_to_joint_state)
 from .senders import Pending, SenderIdentity
 from .params import Param, declare_params, from_settings, settings_from
-from ..core.native_threads import start_native_thread
 from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, spin_in_background, steady_timer
 
 REALTIME_MODES = ("enforce", "ignore")
-SOURCES = ("policy", "teleop")
+SOURCES = tuple(Source)
 CONNECTOR_JOIN_S = 3.0  # at shutdown, for an attempt to connect to end (franky's own timeouts can be longer)
-TOPICS = {"policy": "bac/action_chunk", "teleop": "bac/teleop_chunk"}
+TOPICS = {Source.POLICY: "bac/action_chunk", Source.TELEOP: "bac/teleop_chunk"}
 
 
 def chunk_size_limit(max_points: int) -> int:
@@ -64,7 +64,7 @@ PARAMETERS = [
     Param("realtime_mode", "enforce", "enforce: libfranka's real-time mode (a real FR3 on a real-time kernel); "
           "ignore: simulation", choices=REALTIME_MODES),
     Param("connect_timeout_s", 30.0, "retry the first connection this long (s), then exit 2", (1.0, 3600.0)),
-    Param("source", "policy", "the source that plays at start", choices=SOURCES),
+    Param("source", str(Source.POLICY), "the source that plays at start", choices=SOURCES),
     Param("chunk_source", "policy_node", "the node whose bac/action_chunk plays (a name, or /namespace/name); "
           "other publishers are refused and counted"),
     Param("teleop_source", "teleop_node", "the node whose bac/teleop_chunk plays"),
@@ -96,8 +96,8 @@ class ControllerNode(Node):
             raise ValueError("parameters chunk_source and teleop_source must name a node (e.g. policy_node)")
         if len(p.collision_torque_thresholds) != 7 or len(p.collision_force_thresholds) != 6:
             raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
-        self.params, self.robot_ip, self.source = p, p.robot_ip, p.source
-        self.senders = {"policy": p.chunk_source, "teleop": p.teleop_source}
+        self.params, self.robot_ip, self.source = p, p.robot_ip, Source(p.source)
+        self.senders = {Source.POLICY: p.chunk_source, Source.TELEOP: p.teleop_source}
         self.limits = settings_from(ArmLimits, p)
         self._arm_args = dict(limits=self.limits, realtime=p.realtime_mode == "enforce",
                               collision=(p.collision_torque_thresholds, p.collision_force_thresholds),
@@ -112,7 +112,7 @@ class ControllerNode(Node):
         self._arm_lock = threading.Lock()
         self._homing_stop = threading.Event()  # this homing's: set by /bac/stop (a fresh one per /bac/home)
         self.arm: FR3Arm | None = None
-        self.state, self.reason = "connecting", f"connecting to the FR3 at {self.robot_ip}"
+        self.state, self.reason = ControllerState.CONNECTING, f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
         self._connector: threading.Thread | None = None
         self.interventions: list[float] = []  # when a take-over interrupted a running policy (node clock, s)
@@ -194,7 +194,7 @@ class ControllerNode(Node):
                 self.arm = arm
             with self._lock:
                 self.chunk_executor.stop()
-                self.state, self.reason = "ready", f"connected to the FR3 at {self.robot_ip}; holding"
+                self.state, self.reason = ControllerState.READY, f"connected to the FR3 at {self.robot_ip}; holding"
             self.reporter.count("connections")
             self.get_logger().info(f"connected to the FR3 at {self.robot_ip}")
             self._publish_state()
@@ -208,10 +208,10 @@ class ControllerNode(Node):
             "internal error" if isinstance(error, INTERNAL_ERRORS) else "robot lost"
         gone = kind == "robot lost"
         with self._lock:
-            if self.state == "faulted" and (not gone or self.arm is None):
+            if self.state == ControllerState.FAULTED and (not gone or self.arm is None):
                 return
             self.chunk_executor.stop()
-            self.state = "faulted"
+            self.state = ControllerState.FAULTED
             detail = f"{type(error).__name__}: {error}" if kind == "internal error" else str(error)
             self.reason = f"{kind} in {where}: {detail}"
         self.reporter.count(f"faults_{kind.replace(' ', '_')}", self.reason, "error")
@@ -226,7 +226,7 @@ class ControllerNode(Node):
     def _robot_call(self, where: str, fn):
         """Run `fn(arm)` if a usable robot is there; a franky error becomes a fault. Returns its result."""
         arm = self.arm
-        if arm is None or (self.state == "faulted"):
+        if arm is None or (self.state == ControllerState.FAULTED):
             return None
         try:
             return fn(arm)
@@ -236,7 +236,7 @@ class ControllerNode(Node):
 
     # ---- inputs --------------------------------------------------------------------------------------
     @guarded()
-    def on_chunk(self, msg: bytes, info, kind: str = "policy") -> None:
+    def on_chunk(self, msg: bytes, info, kind: Source = Source.POLICY) -> None:
         """A serialised JointTrajectory from `kind`'s topic."""
         gid = bytes(info["publisher_gid"]["data"])
         sender = self._identity[kind].name(gid)
@@ -298,7 +298,7 @@ class ControllerNode(Node):
             self.tick_max_ms = max(self.tick_max_ms, (time.perf_counter() - t0) * 1e3)
 
     def _control_tick(self) -> None:
-        if self.state not in ("ready", "running") or not self._arm_lock.acquire(blocking=False):
+        if not self.state.usable or not self._arm_lock.acquire(blocking=False):
             return  # not connected, faulted, or homing
         try:
             arm = self.arm
@@ -308,7 +308,7 @@ class ControllerNode(Node):
                 out = self._robot_call("control", lambda a: drive(self.chunk_executor, a, now))
                 if arm.auto_recoveries != recoveries:  # auto_recover: cleared by itself, then hold
                     self.chunk_executor.stop()
-                    self.state, self.reason = "ready", f"recovered by itself from: {arm.errors[-1]}; holding"
+                    self.state, self.reason = ControllerState.READY, f"recovered by itself from: {arm.errors[-1]}; holding"
                     out = None
             if arm.velocity_stops != stops:
                 self.reporter.count("velocity_stops", arm.errors[-1])
@@ -331,7 +331,7 @@ class ControllerNode(Node):
     @guarded()
     def publish_joint_state(self) -> None:
         arm = self.arm
-        if arm is not None and self.state == "faulted":  # a robot error keeps the link: the arm is still seen
+        if arm is not None and self.state == ControllerState.FAULTED:  # a robot error keeps the link: the arm is still seen
             try:
                 state = arm.state()
             except Exception:  # noqa: BLE001 - faulted already; a robot gone is reported by the next call
@@ -343,10 +343,10 @@ class ControllerNode(Node):
 
     # ---- services ------------------------------------------------------------------------------------
     def _refuse_unless_usable(self, resp) -> bool:
-        if self.state in ("ready", "running"):
+        if self.state.usable:
             return False
         resp.success = False
-        resp.message = f"{self.state}: {self.reason}" + ("; call /bac/recover" if self.state == "faulted" else "")
+        resp.message = f"{self.state}: {self.reason}" + ("; call /bac/recover" if self.state == ControllerState.FAULTED else "")
         return True
 
     @guarded_service()
@@ -355,7 +355,7 @@ class ControllerNode(Node):
             return resp
         with self._lock:
             self.chunk_executor.stop()  # after homing, hold home until /bac/start
-            self.state, self.reason = "ready", "homing"
+            self.state, self.reason = ControllerState.READY, "homing"
             # made here, with the state: a /bac/stop from now on ends this homing, even before the motion begins
             self._homing_stop = stop = threading.Event()
         self._publish_state()
@@ -381,7 +381,7 @@ class ControllerNode(Node):
     def on_recover(self, _req, resp):
         """Clear a robot error: franky's recover_from_errors and a fresh torque loop at the measured pose;
         then hold (ready) until /bac/start."""
-        if self.state in ("ready", "running"):
+        if self.state.usable:
             resp.success, resp.message = True, f"{self.state}: nothing to recover"
             return resp
         if self.arm is None:
@@ -392,7 +392,7 @@ class ControllerNode(Node):
                 self.arm.recover()
             with self._lock:
                 self.chunk_executor.stop()
-                self.state, self.reason = "ready", "recovered; holding"
+                self.state, self.reason = ControllerState.READY, "recovered; holding"
             self.reporter.count("recoveries")
             resp.success, resp.message = True, "recovered; holding until /bac/start"
         except Exception as e:  # noqa: BLE001 - franky raises several types
@@ -407,11 +407,11 @@ class ControllerNode(Node):
         through the envelope to where it can stop and holds there (ready) until /bac/start or /bac/home. Succeeds
         in every state: faulted or not connected, nothing plays already."""
         with self._lock:
-            if self.state not in ("ready", "running"):
+            if not self.state.usable:
                 resp.success, resp.message = True, f"nothing plays: {self.state}: {self.reason}"
                 return resp
             self.chunk_executor.stop(hold=True)
-            self.state, self.reason = "ready", "stopped by bac/stop; holding where it braked"
+            self.state, self.reason = ControllerState.READY, "stopped by bac/stop; holding where it braked"
             self._homing_stop.set()
         self.reporter.count("stops", "stopped by bac/stop", "info")
         self._publish_state()
@@ -427,25 +427,25 @@ class ControllerNode(Node):
         now = now_s(self)
         with self._lock:
             self.chunk_executor.start(now, self._commit(self.source))
-            self.state, self.reason = "running", f"playing {self.source}"
+            self.state, self.reason = ControllerState.RUNNING, f"playing {self.source}"
         self._publish_state()
         resp.success, resp.message = True, f"playing {self.source} chunks stamped from {now:.3f} s"
         return resp
 
-    def _commit(self, source: str) -> int | None:
+    def _commit(self, source: Source) -> int | None:
         """Steps a chunk plays before the newest takes over: the policy's as trained (the rules'), a
         teleoperator's none (each new target is the operator's latest intent)."""
-        return 0 if source == "teleop" else None
+        return 0 if source == Source.TELEOP else None
 
     @guarded_service()
     def on_take_over(self, _req, resp):
-        return self._select("teleop", resp)
+        return self._select(Source.TELEOP, resp)
 
     @guarded_service()
     def on_hand_back(self, _req, resp):
-        return self._select("policy", resp)
+        return self._select(Source.POLICY, resp)
 
-    def _select(self, source: str, resp):
+    def _select(self, source: Source, resp):
         """bac/take_over (teleop) and bac/hand_back (policy): switch the source that plays. While running,
         only chunks planned from now on play, starting from the arm's last target."""
         now = now_s(self)
@@ -453,10 +453,10 @@ class ControllerNode(Node):
             if source == self.source:
                 resp.success, resp.message = True, f"{source} plays already"
                 return resp
-            if source == "teleop" and self.state == "running":
+            if source == Source.TELEOP and self.state == ControllerState.RUNNING:
                 self.interventions.append(now)  # a person took over from a running policy
             self.source, self._source_since = source, now
-            if self.state == "running":
+            if self.state == ControllerState.RUNNING:
                 self.chunk_executor.start(now, self._commit(source))
                 self.reason = f"playing {source}"
         self.reporter.count(f"switches_to_{source}")
@@ -467,13 +467,11 @@ class ControllerNode(Node):
         return resp
 
     def _publish_source(self) -> None:
-        self.source_pub.publish(String(data=json.dumps({
-            "source": self.source, "since": round(self._source_since, 4), "interventions": len(self.interventions),
-            "intervention_stamps": [round(t, 4) for t in self.interventions[-20:]]})))
+        self.source_pub.publish(source_message(self.source, self._source_since, self.interventions))
 
     # ---- reporting -----------------------------------------------------------------------------------
     def _publish_state(self) -> None:
-        self.state_pub.publish(String(data=f"{self.state}: {self.reason}"))
+        self.state_pub.publish(controller_state_message(self.state, self.reason))
 
     @guarded()
     def publish_diagnostics(self) -> None:
@@ -489,8 +487,8 @@ class ControllerNode(Node):
                            "targets_shaped": arm.shaped, "workspace_refusals": arm.workspace_refusals,
                            "velocity_stops_arm": arm.velocity_stops, "robot_errors": len(arm.errors),
                            **{f"gripper_{k}": v for k, v in arm.gripper_counts().items()}})
-        level = {"running": DiagnosticStatus.OK, "ready": DiagnosticStatus.OK,
-                 "connecting": DiagnosticStatus.WARN}.get(self.state, DiagnosticStatus.ERROR)
+        level = {ControllerState.RUNNING: DiagnosticStatus.OK, ControllerState.READY: DiagnosticStatus.OK,
+                 ControllerState.CONNECTING: DiagnosticStatus.WARN}.get(self.state, DiagnosticStatus.ERROR)
         self.diag_pub.publish(diagnostics(self, "bac: controller_node", f"{self.state}: {self.reason}", values,
                                           level))
 
@@ -506,7 +504,7 @@ class ControllerNode(Node):
         self._side.destroy_node()
         arm, self.arm = self.arm, None
         if arm is not None:
-            if self.state != "faulted":
+            if self.state != ControllerState.FAULTED:
                 try:
                     arm.hold()
                 except Exception:  # noqa: BLE001 - best effort: the robot may be gone

@@ -1,13 +1,17 @@
 """Conversions between ROS 2 messages and the arrays the policy and the arm use."""
 from __future__ import annotations
 
+import json
+from enum import StrEnum
+
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..core.images import decode_rgb
-from ..robot.streaming import Chunk
+from ..robot.streaming import Chunk, Source
 from ..robot.model import JOINT_NAMES
 
 
@@ -109,22 +113,44 @@ def trajectory_to_chunk(msg: JointTrajectory) -> Chunk:
     return Chunk(origin + float(times[0]), actions, dt, origin)
 
 
-def source_of(msg) -> str:
-    """bac/source (std_msgs/String, JSON): the source whose chunks the controller plays (policy, teleop)."""
-    import json
+class ControllerState(StrEnum):
+    """controller_node's state (its module docstring says what each means)."""
+    CONNECTING = "connecting"
+    READY = "ready"
+    RUNNING = "running"
+    FAULTED = "faulted"
 
-    return json.loads(msg.data)["source"]
+    @property
+    def usable(self) -> bool:
+        """Connected and without a fault: it takes /bac/start, /bac/home and chunks."""
+        return self in (ControllerState.READY, ControllerState.RUNNING)
+
+
+def controller_state_message(state: ControllerState, reason: str) -> String:
+    """bac/controller_state (std_msgs/String, latched): "<state>: <reason>"."""
+    return String(data=f"{state}: {reason}")
+
+
+def controller_state_of(msg) -> ControllerState:
+    """The state in a bac/controller_state message (`controller_state_message`)."""
+    return ControllerState(msg.data.split(":", 1)[0].strip())
+
+
+def source_message(source: Source, since: float, interventions: list[float]) -> String:
+    """bac/source (std_msgs/String, latched JSON): who plays, since when (node clock, s), how many take-overs
+    interrupted a running policy and the stamps of the last 20."""
+    return String(data=json.dumps({"source": str(source), "since": round(since, 4), "interventions": len(interventions),
+                                   "intervention_stamps": [round(t, 4) for t in interventions[-20:]]}))
+
+
+def source_of(msg) -> Source:
+    """The source in a bac/source message (`source_message`)."""
+    return Source(json.loads(msg.data)["source"])
 
 
 def teleop_plays(msg) -> bool:
     """bac/source: whether the teleoperator is the source that plays."""
-    return source_of(msg) == "teleop"
-
-
-def controller_state_of(msg) -> str:
-    """bac/controller_state (std_msgs/String, "<state>: <reason>"): the state (connecting, ready, running,
-    faulted)."""
-    return msg.data.split(":", 1)[0].strip()
+    return source_of(msg) == Source.TELEOP
 
 
 def commanded_closed(msg: JointState) -> bool | None:

@@ -11,6 +11,8 @@ from typing import Any
 
 from rclpy.node import Node
 
+from ..core.settings import out_of_range
+
 
 @dataclass(frozen=True)
 class Param:
@@ -32,11 +34,7 @@ class Param:
 
     def check(self, value) -> str | None:
         """Why `value` is not allowed, or None."""
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
-        if self.range is not None and not isinstance(value, bool) and not self.range[0] <= value <= self.range[1]:
-            return f"{self.name} must be in [{self.range[0]}, {self.range[1]}], got {value}"
-        return None
+        return out_of_range(self.name, value, self.range, self.choices)
 
 
 def from_settings(cls, read_only: bool = True) -> list[Param]:

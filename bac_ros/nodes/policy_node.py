@@ -18,15 +18,16 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..drift.guard import DriftSettings
+from ..drift.guard import DriftMode, DriftSettings, DriftState
 from ..policy.inference import BACKENDS
 from ..policy.runner import DRIFT_MODES, RATE_HZ
+from ..policy.schedule import Method
 from ..core.images import check_roi, to_policy_size
-from ..robot.streaming import PLAYBACKS, Chunk, ObservationAligner, RecedingHorizon
+from ..robot.streaming import PLAYBACKS, Chunk, ObservationAligner, RecedingHorizon, Source
 from ..robot.kinematics import Kinematics
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
-from .messages import (chunk_to_trajectory, controller_state_of, image_to_array, joint_state_to_vector, source_of,
-                       to_sec, to_time)
+from .messages import (ControllerState, chunk_to_trajectory, controller_state_of, image_to_array,
+                       joint_state_to_vector, source_of, to_sec, to_time)
 from .params import Param, declare_params, from_settings, settings_from
 from .runtime import LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, now_s, run_node, steady_timer
 
@@ -116,13 +117,13 @@ class PolicyNode(Node):
                 "from `bac train` on your demonstrations: README, 'The lab loop'), or checkpoint:=shipped to run the "
                 "simulation policy on purpose")
         self.policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, p.checkpoint)).to(resolve_device(p.device))
-        self.method = self.schedule.label if self.schedule else "full"
+        self.method = self.schedule.label if self.schedule else Method.FULL
         self.runner = self._runner(p.backend, p.num_threads, p.drift_guard, p.dense_schedule,
                                    settings_from(DriftSettings, p))
 
     def _init_state(self) -> None:
         cfg = self.policy.cfg
-        self._drift_state = "ok"
+        self._drift_state = DriftState.OK
         self._drift_lock = threading.Lock()  # the guard: checked on the inference thread, reset by the service
         self._controller = {"state": None, "source": None}  # what controller_node last said it plays
         self.image_size = cfg.encoder.image_shape[1]
@@ -166,12 +167,12 @@ class PolicyNode(Node):
 
         kwargs = dict(threads=threads, seed=self.params.seed, fixed_noise=self.params.fixed_noise, background=True,
                       on_built=self._on_built, inference_period_s=1.0 / self.params.rate_hz)
-        if mode != "off" and self.schedule is not None and not self.schedule.is_dynamic:
+        if mode != DriftMode.OFF and self.schedule is not None and not self.schedule.is_dynamic:
             try:
                 return PolicyRunner(self.policy, self.schedule, backend, drift=mode, dense_schedule=dense,
                                     drift_settings=settings, **kwargs)
             except ValueError as e:
-                if mode != "watch":
+                if mode != DriftMode.WATCH:
                     raise ValueError(f"parameter drift_guard {mode!r}: {e}") from None
                 self.get_logger().warning(f"drift guard off: {e}")
         return PolicyRunner(self.policy, self.schedule, backend, **kwargs)
@@ -188,7 +189,7 @@ class PolicyNode(Node):
     def drift_watching(self) -> bool:
         """Whether the guard checks now (`drift_watch_when`)."""
         c = self._controller
-        return self.params.drift_watch_when == "always" or (c["state"] == "running" and c["source"] == "policy")
+        return self.params.drift_watch_when == "always" or (c["state"] == ControllerState.RUNNING and c["source"] == Source.POLICY)
 
     def _watch_drift(self) -> None:
         """After a chunk is published: the pending shadow check (one full inference every drift_check_every),
@@ -201,9 +202,9 @@ class PolicyNode(Node):
         del guarded.history[:-100]  # the last checks are enough for /diagnostics
         state = guarded.guard.state
         if state != self._drift_state:
-            action = {"ok": "back on the fast schedule" if guarded.dense is not None else "back in range",
-                      "warn": "observations drive the cached features further than in calibration",
-                      "dense": f"running {guarded.dense.label}" if guarded.dense is not None else
+            action = {DriftState.OK: "back on the fast schedule" if guarded.dense is not None else "back in range",
+                      DriftState.WARN: "observations drive the cached features further than in calibration",
+                      DriftState.DENSE: f"running {guarded.dense.label}" if guarded.dense is not None else
                       "would switch to a dense schedule (watch only)"}[state]
             g = guarded.guard
             why = {"observation": f"observation distance z {check.observation_z:.2f}, its CUSUM past "
@@ -213,7 +214,7 @@ class PolicyNode(Node):
                        f"{g.sums['observation']:.1f} of {guarded.observation_threshold:.1f}"))
             self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} ({why}; shadow "
                                 f"check {check.ratio:.2f}x its reference median): {action}",
-                                "info" if state == "ok" else "warn")
+                                "info" if state == DriftState.OK else "warn")
             self._drift_state = state
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -276,9 +277,9 @@ class PolicyNode(Node):
         with self._drift_lock:  # each episode's guard starts afresh, as in bac eval
             if self.runner.guard is not None:
                 self.runner.guard.reset()
-                if self._drift_state != "ok":
+                if self._drift_state != DriftState.OK:
                     self.get_logger().info(f"drift guard {self._drift_state} -> ok: a new episode")
-                self._drift_state = "ok"
+                self._drift_state = DriftState.OK
         resp.success, resp.message = True, "observation history and drift guard cleared"
         return resp
 
@@ -305,7 +306,7 @@ class PolicyNode(Node):
 
     def _prefix(self, stamp: float) -> np.ndarray | None:
         """Prefix stitching's points for an observation of `stamp` (None: switch, or nothing of ours plays)."""
-        if self.params.stitch != "prefix" or self._controller["state"] != "running":
+        if self.params.stitch != "prefix" or self._controller["state"] != ControllerState.RUNNING:
             return None
         cfg = self.policy.cfg
         arrival = stamp + (float(np.median(self._publish_s)) if self._publish_s else 0.0)

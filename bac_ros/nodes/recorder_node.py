@@ -42,6 +42,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from ..core.images import IMAGE_FORMATS, encode_compressed
+from ..robot.streaming import Source
 from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, STRING_TYPE, TF, TF_STATIC,
                          TF_TYPE, BagWriter, append_index, remove_episode, string_cdr, tf_cdr)
 from .messages import image_to_array, joint_state_to_vector
@@ -224,8 +225,9 @@ class RecorderNode(Node):
             return False, f"resetting the scene for {self._reset_until - now_s(self):.1f} s more"
         # the policy's schedule, if a policy_node reported in the last few seconds (it reports every second)
         fresh = self._schedule is not None and time.monotonic() - self._schedule[1] < 5.0
-        schedule = self._schedule[0] if fresh and self.source == "policy" else None
-        label = self.get_parameter("label").value or ("teleop" if self.source == "teleop" else (schedule or "policy"))
+        schedule = self._schedule[0] if fresh and self.source == Source.POLICY else None
+        label = self.get_parameter("label").value or (Source.TELEOP if self.source == Source.TELEOP else
+                                                      (schedule or Source.POLICY))
         stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
         name = re.sub(r"[^A-Za-z0-9_.-]", "", f"{stamp}_{label}_{self.episode.get('episode', 0)}")
         try:

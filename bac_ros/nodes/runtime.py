@@ -172,6 +172,30 @@ def spin_in_background(node: Node, name: str) -> Callable[[], None]:
     return stop
 
 
+class ServiceUnavailable(TimeoutError):
+    """No server for the service came up in time."""
+
+
+def call_service(client, request, timeout_s: float, poll: Callable[[], None] | None = None):
+    """`request` to `client`'s service (its node spun on another thread): the response. ServiceUnavailable when no
+    server came up, TimeoutError when it did not answer, within `timeout_s` of wall time in all. `poll` is
+    called while waiting (it may raise to give up: a graph that died)."""
+    deadline = time.monotonic() + timeout_s
+    while not client.wait_for_service(timeout_sec=max(0.0, min(0.5, deadline - time.monotonic()))):
+        if poll is not None:
+            poll()
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"{client.srv_name}: no server within {timeout_s:.0f} s")
+    future = client.call_async(request)
+    while not future.done():
+        if poll is not None:
+            poll()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{client.srv_name}: no answer within {timeout_s:.0f} s")
+        time.sleep(0.005)
+    return future.result()
+
+
 def run_node(make: Callable[[], Node], name: str, args=None,
              startup_errors: tuple[type[BaseException], ...] = (Exception,)) -> int:
     """Init, build the node (an error while starting -> message on stderr, exit code 2), spin until

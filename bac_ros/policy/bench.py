@@ -12,7 +12,8 @@ from . import flops
 from .acs import DEFAULT_TOP_N
 from .caching import PlainDenoiser, TeaCacheDenoiser
 from .diffusion import DiffusionPolicy
-from .schedule import Schedule
+from .inference import Backend
+from .schedule import Method, Schedule
 
 ROW_KEYS = ("method", "num_updates", "ms_median", "speedup", "gflops", "action_mse", "action_max_abs")
 
@@ -43,7 +44,7 @@ def variant(s: Schedule) -> str:
 
 
 def run_backends(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor, state: torch.Tensor,
-                 backends: list[str], repeats: int = 3, seed: int = 0, threads: int = 1,
+                 backends: list[Backend], repeats: int = 3, seed: int = 0, threads: int = 1,
                  progress: Callable[[], None] | None = None) -> list[dict]:
     """Full precision and each static schedule on each backend (`policy.inference`), timed in one run on the same
     observations and noise, interleaved: rows with `backend`, `ms_median`, `speedup` (against full precision on
@@ -52,10 +53,10 @@ def run_backends(policy: DiffusionPolicy, schedules: list[Schedule], image: torc
     from .inference import Noise, build, step_noise
 
     cfg = policy.cfg
-    static = [None] + [s for s in schedules if s.method != "full" and not s.is_dynamic]
+    static = [None] + [s for s in schedules if s.method != Method.FULL and not s.is_dynamic]
     runners = {(b, i): build(policy, s, b, threads) for b in backends for i, s in enumerate(static)}
-    if "eager" not in backends:
-        runners.update({("eager", i): build(policy, s) for i, s in enumerate(static)})
+    if Backend.EAGER not in backends:
+        runners.update({(Backend.EAGER, i): build(policy, s) for i, s in enumerate(static)})
     g = torch.Generator().manual_seed(seed)
     noises = [Noise(torch.randn(1, cfg.horizon, cfg.action_dim, generator=g),
                     step_noise(policy, torch.Generator().manual_seed(seed + 1000 + i))) for i in range(len(image))]
@@ -80,13 +81,13 @@ def run_backends(policy: DiffusionPolicy, schedules: list[Schedule], image: torc
     for (b, i), r in runners.items():
         if b not in backends:
             continue
-        a, ref = torch.cat(actions[(b, i)]), torch.cat(actions[("eager", i)])
+        a, ref = torch.cat(actions[(b, i)]), torch.cat(actions[(Backend.EAGER, i)])
         s = static[i]
-        rows.append({"backend": b, "method": s.method if s is not None else "full", "variant": "" if s is None else
+        rows.append({"backend": b, "method": s.method if s is not None else Method.FULL, "variant": "" if s is None else
                      variant(s), "schedule_file": (s.source or None) if s is not None else None,
                      "num_updates": s.num_updates if s is not None else cfg.num_steps, "ms_median": ms[(b, i)],
                      "hz": 1e3 / ms[(b, i)], "speedup": ms[(b, 0)] / ms[(b, i)],
-                     "speedup_vs_eager_full": ms[("eager", 0)] / ms[(b, i)],
+                     "speedup_vs_eager_full": ms[(Backend.EAGER, 0)] / ms[(b, i)],
                      "action_mse_vs_eager": float(((a - ref) ** 2).mean()),
                      "built_s": getattr(r, "built_s", None), "threads": threads})
     return rows
@@ -102,14 +103,14 @@ def run(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Tensor,
     without a reference)."""
     cfg = policy.cfg
     n = image.shape[0]
-    entries: list[tuple[str, int | None, object]] = [("full", cfg.num_steps, policy.denoiser(None))]
+    entries: list[tuple[str, int | None, object]] = [(Method.FULL, cfg.num_steps, policy.denoiser(None))]
     variants, sources = [""], [None]
     if with_runtime_full:
         entries.append(("full-runtime", cfg.num_steps, policy.denoiser(Schedule.full(cfg))))
         variants.append("")
         sources.append(None)
     for s in schedules:
-        if s.method == "full":
+        if s.method == Method.FULL:
             continue  # the same as full-runtime
         entries.append((s.method, s.num_updates, policy.denoiser(s)))
         variants.append(variant(s))
@@ -236,7 +237,7 @@ def profile(policy: DiffusionPolicy, schedules: list[Schedule], image: torch.Ten
              f"{'fixed share':>13}{'ops':>7}{'ops x tiny':>12}{'op self':>9}"]
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(1, cfg.horizon, cfg.action_dim, generator=g)
-    entries = [("full-runtime", Schedule.full(cfg))] + [(s.method, s) for s in schedules if s.method != "full"]
+    entries = [("full-runtime", Schedule.full(cfg))] + [(s.method, s) for s in schedules if s.method != Method.FULL]
     for name, s in entries:
         den = policy.denoiser(s)
         run = lambda: policy.predict(img, st, den, noise.clone(), torch.Generator().manual_seed(1))  # noqa: E731

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from .model import TransformerForDiffusion
-from .schedule import Schedule
+from .schedule import Method, Schedule
 
 # recorder(step, block_index, branch_output) - for calibration and tests; None in production.
 Recorder = Callable[[int, int, torch.Tensor], None]
@@ -57,7 +57,7 @@ class ReuseErrorMeter:
 class PlainDenoiser:
     """The uncached model, exactly as trained: everything recomputed at every step."""
 
-    method = "full"
+    method = Method.FULL
 
     def __init__(self, model: TransformerForDiffusion):
         self.model = model
@@ -200,7 +200,7 @@ class TeaCacheDenoiser:
     (output - input) instead of running the layers. The first and last steps always compute.
     (TeaCache's polynomial rescaling of the change is fitted per model; it is left out here.)"""
 
-    method = "teacache"
+    method = Method.TEACACHE
 
     def __init__(self, model: TransformerForDiffusion, threshold: float, timesteps: torch.Tensor):
         if threshold < 0:

@@ -17,7 +17,7 @@ from ..drift.reference import SHADOW_STATISTIC, shadow_deviation
 from . import acs
 from .caching import CachedDenoiser, TeaCacheDenoiser
 from .diffusion import DiffusionPolicy
-from .schedule import Schedule
+from .schedule import ACS_METHODS, PER_BLOCK_METHODS, Method, Schedule
 
 SIMILARITIES = ("cosine", "l1")
 
@@ -103,37 +103,66 @@ def collect(policy: DiffusionPolicy, image: torch.Tensor, state: torch.Tensor, b
                             gram={b: torch.cat(grams[j]).numpy() for j, b in enumerate(ids)} if gram else None)
 
 
-def static_blocks(method: str, stats: CalibrationStats | None, num_steps: int, block_ids: list[str],
+@dataclass(frozen=True)
+class BlockRequest:
+    """What a static method picks update steps from (`static_blocks`)."""
+    stats: CalibrationStats | None
+    num_steps: int
+    block_ids: list[str]
+    num_updates: int
+    top_n: int
+    force_last: bool
+    similarity: str
+    reuse: str
+
+
+def _full(r: BlockRequest) -> tuple[dict, None]:
+    return {b: list(range(r.num_steps)) for b in r.block_ids}, None
+
+
+def _uniform(r: BlockRequest) -> tuple[dict, None]:
+    steps = acs.uniform_steps(r.num_steps, r.num_updates)
+    if r.force_last and steps[-1] != r.num_steps - 1:
+        steps = acs.uniform_steps(r.num_steps, r.num_updates - 1) + [r.num_steps - 1]
+    return {b: steps for b in r.block_ids}, None
+
+
+def _acs_unified(r: BlockRequest) -> tuple[dict, None]:
+    steps = acs.optimal_update_steps(r.stats.matrix(r.block_ids[0], r.similarity), r.num_updates, r.force_last)
+    return {b: steps for b in r.block_ids}, None
+
+
+def _acs_blockwise(r: BlockRequest) -> tuple[dict, None]:
+    """ACS per block; with `reuse` forecast it scores the forecast a skipped step will use (cosine only)."""
+    if r.reuse == "forecast":
+        if r.similarity != "cosine":
+            raise ValueError("the forecast-aware ACS scores cosine similarity only")
+        return {b: acs.optimal_forecast_steps(r.stats.matrix(b), r.stats.forecast_matrix(b), r.num_updates,
+                                              r.force_last) for b in r.block_ids}, None
+    return {b: acs.optimal_update_steps(r.stats.matrix(b, r.similarity), r.num_updates, r.force_last)
+            for b in r.block_ids}, None
+
+
+def _bac(r: BlockRequest) -> tuple[dict, dict]:
+    per_block, _ = _acs_blockwise(r)
+    return (acs.bubbling_union(per_block, r.stats.l1_error, r.top_n),
+            {"top_n": r.top_n, "blocks": acs.top_error_blocks(r.stats.l1_error, r.top_n)})
+
+
+STATIC_BLOCKS = {Method.FULL: _full, Method.UNIFORM: _uniform, Method.ACS_UNIFIED: _acs_unified,
+                 Method.ACS_BLOCKWISE: _acs_blockwise, Method.BAC: _bac}
+
+
+def static_blocks(method: Method, stats: CalibrationStats | None, num_steps: int, block_ids: list[str],
                   num_updates: int, top_n: int = 0, force_last: bool = False,
                   similarity: str = "cosine", reuse: str = "copy") -> tuple[dict, dict | None]:
-    """(blocks -> update steps, bua section or None) for a static method. Per-block ACS (acs-blockwise, bac)
-    with `reuse` forecast scores the forecast a skipped step will use (cosine only), not the copy."""
-    if method == "full":
-        return {b: list(range(num_steps)) for b in block_ids}, None
-    if method == "uniform":
-        steps = acs.uniform_steps(num_steps, num_updates)
-        if force_last and steps[-1] != num_steps - 1:
-            steps = acs.uniform_steps(num_steps, num_updates - 1) + [num_steps - 1]
-        return {b: steps for b in block_ids}, None
-    if stats is None:
+    """(blocks -> update steps, bua section or None) for a static method (`STATIC_BLOCKS`)."""
+    if method not in STATIC_BLOCKS:
+        raise ValueError(f"not a static method: {method}")
+    if method in ACS_METHODS and stats is None:
         raise ValueError(f"method '{method}' needs calibration statistics")
-    if method == "acs-unified":
-        steps = acs.optimal_update_steps(stats.matrix(block_ids[0], similarity), num_updates, force_last)
-        return {b: steps for b in block_ids}, None
-    if reuse == "forecast" and method in ("acs-blockwise", "bac"):
-        if similarity != "cosine":
-            raise ValueError("the forecast-aware ACS scores cosine similarity only")
-        per_block = {b: acs.optimal_forecast_steps(stats.matrix(b), stats.forecast_matrix(b), num_updates, force_last)
-                     for b in block_ids}
-    else:
-        per_block = {b: acs.optimal_update_steps(stats.matrix(b, similarity), num_updates, force_last)
-                     for b in block_ids}
-    if method == "acs-blockwise":
-        return per_block, None
-    if method == "bac":
-        return (acs.bubbling_union(per_block, stats.l1_error, top_n),
-                {"top_n": top_n, "blocks": acs.top_error_blocks(stats.l1_error, top_n)})
-    raise ValueError(f"not a static method: {method}")
+    return STATIC_BLOCKS[Method(method)](BlockRequest(stats, num_steps, block_ids, num_updates, top_n, force_last,
+                                                      similarity, reuse))
 
 
 @torch.inference_mode()
@@ -168,33 +197,33 @@ def teacache_threshold(policy: DiffusionPolicy, image: torch.Tensor, state: torc
     return best
 
 
-def make_schedule(policy: DiffusionPolicy, method: str, num_updates: int | None, stats: CalibrationStats | None,
+def make_schedule(policy: DiffusionPolicy, method: Method, num_updates: int | None, stats: CalibrationStats | None,
                   top_n: int = 0, force_last: bool = False, image: torch.Tensor | None = None,
                   state: torch.Tensor | None = None, seed: int = 0, similarity: str = "cosine",
                   reuse: str = "copy") -> Schedule:
     """A schedule of `method` with `num_updates` per block from the calibration statistics; `reuse`: what a
     skipped block adds (copy, or forecast: see caching.py; static methods only)."""
     cfg = policy.cfg
-    num_updates = cfg.num_steps if method == "full" else num_updates
+    num_updates = cfg.num_steps if method == Method.FULL else num_updates
     if num_updates is None:
         raise ValueError(f"method '{method}' needs num_updates")
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     calibration = {"observations": stats.num_observations if stats else 0, "similarity": similarity,
-                   "objective": "forecast" if reuse == "forecast" and method in ("acs-blockwise", "bac") else "copy",
+                   "objective": "forecast" if reuse == "forecast" and method in PER_BLOCK_METHODS else "copy",
                    "force_last": force_last, "weights": policy.weights_id,
                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    if method == "teacache":
+    if method == Method.TEACACHE:
         if image is None:
             raise ValueError("teacache needs calibration observations")
         thr, mean = teacache_threshold(policy, image, state, num_updates, seed)
         calibration["observations"] = image.shape[0]
-        return Schedule.create(cfg, "teacache", {}, num_updates=num_updates,
+        return Schedule.create(cfg, Method.TEACACHE, {}, num_updates=num_updates,
                                teacache={"threshold": thr, "mean_updates": mean}, calibration=calibration)
     blocks, bua = static_blocks(method, stats, cfg.num_steps, cfg.block_ids, num_updates, top_n, force_last,
                                 similarity, reuse)
     return Schedule.create(cfg, method, blocks, num_updates=num_updates, bua=bua,
-                           calibration=calibration if method != "full" else None, reuse=reuse)
+                           calibration=calibration if method != Method.FULL else None, reuse=reuse)
 
 
 @torch.inference_mode()

@@ -22,6 +22,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import torch
@@ -29,7 +30,14 @@ import torch
 from .caching import CachedDenoiser
 from .schedule import Schedule
 
-BACKENDS = ("eager", "onnx", "cuda-graph")
+class Backend(StrEnum):
+    """How an inference runs: torch op by op, the whole inference in ONNX Runtime, or a CUDA graph."""
+    EAGER = "eager"
+    ONNX = "onnx"
+    CUDA_GRAPH = "cuda-graph"
+
+
+BACKENDS = tuple(Backend)
 FORMAT = 2  # of the exported graph: bump when ScheduledInference's inputs or outputs change
 FROZEN_SOURCES = ("model.py", "encoders.py", "caching.py", "sampler.py", "diffusion.py", "inference.py")
 VERIFY_MSE = 1e-8  # a fresh artifact's future actions against eager, on random inputs (mean squared, rad)
@@ -140,7 +148,7 @@ class Inference:
     and out (image float (1, To, 3, H, W) in [0, 1]). `reuse_error`: the drift guard's second signal for the
     last inference (eager with `monitor` only; nan elsewhere)."""
 
-    backend = "eager"
+    backend = Backend.EAGER
 
     def __init__(self, policy, schedule: Schedule | None):
         self.policy, self.schedule = policy, schedule
@@ -218,7 +226,7 @@ class OnnxInference(Inference):
     """The schedule's graph in ONNX Runtime. `threads`: intra-op threads (1 leaves the other cores to the
     simulator and the controller)."""
 
-    backend = "onnx"
+    backend = Backend.ONNX
     NAMES = (["image", "state", "noise", "step_noise", "prefix", "prefix_mask"], ["sample", "actions"])
 
     def __init__(self, policy, schedule: Schedule | None, threads: int = 1, cache: Path | None = None):
@@ -310,18 +318,23 @@ class CudaGraphInference(Inference):
         return x, a
 
 
-def build(policy, schedule: Schedule | None, backend: str = "eager", threads: int = 1,
+def _onnx(policy, schedule: Schedule | None, threads: int, monitor: bool) -> Inference:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"backend onnx needs onnxruntime ({e})") from None
+    return OnnxInference(policy, schedule, threads)
+
+
+BUILDERS = {Backend.EAGER: lambda policy, schedule, threads, monitor: EagerInference(policy, schedule, monitor),
+            Backend.ONNX: _onnx,
+            Backend.CUDA_GRAPH: lambda policy, schedule, threads, monitor: CudaGraphInference(policy, schedule)}
+
+
+def build(policy, schedule: Schedule | None, backend: Backend = Backend.EAGER, threads: int = 1,
           monitor: bool = False) -> Inference:
     """The runner of `schedule` on `backend` (ValueError for an unknown one, or one this machine lacks).
     `monitor`: eager only, measure the reuse error."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "eager":
-        return EagerInference(policy, schedule, monitor)
-    if backend == "onnx":
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            raise ValueError(f"backend onnx needs onnxruntime ({e})") from None
-        return OnnxInference(policy, schedule, threads)
-    return CudaGraphInference(policy, schedule)
+    return BUILDERS[Backend(backend)](policy, schedule, threads, monitor)

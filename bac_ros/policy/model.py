@@ -16,9 +16,6 @@ from torch.nn import functional as F
 
 from .config import PolicyConfig
 
-BRANCHES = ("sa", "ca", "ffn")
-
-
 def _additive(allowed: torch.Tensor) -> torch.Tensor:
     return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
 

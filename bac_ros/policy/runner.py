@@ -10,14 +10,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..drift.guard import DriftGuard, DriftSettings
+from ..drift.guard import DriftGuard, DriftMode, DriftSettings
 from ..drift.guarded import GuardedInference
 from ..drift.reference import reference, shadow_reference
 from ..core.native_threads import start_native_thread
-from .inference import Noise, Prefix, build, denoise, draw_noise
+from .inference import Backend, Noise, Prefix, build, denoise, draw_noise
 from .schedule import Schedule, find_schedule
 
-DRIFT_MODES = ("off", "watch", "guard")
+DRIFT_MODES = tuple(DriftMode)
 RATE_HZ = 30.0  # policy_node's default inference rate (its rate_hz); bac eval spaces the guard's checks by it
 
 
@@ -31,8 +31,8 @@ class PolicyRunner:
     off, watch (the guard's signal and state; default in policy_node) or guard (also `dense_schedule` while
     the signal stays high); it needs a static schedule with references, and otherwise is off."""
 
-    def __init__(self, policy, schedule: Schedule | None, backend: str = "eager", threads: int = 1,
-                 seed: int = 0, fixed_noise: bool = False, drift: str = "off", dense_schedule: str = "",
+    def __init__(self, policy, schedule: Schedule | None, backend: Backend = Backend.EAGER, threads: int = 1,
+                 seed: int = 0, fixed_noise: bool = False, drift: DriftMode = DriftMode.OFF, dense_schedule: str = "",
                  drift_settings: DriftSettings | None = None, background: bool = False,
                  on_built: Callable[[str | None], None] | None = None, inference_period_s: float | None = None):
         """`background`: start on eager and build `backend` on a thread of its own (a compiled build takes a
@@ -45,9 +45,9 @@ class PolicyRunner:
         self._spec = dict(drift=drift, dense=dense_schedule, settings=drift_settings, threads=threads,
                           period=inference_period_s, check_period=None)
         if schedule is not None and schedule.is_dynamic:  # teacache: no static graph, its own eager runtime
-            backend = "eager"
+            backend = Backend.EAGER
         self.target, self.building = backend, False
-        first = "eager" if background and backend != "eager" else backend
+        first = Backend.EAGER if background and backend != Backend.EAGER else backend
         self.inference, self.backend = self._make(policy, first), first
         self.generator = torch.Generator()
         self.reset(seed)
@@ -57,7 +57,7 @@ class PolicyRunner:
 
     def _make(self, policy, backend: str):
         s, spec = self.schedule, self._spec
-        if spec["drift"] != "off" and s is not None and not s.is_dynamic:
+        if spec["drift"] != DriftMode.OFF and s is not None and not s.is_dynamic:
             return guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
                                      spec["threads"], spec["period"], spec["check_period"])
         if s is not None and s.is_dynamic:
@@ -139,7 +139,7 @@ class PolicyRunner:
 class _Dynamic:
     """A dynamic schedule (TeaCache) on the eager runtime, behind the same call as `policy.inference`'s."""
 
-    backend = "eager"
+    backend = Backend.EAGER
 
     def __init__(self, policy, schedule: Schedule):
         self.policy, self.schedule, self.denoiser = policy, schedule, policy.denoiser(schedule)
@@ -153,21 +153,21 @@ class _Dynamic:
 
 
 def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
-                      backend: str = "eager", threads: int = 1, inference_period_s: float | None = None,
+                      backend: Backend = Backend.EAGER, threads: int = 1, inference_period_s: float | None = None,
                       check_period_s: float | None = None) -> GuardedInference:
     """`schedule`'s inference behind the drift guard: `watch` (the dense schedule never runs) or `guard`
     (`dense`: a cached schedule's name or path, as `find_schedule` reads it), on `backend`. ValueError
     (ScheduleError included) naming what is missing."""
-    if mode not in ("watch", "guard"):
+    if mode not in (DriftMode.WATCH, DriftMode.GUARD):
         raise ValueError(f"the drift guard's mode must be watch or guard, got {mode!r}")
-    dense_schedule = find_schedule(dense, policy.cfg) if mode == "guard" else None
-    if mode == "guard" and dense_schedule is None:
+    dense_schedule = find_schedule(dense, policy.cfg) if mode == DriftMode.GUARD else None
+    if mode == DriftMode.GUARD and dense_schedule is None:
         raise ValueError("the guard's dense_schedule must name a cached schedule (not full)")
     for s in (schedule, dense_schedule):
         if s is not None:
             shadow_reference(s)  # a schedule without references: say so before anything is built
             reference(s, "reuse_error")
-    monitor = backend == "eager"
+    monitor = backend == Backend.EAGER
     return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),
                             build(policy, None, backend, threads),
                             None if dense_schedule is None else build(policy, dense_schedule, backend, threads, monitor),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,22 @@ from .config import PolicyConfig
 
 FORMAT = "bac-schedule/1"
 REUSE = ("copy", "forecast")  # a skipped block adds its last output, or extrapolates its last two
-STATIC_METHODS = ("full", "uniform", "acs-unified", "acs-blockwise", "bac")
-METHODS = STATIC_METHODS + ("teacache",)
-ACS_METHODS = ("acs-unified", "acs-blockwise", "bac")  # calibrated by the ACS dynamic program
+
+
+class Method(StrEnum):
+    """How a schedule picks each block's update steps (docs/policy.md)."""
+    FULL = "full"  # every block at every step
+    UNIFORM = "uniform"  # every block at the same evenly spaced steps
+    ACS_UNIFIED = "acs-unified"  # the ACS dynamic program, one set of steps for all blocks
+    ACS_BLOCKWISE = "acs-blockwise"  # ACS per block
+    BAC = "bac"  # ACS per block and the Bubbling Union over the top-n blocks
+    TEACACHE = "teacache"  # dynamic: recompute when the accumulated input change passes a threshold
+
+
+STATIC_METHODS = tuple(m for m in Method if m != Method.TEACACHE)
+METHODS = tuple(Method)
+ACS_METHODS = (Method.ACS_UNIFIED, Method.ACS_BLOCKWISE, Method.BAC)  # calibrated by the ACS dynamic program
+PER_BLOCK_METHODS = (Method.ACS_BLOCKWISE, Method.BAC)  # steps per block: the forecast objective applies
 SCHEDULE_DIR = package_data_dir("schedules")  # schedules/<model name>/<method>_s<S>[...].json
 
 
@@ -57,13 +71,13 @@ class Schedule:
 
     @classmethod
     def full(cls, cfg: PolicyConfig) -> "Schedule":
-        return cls.create(cfg, "full", {b: list(range(cfg.num_steps)) for b in cfg.block_ids},
+        return cls.create(cfg, Method.FULL, {b: list(range(cfg.num_steps)) for b in cfg.block_ids},
                           num_updates=cfg.num_steps)
 
     # ---- queries ------------------------------------------------------------------------------
     @property
     def is_dynamic(self) -> bool:
-        return self.method == "teacache"
+        return self.method == Method.TEACACHE
 
     def update_mask(self, block_ids: list[str]) -> np.ndarray:
         """(num_steps, len(block_ids)) bool: True where the block recomputes."""
@@ -206,16 +220,16 @@ def schedule_dir(cfg: PolicyConfig) -> Path:
     return SCHEDULE_DIR / cfg.name
 
 
-def schedule_file_name(method: str, num_updates: int, similarity: str = "cosine", force_last: bool = False,
+def schedule_file_name(method: Method, num_updates: int, similarity: str = "cosine", force_last: bool = False,
                        top_n: int = DEFAULT_TOP_N, reuse: str = "copy") -> str:
     """The file name `bac schedule` writes a schedule under and `bac eval` looks for it by:
     `<method>_s<S>[_last][_l1][_n<N>][_forecast].json`."""
-    suffix = "_last" if force_last and method != "full" else ""
+    suffix = "_last" if force_last and method != Method.FULL else ""
     if similarity != "cosine" and method in ACS_METHODS:
         suffix += f"_{similarity}"
-    if method == "bac" and top_n != DEFAULT_TOP_N:
+    if method == Method.BAC and top_n != DEFAULT_TOP_N:
         suffix += f"_n{top_n}"
-    if reuse != "copy" and method != "teacache":
+    if reuse != "copy" and method != Method.TEACACHE:
         suffix += f"_{reuse}"
     return f"{method}_s{num_updates}{suffix}.json"
 
@@ -224,7 +238,7 @@ def find_schedule(name: str, cfg: PolicyConfig) -> Schedule | None:
     """What a `schedule` parameter names, loaded and checked against `cfg`: 'full' -> None (no caching); a
     path to a schedule file; or a name in the model's shipped folder (`bac_s7` = schedules/<model>/bac_s7.json).
     ScheduleError (saying what is there) when there is no such file."""
-    if name == "full":
+    if name == Method.FULL:
         return None
     path = Path(name)
     if path.suffix != ".json" or not path.is_file():

@@ -206,11 +206,6 @@ class FR3Arm:
     def gripper_closed(self) -> bool:
         return self._closed
 
-    @property
-    def last_target(self) -> np.ndarray:
-        """The joint target last sent."""
-        return self.envelope.q.copy()
-
     # ---- commands --------------------------------------------------------------------------------
     def command(self, q_target: np.ndarray, dq_target: np.ndarray | None = None, workspace: bool = True
                 ) -> np.ndarray | None:

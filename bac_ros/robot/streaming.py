@@ -29,11 +29,17 @@ import math
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 import numpy as np
 
 from ..core.settings import check_ranges, setting
+
+
+class Source(StrEnum):
+    """Whose chunks the controller plays."""
+    POLICY = "policy"
+    TELEOP = "teleop"
 
 
 def current_index(stamp: float, dt: float, now: float) -> int:

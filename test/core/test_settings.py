@@ -3,13 +3,14 @@ import dataclasses
 
 import pytest
 
-from bac_ros.core.settings import describe, from_mapping, node_parameters
+from bac_ros.core.settings import from_mapping, node_parameters
 from bac_ros.robot.streaming import ChunkRules
 from bac_ros.robot.limits import ArmLimits
 
 
 def test_fields_carry_description_and_range_and_are_checked():
-    rows = {name: (default, desc, low, high) for name, default, desc, low, high in describe(ArmLimits)}
+    rows = {f.name: (f.default, f.metadata.get("description"), *f.metadata.get("range", (None, None)))
+            for f in dataclasses.fields(ArmLimits)}
     assert rows["max_velocity_factor"][0] == ArmLimits().max_velocity_factor
     assert rows["max_velocity_factor"][2:] == (0.01, 1.0) and "velocity limit" in rows["max_velocity_factor"][1]
     assert all(desc for _, desc, _, _ in rows.values())  # every parameter says what it is

@@ -7,6 +7,7 @@ import time
 import pytest
 
 pytest.importorskip("bac_ros.nodes.messages", reason="rclpy / ROS 2 messages not importable")
+from bac_ros.nodes.messages import ControllerState  # noqa: E402
 
 
 @pytest.fixture
@@ -46,10 +47,10 @@ def test_a_service_whose_work_raises_answers_a_failure_and_the_node_lives(contro
         def stop(self):
             pass
 
-    controller.arm, controller.state = Broken(), "ready"
+    controller.arm, controller.state = Broken(), ControllerState.READY
     resp = controller.on_home(Trigger.Request(), Trigger.Response())
     assert not resp.success and "went away" in resp.message
-    controller.arm, controller.state = None, "faulted"
+    controller.arm, controller.state = None, ControllerState.FAULTED
     resp = controller.on_recover(Trigger.Request(), Trigger.Response())
     assert not resp.success  # nothing to recover with: said, not raised
     controller.arm = None
@@ -71,7 +72,7 @@ def test_one_fault_starts_at_most_one_reconnect_thread(controller):
     controller._connect_in_background = connect
     controller._connector = None
     for _ in range(3):  # three callbacks report the lost robot, one after the other
-        controller.arm, controller.state = type("Gone", (), {"stop": lambda self: None})(), "running"
+        controller.arm, controller.state = type("Gone", (), {"stop": lambda self: None})(), ControllerState.RUNNING
         controller._fault(RuntimeError("UDP receive: Timeout"), "control")
     assert len(started) == 1 and controller.state == "faulted" and "robot lost" in controller.reason
 
@@ -84,11 +85,11 @@ def test_an_internal_error_is_said_as_such_and_keeps_the_robot(controller):
     started = []
     controller._connect_in_background = lambda deadline: started.append(deadline)
     arm = type("Arm", (), {"stop": lambda self: None})()
-    controller.arm, controller.state = arm, "running"
+    controller.arm, controller.state = arm, ControllerState.RUNNING
     controller._fault(ValueError("speed_factor must be in (0, 0.1], got 0.25"), "homing")
     assert controller.state == "faulted" and controller.arm is arm and not started
     assert controller.reason == "internal error in homing: ValueError: speed_factor must be in (0, 0.1], got 0.25"
-    controller.state = "running"
+    controller.state = ControllerState.RUNNING
     controller._fault(RuntimeError("UDP receive: Timeout"), "control")  # the link: the robot is gone
     assert "robot lost" in controller.reason and controller.arm is None and len(started) == 1
 
@@ -130,7 +131,7 @@ def test_auto_recover_clears_a_robot_error_and_then_holds(controller):
     controller._closing.set()
     controller._connector.join(10)
     arm, robot = fake_arm(auto_recover=True)
-    controller.arm, controller.state = arm, "running"
+    controller.arm, controller.state = arm, ControllerState.RUNNING
     controller.chunk_executor.start(controller.get_clock().now().nanoseconds * 1e-9)
     now = controller.get_clock().now().nanoseconds * 1e-9
     plan = np.tile(np.r_[Q_HOME + 0.3, 0.04], (30, 1))
@@ -174,7 +175,7 @@ def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
             pass
 
     arm = Homing()
-    controller.arm, controller.state = arm, "running"
+    controller.arm, controller.state = arm, ControllerState.RUNNING
     controller.chunk_executor.start(0.0)
     resp = controller.on_stop(Trigger.Request(), Trigger.Response())
     assert resp.success and controller.state == "ready" and "bac/stop" in controller.reason
@@ -185,7 +186,7 @@ def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
     arm.press_stop = False
     resp = controller.on_home(Trigger.Request(), Trigger.Response())  # the next homing: that stop is spent
     assert resp.success and controller.reason == "at home; holding", resp.message
-    controller.state, controller.reason = "faulted", "robot error in control: reflex"
+    controller.state, controller.reason = ControllerState.FAULTED, "robot error in control: reflex"
     resp = controller.on_stop(Trigger.Request(), Trigger.Response())
     assert resp.success and "nothing plays" in resp.message and controller.state == "faulted"
     controller.arm = None

@@ -97,18 +97,18 @@ def test_row_3_a_take_over_while_moving_holds_then_stays_without_a_jump():
         ex.offer(Chunk(t0, _plan(Q_HOME, offsets=offsets), DT), t0)
         _run_ticks(arm, robot, ex, t0, 0.1)
     assert abs(arm.envelope.u[0]) > 1.1  # moving at ~1.2 rad/s when the person takes over
-    q_switch, u_switch = arm.last_target, arm.envelope.u.copy()
+    q_switch, u_switch = arm.envelope.q.copy(), arm.envelope.u.copy()
     ex.start(0.8, commit_steps=0)  # the switch: only chunks planned from now on, a hold until one plays
     held = _run_ticks(arm, robot, ex, 0.8, 2.0)
     assert held and all(c.kind is CommandKind.HOLD for c, _ in held)
     stop = q_switch[0] + u_switch[0] * abs(u_switch[0]) / (2 * lim.acceleration[0])
-    assert arm.last_target[0] == pytest.approx(stop, abs=1e-3) and abs(arm.envelope.u[0]) < 1e-6
-    here = arm.last_target
+    assert arm.envelope.q[0] == pytest.approx(stop, abs=1e-3) and abs(arm.envelope.u[0]) < 1e-6
+    here = arm.envelope.q.copy()
     ex.offer(Chunk(2.8, _plan(here, n=2), DT), 2.8)  # the teleoperator: "stay here"
     _run_ticks(arm, robot, ex, 2.8, 0.3)
     ts, qs = _sent(robot)
     assert_within_envelope(ts, qs, lim)
-    assert np.abs(arm.last_target - here).max() < 1e-9
+    assert np.abs(arm.envelope.q - here).max() < 1e-9
 
 
 def test_row_4_a_point_found_late_moves_within_the_envelope_over_the_real_tick():
@@ -141,10 +141,10 @@ def test_row_5_a_clock_jump_back_never_returns_to_an_old_point():
     offsets[:, 0] = np.linspace(0, 0.29, 16)
     ex.offer(Chunk(1000.0, _plan(Q_HOME, offsets=offsets), DT), 1000.0)
     _run_ticks(arm, robot, ex, 0.0, 0.5, clock=lambda t: 1000.0 + t)
-    q_before = arm.last_target
+    q_before = arm.envelope.q.copy()
     after = _run_ticks(arm, robot, ex, 0.5, 1.0, clock=lambda t: t - 0.5)  # the clock now reads 0.0 ...
     assert ex.counts["clock_jumps"] == 1 and all(c.kind is CommandKind.HOLD for c, _ in after)
-    assert arm.last_target[0] >= q_before[0] - 1e-9  # never back towards the old point 0
+    assert arm.envelope.q[0] >= q_before[0] - 1e-9  # never back towards the old point 0
     ts, qs = _sent(robot)
     assert_within_envelope(ts, qs, lim)
 
@@ -200,7 +200,7 @@ def test_every_command_stays_in_the_envelope_whatever_comes_in(events, box):
     kin = Kinematics.fr3()
     ex = ChunkExecutor(rules)
     clock_offset = 0.0  # the chunks' clock = robot time + this (a jump moves it)
-    segment = [(robot.t, arm.last_target)]  # commands since the last (re)start of the torque loop
+    segment = [(robot.t, arm.envelope.q.copy())]  # commands since the last (re)start of the torque loop
     last_accept = None  # robot time of the first tick after the newest accepted chunk
     ex.start(robot.t + clock_offset)
 
@@ -233,7 +233,7 @@ def test_every_command_stays_in_the_envelope_whatever_comes_in(events, box):
         if kind == "chunk":
             _, ahead, dt, n, reach, nan, seed = ev
             rng = np.random.default_rng(seed)
-            plan = _plan(arm.last_target, n=n, offsets=rng.uniform(-reach, reach, (n, 7)))
+            plan = _plan(arm.envelope.q.copy(), n=n, offsets=rng.uniform(-reach, reach, (n, 7)))
             if nan:
                 plan[rng.integers(n), rng.integers(8)] = np.nan
             now = robot.t + clock_offset
@@ -263,7 +263,7 @@ def test_every_command_stays_in_the_envelope_whatever_comes_in(events, box):
                 arm.restart_tracker()
             robot.auto_advance, robot.follow = 0.0, True
             robot.sent.clear()
-            segment[:] = [(robot.t, arm.last_target)]
+            segment[:] = [(robot.t, arm.envelope.q.copy())]
             ex.start(robot.t + clock_offset)
             last_accept = None
     for _ in range(80):  # and afterwards the envelope still holds

@@ -97,7 +97,7 @@ def test_arm_counts_safety_clamps_apart_from_acceleration_shaping():
     assert arm.clamped == 1
     robot.t += 1 / 30
     arm.command(Q_LOW - 1.0, np.zeros(7))  # outside the joint limits
-    assert arm.clamped == 2 and np.all(arm.last_target >= arm.limits.low - 1e-12)
+    assert arm.clamped == 2 and np.all(arm.envelope.q >= arm.limits.low - 1e-12)
 
 
 def test_a_robot_error_is_a_fault_for_the_controller_and_recovered_in_the_harness():
