@@ -28,14 +28,34 @@ class Check:
     features: tuple | None = None
 
 
+@dataclass(frozen=True)
+class DriftStatus:
+    """The guard at a glance (what policy_node reports on /diagnostics)."""
+    state: DriftState
+    schedule: str  # the schedule running now
+    checks: int  # shadow checks so far
+    switches: int  # fast -> dense transitions so far
+    alarm_signal: str  # the signal whose CUSUM raised the last alarm ("" before any)
+    shadow_cusum: float
+    shadow_threshold: float
+    shadow_z: float  # the last check's
+    shadow_ratio: float  # the last check's deviation / its reference median
+    observation_cusum: float
+    observation_threshold: float
+    observation_z: float
+    reuse_ratio: float  # the last check's reuse error / its reference (nan off eager)
+
+
 class GuardedInference:
     """A fast and a dense schedule's inference (`policy.inference`, any backend) behind the drift guard: each
     inference runs the one the guard chose; every `drift_check_every`-th is re-run at full precision from
     the same noise at `settle()` (after its chunk has gone out). `dense=None` watches only: the signal and
-    the state are kept, the schedule stays."""
+    the state are kept, the schedule stays. `keep_checks`: how many of the last checks `history` keeps (None:
+    all, for an evaluation's record)."""
 
     def __init__(self, policy, fast, full, dense=None, guard: DriftGuard | None = None,
-                 inference_period_s: float | None = None, check_period_s: float | None = None):
+                 inference_period_s: float | None = None, check_period_s: float | None = None,
+                 keep_checks: int | None = None):
         if policy.cfg.sampler.type != "ddim":
             raise ValueError(f"the drift guard's shadow check needs a deterministic sampler (ddim), not "
                              f"{policy.cfg.sampler.type}")
@@ -55,6 +75,7 @@ class GuardedInference:
         self.active = fast
         self.inferences = 0
         self.history: list[Check] = []
+        self.checks, self.keep_checks = 0, keep_checks
         self._pending = None
 
     def pace(self, inference_period_s: float, check_period_s: float | None = None) -> None:
@@ -134,6 +155,15 @@ class GuardedInference:
                       obs_z, g.sums["observation"], g.alarm_signal if g.switches > before else "",
                       tuple(round(float(v), 5) for v in features) if self.record_features else None)
         self.history.append(check)
+        self.checks += 1
+        if self.keep_checks is not None:
+            del self.history[:-self.keep_checks]
         if self.dense is not None:
             self.active = self.dense if state_ == DriftState.DENSE else self.fast
         return check
+
+    def status(self) -> DriftStatus:
+        g = self.guard
+        return DriftStatus(g.state, self.label, self.checks, g.switches, g.alarm_signal, g.cusum, self.threshold,
+                           g.last_z, g.last_ratio, g.sums["observation"], self.observation_threshold,
+                           g.last["observation"], self.history[-1].reuse if self.history else float("nan"))

@@ -80,6 +80,8 @@ class PolicyNode(Node):
     shadow check after each published chunk) runs on a thread of its own; a compiled backend is built on
     another, eager running meanwhile."""
 
+    KEEP_CHECKS = 100  # the drift guard's last checks kept in memory (a node runs for hours)
+
     EXECUTED_S = 3.0  # s of the measured TCP path drawn beside each chunk's plan
 
     def __init__(self):
@@ -166,7 +168,8 @@ class PolicyNode(Node):
         from ..policy.runner import PolicyRunner
 
         kwargs = dict(threads=threads, seed=self.params.seed, fixed_noise=self.params.fixed_noise, background=True,
-                      on_built=self._on_built, inference_period_s=1.0 / self.params.rate_hz)
+                      on_built=self._on_built, inference_period_s=1.0 / self.params.rate_hz,
+                      keep_checks=self.KEEP_CHECKS)
         if mode != DriftMode.OFF and self.schedule is not None and not self.schedule.is_dynamic:
             try:
                 return PolicyRunner(self.policy, self.schedule, backend, drift=mode, dense_schedule=dense,
@@ -199,19 +202,18 @@ class PolicyNode(Node):
         guarded = self.runner.guard
         if guarded is None or check is None:
             return
-        del guarded.history[:-100]  # the last checks are enough for /diagnostics
-        state = guarded.guard.state
+        s = guarded.status()
+        state = s.state
         if state != self._drift_state:
             action = {DriftState.OK: "back on the fast schedule" if guarded.dense is not None else "back in range",
                       DriftState.WARN: "observations drive the cached features further than in calibration",
-                      DriftState.DENSE: f"running {guarded.dense.label}" if guarded.dense is not None else
+                      DriftState.DENSE: f"running {s.schedule}" if guarded.dense is not None else
                       "would switch to a dense schedule (watch only)"}[state]
-            g = guarded.guard
             why = {"observation": f"observation distance z {check.observation_z:.2f}, its CUSUM past "
-                                  f"{guarded.observation_threshold:.1f}",
-                   "shadow": f"shadow CUSUM past {guarded.threshold:.1f}"}.get(check.alarm, (
-                       f"CUSUM shadow {g.sums['shadow']:.1f} of {guarded.threshold:.1f}, observation "
-                       f"{g.sums['observation']:.1f} of {guarded.observation_threshold:.1f}"))
+                                  f"{s.observation_threshold:.1f}",
+                   "shadow": f"shadow CUSUM past {s.shadow_threshold:.1f}"}.get(check.alarm, (
+                       f"CUSUM shadow {s.shadow_cusum:.1f} of {s.shadow_threshold:.1f}, observation "
+                       f"{s.observation_cusum:.1f} of {s.observation_threshold:.1f}"))
             self.reporter.count(f"drift_{state}", f"drift guard {self._drift_state} -> {state} ({why}; shadow "
                                 f"check {check.ratio:.2f}x its reference median): {action}",
                                 "info" if state == DriftState.OK else "warn")
@@ -404,16 +406,15 @@ class PolicyNode(Node):
         guarded = self.runner.guard
         if guarded is None:
             return {}
-        g = guarded.guard
-        reuse = guarded.history[-1].reuse if guarded.history else float("nan")
-        return {"drift_state": g.state, "drift_cusum": f"{g.cusum:.3f}", "drift_threshold": f"{guarded.threshold:.3f}",
-                "drift_z_last": f"{g.last_z:.3f}", "drift_ratio_last": f"{g.last_ratio:.3f}",
-                "drift_observation_cusum": f"{g.sums['observation']:.3f}",
-                "drift_observation_threshold": f"{guarded.observation_threshold:.3f}",
-                "drift_observation_z_last": f"{g.last['observation']:.3f}", "drift_alarm_signal": g.alarm_signal,
-                "drift_reuse_ratio_last": f"{reuse:.3f}", "drift_checks": str(len(guarded.history)),
-                "drift_switches": str(g.switches), "drift_watching": str(self.drift_watching).lower(),
-                "schedule_active": guarded.label}
+        s = guarded.status()
+        return {"drift_state": str(s.state), "drift_cusum": f"{s.shadow_cusum:.3f}",
+                "drift_threshold": f"{s.shadow_threshold:.3f}", "drift_z_last": f"{s.shadow_z:.3f}",
+                "drift_ratio_last": f"{s.shadow_ratio:.3f}", "drift_observation_cusum": f"{s.observation_cusum:.3f}",
+                "drift_observation_threshold": f"{s.observation_threshold:.3f}",
+                "drift_observation_z_last": f"{s.observation_z:.3f}", "drift_alarm_signal": s.alarm_signal,
+                "drift_reuse_ratio_last": f"{s.reuse_ratio:.3f}", "drift_checks": str(s.checks),
+                "drift_switches": str(s.switches), "drift_watching": str(self.drift_watching).lower(),
+                "schedule_active": s.schedule}
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -34,16 +34,18 @@ class PolicyRunner:
     def __init__(self, policy, schedule: Schedule | None, backend: Backend = Backend.EAGER, threads: int = 1,
                  seed: int = 0, fixed_noise: bool = False, drift: DriftMode = DriftMode.OFF, dense_schedule: str = "",
                  drift_settings: DriftSettings | None = None, background: bool = False,
-                 on_built: Callable[[str | None], None] | None = None, inference_period_s: float | None = None):
+                 on_built: Callable[[str | None], None] | None = None, inference_period_s: float | None = None,
+                 keep_checks: int | None = None):
         """`background`: start on eager and build `backend` on a thread of its own (a compiled build takes a
         minute or more the first time; the cache makes later starts immediate), then switch to it;
         `on_built(error or None)` is called when that is done. `inference_period_s`: robot seconds between
-        inferences, which sets the guard's threshold (default: one chunk, as in sync evaluation; `pace`)."""
+        inferences, which sets the guard's threshold (default: one chunk, as in sync evaluation; `pace`).
+        `keep_checks`: the guard keeps the last this many checks (None: all)."""
         if drift not in DRIFT_MODES:
             raise ValueError(f"drift must be one of {DRIFT_MODES}, got {drift!r}")
         self.policy, self.schedule, self.fixed_noise = policy, schedule, fixed_noise
         self._spec = dict(drift=drift, dense=dense_schedule, settings=drift_settings, threads=threads,
-                          period=inference_period_s, check_period=None)
+                          period=inference_period_s, check_period=None, keep_checks=keep_checks)
         if schedule is not None and schedule.is_dynamic:  # teacache: no static graph, its own eager runtime
             backend = Backend.EAGER
         self.target, self.building = backend, False
@@ -59,7 +61,7 @@ class PolicyRunner:
         s, spec = self.schedule, self._spec
         if spec["drift"] != DriftMode.OFF and s is not None and not s.is_dynamic:
             return guarded_inference(policy, s, spec["drift"], spec["dense"], spec["settings"], backend,
-                                     spec["threads"], spec["period"], spec["check_period"])
+                                     spec["threads"], spec["period"], spec["check_period"], spec["keep_checks"])
         if s is not None and s.is_dynamic:
             return _Dynamic(policy, s)
         return build(policy, s, backend, spec["threads"])
@@ -154,7 +156,7 @@ class _Dynamic:
 
 def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
                       backend: Backend = Backend.EAGER, threads: int = 1, inference_period_s: float | None = None,
-                      check_period_s: float | None = None) -> GuardedInference:
+                      check_period_s: float | None = None, keep_checks: int | None = None) -> GuardedInference:
     """`schedule`'s inference behind the drift guard: `watch` (the dense schedule never runs) or `guard`
     (`dense`: a cached schedule's name or path, as `find_schedule` reads it), on `backend`. ValueError
     (ScheduleError included) naming what is missing."""
@@ -171,4 +173,4 @@ def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", se
     return GuardedInference(policy, build(policy, schedule, backend, threads, monitor),
                             build(policy, None, backend, threads),
                             None if dense_schedule is None else build(policy, dense_schedule, backend, threads, monitor),
-                            DriftGuard(settings), inference_period_s, check_period_s)
+                            DriftGuard(settings), inference_period_s, check_period_s, keep_checks)

@@ -232,6 +232,15 @@ def test_guarded_inference_runs_dense_while_the_shadow_check_deviates(tiny_polic
         _run(watch, tiny_policy, img, st)
         watch.settle()
     assert [c.dense for c in watch.history] == [False, False] and watch.guard.state == "dense"
+    # what policy_node reports: a snapshot; a node keeps only its last checks, the count goes on
+    s = guarded.status()
+    assert (s.state, s.checks, s.switches, s.schedule) == ("dense", 4, 2, dense_s.label)
+    assert s.shadow_ratio == ratios[3] and s.alarm_signal == "shadow" and s.shadow_cusum == 0.0  # reset at the switch
+    kept = GuardedInference(tiny_policy, fast, build(tiny_policy, None), None, DriftGuard(settings), keep_checks=2)
+    for _ in range(3):
+        _run(kept, tiny_policy, img, st)
+        kept.settle()
+    assert len(kept.history) == 2 and kept.status().checks == 3
 
 
 def test_guard_needs_references_and_ddim(tiny_policy):
