@@ -54,3 +54,22 @@ def write_json(path: Path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
+
+
+def finished_episodes(path: Path, identity: dict) -> dict[tuple, dict]:
+    """The episodes an evaluation's log (episodes.jsonl: its identity, then an episode a line) holds, by (mode,
+    method, S, seed); ValueError for a log another run wrote (other arguments, weights or schedules)."""
+    done = {}
+    if not path.is_file():
+        return done
+    lines = path.read_text().splitlines()
+    if lines and json.loads(lines[0]).get("identity") != identity:
+        raise ValueError(f"{path} was written by a run with other arguments, weights or schedules: "
+                         "resume it with its own arguments, or start a new run folder")
+    for line in lines[1:]:
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the run was stopped
+            continue
+        done[(e["mode"], e["method"], e["num_updates"], e["seed"])] = e
+    return done

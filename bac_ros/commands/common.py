@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..policy.config import PolicyConfig
 from ..analysis.runs import run_dir
 
 
@@ -45,21 +44,10 @@ def output_dir(args, command: str, default_name: str) -> Path:
 
 
 def load_policy(args):
-    import torch
+    """`policy.diffusion.load_policy` with the options `add_policy_options` declares (ValueError: `bac` prints it)."""
+    from ..policy.diffusion import load_policy as load
 
-    from ..policy.diffusion import DiffusionPolicy, resolve_checkpoint, resolve_device
-
-    cfg = PolicyConfig.load(args.config)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, args.checkpoint), seed=args.seed)
-    try:
-        return policy.to(resolve_device(getattr(args, "device", "cpu")))
-    except ValueError as e:
-        raise SystemExit(f"--device: {e}") from None
-
+    return load(args.config, args.checkpoint, args.seed, args.threads, getattr(args, "device", "cpu"))
 
 
 def observations(policy, n: int, seed: int, data: str | None = None):

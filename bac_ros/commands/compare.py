@@ -2,9 +2,9 @@
 each label against a reference with an exact test and a non-inferiority verdict, and a figure."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from ..analysis.report import pairs_text
 from ..analysis.runs import provenance, write_json
 from .common import add_output_options, comma_list, output_dir
 
@@ -23,39 +23,6 @@ def add_parser(sub) -> None:
                    help="T (s) for the share of episodes that succeeded within T (default 8)")
     add_output_options(c, "table (compare.md), rows (compare.json) and figure (compare.png)")
     c.set_defaults(func=run)
-
-
-def conclusion(pairs: list[dict]) -> str:
-    """One line per comparison the episodes cannot settle, with what would."""
-    lines = []
-    for p in pairs:
-        if p["verdict"] == "too few episodes to tell":
-            n = f"{p['n_a']} paired episodes" if p["paired"] else f"{p['n_b']} and {p['n_a']} episodes"
-            lines.append(f"{p['b']} vs {p['a']}: {n} cannot separate the two at a {p['margin']:.0%} margin (95 % "
-                         f"interval {p['ci'][0]:+.1%} to {p['ci'][1]:+.1%}); {episodes_to_tell(p)}")
-    return "\n".join(lines)
-
-
-def episodes_to_tell(p: dict) -> str:
-    """What would settle a comparison: the episodes per side at which, if the difference held and the interval
-    narrowed as 1/sqrt(n), its lower bound would clear the margin (rounded up to 50)."""
-    half, gap = (p["ci"][1] - p["ci"][0]) / 2, p["difference"] + p["margin"]
-    if gap <= 0:
-        return "the difference itself reaches the margin: more episodes would show it inferior or equal, not better"
-    n = max(p["n_a"], p["n_b"]) * (half / gap) ** 2
-    n = int(math.ceil(n / 50.0) * 50)
-    how = f"`bac eval --episodes {n} --workers 3`" if p["paired"] else f"about {n} episodes per side"
-    return f"if the difference holds, about {n} episodes per side would ({how} in simulation)"
-
-
-def pairs_text(pairs: list[dict]) -> str:
-    """The pairwise table and the lines for what it cannot settle, after a blank line; '' without pairs."""
-    from ..analysis.report import PAIRWISE_COLUMNS, markdown
-
-    if not pairs:
-        return ""
-    note = conclusion(pairs)
-    return f"\n\n{markdown(pairs, PAIRWISE_COLUMNS)}" + (f"\n\n{note}" if note else "")
 
 
 def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: bool = False,

@@ -5,10 +5,8 @@ import sys
 from pathlib import Path
 
 from ..policy.acs import DEFAULT_TOP_N
-from ..drift.guard import DriftMode
 from ..drift.reference import SHADOW_STATISTIC
 from ..policy.calibrate import measure_reference
-from ..policy.inference import Backend
 from ..policy.schedule import ACS_METHODS, METHODS, Method, schedule_file_name
 from ..robot.streaming import Source
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
@@ -144,25 +142,17 @@ def add_reference(args) -> int:
 def closed_loop(args, policy, path: str, sched) -> None:
     """The drift guard's closed-loop reference of one schedule: `args.closed_loop` sync episodes of the
     calibration world run by the schedule, its shadow deviation at every inference, written into the file."""
-    import functools
-
-    from ..sim.workers import Task, run_tasks
-    from .eval import make_worker
+    from ..sim.episode_worker import EpisodeSpec, closed_loop_checks
 
     seeds = list(range(args.closed_loop_seed_start, args.closed_loop_seed_start + args.closed_loop))
-    spec = {"config": args.config, "checkpoint": args.checkpoint, "seed": args.seed, "threads": args.threads,
-            "device": args.device, "params": args.params, "world": [], "backend": Backend.EAGER, "fixed_noise": False,
-            "drift": DriftMode.WATCH, "commit_steps": None, "latency_ms": None, "max_time": args.max_time,
-            "drift_overrides": {"drift_check_every": 1}, "drift_features": True}
-    entries = [(sched.method, sched.num_updates, str(Path(path).resolve()))]
-    make = functools.partial(make_worker, spec, entries, policy if args.workers <= 1 else None)
+    spec = EpisodeSpec(args.config, args.checkpoint, args.seed, args.threads, args.device, args.params,
+                       max_time=args.max_time)
     deviations, features, solved = {}, {}, {}
-    for task, result in run_tasks([Task("sync", 0, s) for s in seeds], make, args.workers, args.hostname):
-        deviations[task.seed] = [c["deviation"] for c in result["drift"]]
-        features[task.seed] = [c["features"] for c in result["drift"]]
-        solved[task.seed] = bool(result["success"])
-        print(f"  {sched.label} seed {task.seed}: {'success' if result['success'] else 'fail'}, "
-              f"{len(deviations[task.seed])} checks", file=sys.stderr, flush=True)
+    for seed, checks, success in closed_loop_checks(spec, sched, path, seeds, policy, args.workers, args.hostname):
+        deviations[seed], features[seed], solved[seed] = [c["deviation"] for c in checks], \
+            [c["features"] for c in checks], success
+        print(f"  {sched.label} seed {seed}: {'success' if success else 'fail'}, {len(checks)} checks",
+              file=sys.stderr, flush=True)
     write_closed_loop(args, path, sched, [deviations[s] for s in seeds], [features[s] for s in seeds],
                       [solved[s] for s in seeds], seeds, policy.cfg.chunk_period_s)  # sync episodes
 
@@ -178,7 +168,7 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
     from ..policy.calibrate import shadow_checks
     from ..core.images import check_roi
     from ..data.bags import header_stamps, read_index
-    from ..data.episodes import load_episode
+    from ..data.episodes import chunk_observations, load_episode
 
     check_roi(args.image_roi, "--image-roi")
     folder = Path(args.closed_loop_bags)
@@ -189,7 +179,7 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
     deviations, features, solved, names, gaps = [], [], [], [], []
     for r in rows:
         stamps = header_stamps(r["bag_path"], "/bac/action_chunk")
-        windows = bag_observations(load_episode(r, images=True), stamps, policy.cfg, args.image_roi)
+        windows = chunk_observations(load_episode(r, images=True), stamps, policy.cfg, args.image_roi)
         if not windows:
             print(f"  {r['bag']}: no chunk's observation in the bag, skipped", file=sys.stderr)
             continue
@@ -210,61 +200,21 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
                       source=f"recorded episodes in {folder}")
 
 
-def bag_observations(ep, chunk_stamps: list[float], cfg, roi=None, tolerance_s: float = 0.03) -> list:
-    """(images (n_obs, S, S, 3) uint8, states (n_obs, 8)) of each chunk whose observation the episode holds: its
-    frames up to the chunk's stamp, each with the nearest joint state (policy_node's own pairing)."""
-    import numpy as np
-
-    from ..core.images import to_policy_size
-    from ..robot.streaming import ObservationAligner
-
-    wanted = {round(t, 6) for t in chunk_stamps}
-    aligner = ObservationAligner(cfg.n_obs_steps, tolerance_s)
-    order = np.argsort(ep.joints_t, kind="stable")
-    js_t, js = ep.joints_t[order], ep.joints[order]
-    size, k, out = cfg.encoder.image_shape[1], 0, []
-    for i in np.argsort(ep.images_t, kind="stable"):
-        t = float(ep.images_t[i])
-        while k < len(js_t) and js_t[k] <= t + tolerance_s:
-            aligner.add_state(float(js_t[k]), js[k])
-            k += 1
-        aligner.add_image(t, to_policy_size(ep.images[i], size, roi))
-        if round(t, 6) in wanted and aligner.observations.ready() and aligner.observations.newest_stamp == t:
-            images, states, _ = aligner.observations.window()
-            out.append((images, states))
-    return out
-
-
 def write_closed_loop(args, path: str, sched, deviations, features, solved, names, period_s: float,
                       source: str = "") -> None:
-    """The closed-loop references (shadow deviation, observation distance) of these episodes into the schedule
-    file, and the CUSUM thresholds they give at the parameter file's guard settings."""
-    from ..drift.guard import DriftSettings, guard_thresholds
-    from ..drift.reference import (closed_loop_reference, observation_closed_loop, observation_reference,
-                                   shadow_reference)
-    from ..policy.runner import RATE_HZ
-    from ..core.settings import from_mapping, node_parameters
+    """The closed-loop references of these episodes into the schedule file, and the CUSUM thresholds they give
+    at the parameter file's guard settings (printed)."""
+    from ..core.settings import node_parameters
+    from ..policy.calibrate import add_closed_loop_reference
 
-    loop = closed_loop_reference(deviations, names, period_s, solved)
-    successes = sum(solved)
-    loop["success"] = successes / len(names)
-    seen = observation_closed_loop(features, names, period_s, solved)
-    if source:
-        loop["source"] = seen["source"] = source
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
-    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": seen}
+    loop, seen, h, every_s = add_closed_loop_reference(sched, deviations, features, solved, names, period_s,
+                                                       node_parameters("policy_node", args.params), source)
     sched.save(path)
-    params = node_parameters("policy_node", args.params)
-    d, rate_hz = from_mapping(DriftSettings, params), float(params.get("rate_hz", RATE_HZ))
-    # policy_node, and bac eval in either mode, check every drift_check_every / rate_hz s; each signal's h at
-    # half the rate (two CUSUMs)
-    observed = observation_reference(sched).signal if "observation" in d.drift_signals else None
-    h = guard_thresholds(d, shadow_reference(sched), observed, d.drift_check_every, 1 / rate_hz,
-                         loop["inference_period_s"])
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
-          f"{loop['checks']} checks in {len(names)} episodes ({successes} successful); observation distance ln sd "
-          f"{seen['log_sd']:.2f} (scored on {seen['folds']} folds of episodes); CUSUM thresholds at the "
-          f"settings of {args.params or 'config/grasp.yaml'} (a check every {d.drift_check_every / rate_hz:.2f} s of "
-          f"robot time, on the successful "
-          f"episodes): shadow {h[0]:.2f}, observation {f'{h[1]:.2f}' if observed else 'off (drift_signals)'} -> {path}")
+          f"{loop['checks']} checks in {len(names)} episodes ({sum(solved)} successful); observation distance ln sd "
+          f"{seen['log_sd']:.2f} (scored on {seen['folds']} folds of episodes); CUSUM thresholds at the settings of "
+          f"{args.params or 'config/grasp.yaml'} (a check every {every_s:.2f} s of robot time, on the successful "
+          f"episodes): shadow {h[0]:.2f}, observation {f'{h[1]:.2f}' if h[1] != float('inf') else 'off (drift_signals)'}"
+          f" -> {path}")

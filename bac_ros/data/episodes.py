@@ -177,3 +177,27 @@ def corrections(steps: Steps, context: int = 0) -> list[tuple[Steps, np.ndarray]
         lo = max(0, s - context)
         out.append((steps.rows(np.arange(lo, e)), np.arange(lo, e) >= s))
     return out
+
+
+def chunk_observations(ep: Episode, chunk_stamps: list[float], cfg, roi=None, tolerance_s: float = 0.03) -> list:
+    """(images (n_obs, S, S, 3) uint8, states (n_obs, 8)) of each chunk (by its stamp) whose observation the recorded
+    episode holds: its frames up to the chunk's stamp, each with the nearest joint state (policy_node's own
+    pairing); `cfg` a PolicyConfig (n_obs_steps, the encoder's image size), `roi` the crop policy_node applies."""
+    from ..core.images import to_policy_size
+    from ..robot.streaming import ObservationAligner
+
+    wanted = {round(t, 6) for t in chunk_stamps}
+    aligner = ObservationAligner(cfg.n_obs_steps, tolerance_s)
+    order = np.argsort(ep.joints_t, kind="stable")
+    js_t, js = ep.joints_t[order], ep.joints[order]
+    size, k, out = cfg.encoder.image_shape[1], 0, []
+    for i in np.argsort(ep.images_t, kind="stable"):
+        t = float(ep.images_t[i])
+        while k < len(js_t) and js_t[k] <= t + tolerance_s:
+            aligner.add_state(float(js_t[k]), js[k])
+            k += 1
+        aligner.add_image(t, to_policy_size(ep.images[i], size, roi))
+        if round(t, 6) in wanted and aligner.observations.ready() and aligner.observations.newest_stamp == t:
+            images, states, _ = aligner.observations.window()
+            out.append((images, states))
+    return out

@@ -6,11 +6,12 @@ Two signals, each divided by its value on the calibration observations (stored i
 
 - `shadow_deviation` (the guard's): every `drift_check_every`-th inference is re-run at full precision
   from the same initial noise, and the mean squared difference of the two denoised sequences of joint
-  targets (normalised units; not the gripper's open/close) is what caching cost on this observation. It needs a deterministic sampler (DDIM)
-  and costs one full inference per check, run after the cached one has been handed on.
+  targets (normalised units; not the gripper's open/close) is what caching cost on this observation. It
+  needs a deterministic sampler (DDIM) and costs one full inference per check, run after the cached one has
+  been handed on.
 - `reuse_error` (free, published): whenever a block recomputes, `|y_k - reused_k| / |y_k|` between its
   new output and what the cache had been adding in its place (copy or forecast), averaged over one
-  inference. Measured on shifted worlds it barely moved (docs/drift.md), so it does not drive the guard.
+  inference. It does not drive the guard: on shifted worlds it barely moved (docs/drift.md).
 
 - `observation distance` (the guard's second signal, nearly free): at the same checks, the squared Mahalanobis
   distance of the observation encoder's output (image features and normalised joint state: what the denoiser

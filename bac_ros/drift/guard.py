@@ -36,10 +36,8 @@ class DriftSettings:
     drift_cusum_k: float = setting(0.5, "the CUSUMs' allowance, in reference standard deviations of ln(shadow "
                                    "deviation) and ln(observation distance): a check adds z - k", 0.0, 10.0)
     drift_false_alarm_rate: float = setting(0.01, "share of the reference's solved closed-loop episodes allowed "
-                                            "an alarm, half to each signal; sets the thresholds h. Fresh episodes "
-                                            "alarm more often than the reference they were not part of: 0.01 gave "
-                                            "4 alarms in 84 solved fresh episodes of the calibration world "
-                                            "(docs/drift.md)", 0.001, 0.5)
+                                            "an alarm, half to each signal; sets the thresholds h (fresh episodes "
+                                            "alarm more often than the reference's own: docs/drift.md)", 0.001, 0.5)
     drift_threshold: float = setting(0.0, "the CUSUMs' alarm threshold h; 0: the one drift_false_alarm_rate "
                                      "gives on the schedule's reference", 0.0, 1000.0)
     drift_settle: int = setting(5, "checks in a row with z < k on the dense schedule before the fast one "

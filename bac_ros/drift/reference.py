@@ -244,7 +244,7 @@ def _same_statistic(schedule, stats: dict, key: str) -> None:
 
 def shadow_deviation(cached: torch.Tensor, full: torch.Tensor) -> float:
     """What caching cost on one inference: the mean squared difference of the two denoised sequences of joint
-    targets (normalised units). Without the gripper: its command is open or closed, and near the grasp the
-    cached and full inferences close it a step apart now and then, a single check 400-1800x the median that
-    says nothing about drift (measured on graph episodes of the calibration world, docs/drift.md)."""
+    targets (normalised units). Without the gripper: its command is open or closed, and the two inferences
+    closing it a step apart near the grasp would be a check far off the median that says nothing about drift
+    (docs/drift.md)."""
     return float(((cached[..., :ARM_DIMS] - full[..., :ARM_DIMS]) ** 2).mean())

@@ -182,9 +182,9 @@ class Demo:
         return int(diag["drift_switches"]) if "drift_switches" in diag else None
 
     def _wait_until_done(self, episode: int, stall_s: float = 30.0) -> None:
-        """Until sim_node reports the episode done. A slow machine slows the simulator (seen at 0.15x real
-        time with the whole graph on two cores): only an episode clock that stops for `stall_s` of wall
-        time is an error, not a long episode."""
+        """Until sim_node reports the episode done. A slow machine slows the simulator (docs/control.md, the
+        graph's time base): only an episode clock that stops for `stall_s` of wall time is an error, not a
+        long episode."""
         g = self.graph
         progress, since = -1.0, time.monotonic()
         while True:

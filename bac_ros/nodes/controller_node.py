@@ -34,6 +34,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ..core.native_threads import start_native_thread
 from ..robot.fr3_arm import FR3Arm, HomingError, MotionStopped, RobotFault, drive
+from ..robot.interface import Arm
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
 from ..robot.streaming import CONTROL_RATE_HZ, ChunkExecutor, ChunkRules, Source
@@ -111,7 +112,7 @@ class ControllerNode(Node):
         # time. A tick that finds the arm taken skips (it must not block the executor publishing joint states).
         self._arm_lock = threading.Lock()
         self._homing_stop = threading.Event()  # this homing's: set by /bac/stop (a fresh one per /bac/home)
-        self.arm: FR3Arm | None = None
+        self.arm: Arm | None = None  # FR3Arm: robot.interface says what another arm needs
         self.state, self.reason = ControllerState.CONNECTING, f"connecting to the FR3 at {self.robot_ip}"
         self.exit_error: str | None = None
         self._connector: threading.Thread | None = None

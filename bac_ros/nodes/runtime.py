@@ -2,10 +2,9 @@
 the node clock in seconds; and the /diagnostics message they publish.
 
 Every node spins on rclpy's SingleThreadedExecutor; work that blocks (inference, homing the arm) runs on a
-thread of its own or on a side node with its own executor (`spin_in_background`). rclpy's
-MultiThreadedExecutor polls while its pool runs a callback: measured on this 2-core machine, a node that
-only follows the simulator's /clock at 250 Hz costs 27-53 % of a core with it (1-3 threads) against 5-8 %
-single-threaded, and the graph ran three such nodes."""
+thread of its own or on a side node with its own executor (`spin_in_background`): rclpy's
+MultiThreadedExecutor polls while its pool runs a callback, which costs a core's share per node that follows
+the simulator's /clock (docs/control.md)."""
 from __future__ import annotations
 
 import functools
@@ -35,9 +34,7 @@ def now_s(node: Node) -> float:
 def steady_timer(node: Node, period_s: float, callback):
     """A timer on the wall (steady) clock, whatever the node's clock. A loop that must run at a rate reads
     the node's clock inside (the simulator's with use_sim_time): a timer on the simulator's clock fires
-    only as fast as the node takes in /clock. Measured in the graph while nodes still ran rclpy's
-    MultiThreadedExecutor: ~42 firings per simulated second instead of 100 while the expert's chunks
-    streamed (83 with a policy), and the arm held instead of following."""
+    only as fast as the node takes in /clock, and fell well short of its rate in the graph (docs/control.md)."""
     from rclpy.clock import Clock, ClockType
 
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))

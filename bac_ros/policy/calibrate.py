@@ -262,3 +262,30 @@ def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, st
                                          "p95": float(np.percentile(d, 95)), "observations": n},
                     "reuse_error": {"mean": float(r.mean()), "p95": float(np.percentile(r, 95)), "observations": n}})
     return out
+
+
+def add_closed_loop_reference(sched: Schedule, deviations: list[list[float]], features: list, solved: list[bool],
+                              names: list, period_s: float, params: dict, source: str = ""):
+    """The drift guard's closed-loop references (shadow deviation, observation distance) of these episodes (their
+    checks `period_s` robot seconds apart) written into `sched.calibration`; returns (shadow section,
+    observation section, the CUSUM thresholds (shadow, observation; inf: off) and the seconds between checks at
+    the policy_node `params`' guard settings)."""
+    from ..core.settings import from_mapping
+    from ..drift.guard import DriftSettings, guard_thresholds
+    from ..drift.reference import (closed_loop_reference, observation_closed_loop, observation_reference,
+                                   shadow_reference)
+    from .runner import RATE_HZ
+
+    loop = closed_loop_reference(deviations, names, period_s, solved)
+    loop["success"] = sum(solved) / len(names)
+    seen = observation_closed_loop(features, names, period_s, solved)
+    if source:
+        loop["source"] = seen["source"] = source
+    sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": seen}
+    d, rate_hz = from_mapping(DriftSettings, params), float(params.get("rate_hz", RATE_HZ))
+    # policy_node, and bac eval in either mode, check every drift_check_every / rate_hz s; each signal's h at
+    # half the rate (two CUSUMs)
+    observed = observation_reference(sched).signal if "observation" in d.drift_signals else None
+    h = guard_thresholds(d, shadow_reference(sched), observed, d.drift_check_every, 1 / rate_hz,
+                         loop["inference_period_s"])
+    return loop, seen, h[:2], d.drift_check_every / rate_hz

@@ -311,6 +311,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def load_policy(config: str = "cpu", checkpoint: str | None = "auto", seed: int = 0, threads: int = 0,
+                device: str = "cpu") -> DiffusionPolicy:
+    """A policy as the commands and the evaluation workers load it: `config` (a name in config/ or a YAML path),
+    its `checkpoint` ('auto': the shipped one; 'none': untrained weights from `seed`), torch threads (0: the
+    config's), on `device` (ValueError where it is not there)."""
+    cfg = PolicyConfig.load(config)
+    if threads or cfg.num_threads:
+        torch.set_num_threads(threads or cfg.num_threads)
+    policy = DiffusionPolicy.build(cfg, resolve_checkpoint(cfg, checkpoint), seed=seed)
+    return policy.to(resolve_device(device))
+
+
 def synthetic_observations(cfg: PolicyConfig, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random images and joint states of the right shapes, for benchmarks of untrained models."""
     g = torch.Generator().manual_seed(seed)

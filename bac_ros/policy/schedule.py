@@ -249,3 +249,21 @@ def find_schedule(name: str, cfg: PolicyConfig) -> Schedule | None:
                                 f"{', '.join(have) or 'none'}; 'full' runs without caching)")
         path = shipped
     return Schedule.load(path, cfg)
+
+
+def schedule_files(methods: list[Method], sizes: list[int], directory: Path, cfg: PolicyConfig,
+                   similarity: str = "cosine", top_n: int = DEFAULT_TOP_N, reuse: str = "copy"
+                   ) -> list[tuple[Method, int, str | None]]:
+    """(method, S, schedule file or None for full precision) per evaluation row: each cached method at each S
+    in `sizes`, from `directory` under `schedule_file_name`; ScheduleError naming a file that is not there."""
+    entries = []
+    for method in methods:
+        if method == Method.FULL:
+            entries.append((Method.FULL, cfg.num_steps, None))
+            continue
+        for s in sizes:
+            path = Path(directory) / schedule_file_name(method, s, similarity, top_n=top_n, reuse=reuse)
+            if not path.is_file():
+                raise ScheduleError(f"no schedule {path}")
+            entries.append((method, s, str(path.resolve())))
+    return entries

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .gripper import GripperWorker
+from .interface import Arm
 from .kinematics import Kinematics
 from .limits import ArmLimits, Envelope, box_excess, checked_target
 from .model import DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
@@ -42,7 +43,7 @@ class RobotFault(RuntimeError):
     """The robot reported an error (a reflex, a control or network exception): it needs `FR3Arm.recover`."""
 
 
-def drive(executor, arm: "FR3Arm", now: float):
+def drive(executor, arm: Arm, now: float):
     """One control tick, the same for controller_node and the evaluation harness: the executor's command for
     `now` (the chunks' clock) through the arm's envelope (a hold: brake to where the arm can stop), or just the
     arm's checks when there is none. Returns (command, target sent) or None."""
@@ -472,11 +473,11 @@ class FR3Arm:
         (HomingError after `settle_timeout` s), then wait up to `gripper_timeout` s for the fingers to be open. Every
         duration is robot time, so a simulator running below real time slows homing instead of failing
         it. After a velocity stop the path starts again from where the arm came to rest (twice at most).
-        Why slow: on franky-sim, homing from a posture a policy had thrown the arm into (joint 2 at -1.7 rad)
-        at 0.5 x the limits set off the torque loop's swing (see `check`); at 0.25 x it did not. The workspace
-        box does not apply: from a posture outside it the joint path home may first lead further out.
-        `stop` (set from another thread: a person's stop) ends it at its next step with `MotionStopped`; the caller
-        makes it when it accepts the request, so a stop that comes before the motion begins still ends it."""
+        Slow, because homing fast from a posture a policy threw the arm into can set off the torque loop's
+        swing (docs/control.md, the velocity stop). The workspace box does not apply: from a posture outside it
+        the joint path home may first lead further out. `stop` (set from another thread: a person's stop) ends
+        it at its next step with `MotionStopped`; the caller makes it when it accepts the request, so a stop
+        that comes before the motion begins still ends it."""
         if speed_factor is None:
             speed_factor = min(self.HOME_SPEED_FACTOR, 0.9 * self.limits.max_velocity_factor)  # tracking overshoots
         if not 0 < speed_factor <= self.limits.max_velocity_factor:

@@ -14,10 +14,9 @@ from .model import GRIPPER_MAX_WIDTH
 class GripperWorker(threading.Thread):
     """Sends open/close to the gripper when the decision changes; latest decision wins. Whether an action
     is needed is read from the gripper (its width, whether it holds something), not from what was last
-    requested: seen on a slow machine, a grasp that timed out left the worker believing "closed" while the
-    fingers stood open, and every later close was skipped. An action that has not finished within
-    `timeout` s of robot time (`clock`) is stopped and counted (seen in franky-sim: a grasp whose fingers
-    ended past closed never returned)."""
+    requested: a grasp that timed out must not leave the worker believing "closed" while the fingers stand
+    open. An action that has not finished within `timeout` s of robot time (`clock`) is stopped and counted
+    (a grasp whose fingers end past closed may never return)."""
 
     def __init__(self, gripper, clock, speed: float = 0.1, force: float = 40.0, timeout: float = 3.0):
         super().__init__(daemon=True, name="gripper")

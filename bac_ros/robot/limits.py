@@ -10,9 +10,9 @@ point was due; the commanded motion u = Δq / Δt then obeys, per joint:
 - acceleration: |u − u_prev| ≤ max_acceleration_factor × the FR3 acceleration limit × Δt (a jump of the
   target sends franky's torque loop ringing: docs/control.md);
 - joint limits with braking in time: q + u Δt + u² / 2a stays inside the limits minus the margin, so the arm
-  can always stop before a limit at that acceleration (a clamp applied after the acceleration limit once
-  stopped joint 7 from 2.6 rad/s in one 10 ms command); outside the margins (a start there) only motion
-  back inside is allowed;
+  can always stop before a limit at that acceleration (not a clamp after the acceleration limit, which can
+  ask a stop from full speed in one command: docs/safety.md); outside the margins (a start there) only
+  motion back inside is allowed;
 - the workspace box (a callable, as it needs kinematics): a target whose TCP would leave the box where the arm
   comes to rest braking is refused, and the arm brakes along its last motion.
 If the bands cannot all hold (a velocity beyond them left by an earlier envelope), the acceleration band wins:

@@ -1,26 +1,20 @@
-"""Timing rules shared by the evaluation loop and the ROS nodes (no ROS here).
+"""Timing rules shared by the evaluation loop and the ROS nodes (no ROS here): how a stream of action chunks
+becomes commands for the arm. Why each rule is what it is, with the measurements: docs/control.md.
 
 - `ObservationWindow`: the policy's input, the last n_obs_steps observations; `ObservationAligner` fills
   it from separate camera and joint-state streams, pairing each frame with the joint state nearest in time.
 - `chunk_velocity`: the chunk's own velocity at a time (the slope between its points), streamed with each
-  target as feed-forward: the demonstrations were tracked with the plan's velocity, and without it the
-  joints lag by different amounts, which bends the path the policy sees (measured: the arm ran 13 cm past
-  the cube on a training seed without it, stopped within 2 cm with it).
+  target as feed-forward, as the demonstrations were tracked.
 - `current_index`: which point of a chunk stamped `stamp` is the target now. Point i is held from
   stamp + i*dt until point i+1 falls due, as the demonstrations were streamed (observe at t_i, send
-  action i, hold it for dt); earlier points are stale and dropped (latency compensation). Sending point i
-  as soon as point i-1's time had passed (what an earlier version did) runs the arm one step ahead of
-  the plan: measured on seed 0 with zero latency (the world paused during inference), the arm reached
-  the cube 1.5 cm off and missed, where sync mode grasped it.
+  action i, hold it for dt); earlier points are stale and dropped (latency compensation), and no point is
+  sent before its time.
 - `ChunkExecutor`: the one set of rules that turns a stream of chunks into commands for the arm, used by
   controller_node and the evaluation harness alike: which chunks are refused (and counted), which point
   is due, when to hold. The arm's `Envelope` shapes each command on the real time since the last one.
 - `RecedingHorizon`: which chunk of a stream to play. With commit k, a new chunk waits until the playing
-  one has played its first k steps (k = n_action_steps is how the policy was trained and evaluated in
-  sync mode), then the newest one takes over; k = 0 replaces the chunk at every inference. Measured in
-  real-time mode with points sent on time (full precision, ~21 Hz, seeds 0-15): k = 8 won 14/16, k = 0
-  9/16, so the policy's n_action_steps is the default. (Earlier measurements that favoured k = 0 were
-  taken while points went out one step early.)
+  one has played its first k steps (k = n_action_steps, the default, is how the policy was trained and
+  evaluated in sync mode), then the newest one takes over; k = 0 replaces the chunk at every inference.
 """
 from __future__ import annotations
 

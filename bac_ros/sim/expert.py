@@ -6,9 +6,8 @@ actions.
 
 The plan never stands still for long while its next move depends on time alone: a policy that sees one
 frame cannot tell how long the arm has waited, and a pause in the demonstrations becomes a fixed point it
-does not leave (the first expert closed the gripper for 0.8 s, the fingers settled after 0.23 s, and
-policies held the cube without lifting). Segments ramp up within `ramp` of their duration instead of
-following a min-jerk curve, whose first tenth moves 1 % of the way.
+does not leave (docs/policy.md, the grasp task). Segments ramp up within `ramp` of their duration instead
+of following a min-jerk curve, which barely moves in its first tenth.
 """
 from __future__ import annotations
 

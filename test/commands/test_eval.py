@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from bac_ros.cli import main
-from bac_ros.commands.eval import paired
+from bac_ros.analysis.eval_rows import paired
 from support import TINY
 
 
@@ -37,7 +37,7 @@ def test_paired_compares_each_mode_apart_and_needs_two_methods():
 
 
 def test_a_latency_sweep_pairs_methods_within_each_latency():
-    from bac_ros.commands.eval import episode_modes, split_mode
+    from bac_ros.sim.episode_worker import episode_modes, split_mode
 
     assert episode_modes("sync", None) == ["sync"] and episode_modes("realtime", None) == ["realtime"]
     assert episode_modes("both", [0, 67.5]) == ["sync", "realtime+0ms", "realtime+67.5ms"]
@@ -77,8 +77,9 @@ def test_two_workers_then_an_interrupted_run_resumed(tmp_path, capsys):
     header = json.loads(log[0])
     header["identity"]["max_time"] = 9.0
     (out / "episodes.jsonl").write_text("\n".join([json.dumps(header)] + log[1:]) + "\n")
-    with pytest.raises(SystemExit, match="other arguments"):
-        main(["eval", "--resume", str(out)])
+    capsys.readouterr()
+    assert main(["eval", "--resume", str(out)]) == 2
+    assert "other arguments" in capsys.readouterr().err
     assert len((out / "episodes.jsonl").read_text().splitlines()) == 4
 
 
@@ -132,25 +133,22 @@ def test_the_drift_guards_closed_loop_reference_is_measured_on_the_schedules_own
 
 
 def test_the_drift_guard_checks_as_far_apart_in_robot_time_as_policy_nodes(tmp_path):
-    import argparse
+    from bac_ros.sim.episode_worker import EpisodeSpec, check_period_s, policy_params
 
-    from bac_ros.commands.eval import _check_period_s, _policy_params
-
-    def period(args):
-        return _check_period_s(_policy_params(args))
+    def period(spec):
+        return check_period_s(policy_params(spec))
 
     # the package's parameters: policy_node's defaults, a check every 10th inference at 30 Hz
-    assert period(argparse.Namespace(params=None)) == pytest.approx(1 / 3)
+    assert period(EpisodeSpec()) == pytest.approx(1 / 3)
     params = tmp_path / "lab.yaml"
     params.write_text(yaml.safe_dump({"policy_node": {"ros__parameters": {"rate_hz": 15.0, "drift_check_every": 5}}}))
-    assert period(argparse.Namespace(params=str(params))) == pytest.approx(1 / 3)
+    assert period(EpisodeSpec(params=str(params))) == pytest.approx(1 / 3)
     # bac schedule's closed-loop reference: a check at every inference
-    args = argparse.Namespace(params=None, drift_overrides={"drift_check_every": 1})
-    assert period(args) == pytest.approx(1 / 30)
+    assert period(EpisodeSpec(drift_overrides={"drift_check_every": 1})) == pytest.approx(1 / 30)
 
 
 def test_what_would_settle_a_comparison_by_hand():
-    from bac_ros.commands.compare import episodes_to_tell
+    from bac_ros.analysis.report import episodes_to_tell
 
     p = {"ci": (-0.056, 0.045), "difference": -0.005, "margin": 0.05, "n_a": 200, "n_b": 200, "paired": True}
     # half-width 5.05 points against 4.5 points of room: 200 x (5.05 / 4.5)^2 = 252 -> 300
@@ -175,7 +173,7 @@ def test_episodes_through_a_local_ray(tmp_path):
 
 
 def test_a_rows_drift_fields_say_which_signal_raised_each_episodes_alarm():
-    from bac_ros.commands.eval import _drift_fields
+    from bac_ros.analysis.eval_rows import drift_fields
 
     def check(state, alarm="", obs_z=float("nan"), dense=False):
         return {"dense": dense, "ratio": 1.0, "reuse": 1.0, "state": state, "observation_z": obs_z, "alarm": alarm}
@@ -183,7 +181,7 @@ def test_a_rows_drift_fields_say_which_signal_raised_each_episodes_alarm():
     drift = [[check("ok", obs_z=0.0), check("warn", obs_z=2.0), check("dense", "observation", 3.0)],
              [check("ok"), check("dense", "shadow"), check("dense", dense=True)],
              [check("ok", obs_z=1.0)]]
-    f = _drift_fields(drift)
+    f = drift_fields(drift)
     assert f["drift_alarm_episodes"] == 2 and f["drift_first_alarm_check"] == [3, 2, None]
     assert f["drift_first_alarm_signal"] == ["observation", "shadow", None]
     assert f["drift_observation_z_median"] == 1.5  # of the measured ones: 0, 2, 3, 1

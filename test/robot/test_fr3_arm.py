@@ -450,3 +450,19 @@ def test_homing_within_a_slow_labs_envelope():
         assert np.max(np.abs(arm.joint_positions() - Q_HOME)) <= 0.02
         assert len(speeds) > 100 and np.max(speeds) <= 1.1, np.max(speeds, axis=0)
         assert arm.velocity_stops == 0
+
+
+def test_fr3arm_is_an_arm_and_an_arm_needs_every_verb():
+    """robot.interface.Arm: what controller_node and the harness use; FR3Arm has it all before connecting."""
+    from bac_ros.robot.interface import Arm
+
+    arm = FR3Arm("127.0.0.99")
+    assert isinstance(arm, Arm)
+
+    class NoBrakes:
+        def __init__(self):
+            for name in ("limits", "held_back", "commands_sent", "clamped", "shaped", "workspace_refusals",
+                         "velocity_stops", "auto_recoveries", "errors", "gripper_closed"):
+                setattr(self, name, getattr(arm, name))
+
+    assert not isinstance(NoBrakes(), Arm)
