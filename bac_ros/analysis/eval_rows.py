@@ -16,8 +16,8 @@ from .stats import percentiles
 
 def write_eval(rows: list[dict], out: Path, margin: float = 0.05) -> None:
     """Print the table (rows, pairs, a slow-clock note) and write eval.md, eval.json, pairs.json and the plots."""
-    from .report import pairs_text
-    from .report import (EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_latency, plot_success_vs_speedup,
+    from .render import pairs_text
+    from .render import (EVAL_COLUMNS, markdown, plot_drift, plot_success_vs_latency, plot_success_vs_speedup,
                          slow_clock_note)
 
     pairs = paired(rows, margin)
@@ -49,8 +49,8 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
     """Per mode, every method against full precision (else the first row) on the seeds both ran: the 2x2
     table, the exact McNemar test, the difference with its interval and the verdict at `margin`. Rows of the
     same method from runs on different seeds (parallel hosts, `--merge`) are joined first."""
-    from .compare import pairwise
-    from .report import method_label
+    from .recordings import pairwise
+    from .render import method_label
 
     out = []
     group = lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else "")  # noqa: E731

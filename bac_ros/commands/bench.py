@@ -42,7 +42,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..policy import bench
-    from ..analysis.report import BENCH_COLUMNS, markdown
+    from ..analysis.render import BENCH_COLUMNS, markdown
 
     policy = load_policy(args)
     cfg = policy.cfg
@@ -65,7 +65,7 @@ def run(args) -> int:
     print(f"wrote {out / 'rows.json'}, {out / 'table.md'}")
     if args.backend:
         from ..policy.inference import BACKENDS, Backend
-        from ..analysis.report import BACKEND_COLUMNS
+        from ..analysis.render import BACKEND_COLUMNS
 
         unknown = [b for b in args.backend if b not in BACKENDS]
         if unknown:

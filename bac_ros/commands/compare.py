@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis.report import pairs_text
+from ..analysis.render import pairs_text
 from ..analysis.runs import provenance, write_json
 from .common import add_output_options, comma_list, output_dir
 
@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
 def write(folders: list, out: Path, labels: list[str] | None = None, all_seeds: bool = False,
           reference: str | None = None, margin: float = 0.05, within: float = 8.0) -> str:
     """Compare the recordings in `folders`, print the tables, write compare.md / .json / .png into `out`."""
-    from ..analysis.compare import compare_recordings, pairwise, summarise
-    from ..analysis.report import COMPARE_COLUMNS, markdown, plot_comparison, slow_clock_note
+    from ..analysis.recordings import compare_recordings, pairwise, summarise
+    from ..analysis.render import COMPARE_COLUMNS, markdown, plot_comparison, slow_clock_note
 
     metrics, paths, seeds = compare_recordings(folders, labels, all_seeds)
     summary = summarise(metrics, within)

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..analysis.report import plot_metrics
+    from ..analysis.render import plot_metrics
 
     d = Path(args.log_dir)
     if not (d / "control.csv").is_file() or not (d / "latency.csv").is_file():

@@ -57,7 +57,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..policy import calibrate
-    from ..analysis.report import plot_update_map
+    from ..analysis.render import plot_update_map
 
     if args.reference:
         return add_reference(args)

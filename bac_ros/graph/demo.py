@@ -291,7 +291,7 @@ def summarise(log_dir: Path, windows: list[tuple[float, float]]) -> dict:
 
 def format_rows(rows: list[dict]) -> str:
     """The demo's table, the CPU split and a legend."""
-    from ..analysis.report import GRAPH_COLUMNS, markdown, slow_clock_note
+    from ..analysis.render import GRAPH_COLUMNS, markdown, slow_clock_note
 
     lines = [markdown(rows, GRAPH_COLUMNS)]
     names = sorted({k for r in rows for k in r.get("cpu_percent", {})})

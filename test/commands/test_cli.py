@@ -107,7 +107,7 @@ def test_output_goes_to_a_dated_run_folder_by_default(tmp_path, tiny_yaml, monke
 
 def test_eval_finds_bac_schedules_by_their_bubbling_union_n():
     from bac_ros.policy.schedule import schedule_file_name
-    from bac_ros.analysis.report import method_label as label
+    from bac_ros.analysis.render import method_label as label
 
     assert schedule_file_name("bac", 14, top_n=1) == "bac_s14_n1.json"
     assert schedule_file_name("bac", 14) == "bac_s14.json"

@@ -148,7 +148,7 @@ def test_the_drift_guard_checks_as_far_apart_in_robot_time_as_policy_nodes(tmp_p
 
 
 def test_what_would_settle_a_comparison_by_hand():
-    from bac_ros.analysis.report import episodes_to_tell
+    from bac_ros.analysis.render import episodes_to_tell
 
     p = {"ci": (-0.056, 0.045), "difference": -0.005, "margin": 0.05, "n_a": 200, "n_b": 200, "paired": True}
     # half-width 5.05 points against 4.5 points of room: 200 x (5.05 / 4.5)^2 = 252 -> 300

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bac_ros.analysis.compare import common_seeds, episode_metrics, pairwise, summarise, wilson_interval
+from bac_ros.analysis.recordings import common_seeds, episode_metrics, pairwise, summarise, wilson_interval
 from bac_ros.data.episodes import Episode, Switch
 from bac_ros.robot.kinematics import Kinematics
 from bac_ros.robot.model import Q_HOME
@@ -63,7 +63,7 @@ def test_pairwise_is_paired_on_common_seeds_and_fisher_without_seeds():
 
 
 def test_resampled_traces_cannot_make_speeds_from_bunched_stamps():
-    from bac_ros.analysis.compare import tcp_speed
+    from bac_ros.analysis.recordings import tcp_speed
     from bac_ros.analysis.motion import resample
 
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """Tables and figures render for any number of rows and seeds."""
 import numpy as np
 
-from bac_ros.analysis.report import COMPARE_COLUMNS, markdown, plot_comparison
+from bac_ros.analysis.render import COMPARE_COLUMNS, markdown, plot_comparison
 
 
 def test_markdown_marks_missing_values():
@@ -27,7 +27,7 @@ def test_comparison_figure_for_one_seed_and_several(tmp_path):
 
 
 def test_drift_figure_and_world_labels(tmp_path):
-    from bac_ros.analysis.report import plot_drift, world_label
+    from bac_ros.analysis.render import plot_drift, world_label
 
     base = {"mode": "sync", "method": "bac", "num_updates": 7, "success_rate": 0.5, "succeeded": [1, 0]}
     rows = [{**base, "world": {}, "drift": "watch", "drift_ratio_per_episode": [1.1, 0.8]},
@@ -54,7 +54,7 @@ def test_bac_report_plots_the_metrics_logs(tmp_path):
 
 
 def test_a_slow_world_is_said_next_to_its_figures():
-    from bac_ros.analysis.report import slow_clock_note
+    from bac_ros.analysis.render import slow_clock_note
 
     rows = [{"method": "bac", "sim_realtime_factor": 0.48}, {"method": "full", "sim_realtime_factor": 0.93},
             {"method": "teleop", "sim_realtime_factor": None}]
@@ -64,7 +64,7 @@ def test_a_slow_world_is_said_next_to_its_figures():
 
 
 def test_success_against_latency_figure(tmp_path):
-    from bac_ros.analysis.report import plot_success_vs_latency
+    from bac_ros.analysis.render import plot_success_vs_latency
 
     rows = [{"method": m, "num_updates": s, "latency_ms": ms, "success_rate": r, "episodes": 20}
             for m, s in (("full", 20), ("bac", 7)) for ms, r in ((0, 0.9), (67, 0.8), (150, 0.5))]

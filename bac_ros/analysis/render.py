@@ -254,7 +254,7 @@ def plot_comparison(summary: list[dict], paths: dict[str, dict], path: str | Pat
     succeeded by each time, failures censored); TCP speed over each episode; the TCP's top-view path per seed,
     one line per operator, the cube where it started, an x where a person took over. `paths`: label ->
     {seed: (times (N,), TCP positions (N, 3), cube (x, y) or None, success, take-over TCP positions (k, 3))}."""
-    from .compare import tcp_speed
+    from .recordings import tcp_speed
 
     plt = _pyplot()
     seeds = sorted({s for by_seed in paths.values() for s in by_seed})[:8]
