@@ -1,8 +1,8 @@
 """The denoising update x_t -> x_{t-1} with its coefficients computed once per sampler, not once per step.
 
 A diffusers scheduler's `step` recomputes the step's alphas, betas and variance from `alphas_cumprod`
-on every call: ~0.2 ms of small tensor ops per step on a 2-core CPU, 20 ms of every DDPM-100 inference,
-as much as a cached block's recomputation and no less when the blocks are skipped. `Sampler` takes the
+on every call, small tensor ops that cost as much as a cached block's recomputation and do not shrink when
+the blocks are skipped (docs/speed.md). `Sampler` takes the
 same 0-dim coefficient tensors the scheduler would compute (by its own arithmetic, once) and applies them
 with the scheduler's sequence of tensor ops, so its result is bit-identical to `scheduler.step` (tests
 compare them for DDPM and DDIM, with and without the per-step noise).
