@@ -5,6 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -136,8 +137,19 @@ class DiffusionPolicy(nn.Module):
                                                         generator=generator)
         x = x.to(cond.device)  # drawn on the CPU: the same noise for a seed whatever the device
         denoiser.begin(cond)
+        return self.denoise_steps(denoiser, x, generator)
+
+    def denoise_steps(self, denoiser, x: torch.Tensor, generator: torch.Generator | None = None,
+                      step_noise: torch.Tensor | None = None,
+                      hold: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The denoising loop every inference runs (after `denoiser.begin`): at each step the denoiser's
+        prediction and the sampler's update (DDPM's step noise `step_noise[k]` where given, else drawn from
+        `generator`), then `hold(k, x)` (inpainting) where given."""
         for k, t in enumerate(self.sampler.timesteps):
-            x = self.sampler.step(k, denoiser.step(k, x, t), x, generator)
+            x = self.sampler.step(k, denoiser.step(k, x, t), x, generator,
+                                  None if step_noise is None else step_noise[k])
+            if hold is not None:
+                x = hold(k, x)
         return x
 
     def to_model_actions(self, action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:

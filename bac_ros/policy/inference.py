@@ -136,10 +136,8 @@ def denoise(policy, denoiser, image, state, noise, step_noise, prefix, prefix_ma
     p, sampler = policy, policy.sampler
     denoiser.begin(p.encode_obs(image, state))
     known = p.action_norm.normalize(p.to_model_actions(prefix, state))
-    x = sampler.hold(-1, noise, known, noise, prefix_mask)
-    for k, t in enumerate(sampler.timesteps):
-        x = sampler.step(k, denoiser.step(k, x, t), x, noise=step_noise[k])
-        x = sampler.hold(k, x, known, noise, prefix_mask)
+    x = p.denoise_steps(denoiser, sampler.hold(-1, noise, known, noise, prefix_mask), step_noise=step_noise,
+                        hold=lambda k, y: sampler.hold(k, y, known, noise, prefix_mask))
     return x, p.future(p.from_model_actions(p.action_norm.unnormalize(x), state))
 
 
