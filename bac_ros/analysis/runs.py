@@ -73,3 +73,12 @@ def finished_episodes(path: Path, identity: dict) -> dict[tuple, dict]:
             continue
         done[(e["mode"], e["method"], e["num_updates"], e["seed"])] = e
     return done
+
+
+def saved_arguments(run_dir: Path, name: str, leave_out: tuple = ()) -> dict:
+    """The arguments a run wrote into `run_dir / name` (JSON), without those in `leave_out` (how it ran, not what
+    it measured); FileNotFoundError when there are none."""
+    saved = Path(run_dir) / name
+    if not saved.is_file():
+        raise FileNotFoundError(f"no {name} in {run_dir}")
+    return {k: v for k, v in json.loads(saved.read_text()).items() if k not in leave_out}

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..analysis.eval_rows import eval_row, warn, write_eval
-from ..analysis.runs import content_hash, finished_episodes, provenance, write_json
+from ..analysis.runs import content_hash, finished_episodes, provenance, saved_arguments, write_json
 from ..drift.guard import DriftMode
 from ..policy.acs import DEFAULT_TOP_N
 from ..policy.inference import BACKENDS, Backend
@@ -112,15 +112,14 @@ def _resumed(args):
     """The interrupted run's arguments, with this command's way of running them."""
     import argparse
 
-    run_dir = Path(args.resume)
-    saved = run_dir / ARGS_FILE
-    if not saved.is_file():
-        raise SystemExit(f"--resume {run_dir}: no {ARGS_FILE} there (not a `bac eval` run folder)")
-    kept = {k: v for k, v in json.loads(saved.read_text()).items() if k not in PARALLEL}
+    try:
+        kept = saved_arguments(Path(args.resume), ARGS_FILE, PARALLEL)
+    except FileNotFoundError as e:
+        raise SystemExit(f"--resume: {e} (not a `bac eval` run folder)") from None
     if isinstance(kept.get("latency_ms"), (int, float)):  # runs before the sweep took one latency
         kept["latency_ms"] = [float(kept["latency_ms"])]
     kept.setdefault("stitch", "switch")  # runs before --stitch played every chunk that way
-    return argparse.Namespace(**{**vars(args), **kept, "out_dir": str(run_dir)})
+    return argparse.Namespace(**{**vars(args), **kept, "out_dir": str(args.resume)})
 
 
 def run(args) -> int:

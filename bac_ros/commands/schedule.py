@@ -158,17 +158,11 @@ def closed_loop(args, policy, path: str, sched) -> None:
 
 
 def closed_loop_from_bags(args, policy, path: str, sched) -> None:
-    """The closed-loop reference from recorded episodes in which the policy played (`--closed-loop-bags`): at
-    every chunk policy_node published, the observation it was planned from (its camera frame and joint state,
-    from the bag, cropped as `--image-roi`) gets the guard's shadow check and observation features."""
-    import numpy as np
-    import torch
-
-    from ..drift.reference import observation_features
-    from ..policy.calibrate import shadow_checks
+    """The closed-loop reference from recorded episodes in which the policy played (`--closed-loop-bags`):
+    `calibrate.recorded_checks` on each, cropped as `--image-roi`."""
     from ..core.images import check_roi
-    from ..data.bags import header_stamps, read_index
-    from ..data.episodes import chunk_observations, load_episode
+    from ..data.bags import read_index
+    from ..policy.calibrate import recorded_checks
 
     check_roi(args.image_roi, "--image-roi")
     folder = Path(args.closed_loop_bags)
@@ -176,27 +170,11 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
     if len(rows) < 2:
         raise SystemExit(f"{folder}: {len(rows)} recorded episode(s) of the policy playing; the reference needs two "
                          "or more (record them with recorder_node while policy_node plays)")
-    deviations, features, solved, names, gaps = [], [], [], [], []
-    for r in rows:
-        stamps = header_stamps(r["bag_path"], "/bac/action_chunk")
-        windows = chunk_observations(load_episode(r, images=True), stamps, policy.cfg, args.image_roi)
-        if not windows:
-            print(f"  {r['bag']}: no chunk's observation in the bag, skipped", file=sys.stderr)
-            continue
-        image = torch.from_numpy(np.stack([w[0] for w in windows])).permute(0, 1, 4, 2, 3).float().div_(255.0)
-        state = torch.from_numpy(np.stack([w[1] for w in windows]).astype(np.float32))
-        (dev,), _ = shadow_checks(policy, [sched], image, state, args.seed)
-        deviations.append(dev)
-        features.append([observation_features(policy, image[i:i + 1], state[i:i + 1]).tolist()
-                         for i in range(len(image))])
-        solved.append(bool(r.get("success")))
-        names.append(r["bag"])
-        gaps.extend(np.diff(sorted(stamps)))
-        print(f"  {sched.label} {r['bag']}: {'success' if solved[-1] else 'fail'}, {len(dev)} checks",
-              file=sys.stderr, flush=True)
-    if len(deviations) < 2:
+    got = recorded_checks(policy, sched, rows, args.image_roi, args.seed,
+                          lambda line: print(f"  {sched.label} {line}", file=sys.stderr, flush=True))
+    if len(got.deviations) < 2:
         raise SystemExit(f"{folder}: fewer than two episodes with the observations of their chunks")
-    write_closed_loop(args, path, sched, deviations, features, solved, names, float(np.median(gaps)),
+    write_closed_loop(args, path, sched, got.deviations, got.features, got.solved, got.names, got.period_s,
                       source=f"recorded episodes in {folder}")
 
 

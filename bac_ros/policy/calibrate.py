@@ -289,3 +289,46 @@ def add_closed_loop_reference(sched: Schedule, deviations: list[list[float]], fe
     h = guard_thresholds(d, shadow_reference(sched), observed, d.drift_check_every, 1 / rate_hz,
                          loop["inference_period_s"])
     return loop, seen, h[:2], d.drift_check_every / rate_hz
+
+
+@dataclass
+class RecordedChecks:
+    """The drift guard's checks on recorded episodes (`recorded_checks`): per episode its shadow deviations and
+    observation features, whether it succeeded and its bag; the median seconds between chunks."""
+    deviations: list[list[float]] = field(default_factory=list)
+    features: list[list[list[float]]] = field(default_factory=list)
+    solved: list[bool] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    period_s: float = float("nan")
+
+
+def recorded_checks(policy: DiffusionPolicy, sched: Schedule, rows: list[dict], roi=None, seed: int = 0,
+                    say: Callable[[str], None] | None = None) -> RecordedChecks:
+    """At every chunk policy_node published in each recorded episode (index rows, `data.bags`), the observation
+    it was planned from (its camera frame and joint state from the bag, cropped to `roi`) gets the guard's shadow
+    check and observation features. Episodes without those observations are skipped (`say` tells)."""
+    from ..data.bags import header_stamps
+    from ..data.episodes import chunk_observations, load_episode
+    from ..drift.reference import observation_features
+
+    out, gaps = RecordedChecks(), []
+    for r in rows:
+        stamps = header_stamps(r["bag_path"], "/bac/action_chunk")
+        windows = chunk_observations(load_episode(r, images=True), stamps, policy.cfg, roi)
+        if not windows:
+            if say:
+                say(f"{r['bag']}: no chunk's observation in the bag, skipped")
+            continue
+        image = torch.from_numpy(np.stack([w[0] for w in windows])).permute(0, 1, 4, 2, 3).float().div_(255.0)
+        state = torch.from_numpy(np.stack([w[1] for w in windows]).astype(np.float32))
+        (dev,), _ = shadow_checks(policy, [sched], image, state, seed)
+        out.deviations.append(dev)
+        out.features.append([observation_features(policy, image[i:i + 1], state[i:i + 1]).tolist()
+                             for i in range(len(image))])
+        out.solved.append(bool(r.get("success")))
+        out.names.append(r["bag"])
+        gaps.extend(np.diff(sorted(stamps)))
+        if say:
+            say(f"{r['bag']}: {'success' if out.solved[-1] else 'fail'}, {len(dev)} checks")
+    out.period_s = float(np.median(gaps)) if gaps else float("nan")
+    return out

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bac_ros.commands import preflight as pf
+from bac_ros.graph import preflight as pf
 
 CHECKS = ["envelope", "policy", "realtime kernel", "rtprio", "memlock", "robot", "camera", "clock"]
 
