@@ -155,3 +155,27 @@ def warn(row: dict) -> None:
     if row["pause_timeouts"]:
         print(f"warning: {row['pause_timeouts']} inferences outlasted the world's pause limit: the world stepped on "
               "while the policy thought (not a pure sync run)", file=sys.stderr)
+
+
+def place_at_latency(rows: list[dict], latencies: dict[str, dict[str, float]]) -> list[dict]:
+    """Each method's success at the latency a computer measures for it, read off the fixed-latency rows by linear
+    interpolation between the two swept latencies around it. `latencies`: per method (`row_label`), per computer,
+    ms. One dict per (method, computer): label, computer, latency_ms, success_rate (None outside the sweep) and
+    between (the swept latencies it lies between)."""
+    from .render import row_label
+
+    out = []
+    for label, computers in latencies.items():
+        pts = sorted((r["latency_ms"], r["success_rate"]) for r in rows
+                     if r.get("latency_ms") is not None and row_label(r) == label)
+        for computer, ms in computers.items():
+            rate, between = None, None
+            for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+                if x0 <= ms <= x1:
+                    rate, between = y0 + (y1 - y0) * (ms - x0) / (x1 - x0) if x1 > x0 else y0, (x0, x1)
+                    break
+            if rate is None and pts and ms == pts[0][0]:
+                rate, between = pts[0][1], (pts[0][0], pts[0][0])
+            out.append({"label": label, "computer": computer, "latency_ms": ms, "success_rate": rate,
+                        "between": between})
+    return out

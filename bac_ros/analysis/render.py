@@ -93,20 +93,31 @@ def _pyplot():
     return plt
 
 
-def plot_success_vs_latency(rows: list[dict], path: str | Path) -> Path:
-    """Eval rows of emulated latencies: success rate (95 % Wilson interval) against the latency, a line per method."""
+def row_label(row: dict) -> str:
+    """A row's method as tables and figures name it: "bac S=7", "full S=20"."""
+    return f"{method_label(row)} S={row['num_updates']}"
+
+
+def plot_success_vs_latency(rows: list[dict], path: str | Path, placed: list[dict] | None = None) -> Path:
+    """Eval rows of emulated latencies: success rate (95 % Wilson interval) against the latency, a line per method;
+    `placed` (`eval_rows.place_at_latency`): each method marked at a computer's latency."""
     from .stats import wilson_interval
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     timed = [r for r in rows if r.get("latency_ms") is not None]
-    for method in dict.fromkeys(f"{method_label(r)} S={r['num_updates']}" for r in timed):
-        pts = sorted((r["latency_ms"], r["success_rate"], r["episodes"]) for r in timed
-                     if f"{method_label(r)} S={r['num_updates']}" == method)
+    colours = {}
+    for method in dict.fromkeys(row_label(r) for r in timed):
+        pts = sorted((r["latency_ms"], r["success_rate"], r["episodes"]) for r in timed if row_label(r) == method)
         xs, ys, ns = zip(*pts)
         ci = [wilson_interval(round(y * n), n) for y, n in zip(ys, ns)]
         err = [[y - lo for y, (lo, _) in zip(ys, ci)], [hi - y for y, (_, hi) in zip(ys, ci)]]
-        ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=method)
+        colours[method] = ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=method)[0].get_color()
+    markers = dict(zip(dict.fromkeys(p["computer"] for p in placed or ()), "*Dsv^"))
+    for p in placed or ():
+        if p["success_rate"] is not None and p["label"] in colours:
+            ax.plot(p["latency_ms"], p["success_rate"], markers[p["computer"]], ms=10, color=colours[p["label"]],
+                    markeredgecolor="k", label=f"{p['label']} on {p['computer']}")
     return _save_success_axes(fig, ax, "inference latency (ms of robot time, emulated)", "success rate (95 % interval)",
                               path)
 

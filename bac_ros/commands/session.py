@@ -5,7 +5,6 @@ saved), x stops the arm (the controller's bac/stop: nothing plays, it brakes and
 recorder's state (bac/record/state) as it changes."""
 from __future__ import annotations
 
-import json
 import sys
 
 KEYS = {"\n": "start", "\r": "start", " ": "start", "s": "success", "f": "failure", "d": "discard", "x": "stop arm",
@@ -30,6 +29,7 @@ def run(args) -> int:
     from std_msgs.msg import String
     from std_srvs.srv import SetBool, Trigger
 
+    from ..nodes.messages import record_state_text
     from ..nodes.runtime import ServiceUnavailable, call_service, spin_in_background
 
     rclpy.init()
@@ -74,7 +74,7 @@ def run(args) -> int:
         while True:
             if state["text"] != shown:
                 shown = state["text"]
-                print(f"recorder: {_describe(shown)}", flush=True)
+                print(f"recorder: {record_state_text(shown)}", flush=True)
             ready, _, _ = select.select([sys.stdin], [], [], 0.2)
             if not ready:
                 continue
@@ -90,15 +90,3 @@ def run(args) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
-
-def _describe(text: str | None) -> str:
-    if text is None:
-        return "not heard from yet"
-    s = json.loads(text)
-    if s["state"] == "recording":
-        limit = f" of {s['episode_time_s']:.0f}" if s.get("episode_time_s") else ""
-        return f"recording {s['bag']} ({s['elapsed_s']:.0f}{limit} s)"
-    if s["state"] == "reset":
-        return f"resetting the scene ({s['reset_left_s']:.0f} s left)"
-    return "idle" + (f"; last saved {s['last_saved']}" if s.get("last_saved") else "")

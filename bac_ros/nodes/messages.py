@@ -153,6 +153,36 @@ def teleop_plays(msg) -> bool:
     return source_of(msg) == Source.TELEOP
 
 
+class RecorderState(StrEnum):
+    """recorder_node's state (its module docstring has the session's transitions)."""
+    IDLE = "idle"
+    RECORDING = "recording"
+    RESET = "reset"
+
+
+def record_state_message(state: RecorderState, bag: str | None, elapsed_s: float | None, episode_time_s: float,
+                         reset_left_s: float | None, last_saved: str | None) -> String:
+    """bac/record/state (std_msgs/String, latched JSON): the state, the bag being recorded and for how long (s of
+    the node's clock), the episode's time limit (0: none), the reset time left, the last bag saved."""
+    return String(data=json.dumps({"state": str(state), "bag": bag, "elapsed_s": elapsed_s,
+                                   "episode_time_s": episode_time_s, "reset_left_s": reset_left_s,
+                                   "last_saved": last_saved}))
+
+
+def record_state_text(data: str | None) -> str:
+    """A bac/record/state message's data (`record_state_message`) as a person reads it."""
+    if data is None:
+        return "not heard from yet"
+    s = json.loads(data)
+    state = RecorderState(s["state"])
+    if state == RecorderState.RECORDING:
+        limit = f" of {s['episode_time_s']:.0f}" if s.get("episode_time_s") else ""
+        return f"recording {s['bag']} ({s['elapsed_s']:.0f}{limit} s)"
+    if state == RecorderState.RESET:
+        return f"resetting the scene ({s['reset_left_s']:.0f} s left)"
+    return "idle" + (f"; last saved {s['last_saved']}" if s.get("last_saved") else "")
+
+
 def commanded_closed(msg: JointState) -> bool | None:
     """bac/command: whether the gripper decision it carries is closed (None: no gripper value)."""
     from ..robot.model import GRIPPER_MAX_WIDTH

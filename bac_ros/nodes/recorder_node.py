@@ -45,7 +45,7 @@ from ..core.images import IMAGE_FORMATS, encode_compressed
 from ..robot.streaming import Source
 from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, STRING_TYPE, TF, TF_STATIC,
                          TF_TYPE, BagWriter, append_index, remove_episode, string_cdr, tf_cdr)
-from .messages import image_to_array, joint_state_to_vector
+from .messages import RecorderState, image_to_array, joint_state_to_vector, record_state_message
 from .params import Param, declare_params
 from .runtime import LATCHED_QOS, Reporter, guarded, guarded_service, now_s, run_node, steady_timer
 
@@ -101,7 +101,7 @@ class RecorderNode(Node):
         self.reporter = Reporter(self)
         self.bag: BagWriter | None = None
         self.meta: dict = {}
-        self.state, self._reset_until, self._last_saved = "idle", None, None
+        self.state, self._reset_until, self._last_saved = RecorderState.IDLE, None, None
         self._latest: dict[str, tuple[int, bytes]] = {}  # latched topics: their last message, for each bag's start
         self.source, self.interventions, self.episode = None, 0, {}
         self._schedule: tuple[str, float] | None = None  # policy_node's schedule and when it said so (wall s)
@@ -206,12 +206,12 @@ class RecorderNode(Node):
     def tick(self) -> None:
         """The time limit and the reset phase, on the node's clock."""
         now = now_s(self)
-        if self.state == "recording" and self.episode_time > 0 and now - self.meta["t_start"] >= self.episode_time:
+        if self.state == RecorderState.RECORDING and self.episode_time > 0 and now - self.meta["t_start"] >= self.episode_time:
             row = self._save(self.time_limit_outcome == "success", "time_limit")
             self.get_logger().info(f"episode {row['bag']} reached its time limit ({self.episode_time:.0f} s): saved "
                                    f"as {self.time_limit_outcome}")
-        elif self.state == "reset" and now >= self._reset_until:
-            self.state = "idle"
+        elif self.state == RecorderState.RESET and now >= self._reset_until:
+            self.state = RecorderState.IDLE
             if self.auto_start:
                 ok, message = self._open()
                 if not ok:
@@ -219,9 +219,9 @@ class RecorderNode(Node):
             self._publish_state()
 
     def _open(self) -> tuple[bool, str]:
-        if self.state == "recording":
+        if self.state == RecorderState.RECORDING:
             return False, f"recording {self.bag.path.name} already: stop or discard it first"
-        if self.state == "reset":
+        if self.state == RecorderState.RESET:
             return False, f"resetting the scene for {self._reset_until - now_s(self):.1f} s more"
         # the policy's schedule, if a policy_node reported in the last few seconds (it reports every second)
         fresh = self._schedule is not None and time.monotonic() - self._schedule[1] < 5.0
@@ -245,14 +245,15 @@ class RecorderNode(Node):
         self.meta = {"bag": name, "label": label, "source": self.source, "schedule": schedule,
                      "started": _dt.datetime.now().isoformat(timespec="seconds"), "t_start": now_s(self),
                      "wall_start": time.monotonic(), "interventions_at_start": self.interventions}
-        self.state = "recording"
+        self.state = RecorderState.RECORDING
         self._publish_state()
         return True, name
 
     def _close(self) -> BagWriter:
         bag, self.bag = self.bag, None
         bag.close()
-        self.state, self._reset_until = ("reset" if self.reset_time > 0 else "idle"), now_s(self) + self.reset_time
+        self.state, self._reset_until = (RecorderState.RESET if self.reset_time > 0 else RecorderState.IDLE), now_s(self) + \
+            self.reset_time
         return bag
 
     def _save(self, success: bool, ended: str) -> dict:
@@ -277,7 +278,7 @@ class RecorderNode(Node):
 
     @guarded_service()
     def on_stop(self, req, resp):
-        if self.state != "recording":
+        if self.state != RecorderState.RECORDING:
             resp.success, resp.message = False, "not recording"
             return resp
         resp.success, resp.message = True, json.dumps(self._save(bool(req.data), "stop"))
@@ -285,7 +286,7 @@ class RecorderNode(Node):
 
     @guarded_service()
     def on_discard(self, _req, resp):
-        if self.state == "recording":
+        if self.state == RecorderState.RECORDING:
             name = self._close().path
             shutil.rmtree(name, ignore_errors=True)
             resp.success, resp.message = True, f"discarded {name.name} while recording: record that episode again"
@@ -300,12 +301,12 @@ class RecorderNode(Node):
 
     def _publish_state(self) -> None:
         now = now_s(self)
-        self.state_pub.publish(String(data=json.dumps({
-            "state": self.state, "bag": self.meta.get("bag") if self.state == "recording" else None,
-            "elapsed_s": round(now - self.meta["t_start"], 2) if self.state == "recording" else None,
-            "episode_time_s": self.episode_time,
-            "reset_left_s": round(max(0.0, self._reset_until - now), 2) if self.state == "reset" else None,
-            "last_saved": self._last_saved})))
+        recording = self.state == RecorderState.RECORDING
+        self.state_pub.publish(record_state_message(
+            self.state, self.meta.get("bag") if recording else None,
+            round(now - self.meta["t_start"], 2) if recording else None, self.episode_time,
+            round(max(0.0, self._reset_until - now), 2) if self.state == RecorderState.RESET else None,
+            self._last_saved))
 
     def shutdown(self) -> None:
         if self.bag is not None:  # an episode cut short: its bag closed, not indexed

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from multiprocessing.connection import wait
 
 RETRIES = 2  # runs of one task after the first, whether its worker died or its episode raised
@@ -82,20 +83,29 @@ def _in_process(tasks, make_worker, hosts, retries):
         worker.close()
 
 
+class Reply(StrEnum):
+    """What a worker process tells the parent over its pipe."""
+    READY = "ready"
+    DONE = "done"  # a task's result
+    FAILED = "failed"  # a task raised: it runs again, a bounded number of times
+    INIT_FAILED = "init-failed"  # the worker could not be built: another starts
+
+
+
 def _serve(make_worker, hostname: str, conn) -> None:
     """A worker process: build the worker, then run tasks from the pipe until None."""
     try:
         worker = make_worker(hostname)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which starts another
-        conn.send(("init-failed", None, f"{type(e).__name__}: {e}"))
+        conn.send((Reply.INIT_FAILED, None, f"{type(e).__name__}: {e}"))
         return
-    conn.send(("ready", None, None))
+    conn.send((Reply.READY, None, None))
     try:
         while (task := conn.recv()) is not None:
             try:
-                conn.send(("done", task, worker.run(task)))
+                conn.send((Reply.DONE, task, worker.run(task)))
             except Exception as e:  # noqa: BLE001
-                conn.send(("failed", task, f"{type(e).__name__}: {e}"))
+                conn.send((Reply.FAILED, task, f"{type(e).__name__}: {e}"))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the parent went away: stop after this episode
         pass
     finally:
@@ -145,12 +155,12 @@ def _processes(tasks, make_worker, n, hosts, retries):
                         message = None
                 if message is not None:
                     kind, task, payload = message
-                    if kind == "ready":
+                    if kind == Reply.READY:
                         s.ready = True
-                    elif kind == "done":
+                    elif kind == Reply.DONE:
                         s.task = None
                         yield task, payload
-                    elif kind == "failed":
+                    elif kind == Reply.FAILED:
                         s.task = None
                         _retry(task, attempts, retries, payload)
                         queue.appendleft(task)

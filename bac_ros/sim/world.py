@@ -11,6 +11,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -77,6 +78,18 @@ def world_overrides(items: list[str]) -> dict:
                 raise ValueError(f"--world {key}: one number expected, got {len(values)}")
             out[key] = type(default)(values[0])
     return out
+
+
+class WorldCall(StrEnum):
+    """What `WorldProcess` asks of the world's process over its pipe."""
+    RESET = "reset"
+    RENDER = "render"
+    PLACE_ARM = "place_arm"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CAMERA = "camera"
+    STATUS = "status"
+    STOP = "stop"
 
 
 @dataclass
@@ -454,33 +467,30 @@ def _serve(conn, cfg: WorldConfig, shared: SharedClock | None = None, frames=Non
     threading.Thread(target=sender, daemon=True, name="frames").start()
     world.start()
     conn.send(("ready", None))
+    def reset(seed):
+        pose = sample_cube_pose(cfg, seed)
+        world.place_cube(pose)
+        return pose
+
+    calls = {WorldCall.RESET: reset,
+             WorldCall.RENDER: lambda _: world.render_stamped(),
+             WorldCall.PLACE_ARM: world.place_arm,
+             WorldCall.PAUSE: lambda _: world.pause(),
+             WorldCall.RESUME: lambda _: world.resume(),
+             # frames every `arg` s of sim time to the frame pipe; None: off
+             WorldCall.CAMERA: lambda arg: world.trigger_camera(None if arg is None else float(arg), send_frame),
+             WorldCall.STATUS: lambda _: {"time": world.time, "success": world.success, "cube": world.cube_position(),
+                                          "cube_yaw": world.cube_yaw(), "link": world.link.summary(),
+                                          "pause_timeouts": world.pause_timeouts}}
     try:
         while True:
             cmd, arg = conn.recv()
-            if cmd == "stop":
+            if cmd == WorldCall.STOP:
                 break
             try:
-                if cmd == "reset":
-                    pose = sample_cube_pose(cfg, arg)
-                    world.place_cube(pose)
-                    out = pose
-                elif cmd == "render":
-                    out = world.render_stamped()
-                elif cmd == "place_arm":
-                    out = world.place_arm(arg)
-                elif cmd == "pause":
-                    out = world.pause()
-                elif cmd == "resume":
-                    out = world.resume()
-                elif cmd == "camera":  # frames every `arg` s of sim time to the frame pipe; None: off
-                    out = world.trigger_camera(None if arg is None else float(arg), send_frame)
-                elif cmd == "status":
-                    out = {"time": world.time, "success": world.success, "cube": world.cube_position(),
-                           "cube_yaw": world.cube_yaw(), "link": world.link.summary(),
-                           "pause_timeouts": world.pause_timeouts}
-                else:
+                if cmd not in calls:
                     raise ValueError(f"unknown world command {cmd!r}")
-                conn.send(("ok", out))
+                conn.send(("ok", calls[WorldCall(cmd)](arg)))
             except Exception as e:  # noqa: BLE001 - reported to the client, which raises it
                 conn.send(("error", repr(e)))
     finally:
@@ -523,7 +533,7 @@ class WorldProcess:
         self._conn.recv()
         return self
 
-    def _call(self, cmd: str, arg=None):
+    def _call(self, cmd: WorldCall, arg=None):
         with self._lock:
             self._conn.send((cmd, arg))
             if not self._conn.poll(30.0):
@@ -534,14 +544,14 @@ class WorldProcess:
         return out
 
     def reset(self, seed: int) -> CubePose:
-        return self._call("reset", seed)
+        return self._call(WorldCall.RESET, seed)
 
     def render(self) -> tuple[float, np.ndarray]:
         """(sim time, (H, W, 3) uint8 RGB)."""
-        return self._call("render")
+        return self._call(WorldCall.RENDER)
 
     def status(self) -> dict:
-        return self._call("status")
+        return self._call(WorldCall.STATUS)
 
     def time(self) -> float:
         """Sim clock (s), as of the last tick."""
@@ -551,7 +561,7 @@ class WorldProcess:
         """Frames every `period_s` of sim time, rendered by the physics thread on the tick that reaches each one,
         with the arm's state of that tick (`frame`); None stops them and drops those not yet read."""
         self._frames_since = self.time()  # frames sent before (a stream stopped earlier) are not this one's
-        self._call("camera", period_s)
+        self._call(WorldCall.CAMERA, period_s)
         if period_s is None:
             while self._frames.poll():
                 self._frames.recv()
@@ -593,14 +603,14 @@ class WorldProcess:
 
     def place_arm(self, q) -> None:
         """Simulator-only: the arm at joint positions `q`, at rest, fingers open."""
-        self._call("place_arm", [float(v) for v in q])
+        self._call(WorldCall.PLACE_ARM, [float(v) for v in q])
 
     def pause(self) -> float:
         """Stop the physics (at most `WorldConfig.max_pause_s`); returns the sim time it stopped at."""
-        return self._call("pause")
+        return self._call(WorldCall.PAUSE)
 
     def resume(self) -> None:
-        self._call("resume")
+        self._call(WorldCall.RESUME)
 
     def wait_until(self, t_sim: float, poll_s: float = 0.002, halt: threading.Event | None = None) -> float:
         """Block until the sim clock reaches `t_sim` (it may run slower than the wall clock), or `halt` is
@@ -619,7 +629,7 @@ class WorldProcess:
             return
         try:
             if self._proc.is_alive():
-                self._conn.send(("stop", None))
+                self._conn.send((WorldCall.STOP, None))
                 self._proc.join(10)
         except (BrokenPipeError, OSError):
             pass

@@ -204,3 +204,21 @@ def test_an_own_checkpoint_needs_its_own_schedules():
     assert _schedules(argparse.Namespace(**{**vars(args), "methods": ["full"]}), cfg) == [("full", cfg.num_steps, None)]
     shipped = _schedules(argparse.Namespace(**{**vars(args), "checkpoint": "auto"}), cfg)
     assert [m for m, _, _ in shipped] == ["full", "bac"]
+
+
+def test_a_method_is_placed_at_its_measured_latency_between_the_swept_ones(tmp_path):
+    """Success read off the sweep at a computer's latency: linear between the two latencies around it, None
+    outside the sweep (worked by hand: 40 ms lies 0.4 of the way from 0 ms at 0.9 to 100 ms at 0.4: 0.7)."""
+    from bac_ros.analysis.eval_rows import place_at_latency
+
+    rows = [{"method": "bac", "num_updates": 7, "mode": "realtime", "latency_ms": ms, "success_rate": rate}
+            for ms, rate in ((0.0, 0.9), (100.0, 0.4), (200.0, 0.2))]
+    placed = {p["computer"]: p for p in place_at_latency(rows, {"bac S=7": {"cpu": 40.0, "h200": 3.0, "slow": 250.0}})}
+    assert placed["cpu"]["success_rate"] == pytest.approx(0.7) and placed["cpu"]["between"] == (0.0, 100.0)
+    assert placed["h200"]["success_rate"] == pytest.approx(0.9 - 0.5 * 0.03)
+    assert placed["slow"]["success_rate"] is None and placed["slow"]["between"] is None
+    from bac_ros.analysis.render import plot_success_vs_latency
+
+    png = plot_success_vs_latency([{**r, "episodes": 100} for r in rows], tmp_path / "latency.png",
+                                  list(placed.values()))
+    assert png.stat().st_size > 10_000
