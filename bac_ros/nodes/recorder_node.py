@@ -2,7 +2,8 @@
 beside them (`data.bags`). Messages are recorded as they arrive on the wire (raw CDR, stamped with this node's
 clock: the simulator's with use_sim_time), each topic with the QoS it is offered with (latched topics replay
 latched). Camera frames are stored compressed (`image_format`: jpeg by default, png, or raw) on
-`camera/color/image_raw/compressed`, as ROS's compressed image transport names them. Each bag also holds the
+`camera/color/image_raw/compressed`, as ROS's compressed image transport names them; a frame captured before
+the episode began (delivered late) is left out and counted (`frames_before_start`). Each bag also holds the
 arm's shape (`robot.description`): /robot_description and /tf_static at its start, /tf from the joint states at
 up to `tf_rate_hz` (the links' transforms, fingers included), so Foxglove or any MCAP viewer shows the arm
 replaying.
@@ -45,7 +46,7 @@ from ..core.images import IMAGE_FORMATS, encode_compressed
 from ..robot.streaming import Source
 from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, STRING_TYPE, TF, TF_STATIC,
                          TF_TYPE, BagWriter, append_index, remove_episode, string_cdr, tf_cdr)
-from .messages import RecorderState, image_to_array, joint_state_to_vector, record_state_message
+from .messages import RecorderState, image_to_array, joint_state_to_vector, record_state_message, to_sec
 from .params import Param, declare_params
 from .runtime import LATCHED_QOS, Reporter, guarded, guarded_service, now_s, run_node, steady_timer
 
@@ -171,6 +172,11 @@ class RecorderNode(Node):
     @guarded()
     def on_camera(self, msg: Image) -> None:
         if self.bag is None:
+            return
+        if to_sec(msg.header.stamp) < self.meta["t_start"]:
+            # captured before the episode began, delivered after (a loaded machine: seen 130 ms late): a frame
+            # with no command of its episode in effect yet
+            self.reporter.count("frames_before_start")
             return
         t_ns = self.get_clock().now().nanoseconds
         fmt, data = encode_compressed(image_to_array(msg), self.image_format, self.quality)

@@ -82,6 +82,7 @@ def test_a_recording_session_from_the_keyboard(tmp_path):
             term.read(0.2)
         assert "keys:" in term.screen and "recorder: idle" in term.screen, term.screen
         term.key("\n", "ok:", 60)  # start
+        img_pub.publish(msgs.array_to_image(rgb, time.time() - 60.0))  # captured long before: left out
         time.sleep(0.6)
         term.key("s", "ok:")  # success
         rows = read_index(out)
@@ -114,6 +115,8 @@ def test_a_recording_session_from_the_keyboard(tmp_path):
     got = read_messages(bag)
     frames = got["/camera/color/image_raw/compressed"]
     assert len(frames) >= 5 and "/camera/color/image_raw" not in got
+    started = min(msgs.to_sec(m.header.stamp) for _, m in got["/joint_states"])
+    assert all(msgs.to_sec(m.header.stamp) > started - 1.0 for _, m in frames)  # none from before the start
     from bac_ros.core.images import decode_compressed
 
     back = decode_compressed(frames[0][1].format, frames[0][1].data)
