@@ -242,6 +242,18 @@ def case(name: str):
     return wrap
 
 
+def _plays_a_stream(graph) -> tuple[str, dict]:
+    """Home, start and a valid stream that moves the arm to a new target: (what moved, the motion's figures)."""
+    graph.client.call("bac/home")
+    graph.client.call("bac/start")
+    since = graph.mark()
+    graph.stream(2.0)
+    moved = graph.move_to_new_target()
+    m = graph.check_motion(since)
+    assert m["commands"] > 20, m
+    return moved, m
+
+
 def _motion(m: dict) -> str:
     return (f"{m['commands']} commands; measured peak speed {m['max_speed']:.2f}, acceleration {m['max_accel']:.2f} "
             f"x the envelope")
@@ -260,13 +272,7 @@ def test_controller_started_before_the_robot_connects_once_it_is_up(graph):
     graph.procs.start("sim_node", graph.params, {"hostname": HOST, "episode_time_s": 1000.0})
     graph.wait_for(lambda: graph.state.startswith("ready"), 60, "controller did not connect to the late robot")
     graph.wait_for(lambda: graph.joints, 10, "no joint states after connecting")
-    graph.client.call("bac/home")
-    graph.client.call("bac/start")
-    since = graph.mark()
-    graph.stream(2.0)
-    moved = graph.move_to_new_target()
-    m = graph.check_motion(since)
-    assert m["commands"] > 20, m
+    moved, m = _plays_a_stream(graph)
     return f"retried {attempts}+ times, connected when the sim came up; a valid stream then played, {moved} ({_motion(m)})"
 
 
@@ -537,13 +543,7 @@ def test_robot_killed_and_restarted(graph):
     graph.procs.start("sim_node", graph.params, {"hostname": HOST, "episode_time_s": 1000.0})
     graph.wait_for(lambda: graph.state.startswith("ready"), 60, "controller did not reconnect")
     graph.wait_counter("connections", connections, 10)
-    graph.client.call("bac/home")
-    graph.client.call("bac/start")
-    since = graph.mark()
-    graph.stream(2.0)
-    moved = graph.move_to_new_target()
-    m = graph.check_motion(since)
-    assert m["commands"] > 20, m  # the stream after the reconnection played
+    moved, m = _plays_a_stream(graph)  # the stream after the reconnection
     return (f"faulted (robot lost), diagnostics on the wall clock, reconnected by itself; played after, {moved} "
             f"({_motion(m)})")
 
