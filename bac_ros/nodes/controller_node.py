@@ -309,7 +309,8 @@ class ControllerNode(Node):
                 out = self._robot_call("control", lambda a: drive(self.chunk_executor, a, now))
                 if arm.auto_recoveries != recoveries:  # auto_recover: cleared by itself, then hold
                     self.chunk_executor.stop()
-                    self.state, self.reason = ControllerState.READY, f"recovered by itself from: {arm.errors[-1]}; holding"
+                    self.state = ControllerState.READY
+                    self.reason = f"recovered by itself from: {arm.errors[-1]}; holding"
                     out = None
             if arm.velocity_stops != stops:
                 self.reporter.count("velocity_stops", arm.errors[-1])
@@ -332,7 +333,8 @@ class ControllerNode(Node):
     @guarded()
     def publish_joint_state(self) -> None:
         arm = self.arm
-        if arm is not None and self.state == ControllerState.FAULTED:  # a robot error keeps the link: the arm is still seen
+        # a robot error keeps the link: the arm is still seen
+        if arm is not None and self.state == ControllerState.FAULTED:
             try:
                 state = arm.state()
             except Exception:  # noqa: BLE001 - faulted already; a robot gone is reported by the next call
@@ -347,7 +349,8 @@ class ControllerNode(Node):
         if self.state.usable:
             return False
         resp.success = False
-        resp.message = f"{self.state}: {self.reason}" + ("; call /bac/recover" if self.state == ControllerState.FAULTED else "")
+        fix = "; call /bac/recover" if self.state == ControllerState.FAULTED else ""
+        resp.message = f"{self.state}: {self.reason}{fix}"
         return True
 
     @guarded_service()

@@ -192,7 +192,8 @@ class PolicyNode(Node):
     def drift_watching(self) -> bool:
         """Whether the guard checks now (`drift_watch_when`)."""
         c = self._controller
-        return self.params.drift_watch_when == "always" or (c["state"] == ControllerState.RUNNING and c["source"] == Source.POLICY)
+        return self.params.drift_watch_when == "always" or (c["state"] == ControllerState.RUNNING
+                                                             and c["source"] == Source.POLICY)
 
     def _watch_drift(self) -> None:
         """After a chunk is published: the pending shadow check (one full inference every drift_check_every),

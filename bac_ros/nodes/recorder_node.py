@@ -258,8 +258,8 @@ class RecorderNode(Node):
     def _close(self) -> BagWriter:
         bag, self.bag = self.bag, None
         bag.close()
-        self.state, self._reset_until = (RecorderState.RESET if self.reset_time > 0 else RecorderState.IDLE), now_s(self) + \
-            self.reset_time
+        self.state = RecorderState.RESET if self.reset_time > 0 else RecorderState.IDLE
+        self._reset_until = now_s(self) + self.reset_time
         return bag
 
     def _save(self, success: bool, ended: str) -> dict:
