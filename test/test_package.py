@@ -200,3 +200,13 @@ def test_the_house_imports_downward_without_circles():
 
     for m in sorted(edges):
         visit(m)
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """`bac --help` (and every command's parser) imports neither the simulator, the robot, ROS nor diffusers: each
+    command imports what it runs when it runs (the parser once pulled diffusers in through calibrate: 2x slower)."""
+    code = ("import sys, bac_ros.cli; bac_ros.cli.build_parser();"
+            "heavy=[m for m in ('mujoco','franky','rclpy','diffusers','onnxruntime') if m in sys.modules];"
+            "sys.exit(str(heavy) if heavy else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..policy.acs import DEFAULT_TOP_N
 from ..drift.reference import SHADOW_STATISTIC
-from ..policy.calibrate import measure_reference
 from ..policy.schedule import ACS_METHODS, METHODS, Method, schedule_file_name
 from ..robot.streaming import Source
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
@@ -56,8 +55,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..policy import calibrate
     from ..analysis.render import plot_update_map
+    from ..policy import calibrate
+    from ..policy.calibrate import measure_reference
 
     if args.reference:
         return add_reference(args)
@@ -102,6 +102,7 @@ def run(args) -> int:
 def add_reference(args) -> int:
     """`--reference FILE...`: each schedule's drift references (calibration.shadow_deviation, .reuse_error)
     measured and written back in place."""
+    from ..policy.calibrate import measure_reference
     from ..policy.schedule import Schedule
 
     policy = load_policy(args)
