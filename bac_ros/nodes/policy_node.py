@@ -242,8 +242,7 @@ class PolicyNode(Node):
 
     @guarded()
     def on_joint_state(self, msg: JointState) -> None:
-        got = self._accept("joint_states", joint_state_to_vector, msg)
-        if got is None:
+        if (got := self._accept("joint_states", joint_state_to_vector, msg)) is None:
             return
         state, stamp = got
         tol = 0.1  # rad past a limit (sensor noise, a limit margin in the model) before it is impossible
@@ -258,8 +257,7 @@ class PolicyNode(Node):
 
     @guarded()
     def on_image(self, msg: Image) -> None:
-        got = self._accept("images", image_to_array, msg)
-        if got is None:
+        if (got := self._accept("images", image_to_array, msg)) is None:
             return
         rgb, stamp = got
         rgb = to_policy_size(rgb, self.image_size, self.params.image_roi)
