@@ -10,8 +10,22 @@ from pathlib import Path
 from ..drift.guard import DriftState
 from ..policy.schedule import ACS_METHODS, Method
 from ..sim.episode_worker import split_mode
-from .runs import content_hash, write_json
+from .runs import content_hash, saved_arguments, write_json
 from .stats import percentiles
+
+
+ARGS_FILE, EPISODES_FILE = "eval_args.json", "episodes.jsonl"  # a run folder's arguments and its episode log
+PARALLEL = ("workers", "ray_address", "hostname", "resume", "out_dir")  # how a run runs, not what it measures
+
+
+def resumed_arguments(run_dir: Path) -> dict:
+    """An interrupted run's arguments (what it measures, not how it ran), for `--resume`; FileNotFoundError in a
+    folder that is not an eval run's."""
+    kept = saved_arguments(run_dir, ARGS_FILE, PARALLEL)
+    if isinstance(kept.get("latency_ms"), (int, float)):  # runs before the sweep took one latency
+        kept["latency_ms"] = [float(kept["latency_ms"])]
+    kept.setdefault("stitch", "switch")  # runs before --stitch played every chunk that way
+    return {**kept, "out_dir": str(run_dir)}
 
 
 def write_eval(rows: list[dict], out: Path, margin: float = 0.05) -> None:

@@ -2,13 +2,14 @@
 speed, GFLOPs and action deviation from one bench run; table, JSON rows and a plot."""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import sys
 from pathlib import Path
 
-from ..analysis.eval_rows import eval_row, warn, write_eval
-from ..analysis.runs import content_hash, finished_episodes, provenance, saved_arguments, write_json
+from ..analysis.eval_rows import ARGS_FILE, EPISODES_FILE, PARALLEL, eval_row, resumed_arguments, warn, write_eval
+from ..analysis.runs import content_hash, finished_episodes, provenance, write_json
 from ..drift.guard import DriftMode
 from ..policy.acs import DEFAULT_TOP_N
 from ..policy.inference import BACKENDS, Backend
@@ -104,24 +105,6 @@ def _schedules(args, cfg) -> list[tuple[str, int, str | None]]:
             from None
 
 
-ARGS_FILE, EPISODES_FILE = "eval_args.json", "episodes.jsonl"
-PARALLEL = ("workers", "ray_address", "hostname", "resume", "out_dir")  # how a run runs, not what it measures
-
-
-def _resumed(args):
-    """The interrupted run's arguments, with this command's way of running them."""
-    import argparse
-
-    try:
-        kept = saved_arguments(Path(args.resume), ARGS_FILE, PARALLEL)
-    except FileNotFoundError as e:
-        raise SystemExit(f"--resume: {e} (not a `bac eval` run folder)") from None
-    if isinstance(kept.get("latency_ms"), (int, float)):  # runs before the sweep took one latency
-        kept["latency_ms"] = [float(kept["latency_ms"])]
-    kept.setdefault("stitch", "switch")  # runs before --stitch played every chunk that way
-    return argparse.Namespace(**{**vars(args), **kept, "out_dir": str(args.resume)})
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -134,7 +117,10 @@ def run(args) -> int:
         write_eval(rows, output_dir(args, "eval", "merged"), args.margin)
         return 0
     if args.resume:
-        args = _resumed(args)
+        try:
+            args = argparse.Namespace(**{**vars(args), **resumed_arguments(Path(args.resume))})
+        except FileNotFoundError as e:
+            raise SystemExit(f"--resume: {e} (not a `bac eval` run folder)") from None
     policy = load_policy(args)
     cfg = policy.cfg
     entries = _schedules(args, cfg)
