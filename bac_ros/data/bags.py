@@ -119,20 +119,22 @@ def read_messages(path: str | Path, topics: list[str] | None = None) -> dict[str
     return out
 
 
-def header_stamps(path: str | Path, topic: str) -> list[float]:
-    """The header stamps (s) of a topic's messages, read from their CDR without deserialising the rest: every
-    message with a std_msgs/Header starts with it (a chunk of 16 points is 1.4 kB; its stamp is 8 bytes)."""
+def cdr_header_stamp(raw: bytes) -> float:
+    """The header stamp (s) of a serialised message that starts with a std_msgs/Header, read without deserialising
+    the rest (a camera frame is 27 kB or more; its stamp is 8 bytes after the CDR encapsulation)."""
     import struct
 
+    sec, nsec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec + nsec * 1e-9
+
+
+def header_stamps(path: str | Path, topic: str) -> list[float]:
+    """The header stamps (s) of a topic's messages (`cdr_header_stamp`), read from a bag."""
     from rosbags.highlevel import AnyReader
 
-    out = []
     with AnyReader([Path(path)], default_typestore=typestore()) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
-        for _, _, raw in reader.messages(connections=conns):
-            sec, nsec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
-            out.append(sec + nsec * 1e-9)
-    return out
+        return [cdr_header_stamp(raw) for _, _, raw in reader.messages(connections=conns)]
 
 
 def append_index(folder: str | Path, row: dict) -> None:

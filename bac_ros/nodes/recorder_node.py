@@ -45,7 +45,7 @@ from std_srvs.srv import SetBool, Trigger
 from ..core.images import IMAGE_FORMATS, encode_compressed
 from ..robot.streaming import Source
 from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, STRING_TYPE, TF, TF_STATIC,
-                         TF_TYPE, BagWriter, append_index, remove_episode, string_cdr, tf_cdr)
+                         TF_TYPE, BagWriter, append_index, cdr_header_stamp, remove_episode, string_cdr, tf_cdr)
 from .messages import RecorderState, image_to_array, joint_state_to_vector, record_state_message, to_sec
 from .params import Param, declare_params
 from .runtime import LATCHED_QOS, Reporter, guarded, guarded_service, now_s, run_node, steady_timer
@@ -147,6 +147,8 @@ class RecorderNode(Node):
 
     # ---- recording ---------------------------------------------------------------------------------------
     def on_message(self, topic: str, raw: bytes) -> None:
+        if topic == CAMERA and self._before_start(cdr_header_stamp(raw)):  # raw frames (image_format raw)
+            return
         t_ns = self.get_clock().now().nanoseconds
         if topic in LATCHED:
             self._latest[topic] = (t_ns, raw)
@@ -169,14 +171,17 @@ class RecorderNode(Node):
         self._write(TF, TF_TYPE, t_ns, tf_cdr(self.bag.store, transforms, stamp))
         self._tf_last_ns = t_ns
 
+    def _before_start(self, stamp: float) -> bool:
+        """A camera frame captured before the episode being recorded began, delivered after it (a loaded machine:
+        seen 130 ms late): a frame with no command of its episode in effect yet, left out and counted."""
+        if self.bag is None or stamp >= self.meta["t_start"]:
+            return False
+        self.reporter.count("frames_before_start")
+        return True
+
     @guarded()
     def on_camera(self, msg: Image) -> None:
-        if self.bag is None:
-            return
-        if to_sec(msg.header.stamp) < self.meta["t_start"]:
-            # captured before the episode began, delivered after (a loaded machine: seen 130 ms late): a frame
-            # with no command of its episode in effect yet
-            self.reporter.count("frames_before_start")
+        if self.bag is None or self._before_start(to_sec(msg.header.stamp)):
             return
         t_ns = self.get_clock().now().nanoseconds
         fmt, data = encode_compressed(image_to_array(msg), self.image_format, self.quality)
@@ -212,7 +217,8 @@ class RecorderNode(Node):
     def tick(self) -> None:
         """The time limit and the reset phase, on the node's clock."""
         now = now_s(self)
-        if self.state == RecorderState.RECORDING and self.episode_time > 0 and now - self.meta["t_start"] >= self.episode_time:
+        recording = self.state == RecorderState.RECORDING
+        if recording and self.episode_time > 0 and now - self.meta["t_start"] >= self.episode_time:
             row = self._save(self.time_limit_outcome == "success", "time_limit")
             self.get_logger().info(f"episode {row['bag']} reached its time limit ({self.episode_time:.0f} s): saved "
                                    f"as {self.time_limit_outcome}")

@@ -172,3 +172,36 @@ def assert_the_arm_replays(got: dict, tf_rate_hz: float) -> None:
         urdf.update_cfg({**{n: cfg[n] for n in urdf.actuated_joint_names if n in cfg},
                          "fr3_finger_joint1": cfg["fr3_gripper_width"] / 2})
         np.testing.assert_allclose(pose("fr3_hand_tcp"), urdf.get_transform("fr3_hand_tcp", "fr3_link0"), atol=1e-6)
+
+
+@pytest.mark.parametrize("image_format", ["raw", "jpeg"])
+def test_a_frame_captured_before_the_episode_began_is_left_out(tmp_path, image_format):
+    """A frame delivered after the bag opened but captured before (a loaded machine) has no command of its episode
+    in effect: left out and counted, whether frames are stored raw (taken from the wire) or compressed."""
+    import rclpy
+    from rclpy.serialization import serialize_message
+
+    from bac_ros.data.bags import read_messages
+    from bac_ros.nodes.recorder_node import CAMERA, RecorderNode
+
+    rgb = (np.arange(8 * 8 * 3).reshape(8, 8, 3) % 200).astype(np.uint8)
+    rclpy.init(domain_id=223, args=["--ros-args", "-p", f"out_dir:={tmp_path}", "-p", f"image_format:={image_format}"])
+    node = RecorderNode()
+    try:
+        ok, name = node._open()
+        assert ok, name
+        start = node.meta["t_start"]
+        for stamp in (start - 0.13, start + 0.01):
+            frame = msgs.array_to_image(rgb, stamp)
+            if image_format == "raw":
+                node.on_message(CAMERA, serialize_message(frame))
+            else:
+                node.on_camera(frame)
+        node._save(True, "stop")
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    got = read_messages(tmp_path / name)
+    frames = got["/camera/color/image_raw" if image_format == "raw" else "/camera/color/image_raw/compressed"]
+    assert [round(msgs.to_sec(m.header.stamp) - start, 3) for _, m in frames] == [0.01]
+    assert node.reporter.counts["frames_before_start"] == 1
