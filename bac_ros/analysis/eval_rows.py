@@ -64,7 +64,7 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
     table, the exact McNemar test, the difference with its interval and the verdict at `margin`. Rows of the
     same method from runs on different seeds (parallel hosts, `--merge`) are joined first."""
     from .recordings import pairwise
-    from .render import method_label
+    from .render import row_label
 
     out = []
     group = lambda r: r["mode"] + (f" +{r['latency_ms']:g} ms" if r.get("latency_ms") is not None else "")  # noqa: E731
@@ -73,11 +73,12 @@ def paired(rows: list[dict], margin: float = 0.05) -> list[dict]:
         for r in rows:
             if group(r) != mode or "succeeded" not in r:
                 continue
-            label = Method.FULL if r["method"] == Method.FULL else f"{method_label(r)} S={r['num_updates']}"
+            label = Method.FULL if r["method"] == Method.FULL else row_label(r)
             metrics.setdefault(label, []).extend(
                 {"seed": seed, "success": bool(ok)} for seed, ok in zip(row_seeds(r), r["succeeded"]))
         if len(metrics) > 1:
-            out += [{"mode": mode, **p} for p in pairwise(metrics, Method.FULL if Method.FULL in metrics else None, margin)]
+            reference = Method.FULL if Method.FULL in metrics else None
+            out += [{"mode": mode, **p} for p in pairwise(metrics, reference, margin)]
     return out
 
 
