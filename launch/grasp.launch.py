@@ -22,9 +22,11 @@ def _nodes(context):
     share = get_package_share_directory("bac_ros")
     namespace = arg("namespace")
     config = arg("config") or os.path.join(share, "config", "grasp.yaml")
-    # only what the command line names overrides the parameter file (empty: not given)
+    # only what the command line names overrides the parameter file (empty: not given); the nodes that may be
+    # restarted after a crash are (spec.respawn_delay_s), never the controller
     nodes = [Node(package="bac_ros", executable=spec.executable, name=spec.name, namespace=namespace,
-                  parameters=[config, spec.parameters], output="screen")
+                  parameters=[config, spec.parameters], output="screen",
+                  respawn=spec.respawn_delay_s is not None, respawn_delay=spec.respawn_delay_s or 0.0)
              for spec in grasp_graph(use_sim, arg("robot_ip") or None, arg("schedule") or None, mode=arg("mode") or None,
                                      teleop_input=arg("input") or None, operator=arg("operator") or None,
                                      checkpoint=arg("checkpoint") or None)]

@@ -143,10 +143,10 @@ def pairwise(metrics: dict[str, list[dict]], reference: str | None = None, margi
 def compare_recordings(folders: list, labels: list[str] | None = None, all_seeds: bool = False):
     """The episodes recorded in `folders` (bags + index.jsonl): (metrics per label, TCP paths per label and
     seed for the figure, the seeds compared or None for all episodes)."""
-    from ..data.bags import read_index
+    from ..data.bags import complete_rows, read_index
     from ..data.episodes import load_episode
 
-    rows = [r for folder in folders for r in read_index(folder)]
+    rows = complete_rows([r for folder in folders for r in read_index(folder)], "bac compare")
     if labels:
         rows = [r for r in rows if r["label"] in labels]
     if not rows:

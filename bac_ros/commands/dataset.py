@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     d.add_argument("--labels", type=comma_list(str), default=["teleop"],
                    help="episodes with these labels (comma list; default: teleop)")
     d.add_argument("--all", action="store_true", help="failed episodes too (default: successful ones)")
+    d.add_argument("--include-incomplete", action="store_true",
+                   help="episodes whose recording was cut short too (a killed recorder, a full disk; index.jsonl "
+                        "marks them incomplete), with --all or --corrections: they have no verdict")
     d.add_argument("--image-roi", type=comma_list(int), default=None, metavar="X,Y,W,H",
                    help="crop each camera frame to this (px) before the resize, as policy_node's image_roi "
                         "(default: the whole frame)")
@@ -36,15 +39,16 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..core.images import check_roi
-    from ..data.bags import read_index
+    from ..data.bags import complete_rows, read_index
     from ..data.demos import DemoWriter
     from ..data.episodes import corrections, load_episode, to_steps
 
     cfg = PolicyConfig.load(args.config)
     size, dt = cfg.encoder.image_shape[1], cfg.action_dt
     keep_failed = args.all or args.corrections
-    rows = [r for folder in args.episodes for r in read_index(folder)
-            if r["label"] in args.labels and (keep_failed or r["success"])]
+    rows = complete_rows([r for folder in args.episodes for r in read_index(folder) if r["label"] in args.labels],
+                         "bac dataset", args.include_incomplete)
+    rows = [r for r in rows if keep_failed or r["success"]]
     if not rows:
         raise SystemExit(f"no {'' if keep_failed else 'successful '}episodes labelled {args.labels} in "
                          f"{', '.join(args.episodes)}")

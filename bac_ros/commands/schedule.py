@@ -162,12 +162,12 @@ def closed_loop_from_bags(args, policy, path: str, sched) -> None:
     """The closed-loop reference from recorded episodes in which the policy played (`--closed-loop-bags`):
     `calibrate.recorded_checks` on each, cropped as `--image-roi`."""
     from ..core.images import check_roi
-    from ..data.bags import read_index
+    from ..data.bags import complete_rows, read_index
     from ..policy.calibrate import recorded_checks
 
     check_roi(args.image_roi, "--image-roi")
     folder = Path(args.closed_loop_bags)
-    rows = [r for r in read_index(folder) if r.get("source") == Source.POLICY]
+    rows = [r for r in complete_rows(read_index(folder), "bac schedule") if r.get("source") == Source.POLICY]
     if len(rows) < 2:
         raise SystemExit(f"{folder}: {len(rows)} recorded episode(s) of the policy playing; the reference needs two "
                          "or more (record them with recorder_node while policy_node plays)")

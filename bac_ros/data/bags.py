@@ -4,6 +4,14 @@ One bag per episode: a folder `<name>/` with `metadata.yaml` and `<name>_0.mcap`
 Foxglove and rosbags open. `index.jsonl` beside the bags holds one JSON line per episode (label, source,
 schedule, seed, success, duration, interventions, bag). `bac dataset` and `bac compare` read only these,
 so a lab's real recordings work the same as simulated ones.
+
+What survives a crash: a line is in the index only once its bag is closed, and each line is written whole and
+synced to disk before the recorder says the episode is saved. A bag being recorded holds `recording.json` (the
+index fields known at its start); a recorder killed mid-episode leaves its bag without metadata.yaml, its MCAP
+file cut after the last chunk written (rosbags writes a chunk per MiB), which an MCAP stream reader reads up to
+there. `recover_interrupted` (run by recorder_node when it starts) rewrites such a bag as a complete one with
+what could be read and indexes it as `incomplete`; `bac dataset` and `bac compare` leave incomplete episodes
+out and say so.
 """
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import os
 from pathlib import Path
 
 INDEX = "index.jsonl"
+RECORDING = "recording.json"  # in a bag's folder while it is recorded: the index fields known at its start
 
 # topic (relative, as the nodes publish them) -> message type: what an episode bag holds
 RECORDED = {
@@ -138,10 +147,27 @@ def header_stamps(path: str | Path, topic: str) -> list[float]:
 
 
 def append_index(folder: str | Path, row: dict) -> None:
+    """Append one line to the index, written whole and synced to disk before this returns."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / INDEX).open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    line = (json.dumps(row) + "\n").encode()
+    fd = os.open(folder / INDEX, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.write(fd, line) != len(line):
+            raise OSError(f"{folder / INDEX}: short write (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file synced, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def remove_episode(folder: str | Path, bag: str) -> bool:
@@ -154,7 +180,7 @@ def remove_episode(folder: str | Path, bag: str) -> bool:
     keep = [line for line in lines if not line.strip() or json.loads(line).get("bag") != bag]
     if len(keep) == len(lines):
         return False
-    path.write_text("".join(line + "\n" for line in keep))
+    _replace_text(path, "".join(line + "\n" for line in keep))
     shutil.rmtree(folder / bag, ignore_errors=True)
     return True
 
@@ -175,5 +201,114 @@ def read_index(folder: str | Path) -> list[dict]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{n}: not a JSON line ({e})") from None
         row["bag_path"] = str((folder / row["bag"]).resolve())
+        rows.append(row)
+    return rows
+
+
+def is_incomplete(row: dict) -> bool:
+    """An episode whose recording was cut short (recorder killed, disk full, shutdown mid-episode)."""
+    return bool(row.get("incomplete"))
+
+
+def complete_rows(rows: list[dict], what: str, include_incomplete: bool = False) -> list[dict]:
+    """`rows` without the incomplete episodes (unless `include_incomplete`), saying on stderr how many were left
+    out of `what`."""
+    import sys
+
+    cut = [r for r in rows if is_incomplete(r)]
+    if include_incomplete or not cut:
+        return rows
+    print(f"{what}: left out {len(cut)} incomplete episode(s) (recording cut short: "
+          f"{', '.join(sorted({str(r.get('ended')) for r in cut}))})", file=sys.stderr)
+    return [r for r in rows if not is_incomplete(r)]
+
+
+def read_partial(mcap_path: str | Path):
+    """The messages of an MCAP file up to its last complete record, with `mcap`'s stream reader (no summary
+    or index needed): yields (topic, msgtype, offered QoS metadata, log time ns, CDR bytes)."""
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas, channels = {}, {}
+    with open(mcap_path, "rb") as f:
+        try:
+            for record in StreamReader(f, skip_magic=False).records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    ch = channels[record.channel_id]
+                    yield (ch.topic, schemas.get(ch.schema_id, ""), ch.metadata.get("offered_qos_profiles", ""),
+                           record.log_time, record.data)
+        except (McapError, EOFError, ValueError, OSError):
+            return  # the file ends inside a record: what came before it is all there is
+
+
+def unindexed_bags(folder: str | Path) -> list[Path]:
+    """Bag folders beside the index that it does not list: episodes whose recorder stopped before saving them."""
+    folder = Path(folder)
+    listed = {r["bag"] for r in read_index(folder)} if (folder / INDEX).is_file() else set()
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in listed
+                  and any(p.glob("*.mcap"))) if folder.is_dir() else []
+
+
+def recover_bag(path: str | Path) -> int:
+    """Make the bag at `path` complete (metadata.yaml, an MCAP with its summary) from what its MCAP file holds up
+    to where it was cut, rewritten beside it and moved into place; returns the messages kept. A bag that is
+    complete already is left as it is."""
+    import shutil
+
+    path = Path(path)
+    if (path / "metadata.yaml").is_file():
+        return _message_count(path)
+    staging = path.parent / ".recovering"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    writer = BagWriter(staging / path.name)
+    try:
+        for source in sorted(path.glob("*.mcap")):
+            for topic, msgtype, qos, t_ns, cdr in read_partial(source):
+                writer.write(topic, msgtype, t_ns, cdr, latched="durability: 1" in qos or "transient_local" in qos)
+    finally:
+        writer.close()
+    keep = staging / path.name
+    for extra in path.iterdir():  # recording.json and the like travel with the bag
+        if extra.suffix != ".mcap":
+            shutil.move(str(extra), keep / extra.name)
+    shutil.rmtree(path)
+    os.replace(keep, path)
+    shutil.rmtree(staging, ignore_errors=True)
+    return writer.count
+
+
+def _message_count(path: Path) -> int:
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([path], default_typestore=typestore()) as reader:
+        return sum(c.msgcount for c in reader.connections)
+
+
+def recover_interrupted(folder: str | Path) -> list[dict]:
+    """Index every bag a stopped recorder left unsaved (`unindexed_bags`) as `incomplete`, after `recover_bag`;
+    the index fields come from its `recording.json` where it has one. Returns the rows added."""
+    rows = []
+    for path in unindexed_bags(folder):
+        meta_path = path / RECORDING
+        try:
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        try:
+            kept, error = recover_bag(path), None
+        except Exception as e:  # noqa: BLE001 - unreadable: indexed all the same, with why
+            kept, error = 0, repr(e)
+        row = {**meta, "bag": path.name, "success": False, "incomplete": True, "ended": "interrupted",
+               "messages": kept}
+        if error:
+            row["recovery_error"] = error
+        append_index(folder, row)
+        meta_path.unlink(missing_ok=True)
         rows.append(row)
     return rows

@@ -39,6 +39,7 @@ class GraphClient:
         self.episode: dict | None = None  # the latest sim_node outcome (bac/episode)
         self.diagnostics: dict[str, dict] = {}  # status name -> its key/values
         self.diagnostics_wall: dict[str, float] = {}  # status name -> when it last came (monotonic s)
+        self.diagnostics_level: dict[str, tuple[int, str]] = {}  # status name -> (its latest level, message)
         self.controller_state = ""
         self.source = ""  # the latest bac/source (JSON)
         self.q: np.ndarray | None = None  # latest measured joints
@@ -69,6 +70,7 @@ class GraphClient:
         for s in msg.status:
             self.diagnostics[s.name] = {kv.key: kv.value for kv in s.values}
             self.diagnostics_wall[s.name] = time.monotonic()
+            self.diagnostics_level[s.name] = (ord(s.level) if isinstance(s.level, bytes) else int(s.level), s.message)
 
     def _on_joints(self, msg) -> None:
         q = np.asarray(msg.position[:8])

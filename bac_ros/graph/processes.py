@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 
 def executable(name: str) -> str:
@@ -26,12 +27,16 @@ class Processes:
         self.log_dir, self.env = log_dir, env
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, params_file: Path, overrides: dict | None = None) -> subprocess.Popen:
+    def start(self, name: str, params_file: Path, overrides: dict | None = None,
+              preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
+        """Start node `name` with the parameter file and `overrides`; `preexec_fn` runs in the child before it
+        starts (e.g. a resource limit, for a fault case)."""
         cmd = [executable(name), "--ros-args", "--params-file", str(params_file)]
         for k, v in (overrides or {}).items():
             cmd += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
         log = (self.log_dir / f"{name}.log").open("a")
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                             preexec_fn=preexec_fn)
         self.procs[name] = p
         return p
 

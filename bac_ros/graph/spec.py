@@ -49,8 +49,20 @@ class NodeSpec:
     parameters: dict = field(default_factory=dict)  # on top of the parameter file
 
     @property
+    def respawn_delay_s(self) -> float | None:
+        """The launch file starts the node again this long (s) after it exits; None: never. The controller is
+        never restarted by itself (a person recovers the arm); nor is the simulator, whose world would reset."""
+        return RESPAWN_DELAY_S.get(self.executable)
+
+    @property
     def name(self) -> str:
         return self.executable
+
+
+# nodes the launch file restarts after a crash: the chunk timeout holds the arm meanwhile, and /bac/start plays
+# again once the policy is back (the recorder indexes the episode it was cut in as incomplete when it comes back)
+RESPAWN_DELAY_S = {"policy_node": 2.0, "camera_node": 2.0, "recorder_node": 2.0, "teleop_node": 2.0,
+                   "metrics_node": 2.0, "operator_node": 2.0}
 
 
 def grasp_graph(use_sim: bool, robot_ip: str | None = None, schedule: str | None = None,

@@ -21,7 +21,15 @@ bac/record/state (std_msgs/String, latched, JSON): state, bag, elapsed_s, episod
 The index line: label (the `label` parameter, else the source: teleop, or the policy's schedule), source,
 schedule, seed and cube (from sim_node when there is one), success, how it ended (stop, time_limit), duration,
 interventions (take-overs during the bag), bag, when, and clock_rate: the graph's clock seconds per wall second
-(below 1: a simulated world ran slower than a real arm, so the policy had more robot time per inference)."""
+(below 1: a simulated world ran slower than a real arm, so the policy had more robot time per inference).
+
+What a crash loses (`data.bags`): a saved episode's index line is synced to disk before the stop is answered. A
+recorder killed mid-episode leaves that bag cut after its last chunk; on its next start the node rewrites it as a
+complete bag of what was written and indexes it `incomplete` (ended `interrupted`). A write that fails (a full
+disk, a file-size limit) ends the episode at once: indexed `incomplete` (ended `write_failed`), an ERROR on
+/diagnostics until an episode opens again, the earlier bags untouched; shutdown mid-episode indexes it
+`incomplete` (ended `shutdown`). /diagnostics ("bac: recorder_node", 1 Hz): state, bag, episodes saved and
+incomplete, the disk's free space, write failures."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -34,7 +42,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.serialization import deserialize_message, serialize_message
@@ -44,11 +52,13 @@ from std_srvs.srv import SetBool, Trigger
 
 from ..core.images import IMAGE_FORMATS, encode_compressed
 from ..robot.streaming import Source
-from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, STRING_TYPE, TF, TF_STATIC,
-                         TF_TYPE, BagWriter, append_index, cdr_header_stamp, remove_episode, string_cdr, tf_cdr)
+from ..data.bags import (CAMERA, COMPRESSED, COMPRESSED_TYPE, DESCRIPTION, LATCHED, RECORDED, RECORDING, STRING_TYPE,
+                         TF, TF_STATIC, TF_TYPE, BagWriter, append_index, cdr_header_stamp, recover_interrupted,
+                         remove_episode, string_cdr, tf_cdr)
 from .messages import RecorderState, image_to_array, joint_state_to_vector, record_state_message, to_sec
 from .params import Param, declare_params
-from .runtime import LATCHED_QOS, Reporter, guarded, guarded_service, now_s, run_node, steady_timer
+from .runtime import (LATCHED_QOS, Reporter, diagnostics, guarded, guarded_service, log_at, now_s, run_node,
+                      steady_timer)
 
 OUTCOMES = ("failure", "success")
 
@@ -108,16 +118,29 @@ class RecorderNode(Node):
         self._schedule: tuple[str, float] | None = None  # policy_node's schedule and when it said so (wall s)
         self.description = self._description(p.robot_description_file)
         self._tf_period_ns, self._tf_last_ns = int(1e9 / p.tf_rate_hz), None
+        self.saved = self.incomplete = 0
+        self.write_error: str | None = None  # why the last episode was cut short by a failed write (an ERROR)
+        self._recover()
         self._subscribe(p.topics)
         self._create_interfaces()
         self.get_logger().info(f"recording episodes to {self.out} on bac/record/start (camera as {self.image_format})")
+
+    def _recover(self) -> None:
+        """Episodes a killed recorder left unsaved: rewritten with what was written, indexed as incomplete."""
+        for row in recover_interrupted(self.out):
+            self.incomplete += 1
+            self.get_logger().warning(
+                f"episode {row['bag']} was cut short (the recorder stopped mid-episode): {row['messages']} messages "
+                f"kept, indexed as incomplete" + (f" ({row['recovery_error']})" if "recovery_error" in row else ""))
 
     def _create_interfaces(self) -> None:
         self.state_pub = self.create_publisher(String, "bac/record/state", LATCHED_QOS)
         self.create_service(Trigger, "bac/record/start", self.on_start)
         self.create_service(SetBool, "bac/record/stop", self.on_stop)
         self.create_service(Trigger, "bac/record/discard", self.on_discard)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         steady_timer(self, 0.1, self.tick)
+        steady_timer(self, 1.0, self.publish_diagnostics)
         self._publish_state()
 
     def _subscribe(self, topics) -> None:
@@ -194,8 +217,9 @@ class RecorderNode(Node):
             return
         try:
             self.bag.write(self._names.get(topic, topic), msgtype, t_ns, cdr, latched=topic in LATCHED)
-        except Exception as e:  # noqa: BLE001 - a full disk, a closed bag: counted, the node goes on
-            self.reporter.count("write_failed", f"writing {topic} failed: {e!r}", "error")
+        except Exception as e:  # noqa: BLE001 - a full disk, a file-size limit: the episode ends here, the node goes on
+            self.reporter.count("write_failed")
+            self._cut_short("write_failed", f"writing {topic} failed: {e!r}")
 
     @guarded()
     def on_source(self, msg: String) -> None:
@@ -220,8 +244,9 @@ class RecorderNode(Node):
         recording = self.state == RecorderState.RECORDING
         if recording and self.episode_time > 0 and now - self.meta["t_start"] >= self.episode_time:
             row = self._save(self.time_limit_outcome == "success", "time_limit")
-            self.get_logger().info(f"episode {row['bag']} reached its time limit ({self.episode_time:.0f} s): saved "
-                                   f"as {self.time_limit_outcome}")
+            if not row.get("incomplete"):
+                self.get_logger().info(f"episode {row['bag']} reached its time limit ({self.episode_time:.0f} s): "
+                                       f"saved as {self.time_limit_outcome}")
         elif self.state == RecorderState.RESET and now >= self._reset_until:
             self.state = RecorderState.IDLE
             if self.auto_start:
@@ -257,29 +282,76 @@ class RecorderNode(Node):
         self.meta = {"bag": name, "label": label, "source": self.source, "schedule": schedule,
                      "started": _dt.datetime.now().isoformat(timespec="seconds"), "t_start": now_s(self),
                      "wall_start": time.monotonic(), "interventions_at_start": self.interventions}
+        try:  # what the index would say, for an episode a crash cuts short
+            (self.out / name / RECORDING).write_text(json.dumps(self._row(False, "interrupted")))
+        except OSError as e:
+            self.bag.close()
+            shutil.rmtree(self.out / name, ignore_errors=True)
+            self.bag = None
+            return False, f"cannot write to {self.out / name}: {e}"
+        self.write_error = None
         self.state = RecorderState.RECORDING
         self._publish_state()
         return True, name
 
-    def _close(self) -> BagWriter:
+    def _close(self) -> tuple[BagWriter, Exception | None]:
+        """End the episode's bag: (the bag, the error closing it raised: a full disk fails the summary too)."""
         bag, self.bag = self.bag, None
-        bag.close()
+        try:
+            bag.close()
+            error = None
+        except Exception as e:  # noqa: BLE001 - OSError mostly; the bag stays readable up to its last chunk
+            error = e
         self.state = RecorderState.RESET if self.reset_time > 0 else RecorderState.IDLE
         self._reset_until = now_s(self) + self.reset_time
-        return bag
+        return bag, error
 
-    def _save(self, success: bool, ended: str) -> dict:
-        bag = self._close()
+    def _row(self, success: bool, ended: str, messages: int = 0) -> dict:
+        """The episode's index line."""
         m = self.meta
         ep = self.episode if self.episode.get("episode") is not None else {}
-        row = {"bag": m["bag"], "label": m["label"], "source": m["source"], "schedule": m["schedule"],
-               "seed": ep.get("seed"), "cube": ep.get("cube_start"), "success": bool(success), "ended": ended,
-               "duration_s": round(now_s(self) - m["t_start"], 3),
-               "interventions": self.interventions - m["interventions_at_start"], "messages": bag.count,
-               "started": m["started"], "clock_rate": _clock_rate(now_s(self) - m["t_start"],
-                                                                   time.monotonic() - m["wall_start"])}
-        append_index(self.out, row)
-        self._last_saved = m["bag"]
+        return {"bag": m["bag"], "label": m["label"], "source": m["source"], "schedule": m["schedule"],
+                "seed": ep.get("seed"), "cube": ep.get("cube_start"), "success": bool(success), "ended": ended,
+                "duration_s": round(now_s(self) - m["t_start"], 3),
+                "interventions": self.interventions - m["interventions_at_start"], "messages": messages,
+                "started": m["started"], "clock_rate": _clock_rate(now_s(self) - m["t_start"],
+                                                                    time.monotonic() - m["wall_start"])}
+
+    def _save(self, success: bool, ended: str) -> dict:
+        bag, error = self._close()
+        if error is not None:
+            self.reporter.count("write_failed")
+            return self._index_cut_short(bag, "write_failed", f"closing the bag failed: {error!r}")
+        row = self._row(success, ended, bag.count)
+        append_index(self.out, row)  # synced: the episode is saved once this returns
+        (bag.path / RECORDING).unlink(missing_ok=True)
+        self.saved += 1
+        self._last_saved = row["bag"]
+        self._publish_state()
+        return row
+
+    def _cut_short(self, ended: str, why: str) -> None:
+        """End the episode being recorded without its verdict (`ended`: write_failed, shutdown): its bag closed as
+        far as it goes, indexed as incomplete; a write failure is an ERROR with `why` until the next start."""
+        if self.bag is None:
+            return
+        bag, error = self._close()
+        if error is not None:
+            why += f"; closing the bag failed too ({error!r}): readable up to its last chunk"
+        self._index_cut_short(bag, ended, why)
+
+    def _index_cut_short(self, bag: BagWriter, ended: str, why: str) -> dict:
+        row = {**self._row(False, ended, bag.count), "incomplete": True, "error": why}
+        try:
+            append_index(self.out, row)
+            (bag.path / RECORDING).unlink(missing_ok=True)
+        except OSError as e:  # the bag's recording.json stays: the next start indexes it
+            why += f"; indexing it failed ({e!r}): the next start of recorder_node indexes it"
+        self.incomplete += 1
+        if ended == "write_failed":
+            self.write_error = why
+        log_at(self.get_logger(), "error" if ended == "write_failed" else "warn",
+               f"episode {row['bag']} cut short ({ended}): {why}; {bag.count} messages kept, indexed as incomplete")
         self._publish_state()
         return row
 
@@ -291,15 +363,19 @@ class RecorderNode(Node):
     @guarded_service()
     def on_stop(self, req, resp):
         if self.state != RecorderState.RECORDING:
-            resp.success, resp.message = False, "not recording"
+            resp.success = False
+            resp.message = f"not recording (the last episode was cut short: {self.write_error})" if self.write_error \
+                else "not recording"
             return resp
-        resp.success, resp.message = True, json.dumps(self._save(bool(req.data), "stop"))
+        row = self._save(bool(req.data), "stop")
+        resp.success = not row.get("incomplete")
+        resp.message = json.dumps(row) if resp.success else f"the episode was cut short: {row['error']}"
         return resp
 
     @guarded_service()
     def on_discard(self, _req, resp):
         if self.state == RecorderState.RECORDING:
-            name = self._close().path
+            name = self._close()[0].path
             shutil.rmtree(name, ignore_errors=True)
             resp.success, resp.message = True, f"discarded {name.name} while recording: record that episode again"
         elif self._last_saved is not None and remove_episode(self.out, self._last_saved):
@@ -320,9 +396,23 @@ class RecorderNode(Node):
             round(max(0.0, self._reset_until - now), 2) if self.state == RecorderState.RESET else None,
             self._last_saved))
 
+    def publish_diagnostics(self) -> None:
+        try:
+            free_gb = round(shutil.disk_usage(self.out if self.out.is_dir() else self.out.parent).free / 1e9, 2)
+        except OSError:
+            free_gb = None
+        if self.write_error:
+            level, message = DiagnosticStatus.ERROR, f"recording stopped: {self.write_error}"
+        else:
+            level, message = DiagnosticStatus.OK, self.state.value
+        self.diag_pub.publish(diagnostics(self, "bac: recorder_node", message, {
+            "state": self.state.value, "bag": self.meta.get("bag", "") if self.bag is not None else "",
+            "episodes_saved": self.saved, "episodes_incomplete": self.incomplete, "disk_free_gb": free_gb,
+            **self.reporter.counts}, level))
+
     def shutdown(self) -> None:
-        if self.bag is not None:  # an episode cut short: its bag closed, not indexed
-            self.bag.close()
+        if self.bag is not None:  # an episode cut short by the shutdown: kept, indexed as incomplete
+            self._cut_short("shutdown", "the recorder was shut down mid-episode")
 
 
 def main(args=None) -> int:

@@ -46,3 +46,44 @@ def test_index_lines_and_clear_errors(tmp_path):
         f.write("{not json\n")
     with pytest.raises(ValueError, match="index.jsonl:3"):
         read_index(tmp_path)
+
+
+def test_a_bag_cut_mid_chunk_is_read_to_its_last_chunk_and_recovered(tmp_path):
+    """What a killed recorder leaves (issue 38): the MCAP file cut inside a chunk, no summary, no metadata.yaml.
+    The stream reader gives every message of the complete chunks; `recover_interrupted` rewrites the bag with
+    them (rosbags opens it again), indexes it incomplete with the fields of its recording.json, keeps the bag the
+    index listed before, and does nothing a second time."""
+    from bac_ros.data.bags import RECORDING, complete_rows, read_partial, recover_interrupted
+
+    store = typestore()
+    out = tmp_path / "episodes"
+    saved = BagWriter(out / "saved", store)
+    saved.write("/joint_states", "sensor_msgs/msg/JointState", 1, _cdr_joint_state(store, 1.0, np.zeros(7)))
+    saved.close()
+    append_index(out, {"bag": "saved", "label": "teleop", "success": True, "messages": 1})
+    cut = BagWriter(out / "cut", store)
+    q = np.random.default_rng(1).normal(size=7)
+    n = 3 * 2**20 // len(_cdr_joint_state(store, 0.0, q)) + 10  # three and a bit 1 MiB chunks
+    for k in range(n):
+        cut.write("/joint_states", "sensor_msgs/msg/JointState", 10**9 + k * 10**7, _cdr_joint_state(store, k * 0.01, q))
+    cut.close()
+    (out / "cut" / RECORDING).write_text(json.dumps({"label": "alice", "seed": 7}))
+    (out / "cut" / "metadata.yaml").unlink()
+    mcap = out / "cut" / "cut.mcap"
+    whole = len(list(read_partial(mcap)))
+    assert whole == n
+    data = mcap.read_bytes()
+    (tmp_path / "one.mcap").write_bytes(data[:int(1.5 * 2**20)])
+    per_chunk = len(list(read_partial(tmp_path / "one.mcap")))
+    mcap.write_bytes(data[:int(2.5 * 2**20)])  # killed while the third chunk was being written
+    kept = len(list(read_partial(mcap)))
+    assert 0 < per_chunk < n and per_chunk <= kept - per_chunk <= per_chunk + 10  # two whole chunks (the first
+    # also holds the schema and channel records)
+    rows = recover_interrupted(out)
+    assert [(r["bag"], r["label"], r["seed"], r["incomplete"], r["ended"], r["messages"]) for r in rows] == \
+        [("cut", "alice", 7, True, "interrupted", kept)]
+    assert len(read_messages(out / "cut")["/joint_states"]) == kept and not (out / "cut" / RECORDING).exists()
+    assert [r["bag"] for r in read_index(out)] == ["saved", "cut"] and len(read_messages(out / "saved")) == 1
+    assert recover_interrupted(out) == []
+    assert [r["bag"] for r in complete_rows(read_index(out), "test")] == ["saved"]
+    assert len(complete_rows(read_index(out), "test", include_incomplete=True)) == 2

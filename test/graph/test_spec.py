@@ -28,6 +28,11 @@ def test_launch_file_and_demo_start_the_graph_spec_and_it_agrees_with_setup():
                                         "mode", "input", "operator", "robot_description"}
     assert (ROOT / "config" / "grasp.rviz").exists() and "grasp.rviz" in launch
     assert "robot_state_publisher" in launch and "Description(" in launch  # the arm on /tf, from joint_states
+    # issue 38: a crashed policy, camera, recorder or teleop node comes back by itself; the controller never does
+    assert "respawn=spec.respawn_delay_s is not None" in launch and "respawn_delay=spec.respawn_delay_s" in launch
+    specs = {s.name: s for s in [*grasp_graph(use_sim=False, mode="shared"), *grasp_graph(use_sim=True)]}
+    assert specs["controller_node"].respawn_delay_s is None and specs["sim_node"].respawn_delay_s is None
+    assert all(specs[n].respawn_delay_s > 0 for n in ("policy_node", "camera_node", "recorder_node", "teleop_node"))
     import yaml
 
     rviz = yaml.safe_load((ROOT / "config" / "grasp.rviz").read_text())

@@ -587,6 +587,17 @@ def test_policy_inputs_and_kill(graph):
     graph.wait_counter("chunks_holds", holds, 15)
     time.sleep(1.0)
     m = graph.check_motion(since)
+    # issue 38: a policy_node started again (as the launch file's respawn does) plays after /bac/start, the
+    # controller untouched
+    graph.client.diagnostics.pop(POLICY, None)
+    graph.procs.start("policy_node", graph.params, {"use_sim_time": True})
+    graph.wait_for(lambda: POLICY in graph.client.diagnostics and graph.count("chunks", POLICY) > 5, 120,
+                   "the restarted policy_node made no chunks")
+    graph.client.call("bac/start")
+    accepted = graph.count("chunks_accepted")
+    graph.wait_counter("chunks_accepted", accepted + 10, 30)
+    replayed = graph.count("chunks_accepted") - accepted
+    graph.procs.stop("policy_node")
     import rclpy
     from trajectory_msgs.msg import JointTrajectory
 
@@ -595,7 +606,49 @@ def test_policy_inputs_and_kill(graph):
     time.sleep(1.0)
     graph.alive()
     return (f"9 bad inputs refused and counted by kind, policy kept planning; killed: the controller held "
-            f"(holds +{graph.count('chunks_holds') - holds}); {_motion(m)}")
+            f"(holds +{graph.count('chunks_holds') - holds}); {_motion(m)}; a new policy_node played after "
+            f"/bac/start ({replayed}+ chunks accepted)")
+
+
+@pytest.mark.slow
+@case("recorder: a full disk mid-episode (a 3 MB file-size limit) while the arm moves")
+def test_a_full_disk_ends_the_recording_not_the_control(graph):
+    """Issue 38: recorder_node's writes fail mid-episode (a file-size limit stands in for a full disk). The recorder
+    says so with an ERROR on /diagnostics and indexes the episode as incomplete, the episode before it stays intact,
+    and the controller goes on: the stream plays within the envelope and moves the arm to a new target."""
+    import resource
+
+    from bac_ros.data.bags import read_index, read_messages
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+
+    out = graph.log_dir / "episodes"
+    recorder = "bac: recorder_node"
+    graph.procs.start("recorder_node", graph.params, {"use_sim_time": True, "out_dir": str(out),
+                                                      "image_format": "raw"}, preexec_fn=limit)
+    graph.client.call("bac/home")
+    graph.client.call("bac/start")
+    first = graph.client.call("bac/record/start", 60)
+    graph.stream(0.5)
+    graph.client.call_set_bool("bac/record/stop", True)
+    since = graph.mark()
+    graph.client.call("bac/record/start")
+    deadline = time.monotonic() + 60
+    while graph.client.diagnostics_level.get(recorder, (0, ""))[0] != 2 and time.monotonic() < deadline:
+        graph.stream(0.5)  # raw 96 px frames, about 0.4 MB/s of sim time: the limit comes within seconds
+    level, message = graph.client.diagnostics_level.get(recorder, (0, ""))
+    assert level == 2 and "recording stopped" in message and "File too large" in message, (level, message)
+    moved = graph.move_to_new_target()
+    m = graph.check_motion(since)
+    graph.procs.stop("recorder_node")
+    rows = read_index(out)
+    assert [r["bag"] for r in rows][0] == first and not rows[0].get("incomplete"), rows
+    assert rows[1]["incomplete"] and rows[1]["ended"] == "write_failed", rows
+    assert sum(len(v) for v in read_messages(rows[0]["bag_path"]).values()) == rows[0]["messages"]
+    graph.alive()
+    return (f"recording stopped with an ERROR on /diagnostics, episode indexed incomplete (write_failed), the one "
+            f"before intact ({rows[0]['messages']} messages); the controller played on: {moved} ({_motion(m)})")
 
 
 @pytest.mark.slow

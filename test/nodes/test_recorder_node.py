@@ -4,6 +4,7 @@ camera compressed and the latched topics' QoS."""
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -205,3 +206,160 @@ def test_a_frame_captured_before_the_episode_began_is_left_out(tmp_path, image_f
     frames = got["/camera/color/image_raw" if image_format == "raw" else "/camera/color/image_raw/compressed"]
     assert [round(msgs.to_sec(m.header.stamp) - start, 3) for _, m in frames] == [0.01]
     assert node.reporter.counts["frames_before_start"] == 1
+
+
+class Feeder:
+    """A camera and an arm at 30 Hz (raw 160x120 frames: a bag grows by about 1.7 MB/s, a chunk every 0.6 s), the
+    recorder's services and its /diagnostics, in a context of its own."""
+
+    def __init__(self, domain: int):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import String
+        from std_srvs.srv import SetBool, Trigger
+
+        from bac_ros.nodes.runtime import LATCHED_QOS, spin_in_background
+        from bac_ros.robot.model import Q_HOME
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.node = n = rclpy.create_node("camera_and_arm", context=self.ctx)
+        img_pub, js_pub = n.create_publisher(Image, "camera/color/image_raw", 10), n.create_publisher(
+            JointState, "joint_states", 10)
+        n.create_publisher(String, "bac/source", LATCHED_QOS).publish(
+            String(data=json.dumps({"source": "teleop", "since": 0.0, "interventions": 0})))
+        rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        n.create_timer(1 / 30, lambda: (img_pub.publish(msgs.array_to_image(rgb, time.time())),
+                                        js_pub.publish(msgs.vector_to_joint_state(Q_HOME, np.zeros(7), 0.08, time.time()))))
+        self.recorder_status = []
+        n.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.recorder_status.extend(
+            s for s in m.status if s.name == "bac: recorder_node"), 10)
+        self._start, self._stop = n.create_client(Trigger, "bac/record/start"), n.create_client(SetBool, "bac/record/stop")
+        self._trigger, self._setbool = Trigger, SetBool
+        self.stop_spin = spin_in_background(n, "feeder")
+
+    def start(self) -> str:
+        from bac_ros.nodes.runtime import call_service
+
+        r = call_service(self._start, self._trigger.Request(), 60)
+        assert r.success, r.message
+        return r.message
+
+    def stop(self, success: bool):
+        from bac_ros.nodes.runtime import call_service
+
+        return call_service(self._stop, self._setbool.Request(data=success), 30)
+
+    def episode(self, seconds: float, success: bool = True) -> str:
+        """One episode recorded for `seconds` and saved: its bag's name."""
+        name = self.start()
+        time.sleep(seconds)
+        answer = self.stop(success)
+        assert answer.success, answer.message
+        return name
+
+    def close(self) -> None:
+        import rclpy
+
+        self.stop_spin()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+def _recorder(out, domain: int, file_size_limit: int | None = None) -> subprocess.Popen:
+    import resource
+
+    def limit():
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bac_ros.nodes.recorder_node", "--ros-args", "-p", f"out_dir:={out}",
+                             "-p", "image_format:=raw", "-p", "label:=alice"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, preexec_fn=limit)
+
+
+def _end(proc: subprocess.Popen, sig=signal.SIGINT) -> str:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+    out, _ = proc.communicate(timeout=20)
+    return out
+
+
+@pytest.mark.slow
+def test_a_recorder_killed_mid_episode_loses_only_its_last_chunk(tmp_path):
+    """Issue 38: SIGKILL mid-episode. The episode saved before it is intact and indexed; the cut bag is readable by an
+    independent MCAP reader (`mcap`'s stream reader: no summary, no metadata.yaml) up to its last chunk; the next
+    start of the recorder rewrites it as a complete bag of what was written and indexes it as incomplete, with the
+    fields known when it began; `bac dataset`'s filter then leaves it out."""
+    from bac_ros.data.bags import complete_rows, read_index, read_messages, read_partial
+
+    out = tmp_path / "episodes"
+    feeder, rec = Feeder(227), _recorder(out, 227)
+    try:
+        first = feeder.episode(1.0)
+        cut = feeder.start()
+        time.sleep(2.5)
+        os.killpg(rec.pid, signal.SIGKILL)
+        rec.wait(10)
+        rows = read_index(out)
+        assert [r["bag"] for r in rows] == [first] and rows[0]["success"]
+        assert sum(len(v) for v in read_messages(rows[0]["bag_path"]).values()) == rows[0]["messages"]
+        assert not (out / cut / "metadata.yaml").exists()  # cut: no summary, no metadata
+        partial = [m for f in (out / cut).glob("*.mcap") for m in read_partial(f)]
+        frames = [m for m in partial if m[0] == "/camera/color/image_raw"]
+        assert len(frames) >= 15, len(frames)  # 2.5 s at 30 Hz, less the last chunk (~0.6 s) that was in memory
+        feeder.recorder_status.clear()
+        rec = _recorder(out, 227)
+        deadline = time.monotonic() + 60
+        while not feeder.recorder_status and time.monotonic() < deadline:
+            time.sleep(0.2)  # the new recorder is up (the killed one's services linger in discovery a while)
+        assert len(read_index(out)) == 2  # it indexed the cut episode before it started serving
+        feeder.episode(0.5, success=False)  # the restarted recorder records again
+    finally:
+        log = _end(rec)
+        feeder.close()
+    rows = read_index(out)
+    assert len(rows) == 3, (rows, log)
+    r = rows[1]
+    assert r["bag"] == cut and r["incomplete"] and r["ended"] == "interrupted" and r["label"] == "alice", r
+    got = read_messages(r["bag_path"])  # rosbags opens the rewritten bag
+    assert r["messages"] == len(partial) == sum(len(v) for v in got.values())
+    assert "cut short" in log and "indexed as incomplete" in log, log
+    assert [x["bag"] for x in complete_rows(rows, "test")] == [first, rows[2]["bag"]]
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_episode_with_an_error_and_keeps_the_earlier_bags(tmp_path):
+    """Issue 38: a write that fails (a file-size limit of 3 MB on the recorder stands in for a full disk) ends the
+    episode: an ERROR on /diagnostics with the reason, the episode indexed as incomplete (write_failed), the earlier
+    bag intact, and the recorder alive: the next episode records."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from bac_ros.data.bags import read_index, read_messages
+
+    out = tmp_path / "episodes"
+    feeder, rec = Feeder(229), _recorder(out, 229, file_size_limit=3_000_000)
+    try:
+        first = feeder.episode(0.5)
+        full = feeder.start()
+        deadline = time.monotonic() + 30
+        while not any(s.level == DiagnosticStatus.ERROR for s in feeder.recorder_status) and time.monotonic() < deadline:
+            time.sleep(0.2)  # about 1.7 MB/s: the 3 MB limit comes within 2 s
+        errors = [s for s in feeder.recorder_status if s.level == DiagnosticStatus.ERROR]
+        assert errors and "recording stopped" in errors[0].message, [s.message for s in feeder.recorder_status]
+        answer = feeder.stop(True)
+        assert not answer.success and "cut short" in answer.message, answer.message
+        assert rec.poll() is None
+        third = feeder.episode(0.3)
+    finally:
+        log = _end(rec)
+        feeder.close()
+    rows = read_index(out)
+    assert [r["bag"] for r in rows] == [first, full, third], (rows, log)
+    assert rows[1]["incomplete"] and rows[1]["ended"] == "write_failed" and "File too large" in rows[1]["error"]
+    assert not rows[0].get("incomplete") and not rows[2].get("incomplete")
+    for r in (rows[0], rows[2]):
+        assert sum(len(v) for v in read_messages(r["bag_path"]).values()) == r["messages"] > 10
+    assert "cut short (write_failed)" in log, log
