@@ -5,11 +5,12 @@ import argparse
 import sys
 
 from .commands import (bench, compare, dataset, demo, eval as eval_, preflight, record, reference, report, schedule,
-                       session, train)
+                       session, soak, train)
 from .policy.config import ConfigError
 from .policy.schedule import ScheduleError
 
-COMMANDS = (preflight, schedule, bench, record, session, dataset, train, eval_, demo, compare, report, reference)
+COMMANDS = (preflight, schedule, bench, record, session, dataset, train, eval_, demo, soak, compare, report,
+            reference)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,11 +137,11 @@ class GraphClient:
         print(f"  {msg}", flush=True)
         return ""
 
-    def call_set_bool(self, service: str, value: bool, timeout: float = 30.0) -> str:
+    def call_set_bool(self, service: str, value: bool, timeout: float = 30.0, must_succeed: bool = True) -> str:
         """Call a std_srvs/SetBool service (e.g. bac/record/stop with the episode's success)."""
         from std_srvs.srv import SetBool
 
-        return self.call(service, timeout, request=SetBool.Request(data=bool(value)))
+        return self.call(service, timeout, must_succeed, request=SetBool.Request(data=bool(value)))
 
     def set_param(self, node_name: str, name: str, value: int | str) -> None:
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue

@@ -115,19 +115,15 @@ class Demo:
         started = []
         if schedule not in (EXPERT, TELEOP):
             own = schedule if schedule != SHARED else self.shared_schedule
-            started.append(self._start("policy_node", {"schedule": own} if own else {}))
-            g.wait_for(lambda: POLICY in g.diagnostics, 120, "policy_node did not report")
-            if g.diagnostics[POLICY].get("backend_building") == "true":  # timed on the backend it will run
-                print(f"  {label}: waiting for policy_node's compiled backend (built once, then cached)", flush=True)
-                g.wait_for(lambda: g.diagnostics[POLICY].get("backend_building") != "true", BACKEND_BUILD_S,
-                           "policy_node's compiled backend was not built")
+            started.append(self.start_node("policy_node", {"schedule": own} if own else {}))
+            self.wait_for_policy(label)
         if schedule in (TELEOP, SHARED):
-            started.append(self._start("teleop_node", {}))
-            started.append(self._start("operator_node", {"mode": "drive" if schedule == TELEOP else "intervene"}))
+            started.append(self.start_node("teleop_node", {}))
+            started.append(self.start_node("operator_node", {"mode": "drive" if schedule == TELEOP else "intervene"}))
         done = MethodEpisodes()
         counts0 = g.counters(CONTROLLER)
         for _ in range(episodes):
-            self._episode(label, schedule, done)
+            self.episode(label, schedule, done)
         if done.drift_alarms:
             done.drift_alarms.append(self._drift_switches(time.monotonic()))
         alarms = np.diff(done.drift_alarms).tolist()
@@ -153,7 +149,17 @@ class Demo:
                 "drift_alarm_episodes": sum(a > 0 for a in alarms) if alarms else None,
                 "windows": done.windows}
 
-    def _start(self, name: str, overrides: dict) -> str:
+    def wait_for_policy(self, label: str) -> None:
+        """Until policy_node reports, its compiled backend built (episodes are timed on the backend they run)."""
+        g = self.graph
+        g.wait_for(lambda: POLICY in g.diagnostics, 120, "policy_node did not report")
+        if g.diagnostics[POLICY].get("backend_building") == "true":
+            print(f"  {label}: waiting for policy_node's compiled backend (built once, then cached)", flush=True)
+            g.wait_for(lambda: g.diagnostics[POLICY].get("backend_building") != "true", BACKEND_BUILD_S,
+                       "policy_node's compiled backend was not built")
+
+    def start_node(self, name: str, overrides: dict) -> str:
+        """Start one of the nodes started per method (policy, teleop, operator) with the spec's parameters."""
         spec = self.specs[name]
         self.procs.start(spec.executable, self.params, {**spec.parameters, **overrides, **self.overrides.get(name, {})})
         return name
@@ -200,7 +206,8 @@ class Demo:
             self.procs.check()
             time.sleep(0.05)
 
-    def _episode(self, label: str, method: str, done: MethodEpisodes) -> None:
+    def episode(self, label: str, method: str, done: MethodEpisodes) -> None:
+        """One seeded, recorded episode of `method`, its figures added to `done`."""
         from ..sim.expert import ExpertChunks
 
         g = self.graph

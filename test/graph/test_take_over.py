@@ -17,7 +17,7 @@ def test_a_take_over_and_a_hand_back_mid_grasp_keep_the_gripper_closed(tmp_path)
     try:
         d.start()
         g = d.graph
-        d._start("teleop_node", {})
+        d.start_node("teleop_node", {})
         g.stream_as("policy_node")  # the plan plays as the policy's chunks
         d._home()
         reset = json.loads(g.call("bac/reset"))
