@@ -8,15 +8,21 @@ bac/hand_back), stop (bac/stop). With `input: twist` the gripper follows teleop/
 
 While the policy plays, the target follows what the controller last sent (so a take-over starts where the
 arm is going, without a jump); while teleop plays it is integrated from the previous target, and re-synced
-when the arm has fallen behind it by more than `resync_rad` (the controller's limits held it back)."""
+when the arm has fallen behind it by more than `resync_rad` (the controller's limits held it back).
+
+A SpaceMouse unplugged mid-episode reads as released (the arm holds its target), with an ERROR on /diagnostics
+("bac: teleop_node", 1 Hz) while it is gone; it is opened again every second until it is back."""
 from __future__ import annotations
 
 import sys
 import threading
+import time
+from typing import Callable
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
@@ -28,7 +34,7 @@ from ..robot.model import GRIPPER_MAX_WIDTH
 from ..robot.servo import ServoSettings, servo_step, shape_input
 from .messages import chunk_to_trajectory, commanded_closed, joint_state_to_vector, teleop_plays
 from .params import Param, declare_params, from_settings, settings_from
-from .runtime import LATCHED_QOS, Pace, Reporter, guarded, now_s, run_node, steady_timer
+from .runtime import LATCHED_QOS, Pace, Reporter, diagnostics, guarded, now_s, run_node, steady_timer
 
 INPUTS = ("twist", "joy", "spacemouse")
 # (name, default index, what it does); the episode buttons call the recorder's services (a gamepad's LB, RB,
@@ -69,6 +75,47 @@ class DeviceError(RuntimeError):
     """The input device cannot be opened: the node exits 2 with this one line."""
 
 
+class Reconnecting:
+    """An input device that can be unplugged: `read` gives the device's reading, or None while it is gone (a read
+    that raised: a person pulled the cable); it is opened again every `retry_s` (wall s) until it is back. The first
+    open is the caller's (DeviceError: the node exits 2)."""
+
+    def __init__(self, open_device: Callable[[], object], retry_s: float = 1.0):
+        self._open, self.retry_s = open_device, retry_s
+        self.device = open_device()
+        self.lost: str | None = None  # why it is gone
+        self.losses = self.reconnects = 0
+        self._next_try = 0.0
+
+    def read(self):
+        if self.device is None:
+            if time.monotonic() < self._next_try:
+                return None
+            try:
+                self.device = self._open()
+            except DeviceError as e:
+                self._next_try, self.lost = time.monotonic() + self.retry_s, str(e)
+                return None
+            self.reconnects += 1
+            self.lost = None
+        try:
+            return self.device.read()
+        except Exception as e:  # noqa: BLE001 - hid and OS errors alike: the device went away
+            self.losses += 1
+            self.lost = f"read failed: {e!r}"
+            self.close()
+            self._next_try = time.monotonic() + self.retry_s
+            return None
+
+    def close(self) -> None:
+        device, self.device = self.device, None
+        if device is not None:
+            try:
+                device.close()
+            except Exception:  # noqa: BLE001 - closing what is unplugged
+                pass
+
+
 PARAMETERS = [
     Param("input", "twist", "input device: twist (teleop/twist), joy (teleop/joy) or spacemouse", choices=INPUTS),
     Param("rate_hz", 30.0, "targets per second (the action rate)", (1.0, 500.0)),
@@ -98,7 +145,7 @@ class TeleopNode(Node):
         self.kin = Kinematics.fr3()
         self.reporter = Reporter(self)
         self.dt = 1.0 / p.rate_hz
-        self.device = SpaceMouse() if self.input == "spacemouse" else None  # DeviceError: exit 2
+        self.device = Reconnecting(SpaceMouse) if self.input == "spacemouse" else None  # DeviceError: exit 2
         self._init_state()
         self._create_interfaces()
         self.get_logger().info(f"teleop from {self.input} at {p.rate_hz:.0f} Hz ({self.servo.frame} frame, "
@@ -132,6 +179,8 @@ class TeleopNode(Node):
                        "episode_discard": self.create_client(Trigger, "bac/record/discard")}
         self.pace = Pace(self.dt)  # the action rate on the graph's clock
         steady_timer(self, self.dt / 4, self.tick)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        steady_timer(self, 1.0, self.publish_diagnostics)
 
     # ---- inputs ----------------------------------------------------------------------------------------
     @guarded()
@@ -197,7 +246,12 @@ class TeleopNode(Node):
         """(the TCP velocity asked for now, when that input was taken): zero, taken now, when the input went
         quiet."""
         if self.device is not None:
-            axes, buttons = self.device.read()
+            reading = self.device.read()
+            if reading is None:  # unplugged: released (the arm holds its target) until it is back
+                self.reporter.warn("device_lost", f"the SpaceMouse is gone ({self.device.lost}): holding, reopening "
+                                   f"every {self.device.retry_s:.0f} s", "error")
+                return np.zeros(6), now
+            axes, buttons = reading
             self._press(buttons)
             return shape_input(axes, self.servo), now
         with self._lock:
@@ -229,6 +283,16 @@ class TeleopNode(Node):
         # is observation -> command
         self.chunk_pub.publish(chunk_to_trajectory(plan, now, self.dt, origin=min(taken, now)))
         self.q_target = q_next
+
+    def publish_diagnostics(self) -> None:
+        device = self.device
+        lost = device is not None and device.device is None
+        values = {"input": self.input, "active": self.active, **self.reporter.counts}
+        if device is not None:
+            values.update(device="lost" if lost else "ok", device_losses=device.losses, reconnects=device.reconnects)
+        self.diag_pub.publish(diagnostics(
+            self, "bac: teleop_node", f"input device lost: {device.lost}" if lost else f"{self.input} input",
+            values, DiagnosticStatus.ERROR if lost else DiagnosticStatus.OK))
 
     def shutdown(self) -> None:
         if self.device is not None:
