@@ -47,6 +47,7 @@ teleop_node     | subscribes | teleop/twist             | geometry_msgs/TwistSta
 teleop_node     | subscribes | teleop/joy               | sensor_msgs/Joy                   | a joystick's axes and buttons
 teleop_node     | subscribes | teleop/gripper           | std_msgs/Bool                     | with input twist: true = closed
 teleop_node     | publishes  | bac/teleop_chunk         | trajectory_msgs/JointTrajectory   | the next target (2 points), stamped with the input it came from
+teleop_node     | publishes  | /diagnostics             | diagnostic_msgs/DiagnosticArray   | the input; ERROR while a SpaceMouse is unplugged
 teleop_node     | calls      | bac/take_over            | std_srvs/Trigger                  | the take-over button
 teleop_node     | calls      | bac/hand_back            | std_srvs/Trigger                  | the hand-back button
 teleop_node     | calls      | bac/stop                 | std_srvs/Trigger                  | the stop button
@@ -58,6 +59,7 @@ recorder_node   | subscribes | bac/source               | std_msgs/String       
 recorder_node   | subscribes | bac/episode              | std_msgs/String                   | the simulator's seed and outcome (the index line)
 recorder_node   | subscribes | /diagnostics             | diagnostic_msgs/DiagnosticArray   | the policy's schedule (the label)
 recorder_node   | publishes  | bac/record/state         | std_msgs/String                   | latched JSON: idle, recording or reset
+recorder_node   | publishes  | /diagnostics             | diagnostic_msgs/DiagnosticArray   | state, episodes saved and incomplete, free disk; ERROR after a failed write
 recorder_node   | serves     | bac/record/start         | std_srvs/Trigger                  | open an episode's bag
 recorder_node   | serves     | bac/record/stop          | std_srvs/SetBool                  | close it, data = success
 recorder_node   | serves     | bac/record/discard       | std_srvs/Trigger                  | drop the episode being recorded, or the last saved

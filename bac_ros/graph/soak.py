@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..robot.streaming import Source
 from .demo import CONTROLLER, POLICY, TELEOP, Demo, MethodEpisodes, _in_windows
 
 RSS_GROWTH, RATE_CHANGE = 0.10, 0.10  # the bounds: memory from the first window's end on, rates first vs last
@@ -60,7 +61,7 @@ class Soak:
         self.demo = Demo(self.out, hostname=hostname)
         self.samples: list[Sample] = []
         self.requested = 0
-        self.successes = {"teleop": [], "policy": []}
+        self.successes = {Source.TELEOP: [], Source.POLICY: []}  # per who drove
         self.errors: list[str] = []  # episodes that could not be run (homing, a stalled world), with why
         self.episode_windows: list[tuple[float, float]] = []  # (start, end) of each episode, graph clock
 
@@ -76,7 +77,7 @@ class Soak:
             t0 = time.monotonic()
             self._sample(t0)
             while time.monotonic() - t0 < 60.0 * self.minutes:
-                label, method = ("teleop", TELEOP) if self.requested % 2 == 0 else ("policy", "policy")
+                label, method = (Source.TELEOP, TELEOP) if self.requested % 2 == 0 else (Source.POLICY, Source.POLICY)
                 d.graph.set_param("/recorder_node", "label", label)
                 done = MethodEpisodes()
                 self.requested += 1

@@ -292,7 +292,8 @@ def test_a_recorder_killed_mid_episode_loses_only_its_last_chunk(tmp_path):
     """Issue 38: SIGKILL mid-episode. The episode saved before it is intact and indexed; the cut bag is readable by an
     independent MCAP reader (`mcap`'s stream reader: no summary, no metadata.yaml) up to its last chunk; the next
     start of the recorder rewrites it as a complete bag of what was written and indexes it as incomplete, with the
-    fields known when it began; `bac dataset`'s filter then leaves it out."""
+    fields known when it began; `bac dataset`'s filter then leaves it out. A shutdown (SIGINT) mid-episode closes
+    the bag and indexes it incomplete too."""
     from bac_ros.data.bags import complete_rows, read_index, read_messages, read_partial
 
     out = tmp_path / "episodes"
@@ -317,17 +318,20 @@ def test_a_recorder_killed_mid_episode_loses_only_its_last_chunk(tmp_path):
             time.sleep(0.2)  # the new recorder is up (the killed one's services linger in discovery a while)
         assert len(read_index(out)) == 2  # it indexed the cut episode before it started serving
         feeder.episode(0.5, success=False)  # the restarted recorder records again
+        feeder.start()
+        time.sleep(0.5)  # and is shut down (SIGINT) mid-episode
     finally:
         log = _end(rec)
         feeder.close()
     rows = read_index(out)
-    assert len(rows) == 3, (rows, log)
+    assert len(rows) == 4 and rows[3]["incomplete"] and rows[3]["ended"] == "shutdown", (rows, log)
+    assert sum(len(v) for v in read_messages(rows[3]["bag_path"]).values()) == rows[3]["messages"] > 0
     r = rows[1]
     assert r["bag"] == cut and r["incomplete"] and r["ended"] == "interrupted" and r["label"] == "alice", r
     got = read_messages(r["bag_path"])  # rosbags opens the rewritten bag
     assert r["messages"] == len(partial) == sum(len(v) for v in got.values())
     assert "cut short" in log and "indexed as incomplete" in log, log
-    assert [x["bag"] for x in complete_rows(rows, "test")] == [first, rows[2]["bag"]]
+    assert [x["bag"] for x in complete_rows(rows, "test")] == [first, rows[2]["bag"]]  # what bac dataset takes
 
 
 @pytest.mark.slow
