@@ -266,7 +266,11 @@ class RecorderNode(Node):
         label = self.get_parameter("label").value or (Source.TELEOP if self.source == Source.TELEOP else
                                                       (schedule or Source.POLICY))
         stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
-        name = re.sub(r"[^A-Za-z0-9_.-]", "", f"{stamp}_{label}_{self.episode.get('episode', 0)}")
+        name = base = re.sub(r"[^A-Za-z0-9_.-]", "", f"{stamp}_{label}_{self.episode.get('episode', 0)}")
+        for k in range(2, 1000):  # two episodes started within a second (auto_start without a reset time)
+            if not (self.out / name).exists():
+                break
+            name = f"{base}_{k}"
         try:
             self.bag = BagWriter(self.out / name)
         except Exception as e:  # noqa: BLE001 - the folder exists, no permission, ...
