@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 from pathlib import Path
 
-from ..analysis.eval_rows import ARGS_FILE, EPISODES_FILE, PARALLEL, eval_row, resumed_arguments, warn, write_eval
-from ..analysis.runs import content_hash, finished_episodes, provenance, write_json
+from ..analysis.eval_rows import ARGS_FILE, PARALLEL, resumed_arguments, write_eval
+from ..analysis.eval_run import EpisodeLog
+from ..analysis.runs import content_hash, provenance, write_json
 from ..drift.guard import DriftMode
 from ..policy.acs import DEFAULT_TOP_N
 from ..policy.inference import BACKENDS, Backend
@@ -17,7 +17,6 @@ from ..policy.schedule import Method, Schedule, ScheduleError, schedule_dir, sch
 from ..robot.streaming import STITCHES, ChunkRules, stitch_of
 from ..sim.episode_worker import EpisodeSpec, episode_modes, make_worker
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
-
 
 
 def add_parser(sub) -> None:
@@ -106,10 +105,7 @@ def _schedules(args, cfg) -> list[tuple[str, int, str | None]]:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from ..policy import bench
-    from ..sim.workers import Task, run_tasks
     from ..sim.world import world_overrides
 
     if args.merge:  # rows of parallel runs (e.g. one per loopback host) into one table and plot
@@ -138,54 +134,23 @@ def run(args) -> int:
                                                        for (m, s, _), sc in zip(entries, schedules)],
                 **{k: v for k, v in spec.items() if k not in PARALLEL + ("episodes", "seed_start", "margin",
                                                                           "bench_observations")}}
-    identity = json.loads(json.dumps(identity))  # as the log holds it
-    log_path = out / EPISODES_FILE
-    done = finished_episodes(log_path, identity)
-    if not log_path.is_file():
-        log_path.write_text(json.dumps({"identity": identity}) + "\n")
+    log = EpisodeLog(out, identity)
     # Speed, FLOPs and action deviation: one bench run over all schedules, on recorded observations.
     image, state = observations(policy, args.bench_observations, args.seed + 1, args.data)
     brows = bench.run(policy, [s for s in schedules if s is not None], image, state, repeats=2, seed=args.seed,
                       with_runtime_full=False)
-    by_key = {(r["method"], r["num_updates"]): r for r in brows}
     modes = episode_modes(args.mode, args.latency_ms)
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-    # seed-major: an interrupted run leaves whole pairs
-    tasks = [Task(mode, i, seed) for seed in seeds for mode in modes for i in range(len(entries))]
-    key = lambda t: (t.mode, entries[t.row][0], entries[t.row][1], t.seed)  # noqa: E731
-    todo = [t for t in tasks if key(t) not in done]
-    if done:
-        print(f"resuming {out}: {len(tasks) - len(todo)} of {len(tasks)} episodes done", file=sys.stderr)
     # one worker in this process reuses the loaded policy; processes and Ray actors load their own
     make = functools.partial(make_worker, EpisodeSpec.from_args(args), entries,
                              policy if args.workers <= 1 and not args.ray_address else None)
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="ep", file=sys.stderr)
-    tally = {}
-    for e in done.values():
-        tally.setdefault(e["method"] + str(e["num_updates"]), []).append(e["success"])
-    with log_path.open("a") as log:
-        for task, result in run_tasks(todo, make, args.workers, args.hostname, args.ray_address):
-            method, s, _ = entries[task.row]
-            e = {"mode": task.mode, "method": method, "num_updates": s, **result}
-            log.write(json.dumps(e) + "\n")
-            log.flush()
-            done[key(task)] = e
-            tally.setdefault(method + str(s), []).append(e["success"])
-            bar.update()
-            bar.set_postfix_str(" ".join(f"{k} {sum(v)}/{len(v)}" for k, v in tally.items()))
-    bar.close()
-    origin = {"config": cfg.name, "weights": policy.weights_id, **provenance()}
-    rows = []
+    log.run(entries, modes, seeds, make, args.workers, args.hostname, args.ray_address)
     commit = 0 if args.stitch == "ensemble" else cfg.n_action_steps if args.commit_steps is None else args.commit_steps
     run_fields = {"similarity": args.similarity, "top_n": args.top_n, "fixed_noise": args.fixed_noise,
                   "backend": args.backend, "stitch": args.stitch, "params": args.params,
                   "world": world_overrides(args.world), "drift": args.drift, "workers": args.workers,
                   "ray": bool(args.ray_address)}
-    for mode in modes:
-        for i, (method, s, _) in enumerate(entries):
-            eps = [done[(mode, method, s, seed)] for seed in seeds]
-            rows.append(eval_row(mode, method, s, schedules[i], eps, by_key[(method, s)], seeds, run_fields, commit,
-                                 origin))
-            warn(rows[-1])
+    rows = log.rows(entries, schedules, modes, seeds, {(r["method"], r["num_updates"]): r for r in brows},
+                    run_fields, commit, {"config": cfg.name, "weights": policy.weights_id, **provenance()})
     write_eval(rows, out, args.margin)
     return 0

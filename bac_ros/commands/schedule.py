@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..policy.acs import DEFAULT_TOP_N
 from ..drift.reference import SHADOW_STATISTIC
+from ..policy.acs import DEFAULT_TOP_N
 from ..policy.schedule import ACS_METHODS, METHODS, Method, schedule_file_name
 from ..robot.streaming import Source
 from .common import add_output_options, add_policy_options, comma_list, load_policy, observations, output_dir
@@ -101,8 +101,8 @@ def run(args) -> int:
 
 def add_reference(args) -> int:
     """`--reference FILE...`: each schedule's drift references (calibration.shadow_deviation, .reuse_error)
-    measured and written back in place."""
-    from ..policy.calibrate import measure_reference
+    measured and written back in place; with --closed-loop or --closed-loop-bags its closed-loop reference too."""
+    from ..policy.calibrate import drop_stale_closed_loop, measure_reference
     from ..policy.schedule import Schedule
 
     policy = load_policy(args)
@@ -110,20 +110,17 @@ def add_reference(args) -> int:
     for path, sched in zip(args.reference, schedules):
         if sched.is_dynamic or sched.method == Method.FULL:
             raise SystemExit(f"{path}: the drift guard's reference is for cached static schedules, not {sched.method}")
-    current = lambda stats: (stats or {}).get("statistic") == SHADOW_STATISTIC  # noqa: E731
     looped = args.closed_loop > 0 or bool(args.closed_loop_bags)
     for path, sched in zip(args.reference, schedules):
-        cal = sched.calibration or {}
         # a current one is replaced only once measured again below (a failed run loses nothing)
-        if "shadow_closed_loop" in cal and not current(cal["shadow_closed_loop"]):
-            del cal["shadow_closed_loop"]  # measured on another statistic
-            cal.pop("observation_closed_loop", None)  # measured on the same episodes
+        if drop_stale_closed_loop(sched):
             sched.save(path)
             if not looped:
                 print(f"{path}: its closed-loop reference was measured on another statistic and is dropped; "
                       "measure it again with --closed-loop 20", file=sys.stderr)
     if not looped or any(not (s.calibration or {}).get("reuse_error")
-                                    or not current(s.calibration.get("shadow_deviation")) for s in schedules):
+                         or (s.calibration.get("shadow_deviation") or {}).get("statistic") != SHADOW_STATISTIC
+                         for s in schedules):
         image, state = observations(policy, min(args.observations, REFERENCE_OBS), args.seed, args.data)
         for path, sched, ref in zip(args.reference, schedules, measure_reference(policy, schedules, image, state,
                                                                                  args.seed)):
@@ -133,67 +130,45 @@ def add_reference(args) -> int:
             print(f"{sched.label}: shadow deviation median {dev['median']:.3e} (p95 {dev['p95']:.3e}), reuse error "
                   f"mean {reuse['mean']:.4f} over {dev['observations']} observations -> {path}")
     for path, sched in zip(args.reference, schedules) if looped else ():
-        if args.closed_loop_bags:
-            closed_loop_from_bags(args, policy, path, sched)
-        else:
-            closed_loop(args, policy, path, sched)
+        closed_loop(args, policy, path, sched)
     return 0
 
 
 def closed_loop(args, policy, path: str, sched) -> None:
-    """The drift guard's closed-loop reference of one schedule: `args.closed_loop` sync episodes of the
-    calibration world run by the schedule, its shadow deviation at every inference, written into the file."""
+    """The closed-loop reference of one schedule, written into its file: from `args.closed_loop` sync episodes of
+    the calibration world run by the schedule, or from `--closed-loop-bags` (recorded episodes of the policy
+    playing, cropped as `--image-roi`); the CUSUM thresholds it gives at the parameter file's settings printed."""
+    from ..core.images import check_roi
+    from ..core.settings import node_parameters
+    from ..data.bags import complete_rows, read_index
+    from ..policy.calibrate import add_closed_loop_reference, recorded_checks
     from ..sim.episode_worker import EpisodeSpec, closed_loop_checks
 
-    seeds = list(range(args.closed_loop_seed_start, args.closed_loop_seed_start + args.closed_loop))
-    spec = EpisodeSpec(args.config, args.checkpoint, args.seed, args.threads, args.device, args.params,
-                       max_time=args.max_time)
-    deviations, features, solved = {}, {}, {}
-    for seed, checks, success in closed_loop_checks(spec, sched, path, seeds, policy, args.workers, args.hostname):
-        deviations[seed], features[seed], solved[seed] = [c["deviation"] for c in checks], \
-            [c["features"] for c in checks], success
-        print(f"  {sched.label} seed {seed}: {'success' if success else 'fail'}, {len(checks)} checks",
-              file=sys.stderr, flush=True)
-    write_closed_loop(args, path, sched, [deviations[s] for s in seeds], [features[s] for s in seeds],
-                      [solved[s] for s in seeds], seeds, policy.cfg.chunk_period_s)  # sync episodes
-
-
-def closed_loop_from_bags(args, policy, path: str, sched) -> None:
-    """The closed-loop reference from recorded episodes in which the policy played (`--closed-loop-bags`):
-    `calibrate.recorded_checks` on each, cropped as `--image-roi`."""
-    from ..core.images import check_roi
-    from ..data.bags import complete_rows, read_index
-    from ..policy.calibrate import recorded_checks
-
-    check_roi(args.image_roi, "--image-roi")
-    folder = Path(args.closed_loop_bags)
-    rows = [r for r in complete_rows(read_index(folder), "bac schedule") if r.get("source") == Source.POLICY]
-    if len(rows) < 2:
-        raise SystemExit(f"{folder}: {len(rows)} recorded episode(s) of the policy playing; the reference needs two "
-                         "or more (record them with recorder_node while policy_node plays)")
-    got = recorded_checks(policy, sched, rows, args.image_roi, args.seed,
-                          lambda line: print(f"  {sched.label} {line}", file=sys.stderr, flush=True))
-    if len(got.deviations) < 2:
-        raise SystemExit(f"{folder}: fewer than two episodes with the observations of their chunks")
-    write_closed_loop(args, path, sched, got.deviations, got.features, got.solved, got.names, got.period_s,
-                      source=f"recorded episodes in {folder}")
-
-
-def write_closed_loop(args, path: str, sched, deviations, features, solved, names, period_s: float,
-                      source: str = "") -> None:
-    """The closed-loop references of these episodes into the schedule file, and the CUSUM thresholds they give
-    at the parameter file's guard settings (printed)."""
-    from ..core.settings import node_parameters
-    from ..policy.calibrate import add_closed_loop_reference
-
+    say = lambda line: print(f"  {sched.label} {line}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.closed_loop_bags:
+        check_roi(args.image_roi, "--image-roi")
+        folder, source = Path(args.closed_loop_bags), f"recorded episodes in {args.closed_loop_bags}"
+        rows = [r for r in complete_rows(read_index(folder), "bac schedule") if r.get("source") == Source.POLICY]
+        if len(rows) < 2:
+            raise SystemExit(f"{folder}: {len(rows)} recorded episode(s) of the policy playing; the reference needs "
+                             "two or more (record them with recorder_node while policy_node plays)")
+        got = recorded_checks(policy, sched, rows, args.image_roi, args.seed, say)
+        if len(got.deviations) < 2:
+            raise SystemExit(f"{folder}: fewer than two episodes with the observations of their chunks")
+    else:
+        source, seeds = "", list(range(args.closed_loop_seed_start, args.closed_loop_seed_start + args.closed_loop))
+        spec = EpisodeSpec(args.config, args.checkpoint, args.seed, args.threads, args.device, args.params,
+                           max_time=args.max_time)
+        got = closed_loop_checks(spec, sched, path, seeds, policy.cfg.chunk_period_s, policy, args.workers,
+                                 args.hostname, say)  # sync episodes: a check per chunk period
     demo_median = (sched.calibration or {}).get("shadow_deviation", {}).get("median")
-    loop, seen, h, every_s = add_closed_loop_reference(sched, deviations, features, solved, names, period_s,
-                                                       node_parameters("policy_node", args.params), source)
+    loop, seen, h, every_s = add_closed_loop_reference(sched, got, node_parameters("policy_node", args.params),
+                                                       source)
     sched.save(path)
     vs = f" ({loop['median'] / demo_median:.2f}x the demonstrations')" if demo_median else ""
     print(f"{sched.label}: closed-loop shadow deviation median {loop['median']:.3e}{vs}, ln sd {loop['log_sd']:.2f}, "
-          f"{loop['checks']} checks in {len(names)} episodes ({sum(solved)} successful); observation distance ln sd "
-          f"{seen['log_sd']:.2f} (scored on {seen['folds']} folds of episodes); CUSUM thresholds at the settings of "
-          f"{args.params or 'config/grasp.yaml'} (a check every {every_s:.2f} s of robot time, on the successful "
-          f"episodes): shadow {h[0]:.2f}, observation {f'{h[1]:.2f}' if h[1] != float('inf') else 'off (drift_signals)'}"
-          f" -> {path}")
+          f"{loop['checks']} checks in {len(got.names)} episodes ({sum(got.solved)} successful); observation "
+          f"distance ln sd {seen['log_sd']:.2f} (scored on {seen['folds']} folds of episodes); CUSUM thresholds at "
+          f"the settings of {args.params or 'config/grasp.yaml'} (a check every {every_s:.2f} s of robot time, on "
+          f"the successful episodes): shadow {h[0]:.2f}, observation "
+          f"{f'{h[1]:.2f}' if h[1] != float('inf') else 'off (drift_signals)'} -> {path}")

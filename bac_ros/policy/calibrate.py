@@ -264,21 +264,32 @@ def measure_reference(policy, schedules: list[Schedule], image: torch.Tensor, st
     return out
 
 
-def add_closed_loop_reference(sched: Schedule, deviations: list[list[float]], features: list, solved: list[bool],
-                              names: list, period_s: float, params: dict, source: str = ""):
-    """The drift guard's closed-loop references (shadow deviation, observation distance) of these episodes (their
-    checks `period_s` robot seconds apart) written into `sched.calibration`; returns (shadow section,
-    observation section, the CUSUM thresholds (shadow, observation; inf: off) and the seconds between checks at
-    the policy_node `params`' guard settings)."""
+def drop_stale_closed_loop(sched: Schedule) -> bool:
+    """Remove closed-loop references measured on another shadow statistic than today's (the guard could not use
+    them); True when there was one."""
+    cal = sched.calibration or {}
+    loop = cal.get("shadow_closed_loop")
+    if loop is None or loop.get("statistic") == SHADOW_STATISTIC:
+        return False
+    del cal["shadow_closed_loop"]
+    cal.pop("observation_closed_loop", None)  # measured on the same episodes
+    return True
+
+
+def add_closed_loop_reference(sched: Schedule, checks: ClosedLoopChecks, params: dict, source: str = ""):
+    """The drift guard's closed-loop references (shadow deviation, observation distance) of these episodes
+    written into `sched.calibration`; returns (shadow section, observation section, the CUSUM thresholds
+    (shadow, observation; inf: off) and the seconds between checks at the policy_node `params`' guard settings)."""
     from ..core.settings import from_mapping
     from ..drift.guard import DriftSettings, guard_thresholds
     from ..drift.reference import (closed_loop_reference, observation_closed_loop, observation_reference,
                                    shadow_reference)
     from .runner import RATE_HZ
 
-    loop = closed_loop_reference(deviations, names, period_s, solved)
-    loop["success"] = sum(solved) / len(names)
-    seen = observation_closed_loop(features, names, period_s, solved)
+    c = checks
+    loop = closed_loop_reference(c.deviations, c.names, c.period_s, c.solved)
+    loop["success"] = sum(c.solved) / len(c.names)
+    seen = observation_closed_loop(c.features, c.names, c.period_s, c.solved)
     if source:
         loop["source"] = seen["source"] = source
     sched.calibration = {**(sched.calibration or {}), "shadow_closed_loop": loop, "observation_closed_loop": seen}
@@ -292,9 +303,10 @@ def add_closed_loop_reference(sched: Schedule, deviations: list[list[float]], fe
 
 
 @dataclass
-class RecordedChecks:
-    """The drift guard's checks on recorded episodes (`recorded_checks`): per episode its shadow deviations and
-    observation features, whether it succeeded and its bag; the median seconds between chunks."""
+class ClosedLoopChecks:
+    """The drift guard's checks over closed-loop episodes (simulated: `sim.episode_worker.closed_loop_checks`;
+    recorded: `recorded_checks`): per episode its shadow deviations and observation features, whether it
+    succeeded and its name (seed or bag); the seconds between checks (robot time)."""
     deviations: list[list[float]] = field(default_factory=list)
     features: list[list[list[float]]] = field(default_factory=list)
     solved: list[bool] = field(default_factory=list)
@@ -303,7 +315,7 @@ class RecordedChecks:
 
 
 def recorded_checks(policy: DiffusionPolicy, sched: Schedule, rows: list[dict], roi=None, seed: int = 0,
-                    say: Callable[[str], None] | None = None) -> RecordedChecks:
+                    say: Callable[[str], None] | None = None) -> ClosedLoopChecks:
     """At every chunk policy_node published in each recorded episode (index rows, `data.bags`), the observation
     it was planned from (its camera frame and joint state from the bag, cropped to `roi`) gets the guard's shadow
     check and observation features. Episodes without those observations are skipped (`say` tells)."""
@@ -311,7 +323,7 @@ def recorded_checks(policy: DiffusionPolicy, sched: Schedule, rows: list[dict], 
     from ..data.episodes import chunk_observations, load_episode
     from ..drift.reference import observation_features
 
-    out, gaps = RecordedChecks(), []
+    out, gaps = ClosedLoopChecks(), []
     for r in rows:
         stamps = header_stamps(r["bag_path"], "/bac/action_chunk")
         windows = chunk_observations(load_episode(r, images=True), stamps, policy.cfg, roi)

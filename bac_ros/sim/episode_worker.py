@@ -154,17 +154,24 @@ def make_worker(spec: EpisodeSpec, entries, policy, hostname: str) -> EpisodeWor
     return EpisodeWorker(spec, entries, policy, hostname)
 
 
-def closed_loop_checks(spec: EpisodeSpec, schedule, path: str, seeds: list[int], policy=None, workers: int = 1,
-                       hostname: str = "127.0.0.1"):
+def closed_loop_checks(spec: EpisodeSpec, schedule, path: str, seeds: list[int], period_s: float, policy=None,
+                       workers: int = 1, hostname: str = "127.0.0.1", say=None):
     """The drift guard's view of a schedule's own sync episodes of the calibration world (its closed-loop
-    reference): per seed, as each ends, (seed, its checks as dicts, success), the guard watching at every
-    inference and keeping each check's features. `path`: the schedule's file; `policy` is reused by one
-    worker in this process."""
+    reference): a `ClosedLoopChecks` over `seeds`, the guard watching at every inference (`period_s` of robot
+    time apart) and keeping each check's features; `say` tells of each episode as it ends. `path`: the
+    schedule's file; `policy` is reused by one worker in this process."""
+    from ..policy.calibrate import ClosedLoopChecks
     from .workers import Task, run_tasks
 
     spec = dataclasses.replace(spec, backend=Backend.EAGER, drift=DriftMode.WATCH, drift_features=True,
                                drift_overrides={**spec.drift_overrides, "drift_check_every": 1})
     entries = [(schedule.method, schedule.num_updates, str(Path(path).resolve()))]
     make = functools.partial(make_worker, spec, entries, policy if workers <= 1 else None)
+    by_seed = {}
     for task, result in run_tasks([Task("sync", 0, s) for s in seeds], make, workers, hostname):
-        yield task.seed, result["drift"], bool(result["success"])
+        by_seed[task.seed] = checks, success = result["drift"], bool(result["success"])
+        if say:
+            say(f"seed {task.seed}: {'success' if success else 'fail'}, {len(checks)} checks")
+    return ClosedLoopChecks([[c["deviation"] for c in by_seed[s][0]] for s in seeds],
+                            [[c["features"] for c in by_seed[s][0]] for s in seeds],
+                            [by_seed[s][1] for s in seeds], list(seeds), period_s)
