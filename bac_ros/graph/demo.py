@@ -73,6 +73,7 @@ class Demo:
         self.procs = Processes(self.log_dir, env)
         self.graph: GraphClient | None = None
         self.specs = {}  # the nodes started once per method (policy, teleop, operator), by name
+        self.policy_schedule: str | None = None  # the schedule of the policy_node running now (None: none runs)
         self.overrides = overrides or {}  # node -> parameters on top of the spec's (e.g. the operator's)
         self.episodes_dir = self.log_dir / "episodes"
 
@@ -113,10 +114,8 @@ class Demo:
         g.stream_as("policy_node" if schedule == EXPERT else None)  # the expert's chunks: from this process
         g.diagnostics.pop(POLICY, None)
         started = []
-        if schedule not in (EXPERT, TELEOP):
-            own = schedule if schedule != SHARED else self.shared_schedule
-            started.append(self.start_node("policy_node", {"schedule": own} if own else {}))
-            self.wait_for_policy(label)
+        self._policy_for(label, None if schedule in (EXPERT, TELEOP) else
+                         schedule if schedule != SHARED else self.shared_schedule or self._default_schedule())
         if schedule in (TELEOP, SHARED):
             started.append(self.start_node("teleop_node", {}))
             started.append(self.start_node("operator_node", {"mode": "drive" if schedule == TELEOP else "intervene"}))
@@ -157,6 +156,24 @@ class Demo:
             print(f"  {label}: waiting for policy_node's compiled backend (built once, then cached)", flush=True)
             g.wait_for(lambda: g.diagnostics[POLICY].get("backend_building") != "true", BACKEND_BUILD_S,
                        "policy_node's compiled backend was not built")
+
+    def _default_schedule(self) -> str:
+        from ..core.settings import node_parameters
+
+        return str(node_parameters("policy_node", self.params).get("schedule"))
+
+    def _policy_for(self, label: str, schedule: str | None) -> None:
+        """policy_node running `schedule` (None: none running). One that runs it already stays up (its episodes
+        start with bac/policy/reset, as within a method): the bac and shared rows share it."""
+        if schedule == self.policy_schedule:
+            return
+        if self.policy_schedule is not None:
+            self.procs.stop("policy_node")
+            self.policy_schedule = None
+        if schedule is not None:
+            self.start_node("policy_node", {"schedule": schedule})
+            self.policy_schedule = schedule
+            self.wait_for_policy(label)
 
     def start_node(self, name: str, overrides: dict) -> str:
         """Start one of the nodes started per method (policy, teleop, operator) with the spec's parameters."""

@@ -43,6 +43,7 @@ LIMITS = from_mapping(ArmLimits, node_parameters("controller_node"))
 # target past the envelope (docs/safety.md). The commanded envelope itself is proven by the property tests.
 TRACKING = {"position_rad": 0.02, "speed": 1.25, "acceleration": 4.0, "box_m": 0.02}
 CELL_HZ = 25.0
+LOAD_S = float(os.environ.get("BAC_FAULT_LOAD_S", "20"))  # the saturating load's length (s, wall)
 KIN = Kinematics.fr3()
 CONTROLLER, POLICY = "bac: controller_node", "bac: policy_node"
 
@@ -652,9 +653,10 @@ def test_a_full_disk_ends_the_recording_not_the_control(graph):
 
 
 @pytest.mark.slow
-@case("both cores saturated by busy processes for 20 s while the stream plays")
+@case(f"both cores saturated by busy processes for {LOAD_S:.0f} s while the stream plays")
 def test_both_cores_saturated_while_moving(graph):
-    """Issue 38: another program takes every core for a while (20 s here; a minute in docs/results/reliability).
+    """Issue 38: another program takes every core for a while (`LOAD_S`: 20 s in make test, 60 s for
+    docs/results/reliability).
     The stream plays on; judged on the measured arm it stays within the envelope (the suite's tolerances), the
     controller holds when chunks come late rather than jumping, no process dies, and afterwards the graph moves
     the arm as before."""
@@ -665,7 +667,7 @@ def test_both_cores_saturated_while_moving(graph):
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
                for _ in range(os.cpu_count() or 2)]
     try:
-        end = time.monotonic() + 20.0
+        end = time.monotonic() + LOAD_S
         while time.monotonic() < end:
             graph.stream(0.5)
             gap_ms = max(gap_ms, float(graph.client.diagnostics.get(CONTROLLER, {}).get("control_gap_max_ms", 0.0)))
@@ -678,7 +680,8 @@ def test_both_cores_saturated_while_moving(graph):
     moved = graph.move_to_new_target()
     graph.alive()
     return (f"played on within the envelope ({_motion(m)}); holds +{graph.count('chunks_holds') - holds}, longest "
-            f"gap between control ticks {gap_ms:.0f} ms (wall; 10 ms nominal); afterwards {moved}")
+            f"gap between control ticks {gap_ms:.0f} ms (wall; 10 ms nominal); after the load it "
+            f"{moved.removeprefix('then ')}")
 
 
 @pytest.mark.slow
@@ -822,7 +825,7 @@ def test_truncated_or_foreign_files_give_one_line_and_exit_2(tmp_path):
     src = PACKAGE_ROOT / "bac_ros" / "checkpoints" / "grasp_dpt_cpu"
     (ck / "config.json").write_text((src / "config.json").read_text())
     (ck / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes()[:5000])
-    rows = []
+    rows, runs = [], []
     for what, cmd in [
         ("truncated schedule -> policy_node", ["-m", "bac_ros.nodes.policy_node", "--ros-args", "-p",
                                                f"schedule:={truncated}"]),
@@ -835,10 +838,18 @@ def test_truncated_or_foreign_files_give_one_line_and_exit_2(tmp_path):
         ("truncated schedule -> bac bench", ["-m", "bac_ros.cli", "bench", "--schedule", str(truncated),
                                              "--observations", "1"]),
     ]:
-        r = _run([sys.executable, *cmd])
-        lines = r.stderr.strip().splitlines()
-        ok = r.returncode == 2 and "Traceback" not in r.stderr and lines and "error" in lines[-1]
-        rows.append((what, ok, r.returncode, lines[-1] if lines else ""))
+        runs.append((what, subprocess.Popen([sys.executable, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            text=True, env={**os.environ, "ROS_DOMAIN_ID": "208"})))
+    try:  # all at once: each is a process start and a refusal, independent of the others
+        for what, proc in runs:
+            _, err = proc.communicate(timeout=180)
+            lines = err.strip().splitlines()
+            ok = proc.returncode == 2 and "Traceback" not in err and lines and "error" in lines[-1]
+            rows.append((what, ok, proc.returncode, lines[-1] if lines else ""))
+    finally:
+        for _, proc in runs:
+            proc.kill()
+            proc.wait()
     outcome = "; ".join(f"{w}: exit {c}" for w, _, c, _ in rows)
     FAULT_TABLE.append(("truncated / foreign schedule and checkpoint files",
                         ("one line, exit 2 — " if all(ok for _, ok, _, _ in rows) else "FAILED: ") + outcome,
