@@ -231,9 +231,7 @@ class OnnxInference(Inference):
         super().__init__(policy, schedule)
         import onnxruntime as ort
 
-        device = str(policy.device)
-        self.path = (cache or cache_dir()) / f"{policy.cfg.name}-{self.method}-" \
-            f"{artifact_key(policy, schedule, self.backend, device)[:24]}.onnx"
+        self.path = onnx_artifact(policy, schedule, cache)
         self.built_s = None if self.path.is_file() else self._build()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
@@ -327,6 +325,13 @@ def _onnx(policy, schedule: Schedule | None, threads: int, monitor: bool) -> Inf
 BUILDERS = {Backend.EAGER: lambda policy, schedule, threads, monitor: EagerInference(policy, schedule, monitor),
             Backend.ONNX: _onnx,
             Backend.CUDA_GRAPH: lambda policy, schedule, threads, monitor: CudaGraphInference(policy, schedule)}
+
+
+def onnx_artifact(policy, schedule: Schedule | None, cache: Path | None = None) -> Path:
+    """Where the ONNX backend of `schedule` (None: full) on these weights is kept once built."""
+    method = schedule.method if schedule is not None else "full"
+    key = artifact_key(policy, schedule, Backend.ONNX, str(policy.device))
+    return (cache or cache_dir()) / f"{policy.cfg.name}-{method}-{key[:24]}.onnx"
 
 
 def build(policy, schedule: Schedule | None, backend: Backend = Backend.EAGER, threads: int = 1,

@@ -14,7 +14,7 @@ from ..drift.guard import DriftGuard, DriftMode, DriftSettings
 from ..drift.guarded import GuardedInference
 from ..drift.reference import reference, shadow_reference
 from ..core.native_threads import start_native_thread
-from .inference import Backend, Noise, Prefix, build, denoise, draw_noise
+from .inference import Backend, Noise, Prefix, build, denoise, draw_noise, onnx_artifact
 from .schedule import Schedule, find_schedule
 
 DRIFT_MODES = tuple(DriftMode)
@@ -37,8 +37,8 @@ class PolicyRunner:
                  on_built: Callable[[str | None], None] | None = None, inference_period_s: float | None = None,
                  keep_checks: int | None = None):
         """`background`: start on eager and build `backend` on a thread of its own (a compiled build takes a
-        minute or more the first time; the cache makes later starts immediate), then switch to it;
-        `on_built(error or None)` is called when that is done. `inference_period_s`: robot seconds between
+        minute or more the first time), then switch to it; a backend already in the cache is loaded at once;
+        `on_built(error or None)` is called when a background build is done. `inference_period_s`: robot seconds between
         inferences, which sets the guard's threshold (default: one chunk, as in sync evaluation; `pace`).
         `keep_checks`: the guard keeps the last this many checks (None: all)."""
         if drift not in DRIFT_MODES:
@@ -50,7 +50,15 @@ class PolicyRunner:
             backend = Backend.EAGER
         self.target, self.building = backend, False
         first = Backend.EAGER if background and backend != Backend.EAGER else backend
-        self.inference, self.backend = self._make(policy, first), first
+        self.inference = None
+        if first != backend and self._built_already(policy, backend):  # loading a cached build takes seconds
+            try:
+                self.inference, first = self._make(policy, backend), backend
+            except Exception:  # noqa: BLE001 - an unreadable cached file: the background build reports why
+                self.inference = None
+        if self.inference is None:
+            self.inference = self._make(policy, first)
+        self.backend = first
         self.generator = torch.Generator()
         self.reset(seed)
         if first != backend:
@@ -65,6 +73,21 @@ class PolicyRunner:
         if s is not None and s.is_dynamic:
             return _Dynamic(policy, s)
         return build(policy, s, backend, spec["threads"])
+
+    def _built_already(self, policy, backend: str) -> bool:
+        """Every artifact `backend` needs for this runner is in the cache (ONNX; the others keep none)."""
+        s, spec = self.schedule, self._spec
+        if backend != Backend.ONNX:
+            return False
+        needed = [s]
+        if spec["drift"] != DriftMode.OFF and s is not None and not s.is_dynamic:
+            needed.append(None)  # the guard's shadow check runs full
+            if spec["drift"] == DriftMode.GUARD:
+                try:
+                    needed.append(find_schedule(spec["dense"], policy.cfg))
+                except (OSError, ValueError):
+                    return False
+        return all(onnx_artifact(policy, x).is_file() for x in needed)
 
     def _build(self, on_built) -> None:
         """The target backend, built on a copy of the weights (nothing is shared with the running inference),

@@ -1,6 +1,8 @@
 """The whole inference per schedule and its backends: eager is the caching runtime itself (bit for bit), the
 compiled ONNX graph matches it, artifacts are cached by everything they depend on and rebuilt when any changes,
 and the runner is the one entry point (noise, fixed noise, background builds)."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,32 @@ def test_onnx_matches_eager_and_is_cached_by_what_it_depends_on(tiny_policy, tmp
     changed = build(tiny_policy, schedule, "onnx")
     assert changed.path != onnx.path and changed.built_s is not None
     assert float(((changed(image, state, noise)[1] - a) ** 2).mean()) > 0
+
+
+def test_a_backend_in_the_cache_is_loaded_at_once_not_built_behind_eager(tiny_policy, tmp_path, monkeypatch):
+    """policy_node's runner (background=True): with nothing cached it starts on eager and builds behind it; once
+    the ONNX file is cached the next start runs it from the first inference (a load takes seconds)."""
+    pytest.importorskip("onnxruntime")
+    from bac_ros.policy.inference import onnx_artifact
+    from bac_ros.policy.runner import PolicyRunner
+
+    monkeypatch.setenv("BAC_CACHE_DIR", str(tmp_path))
+    schedule = _sparse(tiny_policy.cfg)
+    built = []
+    first = PolicyRunner(tiny_policy, schedule, "onnx", background=True, on_built=built.append)
+    assert first.backend == "eager" and first.building
+    deadline = time.monotonic() + 120
+    while first.building and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert built == [None] and first.backend == "onnx" and onnx_artifact(tiny_policy, schedule).is_file()
+    again = PolicyRunner(tiny_policy, schedule, "onnx", background=True, on_built=built.append)
+    assert again.backend == "onnx" and not again.building and built == [None]
+    onnx_artifact(tiny_policy, schedule).write_bytes(b"not onnx")  # an unreadable cached file: eager goes on,
+    broken = PolicyRunner(tiny_policy, schedule, "onnx", background=True, on_built=built.append)
+    assert broken.backend == "eager"
+    while broken.building and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert broken.backend == "eager" and len(built) == 2 and built[1]  # and the build's error is reported
 
 
 def test_the_runner_draws_noise_as_the_sampler_does_and_builds_in_the_background(tiny_policy, tiny_obs):
