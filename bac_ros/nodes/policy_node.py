@@ -162,9 +162,9 @@ class PolicyNode(Node):
         self.create_subscription(TimeReference, "bac/first_command", self.on_first_command, 20)  # prefix stitching
 
     def _runner(self, backend: str, threads: int, mode: str, dense: str, settings: DriftSettings):
-        """The policy's runner on `backend` (compiled ones are built in the background; eager meanwhile),
-        behind the drift guard unless it is off or there is no cache to watch. What the guard lacks stops the
-        node in `guard` mode; in `watch` (the default) it is a warning."""
+        """The policy's runner on `backend` (compiled ones: loaded at once when cached, else built in the
+        background with eager meanwhile), behind the drift guard unless it is off or there is no cache to watch.
+        What the guard lacks stops the node in `guard` mode; in `watch` (the default) it is a warning."""
         from ..policy.runner import PolicyRunner
 
         kwargs = dict(threads=threads, seed=self.params.seed, fixed_noise=self.params.fixed_noise, background=True,
