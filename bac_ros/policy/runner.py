@@ -82,11 +82,11 @@ class PolicyRunner:
         needed = [s]
         if spec["drift"] != DriftMode.OFF and s is not None and not s.is_dynamic:
             needed.append(None)  # the guard's shadow check runs full
-            if spec["drift"] == DriftMode.GUARD:
-                try:
-                    needed.append(find_schedule(spec["dense"], policy.cfg))
-                except (OSError, ValueError):
-                    return False
+            try:
+                dense = _dense_schedule(spec["drift"], spec["dense"], policy.cfg)
+            except (OSError, ValueError):
+                return False
+            needed += [dense] if dense is not None else []
         return all(onnx_artifact(policy, x).is_file() for x in needed)
 
     def _build(self, on_built) -> None:
@@ -177,6 +177,11 @@ class _Dynamic:
         return x.cpu(), a.cpu()
 
 
+def _dense_schedule(mode: str, dense: str, cfg) -> Schedule | None:
+    """The schedule the guard switches to (`guard` only; None in `watch`)."""
+    return find_schedule(dense, cfg) if mode == DriftMode.GUARD else None
+
+
 def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", settings: DriftSettings | None = None,
                       backend: Backend = Backend.EAGER, threads: int = 1, inference_period_s: float | None = None,
                       check_period_s: float | None = None, keep_checks: int | None = None) -> GuardedInference:
@@ -185,7 +190,7 @@ def guarded_inference(policy, schedule: Schedule, mode: str, dense: str = "", se
     (ScheduleError included) naming what is missing."""
     if mode not in (DriftMode.WATCH, DriftMode.GUARD):
         raise ValueError(f"the drift guard's mode must be watch or guard, got {mode!r}")
-    dense_schedule = find_schedule(dense, policy.cfg) if mode == DriftMode.GUARD else None
+    dense_schedule = _dense_schedule(mode, dense, policy.cfg)
     if mode == DriftMode.GUARD and dense_schedule is None:
         raise ValueError("the guard's dense_schedule must name a cached schedule (not full)")
     for s in (schedule, dense_schedule):
