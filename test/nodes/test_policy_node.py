@@ -111,6 +111,9 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         controller("running")  # controller_node plays the policy's chunks: the guard checks
         first = observe(100.0)
         assert len(first.points) >= 8
+        # the measured path beside a plan needs two joint states or more; a backend loaded from the cache can
+        # answer the very first one, so the plan drawn is that of a second observation
+        first = observe(100.1)
         for _ in range(20):
             ex.spin_once(timeout_sec=0.05)
         # rviz: the plan, the measured path beside it (the states observed) and the controller's state
