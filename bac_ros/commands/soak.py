@@ -32,6 +32,9 @@ def format_report(report: dict, verdicts: list[tuple[str, bool]]) -> str:
         lines += [f"{title}:", markdown(rows, [("process", lambda r: r["process"], "")] + per_window), ""]
     lines += ["per window:", markdown(windows, [
         ("from minute", lambda w: w["minute"], "g"), ("inference Hz", lambda w: w["inference_hz"], ".1f"),
+        ("inference Hz (CPU clock)", lambda w: w.get("inference_hz_cpu", float("nan")), ".1f"),
+        ("machine busy %", lambda w: w.get("busy_percent", float("nan")), ".0f"),
+        ("steal %", lambda w: w.get("steal_percent", float("nan")), ".1f"),
         ("commands / wall s", lambda w: w["commands_per_s"], ".1f"), ("world speed", lambda w: w["world_speed"], ".3f"),
         ("control Hz (graph clock)", lambda w: w["control_hz"], ".1f"), ("chunks refused", lambda w: w["chunks_refused"], "d"),
         ("holds", lambda w: w["holds"], "d"), ("episodes", lambda w: w["episodes"], "d"),

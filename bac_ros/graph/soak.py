@@ -1,8 +1,9 @@
 """`bac soak`: the recording graph for hours, as a lab runs it. The `bac demo` graph on franky-sim with every node
 started once (policy_node, teleop_node and the scripted operator stay up throughout), episodes alternating between
 the operator teleoperating and the policy, each homed, reset and recorded. Sampled between episodes: each process's
-resident memory and CPU time, policy_node's inference Hz, the controller's counters, the episodes' disk use; the
-control rate comes from metrics_node's CSV. The report (`Soak.report`) is per window of `window_min` minutes, so a
+resident memory and CPU time, policy_node's inference Hz, the controller's counters, the episodes' disk use, the
+machine's CPU time by kind (/proc/stat: what the hypervisor took shows as steal); the control rate comes from
+metrics_node's CSV. The report (`Soak.report`) is per window of `window_min` minutes, so a
 leak shows as a slope; `verdicts` holds it to issue 38's bounds."""
 from __future__ import annotations
 
@@ -29,10 +30,22 @@ class Sample:
     graph_s: float  # the graph's clock (the simulator's)
     rss_mb: dict  # process -> resident memory (MB)
     cpu_s: dict  # process -> CPU seconds so far
-    inference_hz: float  # policy_node's, as it reports it (its recent median)
+    inference_hz: float  # policy_node's, as it reports it (its recent median, wall clock)
     counters: dict  # the controller's counters
     disk_mb: float  # the episodes folder
     episodes: int  # requested so far
+    inference_cpu_ms: float = float("nan")  # policy_node's recent median on its inference thread's CPU clock
+    machine_s: dict | None = None  # the machine's CPU seconds by kind, all cores: busy, idle, steal
+
+
+def machine_cpu_s() -> dict:
+    """The machine's CPU seconds so far, all cores (/proc/stat): `busy`, `idle` (iowait included) and `steal`, the
+    time the hypervisor gave this machine's cores to someone else."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"busy": (user + nice + system + irq + softirq) / tick, "idle": (idle + iowait) / tick,
+            "steal": steal / tick}
 
 
 def resident_mb(pid: int) -> float | None:
@@ -106,14 +119,18 @@ class Soak:
         cpu = {DRIVER if "this process" in k else k: v for k, v in procs.cpu_seconds().items()}
         self.samples.append(Sample(time.monotonic() - t0, g.now(), rss, cpu,
                                    float(g.diagnostics.get(POLICY, {}).get("inference_hz", "nan")),
-                                   g.counters(CONTROLLER), folder_mb(self.demo.episodes_dir), self.requested))
+                                   g.counters(CONTROLLER), folder_mb(self.demo.episodes_dir), self.requested,
+                                   float(g.diagnostics.get(POLICY, {}).get("inference_cpu_ms_p50", "nan")),
+                                   machine_cpu_s()))
 
     # ---- the report ------------------------------------------------------------------------------------
     def windows(self) -> list[dict]:
         """Per `window_min` of wall time (the last one kept when it spans a third of that or more): resident memory
-        at its start, CPU % of a core, inference Hz (median of the samples), the controller's commands per wall
-        second, the world's speed (graph s per wall s), control Hz (median of metrics_node's seconds inside
-        episodes, on the graph's clock), chunks refused and held, episodes requested, disk written."""
+        at its start, CPU % of a core, inference Hz (median of the samples; on the wall clock, and on the inference
+        thread's CPU clock, which waiting for a core does not move), the machine's CPU busy and taken by the
+        hypervisor (steal) in % of all cores, the controller's commands per wall second, the world's speed (graph s
+        per wall s), control Hz (median of metrics_node's seconds inside episodes, on the graph's clock), chunks
+        refused and held, episodes requested, disk written."""
         control = _control_rate(self.out / "control.csv")
         w = 60.0 * self.window_min
         rows, edges = [], np.arange(0.0, self.samples[-1].wall_s + 1e-9, w)
@@ -132,6 +149,10 @@ class Soak:
                          "cpu_percent": {k: round(100 * (b.cpu_s[k] - a.cpu_s[k]) / span, 1)
                                          for k in b.cpu_s.keys() & a.cpu_s.keys()},
                          "inference_hz": _median([s.inference_hz for s in inside]),
+                         "inference_hz_cpu": _median([1e3 / s.inference_cpu_ms for s in inside
+                                                           if s.inference_cpu_ms > 0]),
+                         "busy_percent": _share(a.machine_s, b.machine_s, "busy"),
+                         "steal_percent": _share(a.machine_s, b.machine_s, "steal"),
                          # the controller's own rate (wall clock), and the graph's clock against the wall: a
                          # simulated world runs below real time, so control Hz on its clock follows its speed
                          "commands_per_s": round((b.counters.get("commands", 0) - a.counters.get("commands", 0))
@@ -177,9 +198,10 @@ def verdicts(report: dict) -> list[tuple[str, bool]]:
             out.append((f"{name}: resident memory {mb:.0f} -> {end:.0f} MB from minute {base['wall_s'] / 60:.0f} "
                         f"(at most +{RSS_GROWTH:.0%})", end <= mb * (1 + RSS_GROWTH)))
     first, last = windows[0], windows[-1]
-    for key, what in (("inference_hz", "policy inference Hz"),
+    for key, what in (("inference_hz", "policy inference Hz (wall clock)"),
+                      ("inference_hz_cpu", "policy inference Hz (its thread's CPU clock)"),
                       ("commands_per_s", "control rate (the controller's commands per wall second)")):
-        a, b = first[key], last[key]
+        a, b = first.get(key, float("nan")), last.get(key, float("nan"))
         out.append((f"{what}: first window {a:.1f}, last {b:.1f} (within {RATE_CHANGE:.0%})",
                     bool(np.isfinite(a) and np.isfinite(b) and abs(b - a) <= RATE_CHANGE * a)))
     out.append((f"episodes: {report['episodes_requested']} requested, {report['episodes_indexed']} indexed, "
@@ -193,6 +215,14 @@ def _control_rate(path: Path) -> list[tuple[float, float]]:
         return []
     with path.open() as f:
         return [(float(r["time"]), float(r["control_hz"])) for r in csv.DictReader(f)]
+
+
+def _share(a: dict | None, b: dict | None, kind: str) -> float:
+    """% of the machine's CPU time between two samples that was `kind`."""
+    if not a or not b:
+        return float("nan")
+    total = sum(b[k] - a[k] for k in ("busy", "idle", "steal"))
+    return round(100.0 * (b[kind] - a[kind]) / total, 1) if total > 0 else float("nan")
 
 
 def _median(values) -> float:

@@ -19,7 +19,8 @@ def _soak(tmp_path: Path, leak_mb_per_min: float, hz_at_end: float) -> dict:
             cpu_s={"recorder_node": 12.0 * minute, "controller_node": 15.0 * minute},
             inference_hz=35.0 + (hz_at_end - 35.0) * frac,
             counters={"commands": int(6000 * minute * (1 - 0.5 * frac * (hz_at_end < 35))), "chunks_holds": minute},
-            disk_mb=3.5 * minute, episodes=minute))
+            disk_mb=3.5 * minute, episodes=minute, inference_cpu_ms=20.0,
+            machine_s={"busy": 100.0 * minute, "idle": 15.0 * minute, "steal": 5.0 * minute}))
     report = {"window_min": 10.0, "episodes_requested": 60, "episodes_indexed": 60, "episodes_unreadable": [],
               "windows": s.windows(), "samples": [vars(x) for x in s.samples]}
     return report
@@ -32,6 +33,7 @@ def test_a_flat_soak_holds_and_its_windows_add_up(tmp_path):
     assert w[0]["cpu_percent"] == {"recorder_node": 20.0, "controller_node": 25.0}
     assert w[0]["commands_per_s"] == 100.0 and w[0]["world_speed"] == 0.2 and w[0]["episodes"] == 10
     assert w[0]["disk_mb"] == 35.0 and w[0]["holds"] == 10
+    assert w[0]["inference_hz_cpu"] == 50.0 and w[0]["busy_percent"] == 83.3 and w[0]["steal_percent"] == 4.2
     assert all(held for _, held in verdicts(report)), verdicts(report)
 
 

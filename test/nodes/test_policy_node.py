@@ -132,6 +132,9 @@ def test_policy_node_infers_on_its_own_thread_and_stops_cleanly():
         assert float(checked["drift_observation_threshold"]) >= 1.0
         assert math.isfinite(float(checked["drift_observation_z_last"]))
         assert checked["schedule_active"] == "bac(S=7)"  # watch (the shipped default) never switches
+        # inference time on the wall clock and on the inference thread's CPU clock, which cannot run ahead of it
+        cpu_ms, wall_ms = float(checked["inference_cpu_ms_p50"]), float(checked["inference_ms_p50"])
+        assert 0 < cpu_ms <= wall_ms * 1.01 + 0.1, (cpu_ms, wall_ms)
 
         controller("ready")  # homing, a reset, the world between episodes: chunks go on, checks do not
         diagnosed(lambda d: d["drift_watching"] == "false")
