@@ -23,6 +23,9 @@ from .limits import ArmLimits, Envelope, box_excess, checked_target
 from .model import DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 
 DEFAULT_STIFFNESS = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)  # Nm/rad, joint impedance
+# Nm s/rad: above critical, so that an arm catching up with its target does not overshoot the speed limit by more
+# than 10 % (docs/safety.md, "measured speed"); None: franky's critical damping
+DEFAULT_DAMPING = (100.0, 100.0, 100.0, 100.0, 40.0, 40.0, 20.0)
 
 
 class ArmState(NamedTuple):
@@ -65,6 +68,7 @@ def drive(executor, arm: Arm, now: float):
 class FR3Arm:
     """franky Robot + Gripper behind a few verbs: start, check, command, gripper, state, hold, stop.
 
+    `stiffness` (Nm/rad) and `damping` (Nm s/rad, None: critical): the torque loop's joint impedance.
     `realtime`: libfranka's RealtimeConfig.Enforce (a real FR3 on a real-time kernel) or Ignore
     (simulation). `collision`: (torque thresholds (7,) Nm, force thresholds (6,) N) for franky's
     `set_collision_behavior`, None: franky's defaults. `auto_recover`: on a robot error, recover and carry
@@ -74,11 +78,12 @@ class FR3Arm:
     robot's own)."""
 
     def __init__(self, hostname: str = "127.0.0.1", limits: ArmLimits = ArmLimits(),
-                 stiffness=DEFAULT_STIFFNESS, gripper_hysteresis: float = 0.2, realtime: bool = False,
-                 collision: tuple | None = None,
+                 stiffness=DEFAULT_STIFFNESS, damping=DEFAULT_DAMPING, gripper_hysteresis: float = 0.2,
+                 realtime: bool = False, collision: tuple | None = None,
                  auto_recover: bool = True, kinematics: Kinematics | None = None):
         self.hostname, self.limits = hostname, limits
         self.stiffness = np.asarray(stiffness, float)
+        self.damping = None if damping is None else np.asarray(damping, float)
         self.hysteresis = gripper_hysteresis
         self.realtime, self.collision = realtime, collision
         self.auto_recover = auto_recover
@@ -168,7 +173,7 @@ class FR3Arm:
         dq = np.asarray(js.velocity, float)
         dq = dq if dq.shape == (7,) and np.all(np.isfinite(dq)) else np.zeros(7)
         with self._lock:
-            self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness,
+            self._tracker = franky.JointImpedanceTracker(self.robot, stiffness=self.stiffness, damping=self.damping,
                                                          lower_joint_limits=Q_LOW, upper_joint_limits=Q_HIGH)
             self._tracker.set_target(q, np.zeros(7))
             self.envelope.reset(q, self.robot_time(), dq)  # from the measured velocity, not "at rest"

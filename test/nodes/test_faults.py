@@ -509,8 +509,9 @@ def test_source_switching(graph):
     t_over = graph.now()
     with graph.lock:
         before = len(graph.commands)
-    for _ in range(30):  # 1 s of the operator holding the far target
-        graph.publish(far, graph.now(), 1 / 30, pub=graph.teleop_pub)
+    deadline = time.monotonic() + 30.0
+    while graph.now() - t_over < 1.0 and time.monotonic() < deadline:  # 1 s (the world's) of the operator holding
+        graph.publish(far, graph.now(), 1 / 30, pub=graph.teleop_pub)  # the far target, however slow the world
         time.sleep(1 / 30)
     with graph.lock:
         q1 = max(q[0] for _, t, q in graph.commands[before:])

@@ -328,8 +328,8 @@ def test_a_stalled_control_loop_resumes_within_the_step_cap_on_franky_sim():
     the step cap, and joint 2 reached 1.5-1.6x its velocity limit on franky-sim. Now, judged on franky-sim's
     measured arm, joints 2 and 5 moving at the speed limit and the loop stalled 150 ms of robot time: the watchdog
     brakes after watchdog_s, no target (ours or the watchdog's) steps further than the cap, and after the stall
-    the arm is no faster than before it (at the limit, franky-sim's torque loop overshoots the commanded speed by
-    11-14 % with or without a stall: docs/safety.md)."""
+    no joint's measured speed exceeds 1.1x its limit (the torque loop's damping holds its overshoot at speed:
+    docs/safety.md)."""
     import threading
 
     from bac_ros.core.settings import from_mapping, node_parameters
@@ -377,7 +377,7 @@ def test_a_stalled_control_loop_resumes_within_the_step_cap_on_franky_sim():
     mt, speed = np.array([t for t, _ in measured]), np.max(np.stack([s for _, s in measured]), axis=1)
     before, after = speed[(mt > t0 + 0.6) & (mt < t_stall)].max(), speed[mt > t_stall].max()
     assert before >= 0.9  # it did move at the limit before the stall
-    assert after <= max(before, 1.0) + 0.05 and after <= 1.25, (before, after)
+    assert after <= 1.1, (before, after)
 
 
 @pytest.mark.slow
