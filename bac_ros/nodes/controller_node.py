@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
@@ -33,7 +34,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ..core.native_threads import start_native_thread
-from ..robot.fr3_arm import FR3Arm, HomingError, MotionStopped, RobotFault, drive
+from ..robot.fr3_arm import DEFAULT_DAMPING, DEFAULT_STIFFNESS, FR3Arm, HomingError, MotionStopped, RobotFault, drive
 from ..robot.interface import Arm
 from ..robot.limits import ArmLimits
 from ..robot.model import GRIPPER_MAX_WIDTH, Q_HOME
@@ -77,6 +78,9 @@ PARAMETERS = [
           "franky set_collision_behavior torque thresholds (Nm, 7 joints): the FR3's own reflexes"),
     Param("collision_force_thresholds", (20.0, 20.0, 20.0, 25.0, 25.0, 25.0),
           "franky set_collision_behavior force thresholds (N and Nm: x y z, rotations)"),
+    Param("joint_stiffness", DEFAULT_STIFFNESS, "the torque loop's joint impedance (Nm/rad, 7 joints, > 0)"),
+    Param("joint_damping", DEFAULT_DAMPING, "the torque loop's joint damping (Nm s/rad, 7 joints, >= 0); above "
+          "critical so that the arm does not overshoot the speed limit by more than 10 % (docs/safety.md)"),
 ] + from_settings(ArmLimits) + from_settings(ChunkRules)
 
 
@@ -97,12 +101,16 @@ class ControllerNode(Node):
             raise ValueError("parameters chunk_source and teleop_source must name a node (e.g. policy_node)")
         if len(p.collision_torque_thresholds) != 7 or len(p.collision_force_thresholds) != 6:
             raise ValueError("collision_torque_thresholds needs 7 values and collision_force_thresholds 6")
+        gains = np.asarray(p.joint_stiffness, float), np.asarray(p.joint_damping, float)
+        if gains[0].shape != (7,) or gains[1].shape != (7,) or not (np.all(gains[0] > 0) and np.all(gains[1] >= 0)):
+            raise ValueError(f"joint_stiffness needs 7 values > 0 and joint_damping 7 values >= 0, got "
+                             f"{list(p.joint_stiffness)} and {list(p.joint_damping)}")
         self.params, self.robot_ip, self.source = p, p.robot_ip, Source(p.source)
         self.senders = {Source.POLICY: p.chunk_source, Source.TELEOP: p.teleop_source}
         self.limits = settings_from(ArmLimits, p)
         self._arm_args = dict(limits=self.limits, realtime=p.realtime_mode == "enforce",
                               collision=(p.collision_torque_thresholds, p.collision_force_thresholds),
-                              auto_recover=p.auto_recover)
+                              auto_recover=p.auto_recover, stiffness=gains[0], damping=gains[1])
 
     def _init_state(self) -> None:
         self.reporter = Reporter(self)

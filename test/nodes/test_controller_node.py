@@ -190,3 +190,28 @@ def test_a_stop_holds_in_every_state_and_ends_a_homing(controller):
     resp = controller.on_stop(Trigger.Request(), Trigger.Response())
     assert resp.success and "nothing plays" in resp.message and controller.state == "faulted"
     controller.arm = None
+
+
+@pytest.mark.parametrize("name, value", [("joint_damping", "[100.0, 100.0, 100.0, 100.0, 40.0, 40.0]"),
+                                         ("joint_stiffness", "[600.0, 600.0, 600.0, 0.0, 250.0, 150.0, 50.0]"),
+                                         ("joint_damping", "[100.0, 100.0, -1.0, 100.0, 40.0, 40.0, 20.0]")])
+def test_joint_gains_need_seven_values_in_range(name, value):
+    """The torque loop's impedance: 7 stiffnesses > 0 and 7 dampings >= 0, or the node does not start."""
+    import rclpy
+
+    from bac_ros.nodes.controller_node import ControllerNode
+
+    rclpy.init(domain_id=219, args=["--ros-args", "-p", "robot_ip:=127.0.0.99", "-p", "realtime_mode:=ignore",
+                                    "-p", f"{name}:={value}"])
+    try:
+        with pytest.raises(ValueError, match="joint_stiffness needs 7 values > 0 and joint_damping 7 values >= 0"):
+            ControllerNode()
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_the_joint_gains_reach_the_arm(controller):
+    from bac_ros.robot.fr3_arm import DEFAULT_DAMPING, DEFAULT_STIFFNESS
+
+    assert list(controller._arm_args["stiffness"]) == list(DEFAULT_STIFFNESS)
+    assert list(controller._arm_args["damping"]) == list(DEFAULT_DAMPING)
