@@ -80,7 +80,7 @@ PARAMETERS = [
           "franky set_collision_behavior force thresholds (N and Nm: x y z, rotations)"),
     Param("joint_stiffness", DEFAULT_STIFFNESS, "the torque loop's joint impedance (Nm/rad, 7 joints, > 0)"),
     Param("joint_damping", DEFAULT_DAMPING, "the torque loop's joint damping (Nm s/rad, 7 joints, >= 0); above "
-          "critical so that the arm does not overshoot the speed limit by more than 10 % (docs/safety.md)"),
+          "critical, to keep the arm from overshooting the speed limit as it catches up (docs/safety.md)"),
 ] + from_settings(ArmLimits) + from_settings(ChunkRules)
 
 

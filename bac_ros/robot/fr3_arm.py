@@ -23,8 +23,8 @@ from .limits import ArmLimits, Envelope, box_excess, checked_target
 from .model import DQ_MAX, GRIPPER_MAX_WIDTH, Q_HIGH, Q_LOW
 
 DEFAULT_STIFFNESS = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)  # Nm/rad, joint impedance
-# Nm s/rad: above critical, so that an arm catching up with its target does not overshoot the speed limit by more
-# than 10 % (docs/safety.md, "measured speed"); None: franky's critical damping
+# Nm s/rad: above critical, to keep an arm catching up with its target from overshooting the speed limit
+# (docs/safety.md, "Why x1.25 for the measured speed"); None: franky's critical damping
 DEFAULT_DAMPING = (100.0, 100.0, 100.0, 100.0, 40.0, 40.0, 20.0)
 
 
