@@ -85,8 +85,7 @@ class CachedDenoiser:
     """Step k must be called with `timesteps[k]` (the scheduler's sequence the runtime was built for)."""
 
     def __init__(self, model: TransformerForDiffusion, schedule: Schedule, timesteps: torch.Tensor,
-                 hoist: bool = True, recorder: Recorder | None = None, monitor: bool = False,
-                 kv_buffers: bool = True):
+                 hoist: bool = True, recorder: Recorder | None = None, monitor: bool = False):
         cfg = model.cfg
         schedule.validate(cfg)
         if schedule.is_dynamic:
@@ -95,8 +94,6 @@ class CachedDenoiser:
         self.method = schedule.method
         if len(timesteps) != cfg.num_steps:
             raise ValueError(f"{len(timesteps)} timesteps for a {cfg.num_steps}-step schedule")
-        # kv_buffers False: K/V concatenated at each recompute (an exported graph must not write into buffers)
-        self.kv_buffers = hoist and kv_buffers
         if hoist:
             self._time_tok, self._time_kv = time_tables(model, timesteps)
             # per layer, every step's K and V (K, 1, H, 1 + To, d): time rows fixed here, observation rows
@@ -132,7 +129,7 @@ class CachedDenoiser:
         if self.hoist:
             self._obs_tok = self.model.obs_tokens(cond)
             self._obs_kv = [layer.ca.memory_kv(self._obs_tok) for layer in self.model.layers]
-            if self.kv_buffers and cond.shape[0] == 1:  # every step's cross-attention K/V, at once
+            if self.hoist and cond.shape[0] == 1:  # every step's cross-attention K/V, at once
                 for li, (ko, vo) in enumerate(self._obs_kv):
                     self._kv[li][0][:, :, :, 1:] = ko
                     self._kv[li][1][:, :, :, 1:] = vo
@@ -158,7 +155,7 @@ class CachedDenoiser:
                 self._store(k, j, layer.sa(x, self_mask))
             x = x + self._reused(k, j)
             if plan[j + 1]:
-                if self.kv_buffers and sample.shape[0] == 1:
+                if self.hoist and sample.shape[0] == 1:
                     self._store(k, j + 1, layer.ca.attend(x, self._kv[li][0][k], self._kv[li][1][k], memory_mask))
                 elif self.hoist:
                     kt, vt = time_kv[li]

@@ -5,7 +5,7 @@ is static. The observation encoder, the K steps with their block sets and the sa
 one static graph per schedule (`ScheduledInference`), from (image, joint state, initial noise, DDPM's step
 noise drawn ahead, the points the plan is held to) to (the denoised sample, the future actions). Backends run it:
 - `eager`: PyTorch op by op, the caching runtime (`CachedDenoiser`) itself: the reference;
-- `onnx`: exported once (`torch.onnx`, dynamo) and run by ONNX Runtime with `threads` intra-op threads (one by
+- `onnx`: the same function in fewer graph nodes (`lean.LeanInference`) exported once (`torch.onnx`, dynamo) and run by ONNX Runtime with `threads` intra-op threads (one by
   default, so the simulator and the controller keep the other cores); `CUDAExecutionProvider` where
   onnxruntime-gpu is installed;
 - `cuda-graph`: the eager graph captured once as a CUDA graph over static input buffers and replayed (GPU).
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from .caching import CachedDenoiser
+from .lean import LeanInference
 from .schedule import Schedule
 
 class Backend(StrEnum):
@@ -39,7 +40,7 @@ class Backend(StrEnum):
 
 BACKENDS = tuple(Backend)
 FORMAT = 2  # of the exported graph: bump when ScheduledInference's inputs or outputs change
-FROZEN_SOURCES = ("model.py", "encoders.py", "caching.py", "sampler.py", "diffusion.py", "inference.py")
+FROZEN_SOURCES = ("model.py", "encoders.py", "caching.py", "sampler.py", "diffusion.py", "inference.py", "lean.py")
 VERIFY_MSE = 1e-8  # a fresh artifact's future actions against eager, on random inputs (mean squared, rad)
 
 
@@ -116,14 +117,13 @@ class ScheduledInference(torch.nn.Module):
     full precision, through the same hoisted runtime). The loop over steps is Python over a static plan, so an
     export or a capture records it unrolled."""
 
-    def __init__(self, policy, schedule: Schedule | None, monitor: bool = False, export: bool = False):
+    def __init__(self, policy, schedule: Schedule | None, monitor: bool = False):
         super().__init__()
         self.policy = policy
         self.schedule = schedule if schedule is not None else Schedule.full(policy.cfg)
         if self.schedule.is_dynamic:
             raise ValueError("a dynamic schedule (teacache) has no static graph: run it eager")
-        self.denoiser = CachedDenoiser(policy.model, self.schedule, policy.sampler.timesteps, monitor=monitor,
-                                       kv_buffers=not export)
+        self.denoiser = CachedDenoiser(policy.model, self.schedule, policy.sampler.timesteps, monitor=monitor)
 
     def forward(self, image: torch.Tensor, state: torch.Tensor, noise: torch.Tensor, step_noise: torch.Tensor,
                 prefix: torch.Tensor, prefix_mask: torch.Tensor):
@@ -242,12 +242,13 @@ class OnnxInference(Inference):
         self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
 
     def _build(self) -> float:
-        """Export on the CPU, check against eager, then keep (atomically: a half-written file is never used)."""
+        """Export `LeanInference` on the CPU, check it against eager (`ScheduledInference`), then keep (atomically:
+        a half-written file is never used)."""
         t0 = time.monotonic()
         device = self.policy.device
         self.policy.to("cpu")
         try:
-            module = ScheduledInference(self.policy, self.schedule, export=True).eval()
+            module = LeanInference(self.policy, self.schedule).eval()
             image, state, noise = example_inputs(self.policy)
             args = (image, state, *noise.inputs(self.policy.cfg))
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +258,7 @@ class OnnxInference(Inference):
                                             output_names=self.NAMES[1], external_data=False, verbose=False)
             program.save(str(tmp))
             with torch.inference_mode():
-                want = module(*args)[1]
+                want = ScheduledInference(self.policy, self.schedule)(*args)[1]
         finally:
             self.policy.to(device)
         import onnxruntime as ort

@@ -62,17 +62,54 @@ def test_held_points_come_out_as_given_and_a_free_prefix_changes_nothing(sampler
         Prefix.future(cfg, torch.zeros(cfg.horizon, cfg.action_dim))  # more points than the future has
 
 
+def _mixed(cfg, reuse="copy"):
+    """Blocks at different steps: runs of reused blocks of every length, some repeated across steps."""
+    rng = np.random.default_rng(4)
+    blocks = {b: sorted({0, *rng.choice(np.arange(1, cfg.num_steps), 3, replace=False).tolist()})
+              for b in cfg.block_ids}
+    return Schedule.create(cfg, "acs-blockwise", blocks, num_updates=4, reuse=reuse)
+
+
+@pytest.mark.parametrize("sampler", [dict(type="ddim"), dict(type="ddpm"), dict(type="ddim", prediction_type="sample")])
+def test_the_lean_form_computes_what_eager_does(sampler):
+    """`LeanInference` (the function the ONNX backend exports) against the eager runtime, full and cached (copy
+    and forecast reuse), held and free: the same results up to float rounding."""
+    import dataclasses
+
+    from bac_ros.policy.diffusion import DiffusionPolicy
+    from bac_ros.policy.inference import ScheduledInference
+    from bac_ros.policy.lean import LeanInference
+    from support import tiny_config
+
+    policy = DiffusionPolicy.build(tiny_config(sampler=dict(sampler, num_train_timesteps=50,
+                                                            num_inference_steps=8)), seed=0)
+    cfg = policy.cfg
+    image, state, noise = example_inputs(policy, 7)
+    with torch.inference_mode():
+        for schedule in (None, _sparse(cfg), _sparse(cfg, "forecast"), _mixed(cfg), _mixed(cfg, "forecast")):
+            for n in (noise, dataclasses.replace(noise, prefix=None)):
+                args = (image, state, *n.inputs(cfg))
+                want, got = ScheduledInference(policy, schedule)(*args), LeanInference(policy, schedule)(*args)
+                for g, w in zip(got, want):
+                    assert g.shape == w.shape
+                    torch.testing.assert_close(g, w, rtol=0, atol=2e-5)
+                assert float(((got[1] - want[1]) ** 2).mean()) < 1e-12
+
+
 @pytest.mark.slow
 def test_onnx_matches_eager_and_is_cached_by_what_it_depends_on(tiny_policy, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("BAC_CACHE_DIR", str(tmp_path))
-    schedule = _sparse(tiny_policy.cfg)
+    schedule = _mixed(tiny_policy.cfg)
     onnx = build(tiny_policy, schedule, "onnx")
     assert onnx.built_s is not None and onnx.path.is_file()  # built once ...
     image, state, noise = example_inputs(tiny_policy, 9)
     x, a = onnx(image, state, noise)
     x0, a0 = build(tiny_policy, schedule)(image, state, noise)
     assert float(((a - a0) ** 2).mean()) < 1e-10 and float(((x - x0) ** 2).mean()) < 1e-10
+    forecast = build(tiny_policy, _mixed(tiny_policy.cfg, "forecast"), "onnx")
+    want = build(tiny_policy, _mixed(tiny_policy.cfg, "forecast"))(image, state, noise)[1]
+    assert float(((forecast(image, state, noise)[1] - want) ** 2).mean()) < 1e-10
     again = build(tiny_policy, schedule, "onnx")
     assert again.built_s is None and again.path == onnx.path  # ... then taken from the cache
     from bac_ros.policy.inference import artifact_key
