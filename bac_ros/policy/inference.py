@@ -254,7 +254,7 @@ class OnnxInference(Inference):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp.onnx")
             with torch.inference_mode(False), torch.no_grad():
-                program = torch.onnx.export(module, args, dynamo=True, optimize=False, input_names=self.NAMES[0],
+                program = torch.onnx.export(module, args, dynamo=True, optimize=True, input_names=self.NAMES[0],
                                             output_names=self.NAMES[1], external_data=False, verbose=False)
             program.save(str(tmp))
             with torch.inference_mode():
