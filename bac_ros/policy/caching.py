@@ -81,6 +81,14 @@ def time_tables(model: TransformerForDiffusion, timesteps: torch.Tensor):
     return tokens, kv
 
 
+def reused(out: torch.Tensor, slope: torch.Tensor | None, when: int, k: int) -> torch.Tensor:
+    """A block's contribution at step k from its output computed at step `when`: that output (copy reuse, or k is
+    `when`), else extrapolated to k with `slope` (forecast reuse)."""
+    if slope is None or k == when:
+        return out
+    return torch.add(out, slope, alpha=k - when)
+
+
 class CachedDenoiser:
     """Step k must be called with `timesteps[k]` (the scheduler's sequence the runtime was built for)."""
 
@@ -129,7 +137,7 @@ class CachedDenoiser:
         if self.hoist:
             self._obs_tok = self.model.obs_tokens(cond)
             self._obs_kv = [layer.ca.memory_kv(self._obs_tok) for layer in self.model.layers]
-            if self.hoist and cond.shape[0] == 1:  # every step's cross-attention K/V, at once
+            if cond.shape[0] == 1:  # every step's cross-attention K/V, at once
                 for li, (ko, vo) in enumerate(self._obs_kv):
                     self._kv[li][0][:, :, :, 1:] = ko
                     self._kv[li][1][:, :, :, 1:] = vo
@@ -186,9 +194,7 @@ class CachedDenoiser:
     def _reused(self, k: int, j: int) -> torch.Tensor:
         """What block j adds to the residual stream at step k: its output there if it computed, else its
         last output (copy) or that extrapolated to step k (forecast)."""
-        if self._slope[j] is None or k == self._when[j]:
-            return self._cache[j]
-        return torch.add(self._cache[j], self._slope[j], alpha=k - self._when[j])
+        return reused(self._cache[j], self._slope[j], self._when[j], k)
 
 
 class TeaCacheDenoiser:

@@ -5,9 +5,9 @@ is static. The observation encoder, the K steps with their block sets and the sa
 one static graph per schedule (`ScheduledInference`), from (image, joint state, initial noise, DDPM's step
 noise drawn ahead, the points the plan is held to) to (the denoised sample, the future actions). Backends run it:
 - `eager`: PyTorch op by op, the caching runtime (`CachedDenoiser`) itself: the reference;
-- `onnx`: the same function in fewer graph nodes (`lean.LeanInference`) exported once (`torch.onnx`, dynamo) and run by ONNX Runtime with `threads` intra-op threads (one by
-  default, so the simulator and the controller keep the other cores); `CUDAExecutionProvider` where
-  onnxruntime-gpu is installed;
+- `onnx`: the same function in fewer graph nodes (`lean.LeanInference`), exported once (`torch.onnx`, dynamo,
+  its optimiser on) and run by ONNX Runtime with `threads` intra-op threads (one by default, so the simulator
+  and the controller keep the other cores); `CUDAExecutionProvider` where onnxruntime-gpu is installed;
 - `cuda-graph`: the eager graph captured once as a CUDA graph over static input buffers and replayed (GPU).
 Built artifacts are cached (`cache_dir()`) under a key of everything they depend on: the weights' bytes, the
 schedule's content, the backend and device, the versions of torch / onnx / onnxruntime, and the source of the

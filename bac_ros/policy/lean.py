@@ -12,8 +12,7 @@ recomputes) is mostly node count: a cached schedule skips blocks but not that. T
   per-inference hoist;
 - the reused blocks' outputs added as sums of runs: a run of consecutive reused blocks that none of them has
   recomputed since an earlier step adds the sum made then (one node) instead of one node per block;
-- the held points (`Sampler.hold`) as one select from targets made for every step at once, the sampler's
-  coefficients as float32 constants (no casts in the loop).
+- the held points (`Sampler.hold`) as one select from targets made for every step at once.
 """
 from __future__ import annotations
 
@@ -22,12 +21,9 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .caching import time_tables
+from .caching import reused, time_tables
+from .model import _linear, _norm
 from .schedule import Schedule
-
-
-def _ln(norm, x):
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class LeanInference(torch.nn.Module):
@@ -69,7 +65,6 @@ class LeanInference(torch.nn.Module):
             # the noise level each step lands on, and the start's (index 0): the held points' targets
             self.hold_a = torch.stack([s.steps[0].sqrt_alpha_prod] + [c.sqrt_alpha_prev for c in s.steps])[:, None, None]
             self.hold_b = torch.stack([s.steps[0].sqrt_beta_prod] + [c.sqrt_beta_prev for c in s.steps])[:, None, None]
-            self.clip = None if s.clip is None else (torch.tensor(-s.clip), torch.tensor(s.clip))
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _heads(self, x):  # (rows, n * d) -> (n, rows, d)
@@ -86,35 +81,20 @@ class LeanInference(torch.nn.Module):
 
     def _sa(self, li, x):
         a = self.policy.model.layers[li].sa
-        qkv, n = self._heads(torch.addmm(self.sa_b[li], _ln(a.norm, x), self.sa_w[li])), self.n_head
+        qkv, n = self._heads(torch.addmm(self.sa_b[li], _norm(a.norm, x), self.sa_w[li])), self.n_head
         q, k, v = qkv[:n], qkv[n:2 * n], qkv[2 * n:]
-        return F.linear(self._attend(q, k.transpose(1, 2), v, self.self_mask), a.proj.weight, a.proj.bias)
+        return _linear(a.proj, self._attend(q, k.transpose(1, 2), v, self.self_mask))
 
     def _ca(self, li, x, k, memory):
         c = self.policy.model.layers[li].ca
-        q = self._heads(torch.addmm(self.ca_b[li], _ln(c.norm, x), self.ca_w[li]))
+        q = self._heads(torch.addmm(self.ca_b[li], _norm(c.norm, x), self.ca_w[li]))
         k_t = torch.cat([self.time_k[k][li], memory[li][0]], dim=2)
         v = torch.cat([self.time_v[k][li], memory[li][1]], dim=1)
-        return F.linear(self._attend(q, k_t, v, self.memory_mask), c.proj.weight, c.proj.bias)
+        return _linear(c.proj, self._attend(q, k_t, v, self.memory_mask))
 
     def _ffn(self, li, x):
         f = self.policy.model.layers[li].ffn
-        return F.linear(F.gelu(F.linear(_ln(f.norm, x), f.fc1.weight, f.fc1.bias)), f.fc2.weight, f.fc2.bias)
-
-    def _sampler_step(self, k, eps, x, step_noise):
-        s = self.policy.sampler
-        c = s.steps[k]
-        if s.prediction_type == "epsilon":
-            x0 = (x - c.sqrt_beta_prod * eps) / c.sqrt_alpha_prod
-        else:
-            x0 = eps
-            eps = None if s.ddpm else (x - c.sqrt_alpha_prod * x0) / c.sqrt_beta_prod
-        if self.clip is not None:
-            x0 = torch.clamp(x0, self.clip[0], self.clip[1])
-        if not s.ddpm:
-            return c.x0_coeff * x0 + c.x_coeff * eps
-        prev = c.x0_coeff * x0 + c.x_coeff * x
-        return prev if c.noise_std is None else prev + c.noise_std * step_noise[k, 0]
+        return _linear(f.fc2, F.gelu(_linear(f.fc1, _norm(f.norm, x))))
 
     # ---- the inference ---------------------------------------------------------------------------
     def forward(self, image, state, noise, step_noise, prefix, prefix_mask):
@@ -152,25 +132,20 @@ class LeanInference(torch.nn.Module):
                     slope[j] = (y - out[j]) / (k - when[j])
                 out[j], when[j] = y, k
                 h = h + y
-            eps = F.linear(_ln(m.ln_f, h), m.head.weight, m.head.bias)
-            x = torch.where(held, targets[k + 1], self._sampler_step(k, eps, x, step_noise))
+            eps = _linear(m.head, _norm(m.ln_f, h))
+            x = torch.where(held, targets[k + 1], p.sampler.step(k, eps, x, noise=step_noise[k, 0]))
         x = x[None]
         return x, p.future(p.from_model_actions(p.action_norm.unnormalize(x), state))
 
     def _run_sum(self, run, k, out, when, slope, sums):
         """What the reused blocks `run` (consecutive) add at step k: their outputs' sum, made once for as long as
-        none of them recomputes (copy reuse); forecast reuse extrapolates each to step k."""
-        if self.forecast:
-            parts = [out[j] if slope[j] is None or k == when[j] else torch.add(out[j], slope[j], alpha=k - when[j])
-                     for j in run]
-            total = parts[0]
-            for t in parts[1:]:
-                total = total + t
-            return total
+        none of them recomputes (copy reuse); forecast reuse extrapolates each to step k, anew at every step."""
         key = tuple((j, when[j]) for j in run)
-        if key not in sums:
-            total = out[run[0]]
+        if self.forecast or key not in sums:
+            total = reused(out[run[0]], slope[run[0]], when[run[0]], k)
             for j in run[1:]:
-                total = total + out[j]
+                total = total + reused(out[j], slope[j], when[j], k)
+            if self.forecast:
+                return total
             sums[key] = total
         return sums[key]
