@@ -33,7 +33,7 @@ class LeanInference(torch.nn.Module):
     def __init__(self, policy, schedule: Schedule | None):
         super().__init__()
         cfg, m = policy.cfg, policy.model
-        self.policy, self.cfg = policy, cfg
+        self.policy = policy
         self.schedule = schedule if schedule is not None else Schedule.full(cfg)
         if self.schedule.is_dynamic:
             raise ValueError("a dynamic schedule (teacache) has no static graph: run it eager")
@@ -44,7 +44,7 @@ class LeanInference(torch.nn.Module):
         self.d_head = e // cfg.n_head
         scale = 1.0 / math.sqrt(self.d_head)
         with torch.no_grad():
-            tokens, time_kv = time_tables(m, policy.sampler.timesteps)
+            _, time_kv = time_tables(m, policy.sampler.timesteps)
             # per step and layer the time row of the cross-attention keys (n_head, d, 1) and values (n_head, 1, d)
             self.time_k = [[k[0].transpose(1, 2).contiguous() for k, _ in row] for row in time_kv]
             self.time_v = [[v[0].contiguous() for _, v in row] for row in time_kv]
@@ -61,10 +61,9 @@ class LeanInference(torch.nn.Module):
             # additive masks (1, horizon, keys); none where nothing is masked (one observation step: the memory)
             self.self_mask, self.memory_mask = (mask[None] if mask is not None and bool((mask != 0).any()) else None
                                                 for mask in (m.self_mask, m.memory_mask))
-            s = policy.sampler
-            # the noise level each step lands on, and the start's (index 0): the held points' targets
-            self.hold_a = torch.stack([s.steps[0].sqrt_alpha_prod] + [c.sqrt_alpha_prev for c in s.steps])[:, None, None]
-            self.hold_b = torch.stack([s.steps[0].sqrt_beta_prod] + [c.sqrt_beta_prev for c in s.steps])[:, None, None]
+            # the held points' noise levels: the start's (index 0), then the one each step lands on
+            a, b = zip(*(policy.sampler.hold_level(k) for k in range(-1, cfg.num_steps)))
+            self.hold_a, self.hold_b = (torch.stack(c)[:, None, None] for c in (a, b))
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _heads(self, x):  # (rows, n * d) -> (n, rows, d)

@@ -77,11 +77,14 @@ class Sampler:
         level step `k` lands on (k = -1: the level the loop starts at) with the fixed `noise`; elsewhere kept.
         After the last step the level is clean, so the result equals `known` there. A zero mask returns
         `sample` bit for bit."""
-        if k < 0:
-            a, b = self.steps[0].sqrt_alpha_prod, self.steps[0].sqrt_beta_prod
-        else:
-            a, b = self.steps[k].sqrt_alpha_prev, self.steps[k].sqrt_beta_prev
+        a, b = self.hold_level(k)
         return mask * (a * known + b * noise) + (1 - mask) * sample
+
+    def hold_level(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(alpha_bar), sqrt(1 - alpha_bar)) of the level step `k` lands on (k = -1: the loop's start)."""
+        if k < 0:
+            return self.steps[0].sqrt_alpha_prod, self.steps[0].sqrt_beta_prod
+        return self.steps[k].sqrt_alpha_prev, self.steps[k].sqrt_beta_prev
 
     def draws(self, k: int) -> bool:
         """Whether step `k` adds noise (DDPM, t > 0): it then draws it from the generator, in step order."""
